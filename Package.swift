@@ -1,0 +1,84 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "artpay",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "artpay", targets: ["artpay"]),
+        .library(name: "AuctionCore", targets: ["AuctionCore"]),
+        .library(name: "Storage", targets: ["Storage"]),
+        .library(name: "AuctionRuntime", targets: ["AuctionRuntime"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // Pure auction rules: no I/O, no clock, no randomness.
+        .target(name: "AuctionCore", swiftSettings: strict),
+        // The durable, fenced event log: one protocol, PostgreSQL and SQLite backends.
+        .target(
+            name: "Storage",
+            dependencies: [
+                "AuctionCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Auction actors: serialise commands, group-commit to the store, close timers.
+        .target(
+            name: "AuctionRuntime",
+            dependencies: [
+                "AuctionCore",
+                "Storage",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "artpay",
+            dependencies: [
+                "AuctionCore",
+                "Storage",
+                "AuctionRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "AuctionCoreTests",
+            dependencies: [
+                "AuctionCore",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "StorageTests",
+            dependencies: ["AuctionCore", "Storage", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "AuctionRuntimeTests",
+            dependencies: ["AuctionCore", "Storage", "AuctionRuntime"],
+            swiftSettings: strict
+        ),
+    ]
+)

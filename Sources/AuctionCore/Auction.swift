@@ -1,0 +1,265 @@
+/// One auction as a pure state machine: `decide` turns a command into events (or a rejection)
+/// without changing anything; `apply` folds one event into the state. Nothing here reads a clock,
+/// does I/O or draws random numbers, so replaying the log rebuilds exactly the live state.
+///
+/// `seq` counts the events applied: the next event decided gets `seq + 1`. An auction that has not
+/// been created yet has `state == nil` and `seq == 0`.
+public struct Auction: Hashable, Sendable, Codable {
+    public let id: AuctionID
+    public private(set) var seq: Int64
+    public private(set) var state: AuctionState?
+
+    public init(id: AuctionID) {
+        self.id = id
+        self.seq = 0
+        self.state = nil
+    }
+
+    /// What the auction makes of `command` at `now`.
+    public enum Decision: Hashable, Sendable {
+        /// Append these events, in order; the command succeeds once they are durable.
+        case accept([AuctionEvent])
+        /// The bid id was accepted before with the same content: answer with its receipt, append nothing.
+        case alreadyAccepted(BidReceipt)
+        case reject(AuctionRejection)
+    }
+
+    public func decide(_ command: AuctionCommand, now: Timestamp) -> Decision {
+        do throws(AuctionRejection) {
+            switch command {
+            case .create(let terms):
+                return .accept(try decideCreate(terms, now: now))
+            case .placeBid(let bid):
+                let state = try existing()
+                if let receipt = try state.previousReceipt(bidId: bid.bidId, bidderId: bid.bidderId, amount: bid.maximum)
+                {
+                    return .alreadyAccepted(receipt)
+                }
+                return .accept(try state.decideBid(bid, now: now))
+            case .buyNow(let purchase):
+                let state = try existing()
+                if let receipt = try state.previousReceipt(
+                    bidId: purchase.bidId, bidderId: purchase.bidderId, amount: purchase.price)
+                {
+                    return .alreadyAccepted(receipt)
+                }
+                return .accept(try state.decideBuyNow(purchase, now: now))
+            case .close:
+                return .accept(try existing().decideClose(now: now))
+            case .cancel(let reason):
+                return .accept(try existing().decideCancel(reason: reason, now: now))
+            }
+        } catch {
+            return .reject(error)
+        }
+    }
+
+    private func existing() throws(AuctionRejection) -> AuctionState {
+        guard let state else { throw .auctionNotFound }
+        return state
+    }
+
+    private func decideCreate(_ terms: AuctionTerms, now: Timestamp) throws(AuctionRejection) -> [AuctionEvent] {
+        guard state == nil else { throw .auctionAlreadyExists }
+        guard terms.auctionId == id else { throw .invalidTerms("the auction id does not match") }
+        try terms.validate(now: now)
+        return [.created(AuctionCreated(terms: terms, at: now))]
+    }
+
+    /// Folds one event into the state. Throws when the event cannot follow the current state, which
+    /// only a corrupt or foreign log produces; the state is then unchanged.
+    public mutating func apply(_ event: AuctionEvent) throws(EventApplicationError) {
+        let seq = self.seq + 1
+        func broken(_ reason: String) -> EventApplicationError {
+            EventApplicationError(auctionId: id, seq: seq, reason: reason)
+        }
+        if case .created(let created) = event {
+            guard state == nil else { throw broken("created twice") }
+            guard created.terms.auctionId == id else { throw broken("created for another auction") }
+            state = AuctionState(created: created)
+            self.seq = seq
+            return
+        }
+        guard var next = state else { throw broken("\(event.kind.rawValue) before created") }
+        guard next.status == .running else { throw broken("\(event.kind.rawValue) after the auction ended") }
+        switch event {
+        case .created:
+            preconditionFailure("handled above")
+        case .bidAccepted(let bid):
+            guard bid.maximum.currency == next.terms.currency, bid.price.currency == next.terms.currency else {
+                throw broken("bid in a foreign currency")
+            }
+            guard next.receipts[bid.bidId] == nil else { throw broken("bid id \(bid.bidId) accepted twice") }
+            if bid.leaderBidId == bid.bidId {
+                guard bid.leaderId == bid.bidderId else { throw broken("leader does not match the bid") }
+                next.leader = Leader(bidderId: bid.bidderId, bidId: bid.bidId, maximum: bid.maximum)
+            } else {
+                guard next.leader?.bidId == bid.leaderBidId, next.leader?.bidderId == bid.leaderId else {
+                    throw broken("bid names a leader the auction does not have")
+                }
+            }
+            next.price = bid.price
+            next.bidCount += 1
+            next.receipts[bid.bidId] = BidReceipt(
+                bidId: bid.bidId, bidderId: bid.bidderId, maximum: bid.maximum, seq: seq, at: bid.at,
+                outcome: bid.leaderBidId == bid.bidId ? .leading : .outbid, price: bid.price)
+        case .boughtNow(let purchase):
+            guard purchase.price.currency == next.terms.currency else { throw broken("purchase in a foreign currency") }
+            guard next.receipts[purchase.bidId] == nil else { throw broken("bid id \(purchase.bidId) accepted twice") }
+            next.leader = Leader(bidderId: purchase.bidderId, bidId: purchase.bidId, maximum: purchase.price)
+            next.price = purchase.price
+            next.bidCount += 1
+            next.receipts[purchase.bidId] = BidReceipt(
+                bidId: purchase.bidId, bidderId: purchase.bidderId, maximum: purchase.price, seq: seq,
+                at: purchase.at, outcome: .boughtNow, price: purchase.price)
+        case .extended(let extension_):
+            guard extension_.endsAt > next.endsAt else { throw broken("extension does not move the end later") }
+            next.endsAt = extension_.endsAt
+        case .closed(let closed):
+            next.status = .closed(closed.result)
+        case .cancelled(let cancelled):
+            next.status = .cancelled(reason: cancelled.reason)
+        }
+        state = next
+        self.seq = seq
+    }
+
+    /// The state after applying `events` in order (a replay of a log, or of a snapshot's tail).
+    public mutating func apply(contentsOf events: some Sequence<AuctionEvent>) throws(EventApplicationError) {
+        for event in events { try apply(event) }
+    }
+
+    /// Rebuilds an auction from its whole log.
+    public static func replay(id: AuctionID, events: some Sequence<AuctionEvent>) throws(EventApplicationError)
+        -> Auction
+    {
+        var auction = Auction(id: id)
+        try auction.apply(contentsOf: events)
+        return auction
+    }
+}
+
+/// An event that cannot follow the state it was applied to: the log is corrupt or not this auction's.
+public struct EventApplicationError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var auctionId: AuctionID
+    public var seq: Int64
+    public var reason: String
+
+    public var description: String { "event \(seq) of auction \(auctionId) does not apply: \(reason)" }
+}
+
+extension AuctionState {
+    /// The receipt of an earlier acceptance of `bidId`, nil when the id is new. The same id with other
+    /// content is a conflict, never a second bid.
+    func previousReceipt(bidId: BidID, bidderId: UserID, amount: Money) throws(AuctionRejection) -> BidReceipt? {
+        guard let receipt = receipts[bidId] else { return nil }
+        guard receipt.bidderId == bidderId, receipt.maximum == amount else { throw .bidIdConflict(bidId) }
+        return receipt
+    }
+
+    /// The checks every bid and purchase pass: amount, currency, timing, seller.
+    private func checkBiddable(bidderId: UserID, amount: Money, now: Timestamp) throws(AuctionRejection) {
+        guard amount.currency == terms.currency else { throw .currencyMismatch(expected: terms.currency) }
+        guard amount.minorUnits > 0 else { throw .invalidAmount }
+        guard amount.minorUnits <= Money.maximumMinorUnits else {
+            throw .amountTooLarge(limitMinorUnits: Money.maximumMinorUnits)
+        }
+        switch phase(at: now) {
+        case .scheduled: throw .notOpenYet(opensAt: terms.opensAt)
+        case .open: break
+        case .ended, .closed: throw .auctionClosed
+        case .cancelled: throw .auctionCancelled
+        }
+        guard bidderId != terms.sellerId else { throw .sellerCannotBid }
+    }
+
+    func decideBid(_ bid: PlaceBid, now: Timestamp) throws(AuctionRejection) -> [AuctionEvent] {
+        try checkBiddable(bidderId: bid.bidderId, amount: bid.maximum, now: now)
+        let increments = terms.increments
+        func plusIncrement(_ amount: Money) -> Money {
+            Money(minorUnits: amount.minorUnits + increments.increment(at: amount.minorUnits), currency: amount.currency)
+        }
+        var newPrice: Money
+        var newLeader: Leader
+        if let leader, leader.bidderId == bid.bidderId {
+            // The leader raises their own maximum: the price stays (unless the reserve is now reached).
+            guard bid.maximum > leader.maximum else { throw .maximumNotAboveCurrent(currentMaximum: leader.maximum) }
+            newPrice = price
+            newLeader = Leader(bidderId: bid.bidderId, bidId: bid.bidId, maximum: bid.maximum)
+        } else {
+            let minimum = minimumNextBid
+            guard bid.maximum >= minimum else { throw .belowMinimum(minimum: minimum) }
+            if let leader {
+                if bid.maximum > leader.maximum {
+                    // The challenger takes the lead at one increment over the old leader's maximum.
+                    newPrice = min(bid.maximum, plusIncrement(leader.maximum))
+                    newLeader = Leader(bidderId: bid.bidderId, bidId: bid.bidId, maximum: bid.maximum)
+                } else {
+                    // The leader's proxy answers; on equal maxima the earlier bid keeps the lead.
+                    newPrice = min(leader.maximum, plusIncrement(bid.maximum))
+                    newLeader = leader
+                }
+            } else {
+                newPrice = terms.startingPrice
+                newLeader = Leader(bidderId: bid.bidderId, bidId: bid.bidId, maximum: bid.maximum)
+            }
+        }
+        if let reserve = terms.reservePrice, newLeader.maximum >= reserve, newPrice < reserve {
+            newPrice = reserve
+        }
+        var events: [AuctionEvent] = [
+            .bidAccepted(
+                BidAccepted(
+                    bidId: bid.bidId, bidderId: bid.bidderId, maximum: bid.maximum, at: now, price: newPrice,
+                    leaderBidId: newLeader.bidId, leaderId: newLeader.bidderId))
+        ]
+        let extendedEnd = now.advanced(by: terms.extensionWindow)
+        if terms.extensionWindow > .zero, extendedEnd > endsAt {
+            events.append(.extended(ClosingExtended(endsAt: extendedEnd, byBidId: bid.bidId)))
+        }
+        return events
+    }
+
+    func decideBuyNow(_ purchase: BuyNow, now: Timestamp) throws(AuctionRejection) -> [AuctionEvent] {
+        try checkBiddable(bidderId: purchase.bidderId, amount: purchase.price, now: now)
+        guard let buyNowPrice = terms.buyNowPrice, buyNowAvailable else { throw .buyNowUnavailable }
+        guard purchase.price == buyNowPrice else { throw .buyNowPriceMismatch(buyNowPrice: buyNowPrice) }
+        return [
+            .boughtNow(BoughtNow(bidId: purchase.bidId, bidderId: purchase.bidderId, price: buyNowPrice, at: now)),
+            .closed(
+                AuctionClosed(
+                    result: .sold(winnerId: purchase.bidderId, bidId: purchase.bidId, price: buyNowPrice), at: now)),
+        ]
+    }
+
+    func decideClose(now: Timestamp) throws(AuctionRejection) -> [AuctionEvent] {
+        switch phase(at: now) {
+        case .scheduled, .open: throw .notYetEnded(endsAt: endsAt)
+        case .closed: throw .auctionClosed
+        case .cancelled: throw .auctionCancelled
+        case .ended: break
+        }
+        let result: AuctionResult
+        if let leader {
+            if reserveMet {
+                result = .sold(winnerId: leader.bidderId, bidId: leader.bidId, price: price)
+            } else {
+                result = .unsold(.reserveNotMet)
+            }
+        } else {
+            result = .unsold(.noBids)
+        }
+        return [.closed(AuctionClosed(result: result, at: now))]
+    }
+
+    func decideCancel(reason: String, now: Timestamp) throws(AuctionRejection) -> [AuctionEvent] {
+        guard !reason.allSatisfy(\.isWhitespace), reason.count <= 500 else {
+            throw .invalidCommand("a cancel reason of 1 to 500 characters is required")
+        }
+        switch status {
+        case .closed: throw .auctionClosed
+        case .cancelled: throw .auctionCancelled
+        case .running: return [.cancelled(AuctionCancelled(reason: reason, at: now))]
+        }
+    }
+}

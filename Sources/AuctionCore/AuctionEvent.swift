@@ -1,0 +1,127 @@
+/// A fact the auction decided, in the order it decided it. The per-auction sequence of events is
+/// the durable truth: folding them with `Auction.apply` rebuilds exactly the live state.
+///
+/// Events carry their results (price, leader) so that subscribers and read models never need to
+/// re-run the auction rules. They also carry bidders' maxima, which are secret: project them away
+/// before an event leaves the owning node for a client.
+public enum AuctionEvent: Hashable, Sendable {
+    case created(AuctionCreated)
+    case bidAccepted(BidAccepted)
+    case boughtNow(BoughtNow)
+    case extended(ClosingExtended)
+    case closed(AuctionClosed)
+    case cancelled(AuctionCancelled)
+
+    /// The stable name of the event kind, as stored in the log.
+    public var kind: Kind {
+        switch self {
+        case .created: .created
+        case .bidAccepted: .bidAccepted
+        case .boughtNow: .boughtNow
+        case .extended: .extended
+        case .closed: .closed
+        case .cancelled: .cancelled
+        }
+    }
+
+    public enum Kind: String, Hashable, Sendable, Codable, CaseIterable {
+        case created = "created"
+        case bidAccepted = "bid_accepted"
+        case boughtNow = "bought_now"
+        case extended = "extended"
+        case closed = "closed"
+        case cancelled = "cancelled"
+    }
+}
+
+public struct AuctionCreated: Hashable, Sendable, Codable {
+    public var terms: AuctionTerms
+    public var at: Timestamp
+
+    public init(terms: AuctionTerms, at: Timestamp) {
+        self.terms = terms
+        self.at = at
+    }
+}
+
+/// A bid was accepted. `price` and `leader…` are the auction's visible state after it; when the
+/// leader is someone else, this bid was immediately outbid by the leader's proxy.
+public struct BidAccepted: Hashable, Sendable, Codable {
+    public var bidId: BidID
+    public var bidderId: UserID
+    public var maximum: Money
+    public var at: Timestamp
+    public var price: Money
+    public var leaderBidId: BidID
+    public var leaderId: UserID
+
+    public init(
+        bidId: BidID, bidderId: UserID, maximum: Money, at: Timestamp, price: Money, leaderBidId: BidID,
+        leaderId: UserID
+    ) {
+        self.bidId = bidId
+        self.bidderId = bidderId
+        self.maximum = maximum
+        self.at = at
+        self.price = price
+        self.leaderBidId = leaderBidId
+        self.leaderId = leaderId
+    }
+}
+
+/// The lot was bought at its buy-now price; a `closed` event follows in the same batch.
+public struct BoughtNow: Hashable, Sendable, Codable {
+    public var bidId: BidID
+    public var bidderId: UserID
+    public var price: Money
+    public var at: Timestamp
+
+    public init(bidId: BidID, bidderId: UserID, price: Money, at: Timestamp) {
+        self.bidId = bidId
+        self.bidderId = bidderId
+        self.price = price
+        self.at = at
+    }
+}
+
+/// Soft close: a late bid moved the end of the auction.
+public struct ClosingExtended: Hashable, Sendable, Codable {
+    public var endsAt: Timestamp
+    public var byBidId: BidID
+
+    public init(endsAt: Timestamp, byBidId: BidID) {
+        self.endsAt = endsAt
+        self.byBidId = byBidId
+    }
+}
+
+public struct AuctionClosed: Hashable, Sendable, Codable {
+    public var result: AuctionResult
+    public var at: Timestamp
+
+    public init(result: AuctionResult, at: Timestamp) {
+        self.result = result
+        self.at = at
+    }
+}
+
+public struct AuctionCancelled: Hashable, Sendable, Codable {
+    public var reason: String
+    public var at: Timestamp
+
+    public init(reason: String, at: Timestamp) {
+        self.reason = reason
+        self.at = at
+    }
+}
+
+/// How an auction ended. Decided once, by the `closed` event.
+public enum AuctionResult: Hashable, Sendable, Codable {
+    case sold(winnerId: UserID, bidId: BidID, price: Money)
+    case unsold(UnsoldReason)
+}
+
+public enum UnsoldReason: String, Hashable, Sendable, Codable {
+    case noBids = "no_bids"
+    case reserveNotMet = "reserve_not_met"
+}
