@@ -1,0 +1,124 @@
+public import AuctionCore
+
+/// The durable truth of the engine: per-auction ordered event logs, snapshots, and the shard
+/// ownership leases that fence them. PostgreSQL and SQLite implement it and pass one conformance
+/// suite.
+///
+/// Invariants every implementation keeps:
+/// - `acquire` bumps a shard's epoch atomically; epochs of a shard only grow.
+/// - `append` writes a whole batch or nothing. Each entry is conditional on its shard's current
+///   epoch being exactly the writer's (fencing) and on `firstSeq` being the auction's next sequence
+///   number (no gap, no duplicate). Concurrent `acquire`s and `append`s serialise so that once an
+///   `acquire` has returned epoch e+1, no append with epoch e can commit.
+/// - Reads return events in `seq` order, starting right after the requested seq, with no gap.
+public protocol EventStore: Sendable {
+    /// Creates or upgrades the schema; safe to call from several nodes at once and more than once.
+    func migrate() async throws(StorageError)
+
+    /// Takes ownership of `shard` for `node`: its epoch becomes the previous one plus one (1 for a
+    /// shard never owned). The returned epoch fences every earlier owner.
+    func acquire(shard: ShardID, node: NodeID) async throws(StorageError) -> ShardLease
+
+    /// The current lease of `shard`, nil when no node ever took it.
+    func lease(of shard: ShardID) async throws(StorageError) -> ShardLease?
+
+    /// Appends every entry of `batch` in one transaction, or nothing (see the invariants above).
+    func append(_ batch: AppendBatch) async throws(StorageError)
+
+    /// The latest snapshot of `auction` and every event after it; empty when the auction has no log.
+    func load(_ auction: AuctionID) async throws(StorageError) -> StoredAuction
+
+    /// Up to `limit` events of `auction` with `seq > afterSeq`, in order.
+    func events(of auction: AuctionID, after afterSeq: Int64, limit: Int) async throws(StorageError) -> [StoredEvent]
+}
+
+/// Who may write a shard, and with which fencing epoch.
+public struct ShardLease: Hashable, Sendable {
+    public var shard: ShardID
+    public var epoch: Epoch
+    public var owner: NodeID
+
+    public init(shard: ShardID, epoch: Epoch, owner: NodeID) {
+        self.shard = shard
+        self.epoch = epoch
+        self.owner = owner
+    }
+}
+
+/// Events decided together, possibly for many auctions (group commit), written atomically.
+public struct AppendBatch: Sendable {
+    public var entries: [AppendEntry]
+
+    public init(entries: [AppendEntry]) {
+        self.entries = entries
+    }
+}
+
+/// The next events of one auction, written under `epoch` of `shard`.
+public struct AppendEntry: Sendable {
+    public var auction: AuctionID
+    public var shard: ShardID
+    public var epoch: Epoch
+    /// The seq of the first event; the auction's log must end at `firstSeq - 1`.
+    public var firstSeq: Int64
+    public var events: [AuctionEvent]
+    /// The auction as of the last event of this entry, stored as its latest snapshot.
+    public var snapshot: Auction?
+
+    public init(
+        auction: AuctionID, shard: ShardID, epoch: Epoch, firstSeq: Int64, events: [AuctionEvent],
+        snapshot: Auction? = nil
+    ) {
+        self.auction = auction
+        self.shard = shard
+        self.epoch = epoch
+        self.firstSeq = firstSeq
+        self.events = events
+        self.snapshot = snapshot
+    }
+
+    public var lastSeq: Int64 { firstSeq + Int64(events.count) - 1 }
+}
+
+/// One event of an auction's log, with where it stands and who wrote it.
+public struct StoredEvent: Hashable, Sendable {
+    public var auction: AuctionID
+    public var seq: Int64
+    /// The epoch the writer held: non-decreasing along `seq`.
+    public var epoch: Epoch
+    public var event: AuctionEvent
+
+    public init(auction: AuctionID, seq: Int64, epoch: Epoch, event: AuctionEvent) {
+        self.auction = auction
+        self.seq = seq
+        self.epoch = epoch
+        self.event = event
+    }
+}
+
+/// What the store holds of one auction: its latest snapshot and the events after it.
+public struct StoredAuction: Sendable {
+    public var snapshot: Auction?
+    public var tail: [StoredEvent]
+
+    public init(snapshot: Auction?, tail: [StoredEvent]) {
+        self.snapshot = snapshot
+        self.tail = tail
+    }
+
+    /// The live auction these add up to.
+    public func restore(_ id: AuctionID) throws(StorageError) -> Auction {
+        var auction = snapshot ?? Auction(id: id)
+        for stored in tail {
+            guard stored.seq == auction.seq + 1 else {
+                throw .corruptRecord(auction: id, seq: stored.seq, reason: "expected seq \(auction.seq + 1)")
+            }
+            do {
+                try auction.apply(stored.event)
+            } catch {
+                throw .corruptRecord(auction: id, seq: stored.seq, reason: error.reason)
+            }
+        }
+        return auction
+    }
+}

@@ -1,0 +1,222 @@
+public import AuctionCore
+public import Logging
+public import PostgresNIO
+
+/// The production event store: PostgreSQL through postgres-nio's connection pool.
+///
+/// The caller owns the `PostgresClient` and must keep its `run()` going (it is a ServiceLifecycle
+/// service). Each append is one statement and one round trip (see `PostgresSchema`), so the pool's
+/// connections bound how many batches are in flight at once.
+public struct PostgresEventStore: EventStore {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger = Logger(label: "artpay.storage.postgres")) {
+        self.client = client
+        self.logger = logger
+    }
+
+    public func migrate() async throws(StorageError) {
+        try await guarded {
+            try await client.withTransaction(logger: logger) { connection in
+                // Nodes starting together take turns; the lock ends with the transaction.
+                try await connection.query("SELECT pg_advisory_xact_lock(7274297)", logger: logger)
+                try await connection.query(
+                    """
+                    CREATE TABLE IF NOT EXISTS artpay_schema_migrations (
+                        version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())
+                    """, logger: logger)
+                var applied = Set<Int32>()
+                for try await version in try await connection.query(
+                    "SELECT version FROM artpay_schema_migrations", logger: logger
+                ).decode(Int32.self) {
+                    applied.insert(version)
+                }
+                for migration in PostgresSchema.migrations where !applied.contains(migration.version) {
+                    for statement in migration.statements {
+                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                    try await connection.query(
+                        "INSERT INTO artpay_schema_migrations (version) VALUES (\(migration.version))", logger: logger)
+                }
+            }
+        }
+    }
+
+    public func acquire(shard: ShardID, node: NodeID) async throws(StorageError) -> ShardLease {
+        let epoch: Int64 = try await guarded {
+            let rows = try await client.query(
+                """
+                INSERT INTO shard_leases (shard, epoch, owner) VALUES (\(shard.rawValue), 1, \(node.rawValue))
+                ON CONFLICT (shard) DO UPDATE
+                    SET epoch = shard_leases.epoch + 1, owner = excluded.owner, acquired_at = now()
+                RETURNING epoch
+                """, logger: logger)
+            for try await epoch in rows.decode(Int64.self) { return epoch }
+            throw StorageError.unavailable("acquire returned no row")
+        }
+        return ShardLease(shard: shard, epoch: Epoch(epoch), owner: node)
+    }
+
+    public func lease(of shard: ShardID) async throws(StorageError) -> ShardLease? {
+        let row: (Int64, String)? = try await guarded {
+            let rows = try await client.query(
+                "SELECT epoch, owner FROM shard_leases WHERE shard = \(shard.rawValue)", logger: logger)
+            for try await row in rows.decode((Int64, String).self) { return row }
+            return nil
+        }
+        guard let (epoch, owner) = row else { return nil }
+        guard let node = NodeID(rawValue: owner) else {
+            throw .unavailable("lease of \(shard) names an invalid node id")
+        }
+        return ShardLease(shard: shard, epoch: Epoch(epoch), owner: node)
+    }
+
+    public func append(_ batch: AppendBatch) async throws(StorageError) {
+        try batch.validate()
+        guard !batch.entries.isEmpty else { return }
+        var shardEpochs: [ShardID: Epoch] = [:]
+        for entry in batch.entries {
+            if let other = shardEpochs[entry.shard], other != entry.epoch {
+                throw .invalidBatch("two epochs for \(entry.shard) in one batch")
+            }
+            shardEpochs[entry.shard] = entry.epoch
+        }
+        let shards = shardEpochs.keys.sorted()
+        var eAuction: [String] = [], eSeq: [Int64] = [], eShard: [Int32] = [], eEpoch: [Int64] = []
+        var eKind: [String] = [], ePayload: [String] = []
+        var sAuction: [String] = [], sSeq: [Int64] = [], sState: [String] = []
+        for entry in batch.entries {
+            for (offset, event) in entry.events.enumerated() {
+                let (kind, payload) = EventCodec.encode(event)
+                eAuction.append(entry.auction.rawValue)
+                eSeq.append(entry.firstSeq + Int64(offset))
+                eShard.append(entry.shard.rawValue)
+                eEpoch.append(entry.epoch.rawValue)
+                eKind.append(kind)
+                ePayload.append(payload)
+            }
+            if let snapshot = entry.snapshot {
+                sAuction.append(entry.auction.rawValue)
+                sSeq.append(snapshot.seq)
+                sState.append(EventCodec.encodeSnapshot(snapshot))
+            }
+        }
+        let query: PostgresQuery = """
+            SELECT o_outcome, o_shard, o_auction, o_expected, o_actual FROM artpay_append(
+                \(shards.map(\.rawValue)), \(shards.map { shardEpochs[$0]!.rawValue }),
+                \(batch.entries.map(\.auction.rawValue)), \(batch.entries.map { $0.firstSeq - 1 }),
+                \(eAuction), \(eSeq), \(eShard), \(eEpoch), \(eKind), \(ePayload),
+                \(sAuction), \(sSeq), \(sState))
+            """
+        typealias Outcome = (String, Int32?, String?, Int64?, Int64?)
+        let race = StorageError.seqConflict(
+            auction: batch.entries[0].auction, expectedLastSeq: batch.entries[0].firstSeq - 1, actualLastSeq: nil)
+        let outcomes: [Outcome] = try await guarded(uniqueViolation: race) {
+            var outcomes: [Outcome] = []
+            for try await row in try await client.query(query, logger: logger).decode(Outcome.self) {
+                outcomes.append(row)
+            }
+            return outcomes
+        }
+        var fenced: [StorageError.FencedShard] = []
+        for (outcome, shard, auction, expected, actual) in outcomes {
+            switch outcome {
+            case "ok":
+                return
+            case "fenced":
+                let shard = ShardID(shard ?? -1)
+                fenced.append(
+                    .init(shard: shard, writerEpoch: Epoch(expected ?? 0), currentEpoch: actual.map(Epoch.init)))
+            case "seq_conflict":
+                let id = auction.flatMap(AuctionID.init(rawValue:)) ?? batch.entries[0].auction
+                throw .seqConflict(auction: id, expectedLastSeq: expected ?? -1, actualLastSeq: actual)
+            default:
+                throw .unavailable("unexpected append outcome '\(outcome)'")
+            }
+        }
+        if !fenced.isEmpty { throw .fenced(fenced) }
+        throw .unavailable("append returned no outcome")
+    }
+
+    public func load(_ auction: AuctionID) async throws(StorageError) -> StoredAuction {
+        let snapshotRow: (Int64, String)? = try await guarded {
+            let rows = try await client.query(
+                "SELECT seq, state::text FROM auction_snapshots WHERE auction_id = \(auction.rawValue)",
+                logger: logger)
+            for try await row in rows.decode((Int64, String).self) { return row }
+            return nil
+        }
+        var snapshot: Auction?
+        if let (seq, state) = snapshotRow {
+            snapshot = try EventCodec.decodeSnapshot(state, auction: auction, seq: seq)
+        }
+        var tail: [StoredEvent] = []
+        var after = snapshot?.seq ?? 0
+        while true {
+            let page = try await events(of: auction, after: after, limit: 1_000)
+            tail += page
+            guard page.count == 1_000, let last = page.last else { break }
+            after = last.seq
+        }
+        return StoredAuction(snapshot: snapshot, tail: tail)
+    }
+
+    public func events(
+        of auction: AuctionID, after afterSeq: Int64, limit: Int
+    ) async throws(StorageError) -> [StoredEvent] {
+        let rows: [(Int64, Int64, String, String)] = try await guarded {
+            var rows: [(Int64, Int64, String, String)] = []
+            let sequence = try await client.query(
+                """
+                SELECT seq, epoch, kind, payload::text FROM auction_events
+                WHERE auction_id = \(auction.rawValue) AND seq > \(afterSeq) ORDER BY seq LIMIT \(Int64(limit))
+                """, logger: logger)
+            for try await row in sequence.decode((Int64, Int64, String, String).self) { rows.append(row) }
+            return rows
+        }
+        return try rows.storedEvents(of: auction, after: afterSeq)
+    }
+
+    /// Runs database work, mapping every failure to a `StorageError` that is safe to log.
+    private func guarded<T>(
+        uniqueViolation: StorageError? = nil, _ work: () async throws -> T
+    ) async throws(StorageError) -> T {
+        do {
+            return try await work()
+        } catch let error as StorageError {
+            throw error
+        } catch let error as PSQLError {
+            if let server = error.serverInfo {
+                let state = server[.sqlState] ?? "?????"
+                if state == "23505", let uniqueViolation {
+                    throw uniqueViolation
+                }
+                throw .unavailable("PostgreSQL error \(state): \(server[.message] ?? "")")
+            }
+            throw .unavailable("PostgreSQL connection: \(error.code)")
+        } catch let error as PostgresDecodingError {
+            throw .unavailable("unexpected row shape: \(error.code)")
+        } catch {
+            throw .unavailable("\(type(of: error))")
+        }
+    }
+}
+
+extension Array where Element == (Int64, Int64, String, String) {
+    /// Decodes raw `(seq, epoch, kind, payload)` rows, checking they follow `afterSeq` without a gap.
+    func storedEvents(of auction: AuctionID, after afterSeq: Int64) throws(StorageError) -> [StoredEvent] {
+        var expected = afterSeq + 1
+        var result: [StoredEvent] = []
+        result.reserveCapacity(count)
+        for (seq, epoch, kind, payload) in self {
+            guard seq == expected else {
+                throw .corruptRecord(auction: auction, seq: seq, reason: "gap: expected seq \(expected)")
+            }
+            let event = try EventCodec.decode(kind: kind, payload: payload, auction: auction, seq: seq)
+            result.append(StoredEvent(auction: auction, seq: seq, epoch: Epoch(epoch), event: event))
+            expected += 1
+        }
+        return result
+    }
+}

@@ -1,0 +1,91 @@
+/// The PostgreSQL schema, as an ordered list of migrations. A migration is never edited once
+/// released; changes are new migrations with the next version.
+enum PostgresSchema {
+    struct Migration {
+        var version: Int32
+        var statements: [String]
+    }
+
+    static let migrations: [Migration] = [
+        Migration(
+            version: 1,
+            statements: [
+                """
+                CREATE TABLE shard_leases (
+                    shard integer PRIMARY KEY,
+                    epoch bigint NOT NULL CHECK (epoch > 0),
+                    owner text NOT NULL,
+                    acquired_at timestamptz NOT NULL DEFAULT now()
+                )
+                """,
+                """
+                CREATE TABLE auction_events (
+                    auction_id text NOT NULL,
+                    seq bigint NOT NULL CHECK (seq > 0),
+                    shard integer NOT NULL,
+                    epoch bigint NOT NULL,
+                    kind text NOT NULL,
+                    payload jsonb NOT NULL,
+                    recorded_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (auction_id, seq)
+                )
+                """,
+                """
+                CREATE TABLE auction_snapshots (
+                    auction_id text PRIMARY KEY,
+                    seq bigint NOT NULL CHECK (seq > 0),
+                    state jsonb NOT NULL,
+                    taken_at timestamptz NOT NULL DEFAULT now()
+                )
+                """,
+                // One round trip per batch: fence, check seqs, insert events and snapshots, all in the
+                // statement's own transaction. Share locks on the lease rows make a concurrent
+                // acquire (which updates them) wait for in-flight appends, and every later append
+                // see the new epoch. Expected refusals are returned as rows, not raised.
+                """
+                CREATE FUNCTION artpay_append(
+                    p_shards integer[], p_epochs bigint[],
+                    p_auctions text[], p_expected bigint[],
+                    e_auction text[], e_seq bigint[], e_shard integer[], e_epoch bigint[], e_kind text[],
+                    e_payload text[],
+                    s_auction text[], s_seq bigint[], s_state text[]
+                ) RETURNS TABLE (o_outcome text, o_shard integer, o_auction text, o_expected bigint, o_actual bigint)
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    RETURN QUERY
+                        WITH locked AS (
+                            SELECT l.shard AS s, l.epoch AS e FROM shard_leases l
+                            WHERE l.shard = ANY(p_shards) FOR SHARE
+                        )
+                        SELECT 'fenced'::text, w.s, NULL::text, w.e, locked.e
+                        FROM unnest(p_shards, p_epochs) AS w(s, e) LEFT JOIN locked ON locked.s = w.s
+                        WHERE locked.e IS DISTINCT FROM w.e;
+                    IF FOUND THEN RETURN; END IF;
+
+                    RETURN QUERY
+                        SELECT 'seq_conflict'::text, NULL::integer, x.a, x.expected, h.last
+                        FROM unnest(p_auctions, p_expected) AS x(a, expected)
+                        CROSS JOIN LATERAL (
+                            SELECT coalesce(max(ev.seq), 0) AS last FROM auction_events ev WHERE ev.auction_id = x.a
+                        ) h
+                        WHERE h.last <> x.expected;
+                    IF FOUND THEN RETURN; END IF;
+
+                    INSERT INTO auction_events (auction_id, seq, shard, epoch, kind, payload)
+                    SELECT t.a, t.s, t.sh, t.ep, t.k, t.p::jsonb
+                    FROM unnest(e_auction, e_seq, e_shard, e_epoch, e_kind, e_payload) AS t(a, s, sh, ep, k, p);
+
+                    INSERT INTO auction_snapshots AS cur (auction_id, seq, state)
+                    SELECT t.a, t.s, t.st::jsonb FROM unnest(s_auction, s_seq, s_state) AS t(a, s, st)
+                    ON CONFLICT (auction_id) DO UPDATE
+                        SET seq = excluded.seq, state = excluded.state, taken_at = now()
+                        WHERE cur.seq < excluded.seq;
+
+                    RETURN QUERY SELECT 'ok'::text, NULL::integer, NULL::text, NULL::bigint, NULL::bigint;
+                END
+                $$
+                """,
+            ]
+        )
+    ]
+}

@@ -1,0 +1,279 @@
+public import AuctionCore
+public import Logging
+import NIOCore
+import NIOPosix
+import SQLiteNIO
+
+/// The embedded event store: one SQLite file, for the one-command local cluster and for tests.
+///
+/// Several processes may open the same file: WAL mode, a busy timeout and `BEGIN IMMEDIATE`
+/// serialise writers, which is what fencing needs (an append checks the lease epoch inside the
+/// same write transaction that inserts). `synchronous=FULL` makes a commit durable before an
+/// append returns. Within one process, transactions on the single connection take turns.
+public actor SQLiteEventStore: EventStore {
+    private let connection: SQLiteConnection
+    /// This connection's own thread: a statement waiting out another process's write lock
+    /// (busy timeout) blocks it, and must not starve other connections of threads.
+    private let threadPool: NIOThreadPool
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    private init(connection: SQLiteConnection, threadPool: NIOThreadPool) {
+        self.connection = connection
+        self.threadPool = threadPool
+    }
+
+    /// Opens (creating when missing) the database file at `path`.
+    public static func open(path: String, logger: Logger = Logger(label: "artpay.storage.sqlite")) async throws(
+        StorageError
+    ) -> SQLiteEventStore {
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+        do {
+            let connection = try await SQLiteConnection.open(
+                storage: .file(path: path), threadPool: threadPool, logger: logger,
+                on: MultiThreadedEventLoopGroup.singleton.any())
+            _ = try await connection.query("PRAGMA busy_timeout = 10000")
+            _ = try await connection.query("PRAGMA journal_mode = WAL")
+            _ = try await connection.query("PRAGMA synchronous = FULL")
+            return SQLiteEventStore(connection: connection, threadPool: threadPool)
+        } catch {
+            try? await threadPool.shutdownGracefully()
+            throw .unavailable("cannot open SQLite database at \(path): \(error)")
+        }
+    }
+
+    public func close() async {
+        try? await connection.close()
+        try? await threadPool.shutdownGracefully()
+    }
+
+    public func migrate() async throws(StorageError) {
+        try await transaction { db in
+            _ = try await db.query(
+                "CREATE TABLE IF NOT EXISTS artpay_schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+            let applied = Set(try await db.query("SELECT version FROM artpay_schema_migrations").compactMap {
+                $0.column("version")?.integer
+            })
+            for migration in SQLiteSchema.migrations where !applied.contains(migration.version) {
+                for statement in migration.statements { _ = try await db.query(statement) }
+                _ = try await db.query(
+                    "INSERT INTO artpay_schema_migrations (version, applied_at) VALUES (?, datetime('now'))",
+                    [.integer(migration.version)])
+            }
+        }
+    }
+
+    public func acquire(shard: ShardID, node: NodeID) async throws(StorageError) -> ShardLease {
+        let epoch: Int64 = try await transaction { db in
+            let rows = try await db.query(
+                """
+                INSERT INTO shard_leases (shard, epoch, owner, acquired_at) VALUES (?, 1, ?, datetime('now'))
+                ON CONFLICT (shard) DO UPDATE
+                    SET epoch = shard_leases.epoch + 1, owner = excluded.owner, acquired_at = excluded.acquired_at
+                RETURNING epoch
+                """, [.integer(Int(shard.rawValue)), .text(node.rawValue)])
+            guard let epoch = rows.first?.column("epoch")?.integer else {
+                throw StorageError.unavailable("acquire returned no row")
+            }
+            return Int64(epoch)
+        }
+        return ShardLease(shard: shard, epoch: Epoch(epoch), owner: node)
+    }
+
+    public func lease(of shard: ShardID) async throws(StorageError) -> ShardLease? {
+        let row: SQLiteRow? = try await exclusive {
+            try await connection.query(
+                "SELECT epoch, owner FROM shard_leases WHERE shard = ?", [.integer(Int(shard.rawValue))]
+            ).first
+        }
+        guard let row else { return nil }
+        guard let epoch = row.column("epoch")?.integer, let owner = row.column("owner")?.string.flatMap(NodeID.init)
+        else { throw .unavailable("lease of \(shard) is malformed") }
+        return ShardLease(shard: shard, epoch: Epoch(Int64(epoch)), owner: owner)
+    }
+
+    public func append(_ batch: AppendBatch) async throws(StorageError) {
+        try batch.validate()
+        guard !batch.entries.isEmpty else { return }
+        let race = StorageError.seqConflict(
+            auction: batch.entries[0].auction, expectedLastSeq: batch.entries[0].firstSeq - 1, actualLastSeq: nil)
+        try await transaction(uniqueViolation: race) { db in
+            var fenced: [StorageError.FencedShard] = []
+            var checked = Set<ShardID>()
+            for entry in batch.entries where checked.insert(entry.shard).inserted {
+                let current = try await db.query(
+                    "SELECT epoch FROM shard_leases WHERE shard = ?", [.integer(Int(entry.shard.rawValue))]
+                ).first?.column("epoch")?.integer.map { Epoch(Int64($0)) }
+                if current != entry.epoch {
+                    fenced.append(.init(shard: entry.shard, writerEpoch: entry.epoch, currentEpoch: current))
+                }
+            }
+            if !fenced.isEmpty { throw StorageError.fenced(fenced) }
+            for entry in batch.entries {
+                let last = try await db.query(
+                    "SELECT coalesce(max(seq), 0) AS last FROM auction_events WHERE auction_id = ?",
+                    [.text(entry.auction.rawValue)]
+                ).first?.column("last")?.integer ?? 0
+                guard Int64(last) == entry.firstSeq - 1 else {
+                    throw StorageError.seqConflict(
+                        auction: entry.auction, expectedLastSeq: entry.firstSeq - 1, actualLastSeq: Int64(last))
+                }
+            }
+            for entry in batch.entries {
+                for (offset, event) in entry.events.enumerated() {
+                    let (kind, payload) = EventCodec.encode(event)
+                    _ = try await db.query(
+                        """
+                        INSERT INTO auction_events (auction_id, seq, shard, epoch, kind, payload, recorded_at)
+                        VALUES (?, ?, ?, ?, ?, ?, datetime('now'))
+                        """,
+                        [
+                            .text(entry.auction.rawValue), .integer(Int(entry.firstSeq) + offset),
+                            .integer(Int(entry.shard.rawValue)), .integer(Int(entry.epoch.rawValue)), .text(kind),
+                            .text(payload),
+                        ])
+                }
+                if let snapshot = entry.snapshot {
+                    _ = try await db.query(
+                        """
+                        INSERT INTO auction_snapshots (auction_id, seq, state, taken_at)
+                        VALUES (?, ?, ?, datetime('now'))
+                        ON CONFLICT (auction_id) DO UPDATE
+                            SET seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at
+                            WHERE auction_snapshots.seq < excluded.seq
+                        """,
+                        [.text(entry.auction.rawValue), .integer(Int(snapshot.seq)),
+                         .text(EventCodec.encodeSnapshot(snapshot))])
+                }
+            }
+        }
+    }
+
+    public func load(_ auction: AuctionID) async throws(StorageError) -> StoredAuction {
+        let row: SQLiteRow? = try await exclusive {
+            try await connection.query(
+                "SELECT seq, state FROM auction_snapshots WHERE auction_id = ?", [.text(auction.rawValue)]
+            ).first
+        }
+        var snapshot: Auction?
+        if let row {
+            guard let seq = row.column("seq")?.integer, let state = row.column("state")?.string else {
+                throw .corruptRecord(auction: auction, seq: 0, reason: "malformed snapshot row")
+            }
+            snapshot = try EventCodec.decodeSnapshot(state, auction: auction, seq: Int64(seq))
+        }
+        let tail = try await events(of: auction, after: snapshot?.seq ?? 0, limit: Int.max)
+        return StoredAuction(snapshot: snapshot, tail: tail)
+    }
+
+    public func events(
+        of auction: AuctionID, after afterSeq: Int64, limit: Int
+    ) async throws(StorageError) -> [StoredEvent] {
+        let rows: [SQLiteRow] = try await exclusive {
+            try await connection.query(
+                """
+                SELECT seq, epoch, kind, payload FROM auction_events
+                WHERE auction_id = ? AND seq > ? ORDER BY seq LIMIT ?
+                """, [.text(auction.rawValue), .integer(Int(afterSeq)), .integer(limit)])
+        }
+        var raw: [(Int64, Int64, String, String)] = []
+        raw.reserveCapacity(rows.count)
+        for row in rows {
+            guard let seq = row.column("seq")?.integer, let epoch = row.column("epoch")?.integer,
+                let kind = row.column("kind")?.string, let payload = row.column("payload")?.string
+            else {
+                throw .corruptRecord(
+                    auction: auction, seq: Int64(row.column("seq")?.integer ?? 0), reason: "malformed event row")
+            }
+            raw.append((Int64(seq), Int64(epoch), kind, payload))
+        }
+        return try raw.storedEvents(of: auction, after: afterSeq)
+    }
+
+    // MARK: - Turn-taking and transactions
+
+    /// Runs `body` while no other operation of this store uses the connection.
+    private func exclusive<T: Sendable>(
+        uniqueViolation: StorageError? = nil, _ body: () async throws -> T
+    ) async throws(StorageError) -> T {
+        if busy {
+            await withCheckedContinuation { waiting.append($0) }
+        } else {
+            busy = true
+        }
+        defer {
+            if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
+        }
+        do {
+            return try await body()
+        } catch let error as StorageError {
+            throw error
+        } catch let error as SQLiteError {
+            if case .constraint = error.reason, let uniqueViolation { throw uniqueViolation }
+            throw .unavailable("SQLite: \(error.message)")
+        } catch {
+            throw .unavailable("SQLite: \(error)")
+        }
+    }
+
+    /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back when it throws.
+    private func transaction<T: Sendable>(
+        uniqueViolation: StorageError? = nil, _ body: (SQLiteConnection) async throws -> T
+    ) async throws(StorageError) -> T {
+        try await exclusive(uniqueViolation: uniqueViolation) {
+            _ = try await connection.query("BEGIN IMMEDIATE")
+            do {
+                let result = try await body(connection)
+                _ = try await connection.query("COMMIT")
+                return result
+            } catch {
+                _ = try? await connection.query("ROLLBACK")
+                throw error
+            }
+        }
+    }
+}
+
+enum SQLiteSchema {
+    struct Migration {
+        var version: Int
+        var statements: [String]
+    }
+
+    static let migrations: [Migration] = [
+        Migration(
+            version: 1,
+            statements: [
+                """
+                CREATE TABLE shard_leases (
+                    shard INTEGER PRIMARY KEY,
+                    epoch INTEGER NOT NULL CHECK (epoch > 0),
+                    owner TEXT NOT NULL,
+                    acquired_at TEXT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE auction_events (
+                    auction_id TEXT NOT NULL,
+                    seq INTEGER NOT NULL CHECK (seq > 0),
+                    shard INTEGER NOT NULL,
+                    epoch INTEGER NOT NULL,
+                    kind TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    recorded_at TEXT NOT NULL,
+                    PRIMARY KEY (auction_id, seq)
+                ) WITHOUT ROWID
+                """,
+                """
+                CREATE TABLE auction_snapshots (
+                    auction_id TEXT PRIMARY KEY,
+                    seq INTEGER NOT NULL CHECK (seq > 0),
+                    state TEXT NOT NULL,
+                    taken_at TEXT NOT NULL
+                )
+                """,
+            ]
+        )
+    ]
+}
