@@ -80,48 +80,70 @@ public struct Auction: Hashable, Sendable, Codable {
             self.seq = seq
             return
         }
-        guard var next = state else { throw broken("\(event.kind.rawValue) before created") }
-        guard next.status == .running else { throw broken("\(event.kind.rawValue) after the auction ended") }
+        try check(event, seq: seq)
+        // Mutate in place: a copy of the state held across the mutation would copy every receipt.
         switch event {
         case .created:
             preconditionFailure("handled above")
         case .bidAccepted(let bid):
-            guard bid.maximum.currency == next.terms.currency, bid.price.currency == next.terms.currency else {
+            let leads = bid.leaderBidId == bid.bidId
+            if leads { state!.leader = Leader(bidderId: bid.bidderId, bidId: bid.bidId, maximum: bid.maximum) }
+            state!.price = bid.price
+            state!.bidCount += 1
+            state!.receipts[bid.bidId] = BidReceipt(
+                bidId: bid.bidId, bidderId: bid.bidderId, maximum: bid.maximum, seq: seq, at: bid.at,
+                outcome: leads ? .leading : .outbid, price: bid.price)
+        case .boughtNow(let purchase):
+            state!.leader = Leader(bidderId: purchase.bidderId, bidId: purchase.bidId, maximum: purchase.price)
+            state!.price = purchase.price
+            state!.bidCount += 1
+            state!.receipts[purchase.bidId] = BidReceipt(
+                bidId: purchase.bidId, bidderId: purchase.bidderId, maximum: purchase.price, seq: seq,
+                at: purchase.at, outcome: .boughtNow, price: purchase.price)
+        case .extended(let extended):
+            state!.endsAt = extended.endsAt
+        case .closed(let closed):
+            state!.status = .closed(closed.result)
+        case .cancelled(let cancelled):
+            state!.status = .cancelled(reason: cancelled.reason)
+        }
+        self.seq = seq
+    }
+
+    /// Throws when `event` (other than `created`) cannot follow the current state.
+    private func check(_ event: AuctionEvent, seq: Int64) throws(EventApplicationError) {
+        func broken(_ reason: String) -> EventApplicationError {
+            EventApplicationError(auctionId: id, seq: seq, reason: reason)
+        }
+        guard let current = state else { throw broken("\(event.kind.rawValue) before created") }
+        guard current.status == .running else { throw broken("\(event.kind.rawValue) after the auction ended") }
+        switch event {
+        case .created:
+            throw broken("created twice")
+        case .bidAccepted(let bid):
+            guard bid.maximum.currency == current.terms.currency, bid.price.currency == current.terms.currency else {
                 throw broken("bid in a foreign currency")
             }
-            guard next.receipts[bid.bidId] == nil else { throw broken("bid id \(bid.bidId) accepted twice") }
+            guard current.receipts[bid.bidId] == nil else { throw broken("bid id \(bid.bidId) accepted twice") }
             if bid.leaderBidId == bid.bidId {
                 guard bid.leaderId == bid.bidderId else { throw broken("leader does not match the bid") }
-                next.leader = Leader(bidderId: bid.bidderId, bidId: bid.bidId, maximum: bid.maximum)
             } else {
-                guard next.leader?.bidId == bid.leaderBidId, next.leader?.bidderId == bid.leaderId else {
+                guard current.leader?.bidId == bid.leaderBidId, current.leader?.bidderId == bid.leaderId else {
                     throw broken("bid names a leader the auction does not have")
                 }
             }
-            next.price = bid.price
-            next.bidCount += 1
-            next.receipts[bid.bidId] = BidReceipt(
-                bidId: bid.bidId, bidderId: bid.bidderId, maximum: bid.maximum, seq: seq, at: bid.at,
-                outcome: bid.leaderBidId == bid.bidId ? .leading : .outbid, price: bid.price)
         case .boughtNow(let purchase):
-            guard purchase.price.currency == next.terms.currency else { throw broken("purchase in a foreign currency") }
-            guard next.receipts[purchase.bidId] == nil else { throw broken("bid id \(purchase.bidId) accepted twice") }
-            next.leader = Leader(bidderId: purchase.bidderId, bidId: purchase.bidId, maximum: purchase.price)
-            next.price = purchase.price
-            next.bidCount += 1
-            next.receipts[purchase.bidId] = BidReceipt(
-                bidId: purchase.bidId, bidderId: purchase.bidderId, maximum: purchase.price, seq: seq,
-                at: purchase.at, outcome: .boughtNow, price: purchase.price)
-        case .extended(let extension_):
-            guard extension_.endsAt > next.endsAt else { throw broken("extension does not move the end later") }
-            next.endsAt = extension_.endsAt
-        case .closed(let closed):
-            next.status = .closed(closed.result)
-        case .cancelled(let cancelled):
-            next.status = .cancelled(reason: cancelled.reason)
+            guard purchase.price.currency == current.terms.currency else {
+                throw broken("purchase in a foreign currency")
+            }
+            guard current.receipts[purchase.bidId] == nil else {
+                throw broken("bid id \(purchase.bidId) accepted twice")
+            }
+        case .extended(let extended):
+            guard extended.endsAt > current.endsAt else { throw broken("extension does not move the end later") }
+        case .closed, .cancelled:
+            break
         }
-        state = next
-        self.seq = seq
     }
 
     /// The state after applying `events` in order (a replay of a log, or of a snapshot's tail).

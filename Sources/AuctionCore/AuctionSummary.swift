@@ -1,0 +1,34 @@
+/// What anyone may see of an auction at one seq: no bidder's maximum, no reserve amount.
+///
+/// Why a separate small value: replies and read models carry it across actors and nodes, and it
+/// must never expose the secret parts of `AuctionState` nor share its (large) receipt storage.
+public struct AuctionSummary: Hashable, Sendable, Codable {
+    public var auctionId: AuctionID
+    public var seq: Int64
+    public var sellerId: UserID
+    public var saleId: SaleID?
+    public var title: String
+    public var price: Money
+    public var minimumNextBid: Money
+    public var leaderId: UserID?
+    public var bidCount: Int
+    public var opensAt: Timestamp
+    public var endsAt: Timestamp
+    public var hasReserve: Bool
+    public var reserveMet: Bool
+    public var buyNowPrice: Money?
+    public var status: AuctionState.Status
+}
+
+extension Auction {
+    /// The public view of the auction; nil before it is created.
+    public var summary: AuctionSummary? {
+        guard let state else { return nil }
+        return AuctionSummary(
+            auctionId: id, seq: seq, sellerId: state.terms.sellerId, saleId: state.terms.saleId,
+            title: state.terms.title, price: state.price, minimumNextBid: state.minimumNextBid,
+            leaderId: state.leader?.bidderId, bidCount: state.bidCount, opensAt: state.terms.opensAt,
+            endsAt: state.endsAt, hasReserve: state.terms.reservePrice != nil, reserveMet: state.reserveMet,
+            buyNowPrice: state.buyNowAvailable ? state.terms.buyNowPrice : nil, status: state.status)
+    }
+}

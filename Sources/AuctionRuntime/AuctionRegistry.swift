@@ -1,0 +1,183 @@
+public import AuctionCore
+public import Logging
+public import Storage
+
+/// The auctions a node serves: one `AuctionActor` per live auction, loaded on first use, on shards
+/// whose lease this node holds.
+///
+/// Invariants: at most one actor per auction at a time (concurrent first uses share one load);
+/// every actor of a shard writes under the epoch the registry acquired; once a shard is fenced or
+/// released, its actors are stopped and forgotten, and the next use acquires a new epoch.
+public actor AuctionRegistry {
+    public struct Configuration: Sendable {
+        public var node: NodeID
+        public var shardMap: ShardMap
+        public var actor: AuctionActor.Configuration
+
+        public init(node: NodeID, shardMap: ShardMap = ShardMap(), actor: AuctionActor.Configuration = .init()) {
+            self.node = node
+            self.shardMap = shardMap
+            self.actor = actor
+        }
+    }
+
+    private let configuration: Configuration
+    private let store: any EventStore
+    private let writer: LogWriter
+    private let clock: any EngineClock
+    private let logger: Logger
+    private let onDurable: (@Sendable ([StoredEvent]) -> Void)?
+
+    private var actors: [AuctionID: AuctionActor] = [:]
+    private var loading: [AuctionID: Task<Result<AuctionActor, EngineError>, Never>] = [:]
+    private var leases: [ShardID: Epoch] = [:]
+    private var acquiring: [ShardID: Task<Result<Epoch, EngineError>, Never>] = [:]
+
+    public init(
+        configuration: Configuration, store: any EventStore, writer: LogWriter, clock: any EngineClock,
+        logger: Logger = Logger(label: "artpay.registry"), onDurable: (@Sendable ([StoredEvent]) -> Void)? = nil
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.writer = writer
+        self.clock = clock
+        self.logger = logger
+        self.onDurable = onDurable
+    }
+
+    /// Runs `command` on `auction`'s actor, loading it (and taking its shard) when needed.
+    public func submit(_ command: AuctionCommand, to auction: AuctionID) async -> Result<CommandAccepted, EngineError> {
+        // A stopped actor (passivated meanwhile) is replaced once; anything else is the answer.
+        for _ in 0..<2 {
+            let actor: AuctionActor
+            switch await actorFor(auction) {
+            case .success(let found): actor = found
+            case .failure(let error): return .failure(error)
+            }
+            let result = await actor.submit(command)
+            switch result {
+            case .failure(.stopped):
+                if actors[auction] === actor { actors[auction] = nil }
+                continue
+            case .failure(.notOwner(let shard)):
+                shardLost(shard, epoch: actor.epoch)
+                return result
+            case .failure(.rejected(.auctionNotFound)):
+                // Do not keep actors for ids that name nothing.
+                if await actor.stopIfIdle(), actors[auction] === actor { actors[auction] = nil }
+                return result
+            default:
+                return result
+            }
+        }
+        return .failure(.stopped)
+    }
+
+    /// The shards this node holds a lease on, with their epochs.
+    public var ownedShards: [ShardID: Epoch] { leases }
+
+    /// The actor of `auction` if it is loaded here; nil otherwise (nothing is loaded by asking).
+    public func loadedActor(_ auction: AuctionID) -> AuctionActor? { actors[auction] }
+
+    /// How many auctions have an actor here.
+    public var activeAuctionCount: Int { actors.count }
+
+    /// Stops the actors of `shard` and forgets its lease (the shard moves to another node).
+    public func release(_ shard: ShardID) async {
+        leases[shard] = nil
+        for (id, actor) in actors where actor.shard == shard {
+            actors[id] = nil
+            await actor.stop()
+        }
+    }
+
+    /// Stops idle actors of auctions that are over (closed, cancelled) or do not exist; running
+    /// auctions stay, since their actor holds the close timer. Returns how many stopped.
+    public func passivateIdle() async -> Int {
+        var stopped = 0
+        for (id, actor) in actors {
+            let finished: Bool
+            switch await actor.summary?.status {
+            case nil, .closed?, .cancelled?: finished = true
+            case .running?: finished = false
+            }
+            if finished, await actor.stopIfIdle(), actors[id] === actor {
+                actors[id] = nil
+                stopped += 1
+            }
+        }
+        return stopped
+    }
+
+    /// Stops every actor; waiting callers get `stopped`.
+    public func shutdown() async {
+        let all = actors.values
+        actors = [:]
+        leases = [:]
+        for actor in all { await actor.stop() }
+    }
+
+    // MARK: - Loading
+
+    private func actorFor(_ auction: AuctionID) async -> Result<AuctionActor, EngineError> {
+        if let actor = actors[auction] { return .success(actor) }
+        let task = loading[auction] ?? Task { await self.load(auction) }
+        loading[auction] = task
+        let result = await task.value
+        loading[auction] = nil
+        if case .success(let actor) = result, actors[auction] == nil {
+            actors[auction] = actor
+        }
+        return actors[auction].map { .success($0) } ?? result
+    }
+
+    private func load(_ auction: AuctionID) async -> Result<AuctionActor, EngineError> {
+        let shard = configuration.shardMap.shard(of: auction)
+        let epoch: Epoch
+        switch await lease(shard) {
+        case .success(let held): epoch = held
+        case .failure(let error): return .failure(error)
+        }
+        do {
+            let stored = try await store.load(auction)
+            let actor = try AuctionActor(
+                id: auction, shard: shard, epoch: epoch, stored: stored, writer: writer, store: store, clock: clock,
+                configuration: configuration.actor, onDurable: onDurable)
+            await actor.start()
+            return .success(actor)
+        } catch {
+            logger.error("cannot load auction", metadata: ["auction": "\(auction)", "error": "\(error)"])
+            return .failure(EngineError(error, shard: shard))
+        }
+    }
+
+    private func lease(_ shard: ShardID) async -> Result<Epoch, EngineError> {
+        if let epoch = leases[shard] { return .success(epoch) }
+        let task =
+            acquiring[shard]
+            ?? Task { [store, node = configuration.node] () -> Result<Epoch, EngineError> in
+                do throws(StorageError) {
+                    return .success(try await store.acquire(shard: shard, node: node).epoch)
+                } catch {
+                    return .failure(EngineError(error, shard: shard))
+                }
+            }
+        acquiring[shard] = task
+        let result = await task.value
+        acquiring[shard] = nil
+        if case .success(let epoch) = result, leases[shard] == nil {
+            leases[shard] = epoch
+            logger.info("acquired shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
+        }
+        return leases[shard].map { .success($0) } ?? result
+    }
+
+    private func shardLost(_ shard: ShardID, epoch: Epoch) {
+        guard leases[shard] == epoch else { return }
+        logger.warning("fenced: another node took the shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
+        leases[shard] = nil
+        for (id, actor) in actors where actor.shard == shard && actor.epoch == epoch {
+            actors[id] = nil
+        }
+    }
+}

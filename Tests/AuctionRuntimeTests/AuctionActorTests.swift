@@ -1,0 +1,174 @@
+import AuctionCore
+import AuctionRuntime
+import Storage
+import Testing
+
+@Suite struct AuctionActorTests {
+    @Test func bidIsAnsweredOnlyOnceDurable() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let store = GatedStore(sqlite)
+            let clock = ManualClock(now: RT.start)
+            let registry = RT.registry(store, clock: clock)
+            _ = try await registry.submit(.create(RT.terms()), to: RT.auction).get()
+            store.closeGate()
+            let pending = Task { await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction) }
+            try await eventually("the append is held") { store.heldCount == 1 }
+            let logged = try await sqlite.events(of: RT.auction, after: 0, limit: 10)
+            #expect(logged.count == 1, "only the creation is durable while the bid's append is held")
+            store.openGate()
+            let accepted = try await pending.value.get()
+            #expect(accepted.seq == 2)
+            #expect(accepted.receipt?.outcome == .leading)
+            let durable = try await sqlite.events(of: RT.auction, after: 0, limit: 10)
+            #expect(durable.count == 2)
+        }
+    }
+
+    @Test func commandsArrivingDuringAnAppend_goOutTogetherInTheNext() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let store = GatedStore(sqlite)
+            let registry = RT.registry(store, clock: ManualClock(now: RT.start))
+            _ = try await registry.submit(.create(RT.terms()), to: RT.auction).get()
+            let before = store.appendCount
+            store.closeGate()
+            let results = Task {
+                await withTaskGroup(of: Result<CommandAccepted, EngineError>.self) { group in
+                    for index in 0..<50 {
+                        group.addTask {
+                            await registry.submit(RT.bid("b\(index)", by: "bidder-\(index)", 2_000 + Int64(index) * 100), to: RT.auction)
+                        }
+                    }
+                    return await group.reduce(into: []) { $0.append($1) }
+                }
+            }
+            // One append is held; every other bid is decided and waits for the next one.
+            try await eventually("all 50 bids decided") {
+                await registry.loadedActor(RT.auction)?.summary?.bidCount == 50
+            }
+            #expect(store.heldCount == 1)
+            #expect(store.appendCount == before + 1)
+            store.openGate()
+            let outcomes = await results.value
+            #expect(outcomes.allSatisfy { $0.value != nil })
+            #expect(Set(outcomes.compactMap { $0.value?.receipt?.seq }) == Set(2...51))
+            #expect(store.appendCount == before + 2, "the 49 bids decided during the first append share one")
+        }
+    }
+
+    @Test func fencedAppend_stopsTheActor_andNothingIsWritten() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let clock = ManualClock(now: RT.start)
+            let registry = RT.registry(sqlite, clock: clock)
+            _ = try await registry.submit(.create(RT.terms()), to: RT.auction).get()
+            let shard = ShardMap().shard(of: RT.auction)
+            let taken = try await sqlite.acquire(shard: shard, node: NodeID(rawValue: "node-2")!)
+            let refused = await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction)
+            #expect(refused.failure == .notOwner(shard))
+            #expect(await registry.ownedShards[shard] == nil)
+            let log = try await sqlite.events(of: RT.auction, after: 0, limit: 10)
+            #expect(log.count == 1)
+            // The other node writes under the new epoch; this node's old actor is gone for good.
+            let other = RT.registry(sqlite, clock: clock, node: NodeID(rawValue: "node-2")!)
+            let accepted = try await other.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction).get()
+            #expect(accepted.seq == 2)
+            let after = try await sqlite.events(of: RT.auction, after: 0, limit: 10)
+            #expect(after.map(\.epoch) == [Epoch(1), Epoch(taken.epoch.rawValue + 1)])
+        }
+    }
+
+    @Test func failedAppend_reloads_andTheBidIsDecidedAfresh() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let store = GatedStore(sqlite)
+            let registry = RT.registry(store, clock: ManualClock(now: RT.start))
+            _ = try await registry.submit(.create(RT.terms()), to: RT.auction).get()
+            store.failNextAppend(.beforeCommit)
+            let failed = await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction)
+            guard case .storeUnavailable = failed.failure else { Issue.record("got \(failed)"); return }
+            let retried = try await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction).get()
+            #expect(!retried.replayed)
+            #expect(retried.seq == 2)
+        }
+    }
+
+    @Test func appendWhoseReplyWasLost_isAnsweredFromTheLogOnRetry() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let store = GatedStore(sqlite)
+            let registry = RT.registry(store, clock: ManualClock(now: RT.start))
+            _ = try await registry.submit(.create(RT.terms()), to: RT.auction).get()
+            store.failNextAppend(.afterCommit)
+            let failed = await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction)
+            guard case .storeUnavailable = failed.failure else { Issue.record("got \(failed)"); return }
+            let retried = try await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction).get()
+            #expect(retried.replayed, "the retry must not make a second bid")
+            #expect(retried.receipt?.seq == 2)
+            let log = try await sqlite.events(of: RT.auction, after: 0, limit: 10)
+            #expect(log.count == 2)
+        }
+    }
+
+    @Test func restart_recoversTheSameState_fromSnapshotAndTail() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let clock = ManualClock(now: RT.start)
+            let first = RT.registry(sqlite, clock: clock, snapshotEvery: 5)
+            _ = try await first.submit(.create(RT.terms()), to: RT.auction).get()
+            var last: CommandAccepted?
+            for index in 0..<23 {
+                clock.advance(by: .seconds(1))
+                last = try await first.submit(
+                    RT.bid("b\(index)", by: index % 2 == 0 ? "alice" : "bob", 2_000 + Int64(index) * 700), to: RT.auction
+                ).get()
+            }
+            await first.shutdown()
+            let stored = try await sqlite.load(RT.auction)
+            #expect(stored.snapshot != nil)
+            #expect(stored.tail.count < 24)
+            let second = RT.registry(sqlite, clock: clock, snapshotEvery: 5)
+            let replay = try await second.submit(RT.bid("b22", by: "alice", 2_000 + 22 * 700), to: RT.auction).get()
+            #expect(replay.replayed)
+            #expect(replay.summary == last?.summary)
+        }
+    }
+
+    @Test func closeTimer_closesOnce_atTheEnd_followingSoftClose() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let clock = ManualClock(now: RT.start)
+            let registry = RT.registry(sqlite, clock: clock)
+            let terms = RT.terms(closingIn: .seconds(600), window: .seconds(60))
+            _ = try await registry.submit(.create(terms), to: RT.auction).get()
+            clock.advance(to: terms.closesAt.advanced(by: .seconds(-10)))
+            let late = try await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction).get()
+            #expect(late.summary.endsAt == clock.now().advanced(by: .seconds(60)))
+            clock.advance(to: terms.closesAt)
+            let stillOpen = try await registry.submit(RT.bid("b2", by: "bob", 6_000), to: RT.auction).get()
+            #expect(stillOpen.summary.status == .running)
+            let end = stillOpen.summary.endsAt
+            clock.advance(to: end)
+            try await eventually("the timer closes the auction") {
+                let log = try await sqlite.events(of: RT.auction, after: 0, limit: 20)
+                return log.last.map { if case .closed = $0.event { true } else { false } } ?? false
+            }
+            let log = try await sqlite.events(of: RT.auction, after: 0, limit: 20)
+            #expect(log.filter { if case .closed = $0.event { true } else { false } }.count == 1)
+            guard case .closed(let closed) = log.last?.event else { return }
+            #expect(closed.result == .sold(winnerId: UserID(rawValue: "bob")!, bidId: BidID(rawValue: "b2")!, price: RT.eur(5_100)))
+            let tooLate = await registry.submit(RT.bid("b3", by: "carol", 90_000), to: RT.auction)
+            #expect(tooLate.failure == .rejected(.auctionClosed))
+        }
+    }
+
+    @Test func unknownAuctions_leaveNoActorBehind_andFinishedOnesPassivate() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let clock = ManualClock(now: RT.start)
+            let registry = RT.registry(sqlite, clock: clock)
+            let missing = await registry.submit(RT.bid("b1", by: "alice", 5_000), to: AuctionID(rawValue: "nothing")!)
+            #expect(missing.failure == .rejected(.auctionNotFound))
+            #expect(await registry.activeAuctionCount == 0)
+            _ = try await registry.submit(.create(RT.terms()), to: RT.auction).get()
+            _ = try await registry.submit(.cancel(reason: "withdrawn"), to: RT.auction).get()
+            #expect(await registry.passivateIdle() == 1)
+            let reloaded = await registry.submit(RT.bid("b2", by: "bob", 5_000), to: RT.auction)
+            #expect(reloaded.failure == .rejected(.auctionCancelled))
+        }
+    }
+}
+
