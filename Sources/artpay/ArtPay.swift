@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// The `artpay` command line: runs the product and its tools.
+@main
+struct ArtPay: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "artpay",
+        abstract: "ArtPay: a clustered bid engine for real-time art auctions.",
+        subcommands: [DevCommand.self, BenchCommand.self])
+}
