@@ -167,7 +167,7 @@ public actor AuctionRegistry {
         acquiring[shard] = nil
         if case .success(let epoch) = result, leases[shard] == nil {
             leases[shard] = epoch
-            logger.info("acquired shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
+            logger.debug("acquired shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
         }
         return leases[shard].map { .success($0) } ?? result
     }

@@ -164,21 +164,21 @@ enum EngineBench {
             try await group.waitForAll()
         }
         let (batchesBefore, entriesBefore) = (await writer.committedBatches, await writer.committedEntries)
-        let memory = BidderMemory(starting: 1_000, spread: bidders, increments: .standard(for: .eur))
+        let board = PriceBoard(starting: 1_000, spread: bidders, increments: .standard(for: .eur))
         let result = await runLoad(bidders: bidders, duration: duration) { bidder, iteration in
             let auction = auctions == 1 ? 0 : Int.random(in: 0..<auctions)
             let bid = PlaceBid(
                 bidId: BidID(rawValue: "\(bidder)-\(iteration)")!, bidderId: UserID(rawValue: "bidder-\(bidder)")!,
-                maximum: Money(minorUnits: memory.nextMaximum(bidder: bidder, auction: auction), currency: .eur))
+                maximum: Money(minorUnits: board.nextMaximum(auction: auction), currency: .eur))
             switch await registry.submit(.placeBid(bid), to: ids[auction]) {
             case .success(let accepted):
-                memory.learn(bidder: bidder, auction: auction, minimum: accepted.summary.minimumNextBid.minorUnits)
+                board.learn(auction: auction, minimum: accepted.summary.minimumNextBid.minorUnits)
                 return .accepted
             case .failure(.rejected(.belowMinimum(let minimum))):
-                memory.learn(bidder: bidder, auction: auction, minimum: minimum.minorUnits)
+                board.learn(auction: auction, minimum: minimum.minorUnits)
                 return .rejected
             case .failure(.rejected(.maximumNotAboveCurrent(let current))):
-                memory.learn(bidder: bidder, auction: auction, minimum: current.minorUnits + 1)
+                board.learn(auction: auction, minimum: current.minorUnits + 1)
                 return .rejected
             case .failure(.rejected):
                 return .rejected

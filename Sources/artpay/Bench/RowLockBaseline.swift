@@ -31,11 +31,11 @@ enum RowLockBaseline {
         let ids = (0..<auctions).map { "\(run)-a\($0)" }
         try await client.query(
             "INSERT INTO bench_auctions (id, starting, price) SELECT unnest(\(ids)::text[]), 1000, 1000")
-        let memory = BidderMemory(starting: 1_000, spread: bidders, increments: .standard(for: .eur))
+        let board = PriceBoard(starting: 1_000, spread: bidders, increments: .standard(for: .eur))
         return await runLoad(bidders: bidders, duration: duration) { bidder, iteration in
             let auction = auctions == 1 ? 0 : Int.random(in: 0..<auctions)
             let bidderId = "bidder-\(bidder)"
-            let maximum = memory.nextMaximum(bidder: bidder, auction: auction)
+            let maximum = board.nextMaximum(auction: auction)
             do {
                 let minimum = try await client.withTransaction(logger: logger) { connection -> Int64 in
                     let rows = try await connection.query(
@@ -64,11 +64,11 @@ enum RowLockBaseline {
                         """, logger: logger)
                     return newPrice + increments.increment(at: newPrice)
                 }
-                memory.learn(bidder: bidder, auction: auction, minimum: minimum)
+                board.learn(auction: auction, minimum: minimum)
                 return .accepted
             } catch let error as PostgresTransactionError {
                 guard let rejected = error.closureError as? Rejected else { return .failed }
-                memory.learn(bidder: bidder, auction: auction, minimum: rejected.minimum)
+                board.learn(auction: auction, minimum: rejected.minimum)
                 return .rejected
             } catch {
                 return .failed
