@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "AuctionCore", targets: ["AuctionCore"]),
         .library(name: "Storage", targets: ["Storage"]),
         .library(name: "AuctionRuntime", targets: ["AuctionRuntime"]),
+        .library(name: "ClusterCore", targets: ["ClusterCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -28,6 +29,8 @@ let package = Package(
     targets: [
         // Pure auction rules: no I/O, no clock, no randomness.
         .target(name: "AuctionCore", swiftSettings: strict),
+        // Pure cluster protocol: SWIM membership, placement. No I/O, no clock, seeded randomness.
+        .target(name: "ClusterCore", dependencies: ["AuctionCore"], swiftSettings: strict),
         // The durable, fenced event log: one protocol, PostgreSQL and SQLite backends.
         .target(
             name: "Storage",
@@ -71,6 +74,11 @@ let package = Package(
                 "AuctionCore",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ClusterCoreTests",
+            dependencies: ["AuctionCore", "ClusterCore"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -12,7 +12,8 @@ public struct ShardID: Hashable, Sendable, Comparable, Codable, CustomStringConv
     public var description: String { "shard-\(rawValue)" }
 }
 
-/// Maps auctions to shards with a stable hash (64-bit FNV-1a of the id's UTF-8 bytes).
+/// Maps auctions to shards with a stable hash (64-bit FNV-1a of the id's UTF-8 bytes, modulo the
+/// shard count).
 ///
 /// Invariant: the same id always maps to the same shard for a given `shardCount`, on every node and
 /// every platform (no `Hasher`, whose seed changes per process).
@@ -26,12 +27,29 @@ public struct ShardMap: Hashable, Sendable {
     }
 
     public func shard(of auctionId: AuctionID) -> ShardID {
+        ShardID(Int32(StableHash.fnv1a64(auctionId.rawValue) % UInt64(shardCount)))
+    }
+}
+
+/// Hashes that are the same on every node, process and platform (unlike `Hasher`, which is seeded
+/// per process): what placement decisions shared by a cluster must use.
+public enum StableHash {
+    /// 64-bit FNV-1a of the UTF-8 bytes of `text`.
+    public static func fnv1a64(_ text: String) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in auctionId.rawValue.utf8 {
+        for byte in text.utf8 {
             hash ^= UInt64(byte)
             hash = hash &* 0x0000_0100_0000_01b3
         }
-        return ShardID(Int32(hash % UInt64(shardCount)))
+        return hash
+    }
+
+    /// SplitMix64's finaliser: spreads the bits of `value` over the whole word.
+    public static func mix(_ value: UInt64) -> UInt64 {
+        var z = value
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
     }
 }
 

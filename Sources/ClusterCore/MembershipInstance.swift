@@ -1,0 +1,311 @@
+public import AuctionCore
+import Foundation
+
+/// The SWIM membership protocol of one node, as a pure state machine (after
+/// apple/swift-cluster-membership's `SWIM.Instance`): inputs are messages and ticks with the
+/// current time, outputs are directives (messages to send, membership changes). It never does
+/// I/O, never reads a clock, and draws randomness only from the seed its shell gives it.
+///
+/// Protocol: every `probeInterval` the node pings the next member of a shuffled round-robin; if no
+/// ack arrives within `pingTimeout` it asks `indirectProbes` others to ping it; without any ack by
+/// the end of the period the member becomes `suspect`. A suspect that does not refute (by gossiping
+/// a higher incarnation) within the Lifeguard timeout becomes `dead`. Changes are piggybacked on
+/// every message; a periodic push-pull of the whole view with a random member (or a seed, or a dead
+/// member's address) heals partitions and lets restarted nodes rejoin.
+///
+/// Invariants: the instance never marks itself suspect or dead — it refutes a suspicion with a
+/// higher incarnation, and answers its own death by taking a new generation; a record is replaced
+/// only by one that `supersedes` it; a suspicion expires into death only if it is still the
+/// current record (a refutation cancels it).
+public struct MembershipInstance: Sendable {
+    public let settings: MembershipSettings
+    public private(set) var myself: Member
+
+    private struct Record: Sendable {
+        var member: Member
+        var suspectedSince: Timestamp?
+        var confirmations: Set<NodeID> = []
+    }
+
+    private struct Probe: Sendable {
+        var target: NodeID
+        var sequence: UInt64
+        var indirectAt: Timestamp
+        var indirectSent = false
+        var acked = false
+    }
+
+    private struct Relay: Sendable {
+        var origin: NodeAddress
+        var originSequence: UInt64
+        var expiresAt: Timestamp
+    }
+
+    private var records: [NodeID: Record] = [:]
+    private var seeds: [NodeAddress]
+    private var random: SeededRandom
+    private var sequence: UInt64 = 0
+    private var probe: Probe?
+    private var nextProbeAt: Timestamp
+    private var nextSyncAt: Timestamp
+    private var probeOrder: [NodeID] = []
+    private var relays: [UInt64: Relay] = [:]
+    /// Members whose current record still has to be gossiped, with how often it was sent.
+    private var gossipSent: [NodeID: Int] = [:]
+
+    public init(myself: Member, seeds: [NodeAddress], settings: MembershipSettings = .init(), now: Timestamp, seed: UInt64) {
+        self.settings = settings
+        self.myself = myself
+        self.seeds = seeds.filter { $0 != myself.address }
+        self.random = SeededRandom(seed: seed)
+        self.nextProbeAt = now
+        self.nextSyncAt = now
+        gossipSent[myself.id] = 0
+    }
+
+    // MARK: - Views
+
+    /// Every member this node knows, itself included, in id order.
+    public var members: [Member] {
+        ([myself] + records.values.map(\.member)).sorted { $0.id < $1.id }
+    }
+
+    public func member(_ id: NodeID) -> Member? {
+        id == myself.id ? myself : records[id]?.member
+    }
+
+    /// The latest time `tick` must be called (a probe, timeout, suspicion or sync falls due).
+    public var nextDeadline: Timestamp {
+        var deadline = min(nextProbeAt, nextSyncAt)
+        if let probe, !probe.indirectSent, !probe.acked { deadline = min(deadline, probe.indirectAt) }
+        for record in records.values {
+            if let expiry = suspicionExpiry(record) { deadline = min(deadline, expiry) }
+        }
+        return deadline
+    }
+
+    private var liveOthers: [Member] {
+        records.values.map(\.member).filter(\.status.isLive).sorted { $0.id < $1.id }
+    }
+
+    // MARK: - Inputs
+
+    /// Advances timers: probes, indirect probes, suspicion expiry, push-pull.
+    public mutating func tick(now: Timestamp) -> [MembershipDirective] {
+        guard myself.status == .alive else { return [] }
+        var out: [MembershipDirective] = []
+        expireSuspicions(now: now, into: &out)
+        relays = relays.filter { $0.value.expiresAt > now }
+
+        if var current = probe, !current.acked, !current.indirectSent, now >= current.indirectAt {
+            current.indirectSent = true
+            probe = current
+            if let target = records[current.target]?.member {
+                let helpers = liveOthers.filter { $0.id != target.id }.shuffled(using: &random).prefix(settings.indirectProbes)
+                for helper in helpers {
+                    out.append(send(.pingRequest(sequence: current.sequence, target: target), to: helper.address))
+                }
+            }
+        }
+
+        if now >= nextProbeAt {
+            if let finished = probe, !finished.acked, let record = records[finished.target], record.member.status == .alive {
+                var suspected = record.member
+                suspected.status = .suspect
+                merge(suspected, from: myself.id, now: now, into: &out)
+            }
+            probe = nil
+            if let target = nextProbeTarget() {
+                sequence += 1
+                probe = Probe(target: target.id, sequence: sequence, indirectAt: now.advanced(by: settings.pingTimeout))
+                out.append(send(.ping(sequence: sequence), to: target.address))
+            }
+            nextProbeAt = now.advanced(by: settings.probeInterval)
+        }
+
+        if now >= nextSyncAt {
+            let live = liveOthers
+            if let peer = syncTarget(live: live) {
+                out.append(send(.sync(fullState), to: peer))
+            }
+            // Without any live member, keep knocking on seeds every probe interval.
+            nextSyncAt = now.advanced(by: live.isEmpty ? settings.probeInterval : settings.syncInterval)
+        }
+        return out
+    }
+
+    /// Handles one message that arrived from `address`.
+    public mutating func receive(_ message: MembershipMessage, from address: NodeAddress, now: Timestamp)
+        -> [MembershipDirective]
+    {
+        guard myself.status == .alive, message.sender.id != myself.id else { return [] }
+        var out: [MembershipDirective] = []
+        let senderKnownFinished = records[message.sender.id].map {
+            $0.member.generation == message.sender.generation && !$0.member.status.isLive
+        } ?? false
+        merge(message.sender, from: message.sender.id, now: now, into: &out)
+        for update in message.gossip {
+            merge(update, from: message.sender.id, now: now, into: &out)
+        }
+        switch message.kind {
+        case .ping(let sequence):
+            out.append(send(.ack(sequence: sequence), to: address))
+            // A node we buried is still talking: tell it, so it rejoins under a new generation.
+            if senderKnownFinished { out.append(send(.syncReply(fullState), to: address)) }
+        case .ack(let sequence):
+            if var current = probe, current.sequence == sequence {
+                current.acked = true
+                probe = current
+            } else if let relay = relays.removeValue(forKey: sequence) {
+                out.append(send(.ack(sequence: relay.originSequence), to: relay.origin))
+            }
+        case .pingRequest(let originSequence, let target):
+            merge(target, from: nil, now: now, into: &out)
+            sequence += 1
+            relays[sequence] = Relay(
+                origin: address, originSequence: originSequence,
+                expiresAt: now.advanced(by: settings.probeInterval * 2))
+            out.append(send(.ping(sequence: sequence), to: target.address))
+        case .sync(let state):
+            for update in state { merge(update, from: nil, now: now, into: &out) }
+            out.append(send(.syncReply(fullState), to: address))
+        case .syncReply(let state):
+            for update in state { merge(update, from: nil, now: now, into: &out) }
+        case .leave:
+            break
+        }
+        return out
+    }
+
+    /// Leaves the cluster gracefully: tells every live member, then stays silent.
+    public mutating func leave(now: Timestamp) -> [MembershipDirective] {
+        guard myself.status == .alive else { return [] }
+        let previous = myself
+        myself.status = .left
+        var out: [MembershipDirective] = [.changed(from: previous, to: myself)]
+        for member in liveOthers {
+            out.append(.send(MembershipMessage(sender: myself, kind: .leave), to: member.address))
+        }
+        return out
+    }
+
+    // MARK: - Merging records
+
+    private mutating func merge(_ update: Member, from source: NodeID?, now: Timestamp, into out: inout [MembershipDirective]) {
+        if update.id == myself.id {
+            answerClaimAboutMyself(update, now: now, into: &out)
+            return
+        }
+        guard let current = records[update.id] else {
+            guard records.count < settings.maximumMembers else { return }
+            records[update.id] = Record(member: update, suspectedSince: update.status == .suspect ? now : nil)
+            gossipSent[update.id] = 0
+            if update.status.isLive { probeOrder.insert(update.id, at: Int.random(in: 0...probeOrder.count, using: &random)) }
+            out.append(.changed(from: nil, to: update))
+            return
+        }
+        if update.supersedes(current.member) {
+            var record = Record(member: update)
+            if update.status == .suspect {
+                record.suspectedSince = now
+                if let source, source != update.id, source != myself.id { record.confirmations = [source] }
+            }
+            records[update.id] = record
+            gossipSent[update.id] = 0
+            if update.status.isLive, !current.member.status.isLive || current.member.generation != update.generation {
+                probeOrder.insert(update.id, at: Int.random(in: 0...probeOrder.count, using: &random))
+            }
+            out.append(.changed(from: current.member, to: update))
+        } else if update.status == .suspect, current.member.status == .suspect,
+            update.generation == current.member.generation, update.incarnation == current.member.incarnation,
+            let source, source != update.id, source != myself.id
+        {
+            // Another node suspects it too: an independent confirmation shortens the timeout.
+            records[update.id]?.confirmations.insert(source)
+        }
+    }
+
+    private mutating func answerClaimAboutMyself(_ claim: Member, now: Timestamp, into out: inout [MembershipDirective]) {
+        guard claim.generation == myself.generation else { return }
+        let previous = myself
+        switch claim.status {
+        case .suspect where claim.incarnation >= myself.incarnation:
+            myself.incarnation = claim.incarnation + 1
+        case .dead, .left:
+            // Declared dead: come back as a new generation, which supersedes every old record.
+            myself.generation = max(myself.generation + 1, UInt64(max(0, now.millisecondsSinceEpoch)))
+            myself.incarnation = 0
+        default:
+            return
+        }
+        gossipSent[myself.id] = 0
+        out.append(.changed(from: previous, to: myself))
+    }
+
+    private mutating func expireSuspicions(now: Timestamp, into out: inout [MembershipDirective]) {
+        for (id, record) in records {
+            guard let expiry = suspicionExpiry(record), expiry <= now else { continue }
+            var dead = record.member
+            dead.status = .dead
+            records[id] = Record(member: dead)
+            gossipSent[id] = 0
+            out.append(.changed(from: record.member, to: dead))
+        }
+    }
+
+    /// Lifeguard: max − (max − min) · log(C + 1) / log(K + 1), never below min, where C is the number
+    /// of independent confirmations and K the number that brings the timeout to its minimum.
+    private func suspicionExpiry(_ record: Record) -> Timestamp? {
+        guard record.member.status == .suspect, let since = record.suspectedSince else { return nil }
+        let expected = max(1, min(settings.suspicionConfirmations, liveOthers.count - 1))
+        let confirmations = min(record.confirmations.count, expected)
+        let maximum = Double(settings.suspicionMaximum.wholeMilliseconds)
+        let minimum = Double(settings.suspicionMinimum.wholeMilliseconds)
+        let fraction = log2(Double(confirmations + 1)) / log2(Double(expected + 1))
+        let timeout = max(minimum, maximum - (maximum - minimum) * fraction)
+        return since.advanced(by: .milliseconds(Int64(timeout)))
+    }
+
+    // MARK: - Choosing peers and gossip
+
+    private mutating func nextProbeTarget() -> Member? {
+        while true {
+            if probeOrder.isEmpty {
+                probeOrder = liveOthers.map(\.id).shuffled(using: &random)
+                if probeOrder.isEmpty { return nil }
+            }
+            let id = probeOrder.removeFirst()
+            if let member = records[id]?.member, member.status.isLive { return member }
+        }
+    }
+
+    private mutating func syncTarget(live: [Member]) -> NodeAddress? {
+        let buried = records.values.map(\.member).filter { !$0.status.isLive }.map(\.address)
+        let fallback = Array(Set(seeds + buried)).sorted()
+        // Mostly a live member; sometimes a seed or a dead member, to find the other side of a healed partition.
+        if !live.isEmpty, fallback.isEmpty || Int.random(in: 0..<3, using: &random) > 0 {
+            return live.randomElement(using: &random)?.address
+        }
+        return fallback.randomElement(using: &random)
+    }
+
+    private var fullState: [Member] {
+        Array(members.prefix(settings.maximumMembers))
+    }
+
+    private mutating func send(_ kind: MembershipMessage.Kind, to address: NodeAddress) -> MembershipDirective {
+        .send(MembershipMessage(sender: myself, kind: kind, gossip: nextGossip()), to: address)
+    }
+
+    private mutating func nextGossip() -> [Member] {
+        guard !gossipSent.isEmpty else { return [] }
+        let limit = settings.gossipRetransmitMultiplier * max(1, Int(log2(Double(records.count + 2)).rounded(.up)))
+        let chosen = gossipSent.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.prefix(settings.gossipPerMessage)
+        var result: [Member] = []
+        for (id, count) in chosen {
+            if let member = member(id) { result.append(member) }
+            if count + 1 >= limit { gossipSent[id] = nil } else { gossipSent[id] = count + 1 }
+        }
+        return result
+    }
+}
