@@ -62,10 +62,13 @@ public struct Member: Hashable, Sendable, CustomStringConvertible {
     public var roles: Set<NodeRole>
     public var incarnation: UInt64
     public var status: MemberStatus
+    /// For a `suspect` record: the node whose failed probe raised the suspicion. Gossip repeats
+    /// claims, so only this tells an independent confirmation (Lifeguard) from an echo.
+    public var suspectedBy: NodeID?
 
     public init(
         id: NodeID, generation: UInt64, address: NodeAddress, roles: Set<NodeRole> = Set(NodeRole.allCases),
-        incarnation: UInt64 = 0, status: MemberStatus = .alive
+        incarnation: UInt64 = 0, status: MemberStatus = .alive, suspectedBy: NodeID? = nil
     ) {
         self.id = id
         self.generation = generation
@@ -73,21 +76,32 @@ public struct Member: Hashable, Sendable, CustomStringConvertible {
         self.roles = roles
         self.incarnation = incarnation
         self.status = status
+        self.suspectedBy = status == .suspect ? suspectedBy : nil
     }
 
-    public var description: String { "\(id)#\(generation).\(incarnation) \(status) @\(address)" }
+    public var description: String {
+        "\(id)#\(generation).\(incarnation) \(status)\(suspectedBy.map { " by \($0)" } ?? "") @\(address)"
+    }
+
+    /// This record with another status (and, for `suspect`, who suspects).
+    public func with(status: MemberStatus, suspectedBy: NodeID? = nil) -> Member {
+        Member(
+            id: id, generation: generation, address: address, roles: roles, incarnation: incarnation, status: status,
+            suspectedBy: suspectedBy)
+    }
 
     /// Whether this record should replace `other` (a record of the same id).
     ///
-    /// Newer generation wins; within a generation: `dead` and `left` are final; `left` and `dead`
-    /// override live records; `suspect` overrides `alive` of the same or a lower incarnation;
-    /// `alive` and `suspect` override records of a lower incarnation.
+    /// Newer generation wins; within a generation: `dead` and `left` are final; `left` (said by the
+    /// member itself) overrides live records; `dead` and `suspect` override live records of the same
+    /// or a lower incarnation — so a death decided on an old suspicion never overrides the member's
+    /// refutation; `alive` overrides records of a lower incarnation.
     public func supersedes(_ other: Member) -> Bool {
         if generation != other.generation { return generation > other.generation }
         switch (other.status, status) {
         case (.dead, _), (.left, _): return false
-        case (_, .left), (_, .dead): return true
-        case (.alive, .suspect): return incarnation >= other.incarnation
+        case (_, .left): return true
+        case (.alive, .dead), (.alive, .suspect), (.suspect, .dead): return incarnation >= other.incarnation
         default: return incarnation > other.incarnation
         }
     }

@@ -10,8 +10,10 @@ import Foundation
 /// ack arrives within `pingTimeout` it asks `indirectProbes` others to ping it; without any ack by
 /// the end of the period the member becomes `suspect`. A suspect that does not refute (by gossiping
 /// a higher incarnation) within the Lifeguard timeout becomes `dead`. Changes are piggybacked on
-/// every message; a periodic push-pull of the whole view with a random member (or a seed, or a dead
-/// member's address) heals partitions and lets restarted nodes rejoin.
+/// every message. Every `syncInterval` the node pushes its whole view to a random live member and
+/// to one seed or dead member's address (the other side of a partition), and pulls theirs; a node
+/// that knows no live member, or has seeds that never answered, does so every probe interval.
+/// That heals partitions and lets restarted nodes rejoin.
 ///
 /// Invariants: the instance never marks itself suspect or dead — it refutes a suspicion with a
 /// higher incarnation, and answers its own death by taking a new generation; a record is replaced
@@ -43,6 +45,9 @@ public struct MembershipInstance: Sendable {
 
     private var records: [NodeID: Record] = [:]
     private var seeds: [NodeAddress]
+    /// Seeds not yet known as a live member: asked every probe interval until they answer, so
+    /// nodes started from different seeds never stay separate islands.
+    private var unansweredSeeds: Set<NodeAddress>
     private var random: SeededRandom
     private var sequence: UInt64 = 0
     private var probe: Probe?
@@ -57,6 +62,7 @@ public struct MembershipInstance: Sendable {
         self.settings = settings
         self.myself = myself
         self.seeds = seeds.filter { $0 != myself.address }
+        self.unansweredSeeds = Set(self.seeds)
         self.random = SeededRandom(seed: seed)
         self.nextProbeAt = now
         self.nextSyncAt = now
@@ -110,9 +116,7 @@ public struct MembershipInstance: Sendable {
 
         if now >= nextProbeAt {
             if let finished = probe, !finished.acked, let record = records[finished.target], record.member.status == .alive {
-                var suspected = record.member
-                suspected.status = .suspect
-                merge(suspected, from: myself.id, now: now, into: &out)
+                merge(record.member.with(status: .suspect, suspectedBy: myself.id), now: now, into: &out)
             }
             probe = nil
             if let target = nextProbeTarget() {
@@ -125,11 +129,22 @@ public struct MembershipInstance: Sendable {
 
         if now >= nextSyncAt {
             let live = liveOthers
-            if let peer = syncTarget(live: live) {
-                out.append(send(.sync(fullState), to: peer))
+            unansweredSeeds.subtract(live.map(\.address))
+            let elsewhere = Set(seeds + records.values.map(\.member).filter { !$0.status.isLive }.map(\.address))
+                .subtracting(live.map(\.address)).sorted()
+            if live.isEmpty {
+                // Alone: knock on every seed and every buried member each probe interval.
+                for address in elsewhere { out.append(send(.sync(fullState), to: address)) }
+            } else {
+                for seed in unansweredSeeds.sorted() { out.append(send(.sync(fullState), to: seed)) }
+                if let peer = live.randomElement(using: &random) { out.append(send(.sync(fullState), to: peer.address)) }
+                // And one address from the other side of a possible partition.
+                if let other = elsewhere.filter({ !unansweredSeeds.contains($0) }).randomElement(using: &random) {
+                    out.append(send(.sync(fullState), to: other))
+                }
             }
-            // Without any live member, keep knocking on seeds every probe interval.
-            nextSyncAt = now.advanced(by: live.isEmpty ? settings.probeInterval : settings.syncInterval)
+            let hurry = live.isEmpty || !unansweredSeeds.isEmpty
+            nextSyncAt = now.advanced(by: hurry ? settings.probeInterval : settings.syncInterval)
         }
         return out
     }
@@ -143,9 +158,9 @@ public struct MembershipInstance: Sendable {
         let senderKnownFinished = records[message.sender.id].map {
             $0.member.generation == message.sender.generation && !$0.member.status.isLive
         } ?? false
-        merge(message.sender, from: message.sender.id, now: now, into: &out)
+        merge(message.sender, now: now, into: &out)
         for update in message.gossip {
-            merge(update, from: message.sender.id, now: now, into: &out)
+            merge(update, now: now, into: &out)
         }
         switch message.kind {
         case .ping(let sequence):
@@ -160,18 +175,18 @@ public struct MembershipInstance: Sendable {
                 out.append(send(.ack(sequence: relay.originSequence), to: relay.origin))
             }
         case .pingRequest(let originSequence, let target):
-            merge(target, from: nil, now: now, into: &out)
+            merge(target, now: now, into: &out)
             sequence += 1
             relays[sequence] = Relay(
                 origin: address, originSequence: originSequence,
                 expiresAt: now.advanced(by: settings.probeInterval * 2))
             out.append(send(.ping(sequence: sequence), to: target.address))
         case .sync(let state):
-            for update in state { merge(update, from: nil, now: now, into: &out) }
+            for update in state { merge(update, now: now, into: &out) }
             out.append(send(.syncReply(fullState), to: address))
         case .syncReply(let state):
-            for update in state { merge(update, from: nil, now: now, into: &out) }
-        case .leave:
+            for update in state { merge(update, now: now, into: &out) }
+        case .alive, .leave:
             break
         }
         return out
@@ -191,7 +206,7 @@ public struct MembershipInstance: Sendable {
 
     // MARK: - Merging records
 
-    private mutating func merge(_ update: Member, from source: NodeID?, now: Timestamp, into out: inout [MembershipDirective]) {
+    private mutating func merge(_ update: Member, now: Timestamp, into out: inout [MembershipDirective]) {
         if update.id == myself.id {
             answerClaimAboutMyself(update, now: now, into: &out)
             return
@@ -208,7 +223,9 @@ public struct MembershipInstance: Sendable {
             var record = Record(member: update)
             if update.status == .suspect {
                 record.suspectedSince = now
-                if let source, source != update.id, source != myself.id { record.confirmations = [source] }
+                if let suspecter = update.suspectedBy, suspecter != update.id, suspecter != myself.id {
+                    record.confirmations = [suspecter]
+                }
             }
             records[update.id] = record
             gossipSent[update.id] = 0
@@ -218,10 +235,10 @@ public struct MembershipInstance: Sendable {
             out.append(.changed(from: current.member, to: update))
         } else if update.status == .suspect, current.member.status == .suspect,
             update.generation == current.member.generation, update.incarnation == current.member.incarnation,
-            let source, source != update.id, source != myself.id
+            let suspecter = update.suspectedBy, suspecter != update.id, suspecter != myself.id
         {
             // Another node suspects it too: an independent confirmation shortens the timeout.
-            records[update.id]?.confirmations.insert(source)
+            records[update.id]?.confirmations.insert(suspecter)
         }
     }
 
@@ -240,6 +257,10 @@ public struct MembershipInstance: Sendable {
         }
         gossipSent[myself.id] = 0
         out.append(.changed(from: previous, to: myself))
+        // Refute at once to everyone, not only on the next probes: a suspicion times out fast.
+        for member in liveOthers {
+            out.append(.send(MembershipMessage(sender: myself, kind: .alive), to: member.address))
+        }
     }
 
     private mutating func expireSuspicions(now: Timestamp, into out: inout [MembershipDirective]) {
@@ -277,16 +298,6 @@ public struct MembershipInstance: Sendable {
             let id = probeOrder.removeFirst()
             if let member = records[id]?.member, member.status.isLive { return member }
         }
-    }
-
-    private mutating func syncTarget(live: [Member]) -> NodeAddress? {
-        let buried = records.values.map(\.member).filter { !$0.status.isLive }.map(\.address)
-        let fallback = Array(Set(seeds + buried)).sorted()
-        // Mostly a live member; sometimes a seed or a dead member, to find the other side of a healed partition.
-        if !live.isEmpty, fallback.isEmpty || Int.random(in: 0..<3, using: &random) > 0 {
-            return live.randomElement(using: &random)?.address
-        }
-        return fallback.randomElement(using: &random)
     }
 
     private var fullState: [Member] {

@@ -21,6 +21,8 @@ public struct MembershipMessage: Hashable, Sendable {
         /// Push-pull: the sender's whole view; answered with `syncReply`. Also how a node joins.
         case sync([Member])
         case syncReply([Member])
+        /// The sender refutes a suspicion or announces a new generation (its record says so).
+        case alive
         /// The sender leaves the cluster (its record says `left`).
         case leave
     }

@@ -1,8 +1,8 @@
 /// Timings and bounds of the membership protocol.
 ///
-/// The defaults target a LAN or loopback cluster: a crashed node is suspected within one probe
-/// period plus a ping timeout, and — once a second node confirms the suspicion — declared dead
-/// `suspicionMinimum` later (≈ 1 s end to end). A lone suspicion waits `suspicionMaximum`, which
+/// The defaults target a LAN or loopback cluster: a crashed node is suspected within about two probe
+/// periods, and — once a second node confirms the suspicion — declared dead `suspicionMinimum`
+/// later (≈ 1.5 s end to end). A lone suspicion waits `suspicionMaximum`, which
 /// gives a slow but live node time to refute (Lifeguard's shrinking suspicion timeout).
 public struct MembershipSettings: Hashable, Sendable {
     /// How often a node probes one other member.
@@ -12,7 +12,7 @@ public struct MembershipSettings: Hashable, Sendable {
     /// How many members are asked to probe indirectly.
     public var indirectProbes: Int = 3
     /// Suspicion timeout once enough independent suspicions arrived.
-    public var suspicionMinimum: Duration = .milliseconds(600)
+    public var suspicionMinimum: Duration = .milliseconds(1_000)
     /// Suspicion timeout of a lone suspicion.
     public var suspicionMaximum: Duration = .milliseconds(3_000)
     /// Most independent suspicions that still shorten the timeout (Lifeguard's K).
@@ -22,7 +22,7 @@ public struct MembershipSettings: Hashable, Sendable {
     /// A change is gossiped `multiplier × ⌈log2(n + 1)⌉` times.
     public var gossipRetransmitMultiplier: Int = 3
     /// How often a node pushes its whole view to a random member (and pulls theirs), which heals
-    /// partitions; while it knows no live member, it asks a seed every probe interval instead.
+    /// partitions. Seeds that have not answered yet are asked every probe interval instead.
     public var syncInterval: Duration = .seconds(5)
     /// The most members one view holds; records beyond it are ignored.
     public var maximumMembers: Int = 256

@@ -4,10 +4,12 @@ import Testing
 
 /// Fixed nodes and a manual time line, SWIMInstanceTests style: feed an input, switch on directives.
 @Suite struct MembershipInstanceTests {
-    static func member(_ n: Int, generation: UInt64 = 1, incarnation: UInt64 = 0, status: MemberStatus = .alive) -> Member {
+    static func member(
+        _ n: Int, generation: UInt64 = 1, incarnation: UInt64 = 0, status: MemberStatus = .alive, by suspecter: Int? = nil
+    ) -> Member {
         Member(
             id: NodeID(rawValue: "node-\(n)")!, generation: generation, address: NodeAddress(host: "127.0.0.\(n)", port: 7_000),
-            incarnation: incarnation, status: status)
+            incarnation: incarnation, status: status, suspectedBy: suspecter.map { NodeID(rawValue: "node-\($0)")! })
     }
 
     static let t0 = Timestamp(millisecondsSinceEpoch: 1_000_000)
@@ -80,6 +82,8 @@ import Testing
         #expect(instance.myself.incarnation == 1)
         #expect(instance.myself.status == .alive)
         #expect(out.contains(.changed(from: Self.member(1), to: Self.member(1, incarnation: 1))))
+        let broadcast = Self.sends(out).filter { $0.0.kind == .alive }
+        #expect(Set(broadcast.map(\.1)) == Set((2...4).map { Self.member($0).address }), "refuted to everyone at once")
         // The refutation travels with the next message.
         let next = Self.sends(instance.tick(now: Self.t0))
         #expect(next.allSatisfy { $0.0.gossip.contains(Self.member(1, incarnation: 1)) || $0.0.sender == Self.member(1, incarnation: 1) })
@@ -96,7 +100,7 @@ import Testing
 
     @Test func refutation_cancelsTheSuspicion() {
         var instance = Self.instance()
-        let suspect = Self.member(2, status: .suspect)
+        let suspect = Self.member(2, status: .suspect, by: 3)
         _ = instance.receive(MembershipMessage(sender: Self.member(3), kind: .ack(sequence: 0), gossip: [suspect]), from: Self.member(3).address, now: Self.t0)
         #expect(instance.member(suspect.id)?.status == .suspect)
         _ = instance.receive(MembershipMessage(sender: Self.member(2, incarnation: 1), kind: .ping(sequence: 1)), from: suspect.address, now: Self.t0.advanced(by: .milliseconds(100)))
@@ -105,17 +109,18 @@ import Testing
         #expect(!later.contains { if case .changed(_, let to) = $0 { to.status == .dead } else { false } })
     }
 
-    @Test func independentSuspicions_shortenTheTimeout() {
+    @Test func independentSuspicions_shortenTheTimeout_echoesDoNot() {
         var lone = Self.instance()
         var confirmed = Self.instance()
-        let suspect = Self.member(2, status: .suspect)
+        let suspect = Self.member(2, status: .suspect, by: 3)
         for (index, var instance) in [lone, confirmed].enumerated() {
             _ = instance.receive(MembershipMessage(sender: Self.member(3), kind: .ack(sequence: 0), gossip: [suspect]), from: Self.member(3).address, now: Self.t0)
-            if index == 1 {
-                _ = instance.receive(MembershipMessage(sender: Self.member(4), kind: .ack(sequence: 0), gossip: [suspect]), from: Self.member(4).address, now: Self.t0)
-            }
+            // Node 4 repeats node 3's claim (an echo) or raises its own (a confirmation).
+            let claim = index == 1 ? Self.member(2, status: .suspect, by: 4) : suspect
+            _ = instance.receive(MembershipMessage(sender: Self.member(4), kind: .ack(sequence: 0), gossip: [claim]), from: Self.member(4).address, now: Self.t0)
             if index == 0 { lone = instance } else { confirmed = instance }
         }
+        // Two independent suspicions of the two that could confirm (K = 2): the minimum timeout.
         let atMinimum = Self.t0.advanced(by: confirmed.settings.suspicionMinimum)
         _ = lone.tick(now: atMinimum)
         _ = confirmed.tick(now: atMinimum)
@@ -133,7 +138,9 @@ import Testing
         #expect(alive1.supersedes(suspect0))
         #expect(suspect1.supersedes(alive1))
         #expect(!suspect0.supersedes(alive1))
-        #expect(dead0.supersedes(alive1))
+        #expect(!dead0.supersedes(alive1), "a death on an old suspicion does not override a refutation")
+        #expect(Self.member(2, incarnation: 1, status: .dead).supersedes(alive1))
+        #expect(dead0.supersedes(suspect0))
         #expect(!alive1.supersedes(dead0))
         #expect(!dead0.supersedes(left0))
         #expect(restarted.supersedes(dead0))

@@ -1,0 +1,159 @@
+import AuctionCore
+import ClusterCore
+import Foundation
+import Testing
+
+/// Hundreds of seeded cluster runs with crashes, restarts, partitions and message loss.
+///
+/// Per seed: the cluster converges after start and after the faults heal; a crashed node is
+/// declared dead by every connected node within the bound; a death never overrides a refutation
+/// the observer has seen; a node that is up, connected and not under heavy loss is never declared
+/// dead. `ARTPAY_SIM_SEEDS=5000` runs a long mode;
+/// `ARTPAY_SIM_SEED=<n>` replays one seed.
+@Suite struct MembershipSimulationTests {
+    static var seeds: [UInt64] {
+        let env = ProcessInfo.processInfo.environment
+        if let one = env["ARTPAY_SIM_SEED"].flatMap(UInt64.init) { return [one] }
+        let count = env["ARTPAY_SIM_SEEDS"].flatMap(Int.init) ?? 200
+        return (1...UInt64(count)).map { $0 }
+    }
+
+    @Test func seededRuns_convergeDetectCrashesAndNeverKillALiveNode() async {
+        let failures = await withTaskGroup(of: [String].self) { group in
+            for chunk in Self.seeds.chunked(into: 2) {
+                group.addTask { chunk.flatMap { Self.run(seed: $0) } }
+            }
+            return await group.reduce(into: []) { $0 += $1 }
+        }
+        for failure in failures.prefix(20) { Issue.record("\(failure)") }
+    }
+
+    /// One run; returns its violations, each naming how to replay the seed.
+    static func run(seed: UInt64) -> [String] {
+        var random = SeededRandom(seed: seed ^ 0x5eed)
+        let count = 3 + Int(random.next() % 4)
+        var sim = MembershipSimulation(nodeCount: count, seed: seed)
+        if let window = ProcessInfo.processInfo.environment["ARTPAY_SIM_TRACE_WINDOW"]?.split(separator: "-").compactMap({ Int64($0) }),
+            window.count == 2
+        {
+            sim.traceWindow = window[0]...window[1]
+        }
+        sim.traced = ProcessInfo.processInfo.environment["ARTPAY_SIM_TRACE"].flatMap { NodeID(rawValue: $0) }
+        var violations: [String] = []
+        func fail(_ text: String) {
+            violations.append("seed \(seed) (\(count) nodes) at \(sim.now) ms: \(text) — replay: ARTPAY_SIM_SEED=\(seed) scripts/test --filter MembershipSimulation")
+        }
+        let settings = sim.settings
+        let detectionBound = (settings.probeInterval * (count + 1) + settings.suspicionMaximum + .seconds(1)).wholeMilliseconds
+
+        // Staggered start; converged within 10 s.
+        let startTimes = (0..<count).map { _ in Int64(random.next() % 500) }.sorted()
+        for (index, startAt) in startTimes.enumerated() {
+            sim.run(until: startAt)
+            sim.start(index)
+        }
+        sim.run(until: 10_000)
+        checkConverged(sim, fail)
+
+        // Faults, one node at a time so the rest stay a connected majority.
+        sim.lossRate = random.next() % 2 == 0 ? 0.0 : 0.01
+        var excused: [(node: NodeID, from: Int64, to: Int64)] = []
+        var clock: Int64 = 10_000
+        for _ in 0..<(1 + Int(random.next() % 3)) {
+            let victim = Int(random.next() % UInt64(count))
+            let length = 5_000 + Int64(random.next() % 10_000)
+            sim.run(until: clock)
+            let fault = random.next() % 3
+            if ProcessInfo.processInfo.environment["ARTPAY_SIM_TRACE"] != nil {
+                print("seed \(seed) t=\(sim.now) fault \(["crash", "partition", "loss"][Int(fault)]) of node \(victim + 1) for \(length) ms")
+            }
+            switch fault {
+            case 0:
+                let crashed = sim.view(of: victim).first { $0.id == sim.nodes[victim].id }!
+                let crashedAt = sim.now
+                sim.crash(victim)
+                sim.run(until: crashedAt + min(length, detectionBound))
+                if length >= detectionBound {
+                    for observer in sim.nodes.indices where sim.isUp(observer) {
+                        let seen = sim.view(of: observer).first { $0.id == crashed.id }
+                        if let seen, seen.generation == crashed.generation, seen.status.isLive {
+                            fail("\(sim.nodes[observer].id) still sees crashed \(crashed.id) as \(seen.status) after \(detectionBound) ms")
+                        }
+                    }
+                }
+                sim.run(until: crashedAt + length)
+                sim.start(victim)
+            case 1:
+                let from = sim.now
+                sim.partition(victim)
+                sim.run(until: from + length)
+                sim.heal()
+                // Both sides may bury each other until the partition heals and they resync.
+                excused.append((sim.nodes[victim].id, from, sim.now + 15_000))
+                for other in sim.nodes.indices where other != victim {
+                    excused.append((sim.nodes[other].id, from, sim.now + 15_000))
+                }
+            default:
+                // Under heavy loss a refutation can come too late for some observer: SWIM's price.
+                // Such deaths are excused; the node rejoins under a new generation.
+                let from = sim.now
+                sim.lossRate = 0.05
+                sim.run(until: from + length)
+                sim.lossRate = 0.0
+                for node in sim.nodes { excused.append((node.id, from, sim.now + 5_000)) }
+            }
+            clock = sim.now + 2_000
+        }
+        sim.heal()
+        sim.lossRate = 0
+        sim.run(until: sim.now + 20_000)
+        checkConverged(sim, fail)
+
+        for kill in sim.refutedKills {
+            fail("\(kill.observer) declared \(kill.subject) dead over a refutation it had seen")
+        }
+        // A node that was up, in its current generation and not cut off, was never declared dead.
+        for death in sim.deaths {
+            guard let index = sim.nodes.firstIndex(where: { $0.id == death.subject.id }) else { continue }
+            let wasExcused = excused.contains { $0.node == death.subject.id && $0.from <= death.at && death.at <= $0.to }
+                || excused.contains { $0.node == death.observer && $0.from <= death.at && death.at <= $0.to }
+            if sim.isUp(index), sim.nodes[index].generation == death.subject.generation, !wasExcused {
+                fail("\(death.observer) declared live \(death.subject) dead at \(death.at) ms")
+            }
+        }
+        return violations
+    }
+
+    static func checkConverged(_ sim: MembershipSimulation, _ fail: (String) -> Void) {
+        for observer in sim.nodes.indices where sim.isUp(observer) {
+            let view = Dictionary(uniqueKeysWithValues: sim.view(of: observer).map { ($0.id, $0) })
+            for node in sim.nodes where node.instance != nil {
+                guard let seen = view[node.id], seen.generation == node.instance!.myself.generation, seen.status == .alive
+                else {
+                    fail("\(sim.nodes[observer].id) sees \(node.id) as \(view[node.id]?.description ?? "unknown"), expected alive #\(node.instance!.myself.generation)")
+                    continue
+                }
+            }
+        }
+    }
+
+    @Test func sameSeed_replaysTheSameRun() {
+        var first = MembershipSimulation(nodeCount: 4, seed: 9)
+        var second = MembershipSimulation(nodeCount: 4, seed: 9)
+        for index in 0..<4 {
+            first.start(index)
+            second.start(index)
+        }
+        first.run(until: 5_000)
+        second.run(until: 5_000)
+        #expect(first.messagesSent == second.messagesSent)
+        #expect((0..<4).map { first.view(of: $0) } == (0..<4).map { second.view(of: $0) })
+    }
+}
+
+extension Array {
+    func chunked(into parts: Int) -> [[Element]] {
+        let size = Swift.max(1, (count + parts - 1) / parts)
+        return stride(from: 0, to: count, by: size).map { Array(self[$0..<Swift.min($0 + size, count)]) }
+    }
+}
