@@ -18,6 +18,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -30,7 +31,15 @@ let package = Package(
         // Pure auction rules: no I/O, no clock, no randomness.
         .target(name: "AuctionCore", swiftSettings: strict),
         // Pure cluster protocol: SWIM membership, placement. No I/O, no clock, seeded randomness.
-        .target(name: "ClusterCore", dependencies: ["AuctionCore"], swiftSettings: strict),
+        .target(
+            name: "ClusterCore",
+            dependencies: [
+                "AuctionCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
         // The durable, fenced event log: one protocol, PostgreSQL and SQLite backends.
         .target(
             name: "Storage",
@@ -78,7 +87,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ClusterCoreTests",
-            dependencies: ["AuctionCore", "ClusterCore"],
+            dependencies: [
+                "AuctionCore", "ClusterCore", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
