@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Storage", targets: ["Storage"]),
         .library(name: "AuctionRuntime", targets: ["AuctionRuntime"]),
         .library(name: "ClusterCore", targets: ["ClusterCore"]),
+        .library(name: "Node", targets: ["Node"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -63,6 +64,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The IO shell of a cluster node: TCP transport, membership driver, forwarding.
+        .target(
+            name: "Node",
+            dependencies: [
+                "AuctionCore",
+                "ClusterCore",
+                "Storage",
+                "AuctionRuntime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "artpay",
             dependencies: [
@@ -90,6 +105,15 @@ let package = Package(
             dependencies: [
                 "AuctionCore", "ClusterCore", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NodeTests",
+            dependencies: [
+                "AuctionCore", "ClusterCore", "Storage", "AuctionRuntime", "Node",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -18,6 +18,28 @@ public struct AuctionSummary: Hashable, Sendable, Codable {
     public var reserveMet: Bool
     public var buyNowPrice: Money?
     public var status: AuctionState.Status
+
+    public init(
+        auctionId: AuctionID, seq: Int64, sellerId: UserID, saleId: SaleID?, title: String, price: Money,
+        minimumNextBid: Money, leaderId: UserID?, bidCount: Int, opensAt: Timestamp, endsAt: Timestamp,
+        hasReserve: Bool, reserveMet: Bool, buyNowPrice: Money?, status: AuctionState.Status
+    ) {
+        self.auctionId = auctionId
+        self.seq = seq
+        self.sellerId = sellerId
+        self.saleId = saleId
+        self.title = title
+        self.price = price
+        self.minimumNextBid = minimumNextBid
+        self.leaderId = leaderId
+        self.bidCount = bidCount
+        self.opensAt = opensAt
+        self.endsAt = endsAt
+        self.hasReserve = hasReserve
+        self.reserveMet = reserveMet
+        self.buyNowPrice = buyNowPrice
+        self.status = status
+    }
 }
 
 extension Auction {

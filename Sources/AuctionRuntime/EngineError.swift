@@ -14,6 +14,9 @@ public enum EngineError: Error, Hashable, Sendable, CustomStringConvertible {
     case storeUnavailable(String)
     /// The auction's actor stopped (passivated or shutting down) while the command waited.
     case stopped
+    /// No node could be reached that owns the auction's shard (views disagree, or the owner is
+    /// failing over). Retry shortly with the same bid id.
+    case ownerUnavailable(String)
 
     /// A stable machine-readable code.
     public var code: String {
@@ -22,6 +25,7 @@ public enum EngineError: Error, Hashable, Sendable, CustomStringConvertible {
         case .notOwner: "not_owner"
         case .storeUnavailable: "store_unavailable"
         case .stopped: "stopped"
+        case .ownerUnavailable: "owner_unavailable"
         }
     }
 
@@ -31,6 +35,7 @@ public enum EngineError: Error, Hashable, Sendable, CustomStringConvertible {
         case .notOwner(let shard): "This node does not own \(shard)."
         case .storeUnavailable(let detail): "The store is unavailable (\(detail)); retry with the same bid id."
         case .stopped: "The auction was stopped on this node; retry."
+        case .ownerUnavailable(let detail): "The auction's owner is unavailable (\(detail)); retry shortly."
         }
     }
 

@@ -1,0 +1,280 @@
+public import AuctionCore
+public import AuctionRuntime
+public import ClusterCore
+public import Logging
+
+/// One node of the cluster: drives its membership instance, keeps the placement view, and routes
+/// every command to the auction's owner — the local `AuctionRegistry` or, one TCP hop away,
+/// another node.
+///
+/// Invariants: a command is executed only by a node whose own view makes it the owner (the store's
+/// fencing then decides whether it may write); a forwarded command keeps its bid id, so retries
+/// after a failover never double a bid; at most two forwarding hops, then `ownerUnavailable`.
+public actor ClusterNode {
+    public struct Configuration: Sendable {
+        public var id: NodeID
+        /// The cluster address other nodes reach this one at.
+        public var address: NodeAddress
+        public var roles: Set<NodeRole>
+        public var seeds: [NodeAddress]
+        public var membership: MembershipSettings
+        public var shardMap: ShardMap
+        /// How long a forwarded command may take before it fails as `ownerUnavailable`.
+        public var forwardTimeout: Duration
+        /// How long `submit` keeps retrying a command whose owner is failing over.
+        public var retryBudget: Duration
+
+        public init(
+            id: NodeID, address: NodeAddress, roles: Set<NodeRole> = Set(NodeRole.allCases), seeds: [NodeAddress],
+            membership: MembershipSettings = .init(), shardMap: ShardMap = ShardMap(),
+            forwardTimeout: Duration = .seconds(2), retryBudget: Duration = .seconds(3)
+        ) {
+            self.id = id
+            self.address = address
+            self.roles = roles
+            self.seeds = seeds
+            self.membership = membership
+            self.shardMap = shardMap
+            self.forwardTimeout = forwardTimeout
+            self.retryBudget = retryBudget
+        }
+    }
+
+    private struct PendingForward {
+        var to: NodeAddress
+        var continuation: CheckedContinuation<Result<CommandAccepted, EngineError>, Never>
+    }
+
+    public let configuration: Configuration
+    private var membership: MembershipInstance
+    private let registry: AuctionRegistry
+    private let transport: ClusterTransport
+    private let clock: any EngineClock
+    private let logger: Logger
+    private var candidates: [NodeID] = []
+    private var pending: [UInt64: PendingForward] = [:]
+    private var nextRequest: UInt64 = 0
+    public private(set) var counters = Counters()
+
+    /// What the node did, for `/metrics` and `/v1/cluster`.
+    public struct Counters: Sendable, Codable {
+        public var forwardedCommands = 0
+        public var forwardFailures = 0
+        public var forwardMillisecondsTotal: Int64 = 0
+        public var suspicions = 0
+        public var refutations = 0
+        public var deaths = 0
+        public var shardsReleased = 0
+    }
+
+    public init(
+        configuration: Configuration, registry: AuctionRegistry, transport: ClusterTransport, clock: any EngineClock,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.registry = registry
+        self.transport = transport
+        self.clock = clock
+        self.logger = logger
+        let now = clock.now()
+        let myself = Member(
+            id: configuration.id, generation: UInt64(max(1, now.millisecondsSinceEpoch)), address: configuration.address,
+            roles: configuration.roles)
+        membership = MembershipInstance(
+            myself: myself, seeds: configuration.seeds, settings: configuration.membership, now: now,
+            seed: UInt64.random(in: 0...UInt64.max))
+        candidates = Placement.candidates([myself])
+    }
+
+    /// Runs the membership protocol until the task is cancelled. Frames from the transport are
+    /// handled from the moment this starts.
+    public func run() async {
+        transport.onFrame { [weak self] frame, reply in
+            await self?.handle(frame, reply: reply)
+        }
+        while !Task.isCancelled {
+            let now = clock.now()
+            perform(membership.tick(now: now))
+            let wait = now.duration(to: membership.nextDeadline)
+            try? await Task.sleep(for: min(max(wait, .milliseconds(2)), .milliseconds(50)))
+        }
+    }
+
+    /// Leaves the cluster: tells the other members, and stops the local auctions.
+    public func leave() async {
+        perform(membership.leave(now: clock.now()))
+        await registry.shutdown()
+    }
+
+    // MARK: - Commands
+
+    /// Runs `command` on `auction`'s owner, wherever it is, retrying while the owner fails over.
+    public func submit(_ command: AuctionCommand, to auction: AuctionID) async -> Result<CommandAccepted, EngineError> {
+        let deadline = clock.now().advanced(by: configuration.retryBudget)
+        var delay = Duration.milliseconds(25)
+        while true {
+            let result = await route(command, to: auction, hops: 0)
+            switch result {
+            case .failure(.notOwner), .failure(.ownerUnavailable), .failure(.stopped), .failure(.storeUnavailable):
+                guard clock.now().advanced(by: delay) < deadline else { return result }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .milliseconds(200))
+            default:
+                return result
+            }
+        }
+    }
+
+    private func route(_ command: AuctionCommand, to auction: AuctionID, hops: UInt8) async -> Result<CommandAccepted, EngineError> {
+        let shard = configuration.shardMap.shard(of: auction)
+        guard let owner = Placement.owner(of: shard, among: candidates) else {
+            return .failure(.ownerUnavailable("no live member takes auctions"))
+        }
+        if owner == configuration.id {
+            return await registry.submit(command, to: auction)
+        }
+        guard hops < 2 else { return .failure(.ownerUnavailable("views of the cluster disagree")) }
+        guard let address = membership.member(owner)?.address else { return .failure(.ownerUnavailable("unknown owner")) }
+        return await forward(command, to: auction, hops: hops + 1, at: address)
+    }
+
+    private func forward(
+        _ command: AuctionCommand, to auction: AuctionID, hops: UInt8, at address: NodeAddress
+    ) async -> Result<CommandAccepted, EngineError> {
+        nextRequest += 1
+        let id = nextRequest
+        let started = ContinuousClock.now
+        counters.forwardedCommands += 1
+        let timeout = configuration.forwardTimeout
+        let result = await withCheckedContinuation { continuation in
+            pending[id] = PendingForward(to: address, continuation: continuation)
+            transport.send(.request(id: id, hops: hops, auction: auction, command: command), to: address)
+            Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                await self?.fail(id, .ownerUnavailable("no answer from \(address) in time"))
+            }
+        }
+        let elapsed = (ContinuousClock.now - started).components
+        counters.forwardMillisecondsTotal += elapsed.seconds * 1_000 + elapsed.attoseconds / 1_000_000_000_000_000
+        if case .failure = result { counters.forwardFailures += 1 }
+        return result
+    }
+
+    private func fail(_ id: UInt64, _ error: EngineError) {
+        pending.removeValue(forKey: id)?.continuation.resume(returning: .failure(error))
+    }
+
+    // MARK: - Frames
+
+    private func handle(_ frame: ClusterFrame, reply: @escaping @Sendable (ClusterFrame) -> Void) async {
+        switch frame {
+        case .membership(let message):
+            perform(membership.receive(message, from: message.sender.address, now: clock.now()))
+        case .request(let id, let hops, let auction, let command):
+            let result = await route(command, to: auction, hops: hops)
+            reply(.response(id: id, result: result))
+        case .response(let id, let result):
+            pending.removeValue(forKey: id)?.continuation.resume(returning: result)
+        }
+    }
+
+    private func perform(_ directives: [MembershipDirective]) {
+        var viewChanged = false
+        for directive in directives {
+            switch directive {
+            case .send(let message, let address):
+                transport.send(.membership(message), to: address)
+            case .changed(let from, let to):
+                viewChanged = true
+                note(from: from, to: to)
+            }
+        }
+        if viewChanged { viewDidChange() }
+    }
+
+    private func note(from: Member?, to: Member) {
+        if to.id == configuration.id {
+            counters.refutations += 1
+            logger.notice("refuted a claim about this node", metadata: ["now": "\(to)"])
+            return
+        }
+        switch to.status {
+        case .suspect: counters.suspicions += 1
+        case .dead: counters.deaths += 1
+        case .alive, .left: break
+        }
+        logger.info("member changed", metadata: ["member": "\(to.id)", "from": "\(from?.description ?? "-")", "to": "\(to)"])
+        if !to.status.isLive {
+            // Commands waiting on a node that is gone fail now, so they can be retried elsewhere.
+            for (id, forward) in pending where forward.to == to.address {
+                fail(id, .ownerUnavailable("\(to.id) is \(to.status)"))
+            }
+        }
+    }
+
+    private func viewDidChange() {
+        candidates = Placement.candidates(membership.members)
+        let candidates = self.candidates
+        let me = configuration.id
+        Task { [registry, weak self] in
+            for shard in await registry.ownedShards.keys where Placement.owner(of: shard, among: candidates) != me {
+                await registry.release(shard)
+                await self?.countRelease()
+            }
+        }
+    }
+
+    private func countRelease() {
+        counters.shardsReleased += 1
+    }
+
+    // MARK: - Views
+
+    /// This node's view of the cluster.
+    public var snapshot: ClusterSnapshot {
+        get async {
+            let owned = await registry.ownedShards
+            let placed = configuration.shardMap.shardCount
+            let mine = (0..<placed).filter { Placement.owner(of: ShardID($0), among: candidates) == configuration.id }.count
+            return ClusterSnapshot(
+                node: configuration.id.rawValue, generation: membership.myself.generation,
+                members: membership.members.map {
+                    .init(
+                        id: $0.id.rawValue, address: $0.address.description, status: $0.status.description,
+                        generation: $0.generation, incarnation: $0.incarnation, roles: $0.roles.map(\.rawValue).sorted())
+                },
+                shardsPlacedHere: mine,
+                shardsHeld: owned.map { .init(shard: $0.key.rawValue, epoch: $0.value.rawValue) }.sorted { $0.shard < $1.shard },
+                counters: counters)
+        }
+    }
+
+    /// The members as this node sees them.
+    public var members: [Member] { membership.members }
+}
+
+/// `GET /v1/cluster`: one node's view of the cluster.
+public struct ClusterSnapshot: Sendable, Codable {
+    public struct MemberView: Sendable, Codable {
+        public var id: String
+        public var address: String
+        public var status: String
+        public var generation: UInt64
+        public var incarnation: UInt64
+        public var roles: [String]
+    }
+
+    public struct HeldShard: Sendable, Codable {
+        public var shard: Int32
+        public var epoch: Int64
+    }
+
+    public var node: String
+    public var generation: UInt64
+    public var members: [MemberView]
+    /// Shards this node owns in its current view (rendezvous placement).
+    public var shardsPlacedHere: Int
+    /// Shards this node holds a lease on (it served a command on them since the last view change).
+    public var shardsHeld: [HeldShard]
+    public var counters: ClusterNode.Counters
+}

@@ -1,0 +1,260 @@
+public import AuctionCore
+public import ClusterCore
+public import Logging
+public import NIOCore
+import NIOPosix
+import Synchronization
+
+/// TCP between cluster nodes: length-prefixed frames over connections that open with
+/// `ClusterHandshake`. Each node keeps one outbound connection per peer address, opened on first
+/// send and reopened with exponential backoff after a failure; inbound connections are accepted
+/// from anyone but carry nothing until the peer proved the cluster secret.
+///
+/// Delivery is best effort, like UDP for SWIM: a frame for an unreachable peer is dropped (the
+/// membership protocol and forwarding retries are built for that). A refused handshake, a
+/// malformed or an oversized frame closes that one connection and is counted; the node keeps
+/// serving.
+public final class ClusterTransport: Sendable {
+    /// Called for every frame from an authenticated peer; `reply` writes on the same connection.
+    public typealias FrameHandler = @Sendable (_ frame: ClusterFrame, _ reply: @escaping @Sendable (ClusterFrame) -> Void) async -> Void
+
+    public let metrics = TransportMetrics()
+    let node: NodeID
+    let secret: ClusterSecret
+    let group: any EventLoopGroup
+    let logger: Logger
+    private let handler = Mutex<FrameHandler?>(nil)
+    private let links: OutboundLinks
+
+    public init(
+        node: NodeID, secret: ClusterSecret, group: (any EventLoopGroup)? = nil, logger: Logger
+    ) {
+        self.node = node
+        self.secret = secret
+        self.group = group ?? MultiThreadedEventLoopGroup.singleton
+        self.logger = logger
+        self.links = OutboundLinks()
+    }
+
+    /// Sets where authenticated frames go. Call before `serve` and before sending.
+    public func onFrame(_ handler: @escaping FrameHandler) {
+        self.handler.withLock { $0 = handler }
+    }
+
+    /// Accepts cluster connections on `host:port` until the task is cancelled.
+    public func serve(host: String, port: Int, bound: (@Sendable (Int) -> Void)? = nil) async throws {
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.framed(channel)
+                }
+            }
+        bound?(server.channel.localAddress?.port ?? port)
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { connections in
+                for try await connection in connections {
+                    group.addTask { await self.serveInbound(connection) }
+                }
+            }
+        }
+    }
+
+    /// Sends `frame` to the node listening on `address`, opening a connection when needed. Never
+    /// waits for the network; drops the frame while the peer is unreachable.
+    public func send(_ frame: ClusterFrame, to address: NodeAddress) {
+        links.send(frame.encode(), to: address, transport: self)
+    }
+
+    /// Closes every outbound connection.
+    public func shutdown() {
+        links.closeAll()
+    }
+
+    // MARK: - Connections
+
+    static func framed(_ channel: any Channel) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ClusterFrameCoder()))
+        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(ClusterFrameCoder()))
+        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+    }
+
+    private func serveInbound(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var frames = inbound.makeAsyncIterator()
+                let peer = try await handshake(.acceptor, frames: &frames, outbound: outbound)
+                try await exchange(with: peer, frames: &frames, outbound: outbound, writes: nil)
+            }
+        } catch {
+            record(error, peer: "inbound")
+        }
+    }
+
+    /// Connects to `address`, authenticates, then writes `writes` and reads replies until either side ends.
+    func runOutbound(to address: NodeAddress, writes: AsyncStream<ByteBuffer>) async -> Bool {
+        do {
+            let connection = try await ClientBootstrap(group: group)
+                .connectTimeout(.seconds(1))
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .connect(host: address.host, port: address.port) { channel in
+                    channel.eventLoop.makeCompletedFuture { try Self.framed(channel) }
+                }
+            try await connection.executeThenClose { inbound, outbound in
+                var frames = inbound.makeAsyncIterator()
+                let peer = try await handshake(.initiator, frames: &frames, outbound: outbound)
+                try await exchange(with: peer, frames: &frames, outbound: outbound, writes: writes)
+            }
+            return true
+        } catch {
+            record(error, peer: address.description)
+            return false
+        }
+    }
+
+    private func handshake(
+        _ role: ClusterHandshake.Role, frames: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    ) async throws -> NodeID {
+        var generator = SystemRandomNumberGenerator()
+        let nonce = (0..<ClusterHandshake.nonceLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var state = ClusterHandshake(role: role, secret: secret, nonce: nonce, node: node)
+        try await outbound.write(state.hello())
+        while true {
+            guard let frame = try await frames.next() else { throw HandshakeIncomplete() }
+            switch state.receive(frame) {
+            case .send(let reply):
+                try await outbound.write(reply)
+            case .established(let peer, let reply):
+                if let reply { try await outbound.write(reply) }
+                metrics.established()
+                return peer
+            case .fail(let failure, let refusal):
+                if let refusal { try? await outbound.write(refusal) }
+                metrics.refusedHandshake()
+                throw failure
+            }
+        }
+    }
+
+    /// After the handshake: reads frames and hands them on, while writing `writes` (outbound
+    /// connections) and replies (both directions) on the same connection.
+    private func exchange(
+        with peer: NodeID, frames: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, writes: AsyncStream<ByteBuffer>?
+    ) async throws {
+        let (replies, replyContinuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingNewest(4_096))
+        let handler = self.handler.withLock { $0 }
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                for await reply in replies { try await outbound.write(reply) }
+            }
+            if let writes {
+                group.addTask {
+                    for await frame in writes { try await outbound.write(frame) }
+                    throw WritesFinished()
+                }
+            }
+            defer {
+                replyContinuation.finish()
+                group.cancelAll()
+            }
+            while let bytes = try await frames.next() {
+                let frame: ClusterFrame
+                do {
+                    frame = try ClusterFrame.decode(bytes)
+                } catch {
+                    metrics.malformedFrame()
+                    throw error
+                }
+                guard let handler else { continue }
+                group.addTask {
+                    await handler(frame) { reply in replyContinuation.yield(reply.encode()) }
+                }
+            }
+        }
+    }
+
+    private func record(_ error: any Error, peer: String) {
+        switch error {
+        case is ClusterFrameCoder.FrameTooLarge:
+            metrics.oversizedFrame()
+            logger.warning("closed a connection that sent an oversized frame", metadata: ["peer": "\(peer)"])
+        case let failure as ClusterHandshake.Failure:
+            logger.warning("refused a cluster connection", metadata: ["peer": "\(peer)", "reason": "\(failure)"])
+        case let wire as WireError:
+            logger.warning("closed a connection that sent a malformed frame", metadata: ["peer": "\(peer)", "reason": "\(wire)"])
+        case is WritesFinished, is CancellationError:
+            break
+        default:
+            logger.debug("cluster connection ended", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        }
+    }
+
+    struct HandshakeIncomplete: Error {}
+    struct WritesFinished: Error {}
+}
+
+/// The outbound connection of each peer address, with reconnect backoff.
+final class OutboundLinks: Sendable {
+    private struct Link {
+        var writes: AsyncStream<ByteBuffer>.Continuation
+        var generation: Int
+    }
+
+    private struct State {
+        var links: [NodeAddress: Link] = [:]
+        var failures: [NodeAddress: (count: Int, retryAt: ContinuousClock.Instant)] = [:]
+        var nextGeneration = 0
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+
+    func send(_ frame: ByteBuffer, to address: NodeAddress, transport: ClusterTransport) {
+        let start: (AsyncStream<ByteBuffer>, Int)? = state.withLock { state in
+            if state.closed { return nil }
+            if let link = state.links[address] {
+                link.writes.yield(frame)
+                return nil
+            }
+            if let failure = state.failures[address], ContinuousClock.now < failure.retryAt { return nil }
+            let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingNewest(1_024))
+            state.nextGeneration += 1
+            state.links[address] = Link(writes: continuation, generation: state.nextGeneration)
+            continuation.yield(frame)
+            return (stream, state.nextGeneration)
+        }
+        guard let (stream, generation) = start else { return }
+        Task {
+            let succeeded = await transport.runOutbound(to: address, writes: stream)
+            self.ended(address, generation: generation, succeeded: succeeded)
+        }
+    }
+
+    private func ended(_ address: NodeAddress, generation: Int, succeeded: Bool) {
+        state.withLock { state in
+            if state.links[address]?.generation == generation {
+                state.links[address]?.writes.finish()
+                state.links[address] = nil
+            }
+            if succeeded {
+                state.failures[address] = nil
+            } else {
+                let count = (state.failures[address]?.count ?? 0) + 1
+                // 100 ms, 200 ms, … capped at 2 s.
+                let delay = Duration.milliseconds(min(2_000, 100 << min(count - 1, 5)))
+                state.failures[address] = (count, ContinuousClock.now.advanced(by: delay))
+            }
+        }
+    }
+
+    func closeAll() {
+        state.withLock { state in
+            state.closed = true
+            for link in state.links.values { link.writes.finish() }
+            state.links = [:]
+        }
+    }
+}

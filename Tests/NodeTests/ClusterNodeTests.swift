@@ -1,0 +1,151 @@
+import AuctionCore
+import AuctionRuntime
+import ClusterCore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Node
+import Storage
+import Testing
+
+/// Several nodes in one process, on real loopback sockets, sharing one SQLite store.
+final class LocalCluster: Sendable {
+    struct Running: Sendable {
+        var node: ClusterNode
+        var transport: ClusterTransport
+        var address: NodeAddress
+        var tasks: [Task<Void, Never>]
+    }
+
+    let secret = ClusterSecret("local test cluster secret")!
+    let store: SQLiteEventStore
+    let nodes: [Running]
+
+    private init(store: SQLiteEventStore, nodes: [Running]) {
+        self.store = store
+        self.nodes = nodes
+    }
+
+    static func start(count: Int, store: SQLiteEventStore) async throws -> LocalCluster {
+        var logger = Logger(label: "test.cluster")
+        logger.logLevel = .error
+        let secret = ClusterSecret("local test cluster secret")!
+        var started: [(NodeID, ClusterTransport, NodeAddress, Task<Void, Never>)] = []
+        for index in 0..<count {
+            let id = NodeID(rawValue: "node-\(index + 1)")!
+            let transport = ClusterTransport(node: id, secret: secret, logger: logger)
+            let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+            let serving = Task<Void, Never> {
+                do {
+                    try await transport.serve(host: "127.0.0.1", port: 0) { portContinuation.yield($0) }
+                } catch {}
+            }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw CancellationError() }
+            started.append((id, transport, NodeAddress(host: "127.0.0.1", port: port), serving))
+        }
+        let seeds = started.prefix(2).map(\.2)
+        var running: [Running] = []
+        for (id, transport, address, serving) in started {
+            let clock = SystemClock()
+            let registry = AuctionRegistry(
+                configuration: .init(node: id), store: store, writer: LogWriter(store: store), clock: clock, logger: logger)
+            let node = ClusterNode(
+                configuration: .init(id: id, address: address, seeds: seeds), registry: registry, transport: transport,
+                clock: clock, logger: logger)
+            let loop = Task { await node.run() }
+            running.append(Running(node: node, transport: transport, address: address, tasks: [serving, loop]))
+        }
+        return LocalCluster(store: store, nodes: running)
+    }
+
+    func stop() async {
+        for running in nodes {
+            running.tasks.forEach { $0.cancel() }
+            running.transport.shutdown()
+        }
+    }
+
+    /// Waits until every node sees every node alive.
+    func converged() async throws {
+        try await eventually("membership converges") {
+            for running in nodes {
+                let alive = await running.node.members.filter { $0.status == .alive }.count
+                if alive != nodes.count { return false }
+            }
+            return true
+        }
+    }
+}
+
+func eventually(
+    _ what: String, timeout: Duration = .seconds(15), sourceLocation: SourceLocation = #_sourceLocation,
+    _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    Issue.record("timed out waiting for: \(what)", sourceLocation: sourceLocation)
+    throw CancellationError()
+}
+
+func withSQLiteStore(_ body: (SQLiteEventStore) async throws -> Void) async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("artpay-node-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let store = try await SQLiteEventStore.open(path: directory.appendingPathComponent("store.sqlite").path)
+    try await store.migrate()
+    do {
+        try await body(store)
+    } catch {
+        await store.close()
+        throw error
+    }
+    await store.close()
+}
+
+@Suite(.serialized) struct ClusterNodeTests {
+    static func terms(_ id: AuctionID) -> AuctionTerms {
+        let now = SystemClock().now()
+        return AuctionTerms(
+            auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot", startingPrice: Money(minorUnits: 1_000, currency: .eur),
+            opensAt: now, closesAt: now.advanced(by: .seconds(3_600)))
+    }
+
+    @Test func commandsSentToAnyNode_runOnTheOwner() async throws {
+        try await withSQLiteStore { store in
+            let cluster = try await LocalCluster.start(count: 3, store: store)
+            defer { Task { await cluster.stop() } }
+            try await cluster.converged()
+            // Auctions spread over all nodes; each is created and bid on through a different node.
+            for index in 0..<12 {
+                let id = AuctionID(rawValue: "lot-\(index)")!
+                let entry = cluster.nodes[index % 3].node
+                let created = await entry.submit(.create(Self.terms(id)), to: id)
+                #expect(created.value?.seq == 1, "create of \(id): \(created)")
+                let bid = PlaceBid(bidId: BidID(rawValue: "bid-\(index)")!, bidderId: UserID(rawValue: "alice")!, maximum: Money(minorUnits: 2_000, currency: .eur))
+                let viaOther = await cluster.nodes[(index + 1) % 3].node.submit(.placeBid(bid), to: id)
+                #expect(viaOther.value?.seq == 2)
+                let again = await cluster.nodes[(index + 2) % 3].node.submit(.placeBid(bid), to: id)
+                #expect(again.value?.replayed == true, "a resubmission through a third node is a replay")
+            }
+            var forwarded = 0
+            for running in cluster.nodes { forwarded += await running.node.counters.forwardedCommands }
+            #expect(forwarded > 0)
+            // Every shard is held by at most one node.
+            var holders: [Int32: Int] = [:]
+            for running in cluster.nodes {
+                for held in await running.node.snapshot.shardsHeld { holders[held.shard, default: 0] += 1 }
+            }
+            #expect(holders.values.allSatisfy { $0 == 1 })
+            await cluster.stop()
+        }
+    }
+}
+
+extension Result {
+    var value: Success? { try? get() }
+}
