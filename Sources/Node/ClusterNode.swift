@@ -194,6 +194,7 @@ public actor ClusterNode {
 
     private func note(from: Member?, to: Member) {
         if to.id == configuration.id {
+            guard to.status == .alive else { return }
             counters.refutations += 1
             logger.notice("refuted a claim about this node", metadata: ["now": "\(to)"])
             return

@@ -149,3 +149,7 @@ func withSQLiteStore(_ body: (SQLiteEventStore) async throws -> Void) async thro
 extension Result {
     var value: Success? { try? get() }
 }
+
+enum SystemClockNow {
+    static var now: Timestamp { SystemClock().now() }
+}

@@ -1,0 +1,133 @@
+import ArgumentParser
+import AuctionRuntime
+import Foundation
+import Gateway
+import Hummingbird
+import Logging
+import Node
+import PostgresNIO
+import ServiceLifecycle
+import Storage
+
+/// `artpay node --config cluster-config/<file>.json`: one cluster node. Stops gracefully on
+/// SIGTERM/SIGINT: leaves the cluster (so peers move its shards at once) and stops its auctions.
+struct NodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node", abstract: "Run one ArtPay cluster node from a configuration file.")
+
+    @Option(help: "The node's configuration file (JSON; see cluster-config/). ARTPAY_* variables override it.")
+    var config: String
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let settings: NodeSettings
+        do {
+            settings = try await NodeSettings.load(file: config)
+        } catch let invalid as NodeSettings.Invalid {
+            throw ValidationError(invalid.description)
+        }
+        var logger = Logger(label: "artpay.node")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        logger[metadataKey: "node"] = "\(settings.cluster.id)"
+
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        let store: any EventStore
+        switch settings.store {
+        case .postgres(let host, let port, let user, let password, let database):
+            var configuration = PostgresClient.Configuration(
+                host: host, port: port, username: user, password: password, database: database, tls: .disable)
+            configuration.options.maximumConnections = 16
+            let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+            services.append(.init(service: client))
+            store = PostgresEventStore(client: client, logger: logger)
+        case .sqlite(let path):
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+            store = try await SQLiteEventStore.open(path: path, logger: logger)
+        }
+
+        let clock = SystemClock()
+        let registry = AuctionRegistry(
+            configuration: .init(node: settings.cluster.id), store: store, writer: LogWriter(store: store), clock: clock,
+            logger: logger)
+        let transport = ClusterTransport(node: settings.cluster.id, secret: settings.secret, logger: logger)
+        let node = ClusterNode(
+            configuration: settings.cluster, registry: registry, transport: transport, clock: clock, logger: logger)
+        let cluster = ClusterService(
+            node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger)
+        let router = GatewayRouter.build(node: node, isReady: { await cluster.isReady })
+        let http = Application(
+            router: router, configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort)),
+            logger: logger)
+        services.append(.init(service: cluster))
+        services.append(.init(service: http))
+        logger.notice(
+            "starting",
+            metadata: [
+                "cluster": "\(settings.cluster.address)", "http": "\(settings.httpHost):\(settings.httpPort)",
+                "seeds": "\(settings.cluster.seeds)",
+            ])
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// Runs the cluster side of a node: migrations, the transport, the membership loop; on graceful
+/// shutdown, leaves the cluster before stopping.
+actor ClusterService: Service {
+    let node: ClusterNode
+    let transport: ClusterTransport
+    let store: any EventStore
+    let bind: (host: String, port: Int)
+    let logger: Logger
+    private(set) var isReady = false
+
+    init(node: ClusterNode, transport: ClusterTransport, store: any EventStore, bind: (host: String, port: Int), logger: Logger) {
+        self.node = node
+        self.transport = transport
+        self.store = store
+        self.bind = bind
+        self.logger = logger
+    }
+
+    func run() async throws {
+        try await migrateWithRetry()
+        let (transport, node, bind) = (self.transport, self.node, self.bind)
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                do {
+                    try await transport.serve(host: bind.host, port: bind.port)
+                } catch where Task.isCancelled {
+                    // Shutting down.
+                }
+            }
+            group.addTask { await node.run() }
+            isReady = true
+            try? await gracefulShutdown()
+            isReady = false
+            logger.notice("leaving the cluster")
+            await node.leave()
+            group.cancelAll()
+        }
+        transport.shutdown()
+    }
+
+    /// The store may come up after the node (a fresh cluster): retry for a while, then fail.
+    private func migrateWithRetry() async throws {
+        var attempt = 0
+        while true {
+            do {
+                try await store.migrate()
+                return
+            } catch {
+                attempt += 1
+                guard attempt < 30 else { throw error }
+                logger.warning("store not ready, retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import AuctionCore
+import ClusterCore
+import Configuration
+import Foundation
+import Node
+
+/// Everything `artpay node` needs, read from a JSON file in `cluster-config/` with environment
+/// overrides: a key `cluster.secret` is overridden by `ARTPAY_CLUSTER_SECRET`, `http.port` by
+/// `ARTPAY_HTTP_PORT`, and so on (dots become underscores, upper case, `ARTPAY_` in front).
+struct NodeSettings: Sendable {
+    enum Store: Sendable {
+        case postgres(host: String, port: Int, user: String, password: String?, database: String)
+        case sqlite(path: String)
+    }
+
+    var cluster: ClusterNode.Configuration
+    var clusterBind: (host: String, port: Int)
+    var httpHost: String
+    var httpPort: Int
+    var secret: ClusterSecret
+    var store: Store
+
+    struct Invalid: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func load(file: String) async throws -> NodeSettings {
+        let reader = ConfigReader(providers: [
+            EnvironmentVariablesProvider().prefixKeys(with: "artpay"),
+            try await FileProvider<JSONSnapshot>(filePath: .init(file)),
+        ])
+        func required(_ key: String) throws -> String {
+            guard let value = reader.string(forKey: ConfigKey(key)), !value.isEmpty else {
+                throw Invalid(description: "\(file): '\(key)' is missing (or set ARTPAY_\(key.uppercased().replacingOccurrences(of: ".", with: "_")))")
+            }
+            return value
+        }
+        func address(_ text: String, _ key: String) throws -> NodeAddress {
+            let parts = text.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]), (1...65_535).contains(port) else {
+                throw Invalid(description: "\(file): '\(key)' must be host:port, got '\(text)'")
+            }
+            return NodeAddress(host: String(parts[0]), port: port)
+        }
+
+        guard let id = NodeID(rawValue: try required("node.id")) else {
+            throw Invalid(description: "\(file): 'node.id' must be 1–64 of A–Z a–z 0–9 _ - . :")
+        }
+        let roleNames = reader.stringArray(forKey: "node.roles") ?? NodeRole.allCases.map(\.rawValue)
+        var roles = Set<NodeRole>()
+        for name in roleNames {
+            guard let role = NodeRole(rawValue: name) else {
+                throw Invalid(description: "\(file): unknown role '\(name)' (gateway, auctions, payments)")
+            }
+            roles.insert(role)
+        }
+        let bindHost = reader.string(forKey: "cluster.host", default: "127.0.0.1")
+        let bindPort = reader.int(forKey: "cluster.port", default: 7_100)
+        let advertised = try address(reader.string(forKey: "cluster.advertise", default: "\(bindHost):\(bindPort)"), "cluster.advertise")
+        let seeds = try (reader.stringArray(forKey: "cluster.seeds") ?? []).map { try address($0, "cluster.seeds") }
+        guard let secret = ClusterSecret(try required("cluster.secret")) else {
+            throw Invalid(description: "\(file): 'cluster.secret' must have at least \(ClusterSecret.minimumLength) characters")
+        }
+        var membership = MembershipSettings()
+        membership.probeInterval = .milliseconds(reader.int(forKey: "membership.probeIntervalMs", default: 300))
+        membership.pingTimeout = .milliseconds(reader.int(forKey: "membership.pingTimeoutMs", default: 120))
+        membership.suspicionMinimum = .milliseconds(reader.int(forKey: "membership.suspicionMinimumMs", default: 1_000))
+        membership.suspicionMaximum = .milliseconds(reader.int(forKey: "membership.suspicionMaximumMs", default: 3_000))
+
+        let store: Store
+        switch reader.string(forKey: "store.kind", default: "postgres") {
+        case "postgres":
+            store = .postgres(
+                host: reader.string(forKey: "store.postgres.host", default: "127.0.0.1"),
+                port: reader.int(forKey: "store.postgres.port", default: 5_432),
+                user: reader.string(forKey: "store.postgres.user", default: "postgres"),
+                password: reader.string(forKey: "store.postgres.password", isSecret: true),
+                database: reader.string(forKey: "store.postgres.database", default: "postgres"))
+        case "sqlite":
+            store = .sqlite(path: reader.string(forKey: "store.sqlite.path", default: ".artpay/cluster.sqlite"))
+        case let other:
+            throw Invalid(description: "\(file): 'store.kind' must be postgres or sqlite, got '\(other)'")
+        }
+        return NodeSettings(
+            cluster: ClusterNode.Configuration(id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),
+            clusterBind: (bindHost, bindPort), httpHost: reader.string(forKey: "http.host", default: "127.0.0.1"),
+            httpPort: reader.int(forKey: "http.port", default: 8_100), secret: secret, store: store)
+    }
+}
