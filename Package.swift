@@ -108,6 +108,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Helpers shared by the test targets (throwaway databases, polling with a deadline).
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "Storage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "AuctionCoreTests",
             dependencies: [
@@ -127,20 +137,29 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "AuctionCore", "ClusterCore", "Storage", "AuctionRuntime", "Node",
+                "AuctionCore", "ClusterCore", "Storage", "AuctionRuntime", "Node", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
+        // Real `artpay node` processes against the test PostgreSQL (needs scripts/test).
+        .testTarget(
+            name: "ClusterProcessTests",
+            dependencies: [
+                "AuctionCore", "ClusterCore", "Storage", "AuctionRuntime", "Node", "TestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "StorageTests",
-            dependencies: ["AuctionCore", "Storage", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AuctionCore", "Storage", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(
             name: "AuctionRuntimeTests",
-            dependencies: ["AuctionCore", "Storage", "AuctionRuntime"],
+            dependencies: ["AuctionCore", "Storage", "AuctionRuntime", "TestSupport"],
             swiftSettings: strict
         ),
     ]

@@ -1,6 +1,7 @@
 import AuctionCore
 import AuctionRuntime
 import Storage
+import TestSupport
 import Testing
 
 @Suite struct AuctionActorTests {

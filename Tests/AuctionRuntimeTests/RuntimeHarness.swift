@@ -3,6 +3,7 @@ import AuctionRuntime
 import Foundation
 import Storage
 import Synchronization
+import TestSupport
 import Testing
 
 /// A real store with a gate in front of `append`, so a test can hold a write in flight, count
@@ -66,37 +67,6 @@ final class GatedStore: EventStore {
     func events(of auction: AuctionID, after afterSeq: Int64, limit: Int) async throws(StorageError) -> [StoredEvent] {
         try await inner.events(of: auction, after: afterSeq, limit: limit)
     }
-}
-
-/// Polls `condition` until it holds, failing the test after `timeout`. Never a fixed sleep.
-func eventually(
-    _ what: String, timeout: Duration = .seconds(10), sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(2))
-    }
-    Issue.record("timed out waiting for: \(what)", sourceLocation: sourceLocation)
-    throw CancellationError()
-}
-
-/// A fresh SQLite store in a temporary directory, removed afterwards.
-func withSQLiteStore(_ body: (SQLiteEventStore, String) async throws -> Void) async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("artpay-rt-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let path = directory.appendingPathComponent("store.sqlite").path
-    let store = try await SQLiteEventStore.open(path: path)
-    try await store.migrate()
-    do {
-        try await body(store, path)
-    } catch {
-        await store.close()
-        throw error
-    }
-    await store.close()
 }
 
 enum RT {

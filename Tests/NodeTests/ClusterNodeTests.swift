@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import Node
 import Storage
+import TestSupport
 import Testing
 
 /// Several nodes in one process, on real loopback sockets, sharing one SQLite store.
@@ -79,34 +80,6 @@ final class LocalCluster: Sendable {
     }
 }
 
-func eventually(
-    _ what: String, timeout: Duration = .seconds(15), sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-    Issue.record("timed out waiting for: \(what)", sourceLocation: sourceLocation)
-    throw CancellationError()
-}
-
-func withSQLiteStore(_ body: (SQLiteEventStore) async throws -> Void) async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("artpay-node-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let store = try await SQLiteEventStore.open(path: directory.appendingPathComponent("store.sqlite").path)
-    try await store.migrate()
-    do {
-        try await body(store)
-    } catch {
-        await store.close()
-        throw error
-    }
-    await store.close()
-}
-
 @Suite(.serialized) struct ClusterNodeTests {
     static func terms(_ id: AuctionID) -> AuctionTerms {
         let now = SystemClock().now()
@@ -116,7 +89,7 @@ func withSQLiteStore(_ body: (SQLiteEventStore) async throws -> Void) async thro
     }
 
     @Test func commandsSentToAnyNode_runOnTheOwner() async throws {
-        try await withSQLiteStore { store in
+        try await withSQLiteStore { store, _ in
             let cluster = try await LocalCluster.start(count: 3, store: store)
             defer { Task { await cluster.stop() } }
             try await cluster.converged()

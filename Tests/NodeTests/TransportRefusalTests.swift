@@ -3,6 +3,7 @@ import ClusterCore
 import NIOCore
 import NIOPosix
 import Node
+import TestSupport
 import Testing
 
 /// Peers that should not be let in: each is refused and counted, and the cluster keeps serving.
@@ -34,7 +35,7 @@ import Testing
     }
 
     @Test func badPeers_areRefusedAndCounted_andTheClusterKeepsServing() async throws {
-        try await withSQLiteStore { store in
+        try await withSQLiteStore { store, _ in
             let cluster = try await LocalCluster.start(count: 2, store: store)
             try await cluster.converged()
             let target = cluster.nodes[0]
