@@ -3,14 +3,16 @@ import ClusterCore
 import Foundation
 import Testing
 
-/// Hundreds of seeded cluster runs with crashes, restarts, partitions and message loss.
+/// Hundreds of seeded cluster runs with crashes, restarts, partitions and message loss, under a
+/// bidding workload routed and executed as real nodes do.
 ///
-/// Per seed: the cluster converges after start and after the faults heal; a crashed node is
+/// Per seed: at most one node writes per shard and epoch, no write under a stale epoch, no
+/// acknowledged bid lost or doubled; the cluster converges after start and after the faults heal; a crashed node is
 /// declared dead by every connected node within the bound; a death never overrides a refutation
 /// the observer has seen; a node that is up, connected and not under heavy loss is never declared
-/// dead. `ARTPAY_SIM_SEEDS=5000` runs a long mode;
-/// `ARTPAY_SIM_SEED=<n>` replays one seed.
-@Suite struct MembershipSimulationTests {
+/// dead. `ARTPAY_SIM_SEEDS=5000` runs a long mode; `ARTPAY_SIM_SEED=<n>` replays one seed
+/// (`ARTPAY_SIM_TRACE=<node id>` prints its membership changes, `ARTPAY_SIM_STATS=1` the workload).
+@Suite struct ClusterSimulationTests {
     static var seeds: [UInt64] {
         let env = ProcessInfo.processInfo.environment
         if let one = env["ARTPAY_SIM_SEED"].flatMap(UInt64.init) { return [one] }
@@ -19,20 +21,40 @@ import Testing
     }
 
     @Test func seededRuns_convergeDetectCrashesAndNeverKillALiveNode() async {
-        let failures = await withTaskGroup(of: [String].self) { group in
-            for chunk in Self.seeds.chunked(into: 2) {
-                group.addTask { chunk.flatMap { Self.run(seed: $0) } }
-            }
-            return await group.reduce(into: []) { $0 += $1 }
-        }
+        let failures = await Self.runAll(fencing: true)
         for failure in failures.prefix(20) { Issue.record("\(failure)") }
     }
 
+    /// With the store's fencing switched off, the same runs must report stale writers: proof that
+    /// the checks can fail.
+    @Test func brokenFencing_isReportedAsAViolation() async {
+        let failures = await Self.runAll(fencing: false, seeds: Array(Self.seeds.prefix(100)))
+        #expect(failures.contains { $0.contains("stale epoch") || $0.contains("writers under") })
+    }
+
+    static func runAll(fencing: Bool, seeds: [UInt64] = seeds) async -> [String] {
+        await withTaskGroup(of: [String].self) { group in
+            for chunk in seeds.chunked(into: 2) {
+                group.addTask { chunk.flatMap { Self.run(seed: $0, fencing: fencing) } }
+            }
+            return await group.reduce(into: []) { $0 += $1 }
+        }
+    }
+
     /// One run; returns its violations, each naming how to replay the seed.
-    static func run(seed: UInt64) -> [String] {
+    static func run(seed: UInt64, fencing: Bool = true) -> [String] {
         var random = SeededRandom(seed: seed ^ 0x5eed)
         let count = 3 + Int(random.next() % 4)
-        var sim = MembershipSimulation(nodeCount: count, seed: seed)
+        var sim = ClusterSimulation(nodeCount: count, seed: seed)
+        sim.store.fencingEnabled = fencing
+        let auctions = (0..<16).map { AuctionID(rawValue: "lot-\($0)")! }
+        for id in auctions {
+            let terms = AuctionTerms(
+                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot", startingPrice: Money(minorUnits: 1_000, currency: .eur),
+                opensAt: Timestamp(millisecondsSinceEpoch: 0), closesAt: Timestamp(millisecondsSinceEpoch: 10_000_000), extensionWindow: .zero)
+            sim.store.seed(id, events: [.created(AuctionCreated(terms: terms, at: Timestamp(millisecondsSinceEpoch: 0)))])
+        }
+        sim.workload = (auctions, 25)
         if let window = ProcessInfo.processInfo.environment["ARTPAY_SIM_TRACE_WINDOW"]?.split(separator: "-").compactMap({ Int64($0) }),
             window.count == 2
         {
@@ -41,7 +63,7 @@ import Testing
         sim.traced = ProcessInfo.processInfo.environment["ARTPAY_SIM_TRACE"].flatMap { NodeID(rawValue: $0) }
         var violations: [String] = []
         func fail(_ text: String) {
-            violations.append("seed \(seed) (\(count) nodes) at \(sim.now) ms: \(text) — replay: ARTPAY_SIM_SEED=\(seed) scripts/test --filter MembershipSimulation")
+            violations.append("seed \(seed) (\(count) nodes) at \(sim.now) ms: \(text) — replay: ARTPAY_SIM_SEED=\(seed) scripts/test --filter ClusterSimulation")
         }
         let settings = sim.settings
         let detectionBound = (settings.probeInterval * (count + 1) + settings.suspicionMaximum + .seconds(1)).wholeMilliseconds
@@ -109,6 +131,11 @@ import Testing
         sim.run(until: sim.now + 20_000)
         checkConverged(sim, fail)
 
+        if ProcessInfo.processInfo.environment["ARTPAY_SIM_STATS"] != nil {
+            let logged = sim.store.logs.values.reduce(0) { $0 + $1.count - 1 }
+            print("seed \(seed): bids sent \(sim.bidsSent), acknowledged \(sim.acknowledged.count), logged \(logged)")
+        }
+        checkLog(sim, fail)
         for kill in sim.refutedKills {
             fail("\(kill.observer) declared \(kill.subject) dead over a refutation it had seen")
         }
@@ -124,7 +151,35 @@ import Testing
         return violations
     }
 
-    static func checkConverged(_ sim: MembershipSimulation, _ fail: (String) -> Void) {
+    /// The fenced log: one writer per (shard, epoch), no write under a stale epoch, epochs never
+    /// decrease along seq, every acknowledged bid logged exactly once, every log replays.
+    static func checkLog(_ sim: ClusterSimulation, _ fail: (String) -> Void) {
+        for stale in sim.store.staleWrites.prefix(3) {
+            fail("\(stale.writer) wrote \(stale.shard) under stale epoch \(stale.epoch) (store at \(stale.current)) at \(stale.at) ms")
+        }
+        for (shard, epochs) in sim.store.writers {
+            for (epoch, writers) in epochs where writers.count > 1 {
+                fail("\(writers.count) writers under \(shard) \(epoch): \(writers.sorted())")
+            }
+        }
+        var logged: [BidID: Int] = [:]
+        for (auction, log) in sim.store.logs {
+            if zip(log, log.dropFirst()).contains(where: { $0.epoch > $1.epoch }) {
+                fail("epochs decrease along the log of \(auction)")
+            }
+            if (try? Auction.replay(id: auction, events: log.map(\.event))) == nil {
+                fail("the log of \(auction) does not replay")
+            }
+            for entry in log {
+                if case .bidAccepted(let bid) = entry.event { logged[bid.bidId, default: 0] += 1 }
+            }
+        }
+        for (bid, auction) in sim.acknowledged where logged[bid] != 1 {
+            fail("acknowledged \(bid) on \(auction) is logged \(logged[bid] ?? 0) times")
+        }
+    }
+
+    static func checkConverged(_ sim: ClusterSimulation, _ fail: (String) -> Void) {
         for observer in sim.nodes.indices where sim.isUp(observer) {
             let view = Dictionary(uniqueKeysWithValues: sim.view(of: observer).map { ($0.id, $0) })
             for node in sim.nodes where node.instance != nil {
@@ -138,8 +193,8 @@ import Testing
     }
 
     @Test func sameSeed_replaysTheSameRun() {
-        var first = MembershipSimulation(nodeCount: 4, seed: 9)
-        var second = MembershipSimulation(nodeCount: 4, seed: 9)
+        var first = ClusterSimulation(nodeCount: 4, seed: 9)
+        var second = ClusterSimulation(nodeCount: 4, seed: 9)
         for index in 0..<4 {
             first.start(index)
             second.start(index)
