@@ -34,6 +34,42 @@ import Testing
         return frame(payload)
     }
 
+    /// Completes the handshake with the right secret, then sends an unknown frame.
+    static func authenticatedGarbage(to address: NodeAddress, secret: ClusterSecret) async throws {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: address.host, port: address.port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        try await channel.executeThenClose { inbound, outbound in
+            var handshake = ClusterHandshake(
+                role: .initiator, secret: secret, nonce: Array(repeating: 9, count: 32), node: NodeID(rawValue: "tester")!)
+            func framed(_ buffer: ByteBuffer) -> ByteBuffer { ByteBuffer(bytes: Self.frame(Array(buffer.readableBytesView))) }
+            try await outbound.write(framed(handshake.hello()))
+            var pending = ByteBuffer()
+            var established = false
+            for try await chunk in inbound {
+                pending.writeImmutableBuffer(chunk)
+                while let length = pending.getInteger(at: pending.readerIndex, as: UInt32.self),
+                    pending.readableBytes >= 4 + Int(length)
+                {
+                    pending.moveReaderIndex(forwardBy: 4)
+                    let frame = pending.readSlice(length: Int(length))!
+                    guard !established else { continue }
+                    switch handshake.receive(frame) {
+                    case .send(let reply):
+                        try await outbound.write(framed(reply))
+                    case .established(_, let reply):
+                        if let reply { try await outbound.write(framed(reply)) }
+                        established = true
+                        try await outbound.write(ByteBuffer(bytes: Self.frame([0x7F, 1, 2, 3])))
+                    case .fail(let failure, _):
+                        throw failure
+                    }
+                }
+            }
+        }
+    }
+
     @Test func badPeers_areRefusedAndCounted_andTheClusterKeepsServing() async throws {
         try await withSQLiteStore { store, _ in
             let cluster = try await LocalCluster.start(count: 2, store: store)
@@ -52,6 +88,10 @@ import Testing
             // A frame announcing more than the maximum length.
             try await Self.sendRaw([0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3], to: target.address)
             try await eventually("an oversized frame") { metrics.oversizedFrames >= 1 }
+
+            // A peer that knows the secret, then sends a frame this version does not know.
+            try await Self.authenticatedGarbage(to: target.address, secret: cluster.secret)
+            try await eventually("a malformed frame") { metrics.malformedFrames >= 1 }
 
             // A node with the wrong secret.
             let intruder = ClusterTransport(
