@@ -31,6 +31,9 @@ public actor AuctionRegistry {
     private var actors: [AuctionID: AuctionActor] = [:]
     private var loading: [AuctionID: Task<Result<AuctionActor, EngineError>, Never>] = [:]
     private var leases: [ShardID: Epoch] = [:]
+    /// Shard leases taken and fenced appends seen, for metrics.
+    public private(set) var shardAcquisitions = 0
+    public private(set) var fencedAppends = 0
     private var acquiring: [ShardID: Task<Result<Epoch, EngineError>, Never>] = [:]
 
     public init(
@@ -167,12 +170,14 @@ public actor AuctionRegistry {
         acquiring[shard] = nil
         if case .success(let epoch) = result, leases[shard] == nil {
             leases[shard] = epoch
+            shardAcquisitions += 1
             logger.debug("acquired shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
         }
         return leases[shard].map { .success($0) } ?? result
     }
 
     private func shardLost(_ shard: ShardID, epoch: Epoch) {
+        fencedAppends += 1
         guard leases[shard] == epoch else { return }
         logger.warning("fenced: another node took the shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
         leases[shard] = nil

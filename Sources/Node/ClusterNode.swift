@@ -1,4 +1,5 @@
 public import AuctionCore
+import Foundation
 public import AuctionRuntime
 public import ClusterCore
 public import Logging
@@ -252,6 +253,46 @@ public actor ClusterNode {
 
     /// The members as this node sees them.
     public var members: [Member] { membership.members }
+
+    /// Prometheus text exposition of the node's cluster metrics.
+    public func metricsText() async -> String {
+        var lines: [String] = []
+        func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
+            lines.append("# HELP \(name) \(help)")
+            lines.append("# TYPE \(name) \(type)")
+            for (labels, value) in samples { lines.append("\(name)\(labels) \(value)") }
+        }
+        let byStatus = Dictionary(grouping: membership.members, by: \.status)
+        metric(
+            "artpay_cluster_members", "gauge", "Members of the cluster by state, as this node sees them.",
+            MemberStatus.allCases.map { ("{state=\"\($0)\"}", "\(byStatus[$0]?.count ?? 0)") })
+        metric("artpay_cluster_suspicions_total", "counter", "Members this node saw become suspect.", [("", "\(counters.suspicions)")])
+        metric("artpay_cluster_refutations_total", "counter", "Suspicions of this node it refuted.", [("", "\(counters.refutations)")])
+        metric("artpay_cluster_deaths_total", "counter", "Members this node saw declared dead.", [("", "\(counters.deaths)")])
+        metric(
+            "artpay_forwarded_commands_total", "counter", "Commands forwarded to another node.",
+            [("", "\(counters.forwardedCommands)")])
+        metric(
+            "artpay_forwarded_command_failures_total", "counter", "Forwarded commands without an answer.",
+            [("", "\(counters.forwardFailures)")])
+        metric(
+            "artpay_forwarded_command_seconds_sum", "counter", "Total time of forwarded commands.",
+            [("", String(format: "%.3f", Double(counters.forwardMillisecondsTotal) / 1_000))])
+        metric(
+            "artpay_shard_acquisitions_total", "counter", "Shard leases taken (each bumps the epoch).",
+            [("", "\(await registry.shardAcquisitions)")])
+        metric("artpay_fenced_appends_total", "counter", "Appends refused because another node took the shard.", [("", "\(await registry.fencedAppends)")])
+        metric("artpay_shards_held", "gauge", "Shards this node holds a lease on.", [("", "\(await registry.ownedShards.count)")])
+        let transport = transport.metrics
+        metric(
+            "artpay_transport_refused_total", "counter", "Cluster connections or frames refused.",
+            [
+                ("{reason=\"handshake\"}", "\(transport.refusedHandshakes)"),
+                ("{reason=\"malformed_frame\"}", "\(transport.malformedFrames)"),
+                ("{reason=\"oversized_frame\"}", "\(transport.oversizedFrames)"),
+            ])
+        return lines.joined(separator: "\n") + "\n"
+    }
 }
 
 /// `GET /v1/cluster`: one node's view of the cluster.

@@ -64,6 +64,9 @@ import Testing
             return true
         }
 
+        let metrics = await nodes[0].metrics() ?? ""
+        #expect(metrics.contains("artpay_cluster_members{state=\"alive\"} 3"), "metrics: \(metrics.prefix(300))")
+
         // Auctions spread over all nodes, each with an acknowledged bid sent through a non-owner.
         let now = SystemClock().now()
         var acknowledged: [AuctionID: [BidID]] = [:]

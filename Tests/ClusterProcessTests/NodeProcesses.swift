@@ -69,6 +69,15 @@ final class NodeProcess: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    /// The node's `/metrics` text; nil while it does not answer.
+    func metrics() async -> String? {
+        guard let url = URL(string: "http://\(httpAddress.host):\(httpAddress.port)/metrics"),
+            let (data, response) = try? await URLSession.shared.data(from: url),
+            (response as? HTTPURLResponse)?.statusCode == 200
+        else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     /// This node's view of the cluster, from its HTTP API; nil while it does not answer.
     func clusterView() async -> ClusterSnapshot? {
         guard let url = URL(string: "http://\(httpAddress.host):\(httpAddress.port)/v1/cluster") else { return nil }
