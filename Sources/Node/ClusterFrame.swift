@@ -3,6 +3,7 @@ public import AuctionRuntime
 public import ClusterCore
 import Foundation
 public import NIOCore
+public import Storage
 
 /// A message between authenticated cluster nodes (after `ClusterHandshake`).
 ///
@@ -13,11 +14,17 @@ public enum ClusterFrame: Sendable, Equatable {
     /// A command forwarded to the auction's owner; `hops` counts forwards so far.
     case request(id: UInt64, hops: UInt8, auction: AuctionID, command: AuctionCommand)
     case response(id: UInt64, result: Result<CommandAccepted, EngineError>)
+    /// Asks the auction's owner to push its durable events on this connection (renewed periodically).
+    case subscribe(auction: AuctionID, subscriber: NodeID)
+    /// Durable events of one auction, in seq order, pushed by its owner.
+    case events(auction: AuctionID, events: [StoredEvent])
 
     enum Tag: UInt8 {
         case membership = 0x01
         case request = 0x02
         case response = 0x03
+        case subscribe = 0x04
+        case events = 0x05
     }
 
     public func encode() -> ByteBuffer {
@@ -36,6 +43,16 @@ public enum ClusterFrame: Sendable, Equatable {
             buffer.writeInteger(Tag.response.rawValue)
             buffer.writeInteger(id)
             WireCodec.write(result, to: &buffer)
+        case .subscribe(let auction, let subscriber):
+            buffer.writeInteger(Tag.subscribe.rawValue)
+            buffer.writeWireString(auction.rawValue)
+            buffer.writeWireString(subscriber.rawValue)
+        case .events(let auction, let events):
+            buffer.writeInteger(Tag.events.rawValue)
+            buffer.writeWireString(auction.rawValue)
+            let bounded = events.prefix(WireCodec.maximumEventsPerFrame)
+            buffer.writeInteger(UInt16(bounded.count))
+            for event in bounded { WireCodec.write(event, to: &buffer) }
         }
         return buffer
     }
@@ -55,6 +72,16 @@ public enum ClusterFrame: Sendable, Equatable {
         case .response:
             let id: UInt64 = try buffer.readWire()
             decoded = .response(id: id, result: try WireCodec.readResult(from: &buffer))
+        case .subscribe:
+            decoded = .subscribe(
+                auction: try WireCodec.readIdentifier(AuctionID.self, from: &buffer),
+                subscriber: try WireCodec.readIdentifier(NodeID.self, from: &buffer))
+        case .events:
+            let auction = try WireCodec.readIdentifier(AuctionID.self, from: &buffer)
+            let count = try buffer.readWireCount(maximum: WireCodec.maximumEventsPerFrame, "events")
+            var events: [StoredEvent] = []
+            for _ in 0..<count { events.append(try WireCodec.readStoredEvent(of: auction, from: &buffer)) }
+            decoded = .events(auction: auction, events: events)
         case nil:
             throw .unknownTag("cluster frame", tag)
         }
@@ -66,6 +93,59 @@ public enum ClusterFrame: Sendable, Equatable {
 /// Binary forms of the engine's commands and answers.
 enum WireCodec {
     static let maximumText = 1_024
+    static let maximumEventsPerFrame = 1_024
+
+    // MARK: Events
+
+    /// Bids (the hot path) in binary; the rarer kinds in their stored JSON form.
+    static func write(_ stored: StoredEvent, to buffer: inout ByteBuffer) {
+        buffer.writeInteger(stored.seq)
+        buffer.writeInteger(stored.epoch.rawValue)
+        if case .bidAccepted(let bid) = stored.event {
+            buffer.writeInteger(UInt8(1))
+            buffer.writeWireString(bid.bidId.rawValue)
+            buffer.writeWireString(bid.bidderId.rawValue)
+            write(bid.maximum, to: &buffer)
+            buffer.writeInteger(bid.at.millisecondsSinceEpoch)
+            write(bid.price, to: &buffer)
+            buffer.writeWireString(bid.leaderBidId.rawValue)
+            buffer.writeWireString(bid.leaderId.rawValue)
+        } else {
+            buffer.writeInteger(UInt8(2))
+            let (kind, payload) = EventCodec.encode(stored.event)
+            buffer.writeWireString(kind)
+            buffer.writeInteger(UInt32(payload.utf8.count))
+            buffer.writeString(payload)
+        }
+    }
+
+    static func readStoredEvent(of auction: AuctionID, from buffer: inout ByteBuffer) throws(WireError) -> StoredEvent {
+        let seq: Int64 = try buffer.readWire()
+        let epoch = Epoch(try buffer.readWire())
+        let event: AuctionEvent
+        switch try buffer.readWire(UInt8.self) {
+        case 1:
+            event = .bidAccepted(
+                BidAccepted(
+                    bidId: try readIdentifier(BidID.self, from: &buffer), bidderId: try readIdentifier(UserID.self, from: &buffer),
+                    maximum: try readMoney(from: &buffer), at: try readTimestamp(from: &buffer), price: try readMoney(from: &buffer),
+                    leaderBidId: try readIdentifier(BidID.self, from: &buffer),
+                    leaderId: try readIdentifier(UserID.self, from: &buffer)))
+        case 2:
+            let kind = try buffer.readWireString(maximumBytes: 32)
+            let length = Int(try buffer.readWire(UInt32.self))
+            guard length <= 64 * 1_024 else { throw .outOfBounds("event of \(length) bytes") }
+            guard let payload = buffer.readString(length: length) else { throw .truncated }
+            do {
+                event = try EventCodec.decode(kind: kind, payload: payload, auction: auction, seq: seq)
+            } catch {
+                throw .invalid("event payload")
+            }
+        case let tag:
+            throw .unknownTag("event", tag)
+        }
+        return StoredEvent(auction: auction, seq: seq, epoch: epoch, event: event)
+    }
 
     // MARK: Primitives
 

@@ -3,6 +3,7 @@ import Foundation
 public import AuctionRuntime
 public import ClusterCore
 public import Logging
+public import Storage
 
 /// One node of the cluster: drives its membership instance, keeps the placement view, and routes
 /// every command to the auction's owner — the local `AuctionRegistry` or, one TCP hop away,
@@ -50,6 +51,10 @@ public actor ClusterNode {
     private var membership: MembershipInstance
     private let registry: AuctionRegistry
     private let transport: ClusterTransport
+    private let store: any EventStore
+    private let fanOut: EventFanOut
+    private var feeds: [AuctionID: [ObjectIdentifier: EventFeed]] = [:]
+    private var lastRenewal = ContinuousClock.now
     private let clock: any EngineClock
     private let logger: Logger
     private var candidates: [NodeID] = []
@@ -68,13 +73,18 @@ public actor ClusterNode {
         public var shardsReleased = 0
     }
 
+    /// - Parameters:
+    ///   - fanOut: the same object the registry publishes durable events to.
+    ///   - store: the shared store, where event subscribers close their gaps.
     public init(
-        configuration: Configuration, registry: AuctionRegistry, transport: ClusterTransport, clock: any EngineClock,
-        logger: Logger
+        configuration: Configuration, registry: AuctionRegistry, transport: ClusterTransport, store: any EventStore,
+        fanOut: EventFanOut, clock: any EngineClock, logger: Logger
     ) {
         self.configuration = configuration
         self.registry = registry
         self.transport = transport
+        self.store = store
+        self.fanOut = fanOut
         self.clock = clock
         self.logger = logger
         let now = clock.now()
@@ -96,6 +106,7 @@ public actor ClusterNode {
         while !Task.isCancelled {
             let now = clock.now()
             perform(membership.tick(now: now))
+            if ContinuousClock.now - lastRenewal > .seconds(2) { renewSubscriptions() }
             let wait = now.duration(to: membership.nextDeadline)
             try? await Task.sleep(for: min(max(wait, .milliseconds(2)), .milliseconds(50)))
         }
@@ -176,6 +187,62 @@ public actor ClusterNode {
             reply(.response(id: id, result: result))
         case .response(let id, let result):
             pending.removeValue(forKey: id)?.continuation.resume(returning: result)
+        case .subscribe(let auction, let subscriber):
+            let shard = configuration.shardMap.shard(of: auction)
+            guard Placement.owner(of: shard, among: candidates) == configuration.id else { return }
+            fanOut.subscribe(auction, subscriber: subscriber.rawValue) { events in
+                reply(.events(auction: auction, events: events))
+            }
+        case .events(let auction, let events):
+            deliverLocally(auction, events)
+        }
+    }
+
+    // MARK: - Event subscriptions
+
+    /// Every durable event of `auction` after `seq`, in order, exactly once, from whichever node
+    /// owns the auction now or later (gaps after a failover are read from the store). The stream
+    /// ends when the consumer stops iterating.
+    public func events(of auction: AuctionID, after seq: Int64) -> AsyncStream<StoredEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(of: StoredEvent.self, bufferingPolicy: .bufferingNewest(10_000))
+        let feed = EventFeed(auction: auction, after: seq, store: store, output: continuation)
+        feeds[auction, default: [:]][ObjectIdentifier(feed)] = feed
+        continuation.onTermination = { [weak self] _ in
+            feed.cancel()
+            Task { await self?.removeFeed(feed) }
+        }
+        renewSubscription(auction)
+        return stream
+    }
+
+    private func removeFeed(_ feed: EventFeed) {
+        feeds[feed.auction]?[ObjectIdentifier(feed)] = nil
+        if feeds[feed.auction]?.isEmpty == true { feeds[feed.auction] = nil }
+    }
+
+    private func deliverLocally(_ auction: AuctionID, _ events: [StoredEvent]) {
+        for feed in feeds[auction]?.values ?? [:].values { feed.offer(events) }
+    }
+
+    /// Tells each subscribed auction's current owner (again) where to push, and lets every feed
+    /// look in the store for anything a push missed.
+    private func renewSubscriptions() {
+        lastRenewal = ContinuousClock.now
+        for auction in feeds.keys {
+            renewSubscription(auction)
+            for feed in feeds[auction]?.values ?? [:].values { feed.poll() }
+        }
+    }
+
+    private func renewSubscription(_ auction: AuctionID) {
+        let shard = configuration.shardMap.shard(of: auction)
+        guard let owner = Placement.owner(of: shard, among: candidates) else { return }
+        if owner == configuration.id {
+            fanOut.subscribe(auction, subscriber: "local") { [weak self] events in
+                Task { await self?.deliverLocally(auction, events) }
+            }
+        } else if let address = membership.member(owner)?.address {
+            transport.send(.subscribe(auction: auction, subscriber: configuration.id), to: address)
         }
     }
 
@@ -190,7 +257,10 @@ public actor ClusterNode {
                 note(from: from, to: to)
             }
         }
-        if viewChanged { viewDidChange() }
+        if viewChanged {
+            viewDidChange()
+            renewSubscriptions()
+        }
     }
 
     private func note(from: Member?, to: Member) {

@@ -49,12 +49,14 @@ struct NodeCommand: AsyncParsableCommand {
         }
 
         let clock = SystemClock()
+        let fanOut = EventFanOut()
         let registry = AuctionRegistry(
             configuration: .init(node: settings.cluster.id), store: store, writer: LogWriter(store: store), clock: clock,
-            logger: logger)
+            logger: logger, onDurable: fanOut.publish)
         let transport = ClusterTransport(node: settings.cluster.id, secret: settings.secret, logger: logger)
         let node = ClusterNode(
-            configuration: settings.cluster, registry: registry, transport: transport, clock: clock, logger: logger)
+            configuration: settings.cluster, registry: registry, transport: transport, store: store, fanOut: fanOut,
+            clock: clock, logger: logger)
         let cluster = ClusterService(
             node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger)
         let router = GatewayRouter.build(node: node, isReady: { await cluster.isReady })

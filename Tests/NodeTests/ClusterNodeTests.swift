@@ -50,11 +50,13 @@ final class LocalCluster: Sendable {
         var running: [Running] = []
         for (id, transport, address, serving) in started {
             let clock = SystemClock()
+            let fanOut = EventFanOut()
             let registry = AuctionRegistry(
-                configuration: .init(node: id), store: store, writer: LogWriter(store: store), clock: clock, logger: logger)
+                configuration: .init(node: id), store: store, writer: LogWriter(store: store), clock: clock, logger: logger,
+                onDurable: fanOut.publish)
             let node = ClusterNode(
                 configuration: .init(id: id, address: address, seeds: seeds), registry: registry, transport: transport,
-                clock: clock, logger: logger)
+                store: store, fanOut: fanOut, clock: clock, logger: logger)
             let loop = Task { await node.run() }
             running.append(Running(node: node, transport: transport, address: address, tasks: [serving, loop]))
         }
@@ -62,10 +64,13 @@ final class LocalCluster: Sendable {
     }
 
     func stop() async {
-        for running in nodes {
-            running.tasks.forEach { $0.cancel() }
-            running.transport.shutdown()
-        }
+        for running in nodes { crash(running) }
+    }
+
+    /// Stops a node abruptly: no leave, its connections close, it answers nothing more.
+    func crash(_ running: Running) {
+        running.tasks.forEach { $0.cancel() }
+        running.transport.shutdown()
     }
 
     /// Waits until every node sees every node alive.
@@ -114,6 +119,46 @@ final class LocalCluster: Sendable {
                 for held in await running.node.snapshot.shardsHeld { holders[held.shard, default: 0] += 1 }
             }
             #expect(holders.values.allSatisfy { $0 == 1 })
+            await cluster.stop()
+        }
+    }
+}
+
+@Suite(.serialized) struct EventFanOutTests {
+    @Test func subscriberOnAnotherNode_getsEveryEventInOrder_acrossAFailover() async throws {
+        try await withSQLiteStore { store, _ in
+            let cluster = try await LocalCluster.start(count: 3, store: store)
+            try await cluster.converged()
+            let id = AuctionID(rawValue: "watched-lot")!
+            let owner = Placement.owner(of: ShardMap().shard(of: id), among: (1...3).map { NodeID(rawValue: "node-\($0)")! })!
+            let ownerIndex = Int(owner.rawValue.dropFirst(5))! - 1
+            let watcherIndex = (ownerIndex + 1) % 3
+            let bidderIndex = (ownerIndex + 2) % 3
+            let entry = cluster.nodes[bidderIndex].node
+            _ = await entry.submit(.create(ClusterNodeTests.terms(id)), to: id)
+            func bid(_ n: Int) async -> Bool {
+                let bid = PlaceBid(
+                    bidId: BidID(rawValue: "b\(n)")!, bidderId: UserID(rawValue: n % 2 == 0 ? "alice" : "bob")!,
+                    maximum: Money(minorUnits: 2_000 + Int64(n) * 500, currency: .eur))
+                return (try? await entry.submit(.placeBid(bid), to: id).get()) != nil
+            }
+            #expect(await bid(1))
+            // Watch from seq 1 (the creation): the bid already made comes from the store, later ones pushed.
+            let stream = await cluster.nodes[watcherIndex].node.events(of: id, after: 1)
+            let seen = Task { () -> [Int64] in
+                var seqs: [Int64] = []
+                for await event in stream {
+                    seqs.append(event.seq)
+                    if seqs.count == 8 { break }
+                }
+                return seqs
+            }
+            for n in 2...4 { #expect(await bid(n)) }
+            // The owner dies; the next bids are accepted by the new owner (the entry node retries).
+            cluster.crash(cluster.nodes[ownerIndex])
+            for n in 5...8 { #expect(await bid(n), "bid \(n) after the owner died") }
+            let seqs = await seen.value
+            #expect(seqs == Array(2...9), "every event after seq 1, in order, once: \(seqs)")
             await cluster.stop()
         }
     }

@@ -1,0 +1,95 @@
+public import AuctionCore
+public import Storage
+import Synchronization
+
+/// The owner's side of event fan-out: who subscribed to which auction, and handing each durable
+/// event batch to them. Subscriptions expire unless renewed, so a subscriber that went away costs
+/// nothing for long; a subscriber renews every few seconds and after every view change.
+///
+/// Delivery is best effort and in order per connection; subscribers close gaps from the store, so
+/// a lost batch delays events but never loses them.
+public final class EventFanOut: Sendable {
+    public typealias Deliver = @Sendable ([StoredEvent]) -> Void
+
+    private struct Subscription {
+        var deliver: Deliver
+        var expiresAt: ContinuousClock.Instant
+    }
+
+    private let subscriptions = Mutex<[AuctionID: [String: Subscription]]>([:])
+    public static let lease: Duration = .seconds(6)
+
+    public init() {}
+
+    /// Registers (or renews) `subscriber`'s interest in `auction`.
+    public func subscribe(_ auction: AuctionID, subscriber: String, deliver: @escaping Deliver) {
+        subscriptions.withLock {
+            $0[auction, default: [:]][subscriber] = Subscription(deliver: deliver, expiresAt: .now.advanced(by: Self.lease))
+        }
+    }
+
+    /// Hands durable events to every live subscription of their auction. Called by the registry.
+    public func publish(_ events: [StoredEvent]) {
+        guard let auction = events.first?.auction else { return }
+        let now = ContinuousClock.now
+        let targets = subscriptions.withLock { all -> [Deliver] in
+            guard var subscribers = all[auction] else { return [] }
+            subscribers = subscribers.filter { $0.value.expiresAt > now }
+            all[auction] = subscribers.isEmpty ? nil : subscribers
+            return subscribers.values.map(\.deliver)
+        }
+        for deliver in targets { deliver(events) }
+    }
+}
+
+/// One local consumer of an auction's events: yields every event after its start, in seq order,
+/// exactly once, whatever arrives pushed, late, twice or not at all — gaps are read from the store.
+final class EventFeed: Sendable {
+    let auction: AuctionID
+    private let inbox: AsyncStream<[StoredEvent]>.Continuation
+    private let task: Task<Void, Never>
+
+    init(auction: AuctionID, after seq: Int64, store: any EventStore, output: AsyncStream<StoredEvent>.Continuation) {
+        self.auction = auction
+        let (batches, inbox) = AsyncStream.makeStream(of: [StoredEvent].self, bufferingPolicy: .bufferingNewest(1_024))
+        self.inbox = inbox
+        task = Task {
+            var last = seq
+            func emit(_ event: StoredEvent) {
+                output.yield(event)
+                last = event.seq
+            }
+            func catchUp(before limit: Int64?) async {
+                while limit.map({ last + 1 < $0 }) ?? true {
+                    guard let page = try? await store.events(of: auction, after: last, limit: 500), !page.isEmpty else { return }
+                    for event in page where limit.map({ event.seq < $0 }) ?? true { emit(event) }
+                    if page.count < 500 { return }
+                }
+            }
+            await catchUp(before: nil)
+            for await batch in batches {
+                if batch.isEmpty {
+                    await catchUp(before: nil)
+                    continue
+                }
+                for event in batch.sorted(by: { $0.seq < $1.seq }) where event.seq > last {
+                    if event.seq > last + 1 { await catchUp(before: event.seq) }
+                    if event.seq == last + 1 { emit(event) }
+                }
+            }
+            output.finish()
+        }
+        output.onTermination = { [inbox] _ in inbox.finish() }
+    }
+
+    /// Events pushed by the owner.
+    func offer(_ events: [StoredEvent]) { inbox.yield(events) }
+
+    /// Look in the store for anything missed (after a failover or a lost push).
+    func poll() { inbox.yield([]) }
+
+    func cancel() {
+        inbox.finish()
+        task.cancel()
+    }
+}
