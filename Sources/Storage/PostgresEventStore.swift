@@ -26,18 +26,18 @@ public struct PostgresEventStore: EventStore {
                     CREATE TABLE IF NOT EXISTS artpay_schema_migrations (
                         version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())
                     """, logger: logger)
-                var applied = Set<Int32>()
+                var applied = Set<Int>()
                 for try await version in try await connection.query(
                     "SELECT version FROM artpay_schema_migrations", logger: logger
                 ).decode(Int32.self) {
-                    applied.insert(version)
+                    applied.insert(Int(version))
                 }
                 for migration in PostgresSchema.migrations where !applied.contains(migration.version) {
                     for statement in migration.statements {
                         try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                     }
                     try await connection.query(
-                        "INSERT INTO artpay_schema_migrations (version) VALUES (\(migration.version))", logger: logger)
+                        "INSERT INTO artpay_schema_migrations (version) VALUES (\(Int32(migration.version)))", logger: logger)
                 }
             }
         }
@@ -218,5 +218,24 @@ extension Array where Element == (Int64, Int64, String, String) {
             expected += 1
         }
         return result
+    }
+}
+
+extension PostgresClient {
+    /// Runs `body` with a new client on `configuration` that is running (its `run()` in a child
+    /// task) for exactly as long as `body` does — for tools and tests; a server runs the client in
+    /// its service group instead.
+    public static func withRunning<T: Sendable>(
+        _ configuration: Configuration, _ body: @Sendable (PostgresClient) async throws -> T
+    ) async throws -> T {
+        let client = PostgresClient(configuration: configuration)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await body(client)
+        }
     }
 }

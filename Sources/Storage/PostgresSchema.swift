@@ -1,13 +1,15 @@
-/// The PostgreSQL schema, as an ordered list of migrations. A migration is never edited once
-/// released; changes are new migrations with the next version.
-enum PostgresSchema {
-    struct Migration {
-        var version: Int32
-        var statements: [String]
-    }
+/// One versioned step of a schema. A migration is never edited once released; changes are new
+/// migrations with the next version. Each backend applies the ones it has not recorded, in order,
+/// in one transaction under a lock.
+struct SchemaMigration {
+    var version: Int
+    var statements: [String]
+}
 
-    static let migrations: [Migration] = [
-        Migration(
+/// The PostgreSQL schema, as an ordered list of migrations.
+enum PostgresSchema {
+    static let migrations: [SchemaMigration] = [
+        SchemaMigration(
             version: 1,
             statements: [
                 """

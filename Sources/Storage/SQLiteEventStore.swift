@@ -235,14 +235,10 @@ public actor SQLiteEventStore: EventStore {
     }
 }
 
+/// The SQLite schema, as an ordered list of migrations (the same versions as PostgreSQL's).
 enum SQLiteSchema {
-    struct Migration {
-        var version: Int
-        var statements: [String]
-    }
-
-    static let migrations: [Migration] = [
-        Migration(
+    static let migrations: [SchemaMigration] = [
+        SchemaMigration(
             version: 1,
             statements: [
                 """

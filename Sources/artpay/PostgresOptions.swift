@@ -28,18 +28,3 @@ struct PostgresOptions: ParsableArguments {
         return config
     }
 }
-
-/// Runs `body` with a running client; the client stops when `body` returns.
-func withPostgresClient<T: Sendable>(
-    _ configuration: PostgresClient.Configuration, _ body: @Sendable (PostgresClient) async throws -> T
-) async throws -> T {
-    let client = PostgresClient(configuration: configuration)
-    return try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask {
-            await client.run()
-            return nil
-        }
-        defer { group.cancelAll() }
-        return try await body(client)
-    }
-}

@@ -1,5 +1,6 @@
 import Foundation
 public import PostgresNIO
+import Storage
 
 /// Where the test PostgreSQL is, from the environment `scripts/test` sets.
 public struct TestPostgres: Sendable {
@@ -48,15 +49,7 @@ public struct TestPostgres: Sendable {
     public func withClient<T: Sendable>(
         database: String, _ body: @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
-        let client = PostgresClient(configuration: configuration(database: database))
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                await client.run()
-                return nil
-            }
-            defer { group.cancelAll() }
-            return try await body(client)
-        }
+        try await PostgresClient.withRunning(configuration(database: database), body)
     }
 }
 

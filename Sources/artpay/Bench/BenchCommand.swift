@@ -38,7 +38,7 @@ struct BenchCommand: AsyncParsableCommand {
         let pure = PureDecideBench.run(duration: .seconds(min(seconds, 3)))
         print(String(format: "pure decide+apply: %.0f bids/s (single core)", pure))
 
-        let results = try await withPostgresClient(postgres.configuration(maximumConnections: bidders + 8)) { client in
+        let results = try await PostgresClient.withRunning(postgres.configuration(maximumConnections: bidders + 8)) { client in
             var rows: [(String, LoadResult, String)] = []
             let store = PostgresEventStore(client: client)
             try await store.migrate()
