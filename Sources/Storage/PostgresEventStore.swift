@@ -239,3 +239,58 @@ extension PostgresClient {
         }
     }
 }
+
+extension PostgresEventStore: UserStore {
+    public func createUser(_ user: StoredUser) async throws(UserStoreError) {
+        do {
+            try await client.query(
+                """
+                INSERT INTO users (id, username, password_hash, roles, created_at)
+                VALUES (\(user.id.rawValue), \(user.username), \(user.passwordHash), \(user.roles.joined(separator: ",")),
+                        \(user.createdAt.millisecondsSinceEpoch))
+                """, logger: logger)
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            throw .usernameTaken
+        } catch {
+            throw .unavailable("PostgreSQL: \(String(describing: (error as? PSQLError)?.code ?? .connectionError))")
+        }
+    }
+
+    public func user(named username: String) async throws(UserStoreError) -> StoredUser? {
+        try await fetchUser(
+            "SELECT id, username, password_hash, roles, created_at FROM users WHERE username = \(username)")
+    }
+
+    public func user(id: UserID) async throws(UserStoreError) -> StoredUser? {
+        try await fetchUser("SELECT id, username, password_hash, roles, created_at FROM users WHERE id = \(id.rawValue)")
+    }
+
+    public func setRoles(_ roles: [String], of id: UserID) async throws(UserStoreError) {
+        var updated = 0
+        do {
+            let rows = try await client.query(
+                "UPDATE users SET roles = \(roles.joined(separator: ",")) WHERE id = \(id.rawValue) RETURNING id",
+                logger: logger)
+            for try await _ in rows { updated += 1 }
+        } catch {
+            throw .unavailable("PostgreSQL: \(String(describing: (error as? PSQLError)?.code ?? .connectionError))")
+        }
+        if updated == 0 { throw .unknownUser }
+    }
+
+    private func fetchUser(_ query: PostgresQuery) async throws(UserStoreError) -> StoredUser? {
+        var found: (String, String, String, String, Int64)?
+        do {
+            for try await row in try await client.query(query, logger: logger).decode((String, String, String, String, Int64).self) {
+                found = row
+            }
+        } catch {
+            throw .unavailable("PostgreSQL: \(String(describing: (error as? PSQLError)?.code ?? .connectionError))")
+        }
+        guard let (rawId, username, hash, roles, created) = found else { return nil }
+        guard let id = UserID(rawValue: rawId) else { throw .unavailable("malformed user row") }
+        return StoredUser(
+            id: id, username: username, passwordHash: hash, roles: roles.split(separator: ",").map(String.init),
+            createdAt: Timestamp(millisecondsSinceEpoch: created))
+    }
+}

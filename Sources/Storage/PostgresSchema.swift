@@ -88,6 +88,20 @@ enum PostgresSchema {
                 $$
                 """,
             ]
-        )
+        ),
+        SchemaMigration(
+            version: 2,
+            statements: [
+                """
+                CREATE TABLE users (
+                    id text PRIMARY KEY,
+                    username text NOT NULL UNIQUE,
+                    password_hash text NOT NULL,
+                    roles text NOT NULL,
+                    created_at bigint NOT NULL
+                )
+                """
+            ]
+        ),
     ]
 }

@@ -210,7 +210,12 @@ public actor SQLiteEventStore: EventStore {
         } catch let error as StorageError {
             throw error
         } catch let error as SQLiteError {
-            if case .constraint = error.reason, let uniqueViolation { throw uniqueViolation }
+            switch error.reason {
+            case .constraint, .constraintUniqueFailed, .constraintPrimaryKeyFailed:
+                if let uniqueViolation { throw uniqueViolation }
+            default:
+                break
+            }
             throw .unavailable("SQLite: \(error.message)")
         } catch {
             throw .unavailable("SQLite: \(error)")
@@ -270,6 +275,80 @@ enum SQLiteSchema {
                 )
                 """,
             ]
-        )
+        ),
+        SchemaMigration(
+            version: 2,
+            statements: [
+                """
+                CREATE TABLE users (
+                    id TEXT PRIMARY KEY,
+                    username TEXT NOT NULL UNIQUE,
+                    password_hash TEXT NOT NULL,
+                    roles TEXT NOT NULL,
+                    created_at INTEGER NOT NULL
+                )
+                """
+            ]
+        ),
     ]
+}
+
+extension SQLiteEventStore: UserStore {
+    public func createUser(_ user: StoredUser) async throws(UserStoreError) {
+        do {
+            // A constraint violation here can only be the unique username (ids are random).
+            _ = try await exclusive(uniqueViolation: .invalidBatch("username taken")) {
+                try await connection.query(
+                    "INSERT INTO users (id, username, password_hash, roles, created_at) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        .text(user.id.rawValue), .text(user.username), .text(user.passwordHash),
+                        .text(user.roles.joined(separator: ",")), .integer(Int(user.createdAt.millisecondsSinceEpoch)),
+                    ])
+            }
+        } catch .invalidBatch {
+            throw .usernameTaken
+        } catch {
+            throw .unavailable(error.description)
+        }
+    }
+
+    public func user(named username: String) async throws(UserStoreError) -> StoredUser? {
+        try await fetchUser("SELECT id, username, password_hash, roles, created_at FROM users WHERE username = ?", username)
+    }
+
+    public func user(id: UserID) async throws(UserStoreError) -> StoredUser? {
+        try await fetchUser("SELECT id, username, password_hash, roles, created_at FROM users WHERE id = ?", id.rawValue)
+    }
+
+    public func setRoles(_ roles: [String], of id: UserID) async throws(UserStoreError) {
+        let changed: Bool
+        do {
+            changed = try await exclusive {
+                _ = try await connection.query(
+                    "UPDATE users SET roles = ? WHERE id = ?", [.text(roles.joined(separator: ",")), .text(id.rawValue)])
+                let rows = try await connection.query("SELECT changes() AS n")
+                return (rows.first?.column("n")?.integer ?? 0) > 0
+            }
+        } catch {
+            throw .unavailable(error.description)
+        }
+        if !changed { throw .unknownUser }
+    }
+
+    private func fetchUser(_ sql: String, _ key: String) async throws(UserStoreError) -> StoredUser? {
+        let row: SQLiteRow?
+        do {
+            row = try await exclusive { try await connection.query(sql, [.text(key)]).first }
+        } catch {
+            throw .unavailable(error.description)
+        }
+        guard let row else { return nil }
+        guard let id = row.column("id")?.string.flatMap(UserID.init(rawValue:)),
+            let username = row.column("username")?.string, let hash = row.column("password_hash")?.string,
+            let roles = row.column("roles")?.string, let created = row.column("created_at")?.integer
+        else { throw .unavailable("malformed user row") }
+        return StoredUser(
+            id: id, username: username, passwordHash: hash, roles: roles.split(separator: ",").map(String.init),
+            createdAt: Timestamp(millisecondsSinceEpoch: Int64(created)))
+    }
 }

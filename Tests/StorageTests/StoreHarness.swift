@@ -22,7 +22,7 @@ struct RawSQL: Sendable {
 /// same database (separate connections) and raw SQL access.
 func withStore(
     _ backend: Backend,
-    _ body: @Sendable (_ store: any EventStore, _ other: any EventStore, _ raw: RawSQL) async throws -> Void
+    _ body: @Sendable (_ store: any EventStore & UserStore, _ other: any EventStore & UserStore, _ raw: RawSQL) async throws -> Void
 ) async throws {
     switch backend {
     case .postgres:
