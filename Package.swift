@@ -19,7 +19,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -80,12 +83,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // HTTP on every node (Hummingbird).
+        // HTTP on every node (Hummingbird): auth, rate limits, the API.
         .target(
             name: "Gateway",
             dependencies: [
+                "AuctionCore",
+                "Storage",
+                "AuctionRuntime",
                 "Node",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -147,8 +158,17 @@ let package = Package(
         .testTarget(
             name: "ClusterProcessTests",
             dependencies: [
-                "AuctionCore", "ClusterCore", "Storage", "AuctionRuntime", "Node", "TestSupport",
+                "AuctionCore", "ClusterCore", "Storage", "AuctionRuntime", "Node", "Gateway", "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "AuctionCore", "Storage", "AuctionRuntime", "Node", "Gateway", "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: strict
         ),

@@ -33,7 +33,7 @@ struct NodeCommand: AsyncParsableCommand {
         logger[metadataKey: "node"] = "\(settings.cluster.id)"
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        let store: any EventStore
+        let store: any EventStore & UserStore
         switch settings.store {
         case .postgres(let host, let port, let user, let password, let database):
             var configuration = PostgresClient.Configuration(
@@ -57,9 +57,19 @@ struct NodeCommand: AsyncParsableCommand {
         let node = ClusterNode(
             configuration: settings.cluster, registry: registry, transport: transport, store: store, fanOut: fanOut,
             clock: clock, logger: logger)
+        let tokens = try await TokenAuthority.make(
+            signing: settings.signingKey, verification: settings.verificationKeys, lifetime: settings.tokenLifetime)
+        let api = GatewayAPI(
+            node: node, users: store, events: store, tokens: tokens, clock: clock, configuration: settings.api)
+        var bootstrapAdmin: (@Sendable () async throws -> Void)?
+        if let admin = settings.bootstrapAdmin {
+            let (username, password) = (admin.username, admin.password)
+            bootstrapAdmin = { try await api.ensureAdmin(username: username, password: password) }
+        }
         let cluster = ClusterService(
-            node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger)
-        let router = GatewayRouter.build(node: node, isReady: { await cluster.isReady })
+            node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger,
+            bootstrapAdmin: bootstrapAdmin)
+        let router = api.router(isReady: { await cluster.isReady })
         let http = Application(
             router: router, configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort)),
             logger: logger)
@@ -85,18 +95,24 @@ actor ClusterService: Service {
     let store: any EventStore
     let bind: (host: String, port: Int)
     let logger: Logger
+    let bootstrapAdmin: (@Sendable () async throws -> Void)?
     private(set) var isReady = false
 
-    init(node: ClusterNode, transport: ClusterTransport, store: any EventStore, bind: (host: String, port: Int), logger: Logger) {
+    init(
+        node: ClusterNode, transport: ClusterTransport, store: any EventStore, bind: (host: String, port: Int), logger: Logger,
+        bootstrapAdmin: (@Sendable () async throws -> Void)?
+    ) {
         self.node = node
         self.transport = transport
         self.store = store
         self.bind = bind
         self.logger = logger
+        self.bootstrapAdmin = bootstrapAdmin
     }
 
     func run() async throws {
         try await migrateWithRetry()
+        try await bootstrapAdmin?()
         let (transport, node, bind) = (self.transport, self.node, self.bind)
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {

@@ -2,6 +2,7 @@ import AuctionCore
 import ClusterCore
 import Configuration
 import Foundation
+import Gateway
 import Node
 
 /// Everything `artpay node` needs, read from a JSON file in `cluster-config/` with environment
@@ -19,6 +20,11 @@ struct NodeSettings: Sendable {
     var httpPort: Int
     var secret: ClusterSecret
     var store: Store
+    var signingKey: TokenAuthority.SigningKey
+    var verificationKeys: [TokenAuthority.VerificationKey]
+    var tokenLifetime: Duration
+    var api: GatewayAPI.Configuration
+    var bootstrapAdmin: (username: String, password: String)?
 
     struct Invalid: Error, CustomStringConvertible {
         var description: String
@@ -81,9 +87,45 @@ struct NodeSettings: Sendable {
         case let other:
             throw Invalid(description: "\(file): 'store.kind' must be postgres or sqlite, got '\(other)'")
         }
+        func readFile(_ path: String, _ key: String) throws -> String {
+            let resolved = path.hasPrefix("/") ? path : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
+            guard let text = try? String(contentsOfFile: resolved, encoding: .utf8) else {
+                throw Invalid(description: "\(file): '\(key)' names \(resolved), which cannot be read")
+            }
+            return text
+        }
+        let signingKid = reader.string(forKey: "auth.signingKid", default: "k1")
+        let signingPEM: String
+        if let inline = reader.string(forKey: "auth.signingKey", isSecret: true) {
+            signingPEM = inline
+        } else {
+            signingPEM = try readFile(try required("auth.signingKeyFile"), "auth.signingKeyFile")
+        }
+        var verification: [TokenAuthority.VerificationKey] = []
+        for entry in reader.stringArray(forKey: "auth.verificationKeys") ?? [] {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else {
+                throw Invalid(description: "\(file): 'auth.verificationKeys' entries are kid=path-to-public-key.pem")
+            }
+            verification.append(.init(kid: parts[0], publicKeyPEM: try readFile(parts[1], "auth.verificationKeys")))
+        }
+        var admin: (String, String)?
+        if let username = reader.string(forKey: "auth.admin.username"),
+            let password = reader.string(forKey: "auth.admin.password", isSecret: true)
+        {
+            admin = (username, password)
+        }
+        let api = GatewayAPI.Configuration(
+            passwordCost: UInt8(clamping: reader.int(forKey: "auth.passwordCost", default: 12)),
+            rateLimit: .init(
+                capacity: reader.int(forKey: "http.rateLimit.capacity", default: 120),
+                refillPerSecond: reader.double(forKey: "http.rateLimit.refillPerSecond", default: 20)))
         return NodeSettings(
             cluster: ClusterNode.Configuration(id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),
             clusterBind: (bindHost, bindPort), httpHost: reader.string(forKey: "http.host", default: "127.0.0.1"),
-            httpPort: reader.int(forKey: "http.port", default: 8_100), secret: secret, store: store)
+            httpPort: reader.int(forKey: "http.port", default: 8_100), secret: secret, store: store,
+            signingKey: .init(kid: signingKid, privateKeyPEM: signingPEM), verificationKeys: verification,
+            tokenLifetime: .seconds(reader.int(forKey: "auth.tokenLifetimeSeconds", default: 3_600)), api: api,
+            bootstrapAdmin: admin)
     }
 }

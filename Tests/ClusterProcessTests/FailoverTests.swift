@@ -2,6 +2,7 @@ import AuctionCore
 import AuctionRuntime
 import ClusterCore
 import Foundation
+import Gateway
 import Node
 import PostgresNIO
 import Storage
@@ -34,13 +35,16 @@ import Testing
                     configPath: path, logPath: directory.appendingPathComponent("node-\(index).log").path))
         }
         let seeds = nodes.map { "\"\($0.clusterAddress)\"" }.joined(separator: ", ")
+        let keyPath = directory.appendingPathComponent("jwt.pem").path
+        try TokenAuthority.generatePrivateKeyPEM().write(toFile: keyPath, atomically: true, encoding: .utf8)
         for node in nodes {
             let config = """
                 {
                   "node": { "id": "\(node.id)" },
                   "cluster": { "host": "\(node.clusterAddress.host)", "port": \(node.clusterAddress.port), "seeds": [\(seeds)], "secret": "\(Self.secret)" },
                   "http": { "host": "\(node.httpAddress.host)", "port": \(node.httpAddress.port) },
-                  "store": { "kind": "postgres", "postgres": { "host": "\(pg.host)", "port": \(pg.port), "user": "\(pg.user)", "database": "\(database)" } }
+                  "store": { "kind": "postgres", "postgres": { "host": "\(pg.host)", "port": \(pg.port), "user": "\(pg.user)", "database": "\(database)" } },
+                  "auth": { "signingKeyFile": "\(keyPath)", "passwordCost": 4 }
                 }
                 """
             try config.write(toFile: node.configPath, atomically: true, encoding: .utf8)

@@ -1,0 +1,107 @@
+import AuctionCore
+import AuctionRuntime
+import Foundation
+public import Hummingbird
+
+/// Every error the API answers with: a status, a stable `code`, a human `detail`, and the figures
+/// a client needs (`extra`), sent as `application/problem+json` (RFC 9457). Nothing else — no
+/// internal error text — ever reaches a client.
+public struct APIError: Error, Sendable, HTTPResponseError {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var detail: String
+    public var extra: [String: String]
+    public var headers: HTTPFields
+
+    public init(
+        _ status: HTTPResponse.Status, code: String, detail: String, extra: [String: String] = [:], headers: HTTPFields = [:]
+    ) {
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.extra = extra
+        self.headers = headers
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var body: [String: String] = extra
+        body["type"] = "https://artpay.dev/problems/\(code)"
+        body["title"] = status.reasonPhrase
+        body["code"] = code
+        body["detail"] = detail
+        body["status"] = "\(status.code)"
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var json = String(decoding: try encoder.encode(body), as: UTF8.self)
+        // `status` is a number in problem+json.
+        json = json.replacingOccurrences(of: "\"status\":\"\(status.code)\"", with: "\"status\":\(status.code)")
+        var headers = self.headers
+        headers[.contentType] = "application/problem+json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
+    }
+
+    // MARK: Common errors
+
+    static func malformed(_ detail: String) -> APIError { APIError(.badRequest, code: "malformed_request", detail: detail) }
+    static let unauthenticated = APIError(
+        .unauthorized, code: "unauthenticated", detail: "A bearer token is required.",
+        headers: [.wwwAuthenticate: "Bearer"])
+    static func invalidToken(_ detail: String) -> APIError {
+        APIError(.unauthorized, code: "invalid_token", detail: detail, headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+    }
+    static func forbidden(_ role: Role) -> APIError {
+        APIError(.forbidden, code: "forbidden", detail: "This needs the \(role.rawValue) role.", extra: ["requiredRole": role.rawValue])
+    }
+
+    /// The answer for an engine error: rule rejections are 422 (or 404/409 where they say so),
+    /// ownership and store trouble 503 with `Retry-After`.
+    static func engine(_ error: EngineError) -> APIError {
+        switch error {
+        case .rejected(let rejection):
+            return rejected(rejection)
+        case .notOwner, .ownerUnavailable, .storeUnavailable, .stopped:
+            return APIError(
+                .serviceUnavailable, code: error.code, detail: "The auction is moving between nodes or the store is busy; retry with the same bid id.",
+                headers: [.retryAfter: "1"])
+        }
+    }
+
+    static func rejected(_ rejection: AuctionRejection) -> APIError {
+        var extra: [String: String] = [:]
+        switch rejection {
+        case .belowMinimum(let minimum): extra = ["minimum": "\(minimum.minorUnits)", "currency": minimum.currency.code]
+        case .maximumNotAboveCurrent(let current):
+            extra = ["currentMaximum": "\(current.minorUnits)", "currency": current.currency.code]
+        case .buyNowPriceMismatch(let price): extra = ["buyNowPrice": "\(price.minorUnits)", "currency": price.currency.code]
+        case .currencyMismatch(let expected): extra = ["currency": expected.code]
+        case .amountTooLarge(let limit): extra = ["limit": "\(limit)"]
+        case .notOpenYet(let at): extra = ["opensAt": Timestamps.format(at)]
+        case .notYetEnded(let at): extra = ["endsAt": Timestamps.format(at)]
+        default: break
+        }
+        let status: HTTPResponse.Status
+        switch rejection {
+        case .auctionNotFound: status = .notFound
+        case .auctionAlreadyExists, .bidIdConflict: status = .conflict
+        default: status = .unprocessableContent
+        }
+        return APIError(status, code: rejection.code, detail: rejection.message, extra: extra)
+    }
+}
+
+/// RFC 3339 timestamps in the API, milliseconds in the engine.
+enum Timestamps {
+    static func format(_ timestamp: Timestamp) -> String {
+        let date = Date(timeIntervalSince1970: Double(timestamp.millisecondsSinceEpoch) / 1_000)
+        return date.formatted(.iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: true).timeSeparator(.colon).dateSeparator(.dash))
+    }
+
+    static func parse(_ text: String) -> Timestamp? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text) {
+            return Timestamp(millisecondsSinceEpoch: Int64((date.timeIntervalSince1970 * 1_000).rounded()))
+        }
+        return nil
+    }
+}

@@ -1,0 +1,159 @@
+import AuctionCore
+import Foundation
+
+/// A request body decoded strictly: unknown fields and missing ones are a 400 naming the field.
+protocol StrictRequest: Decodable {
+    static var fields: Set<String> { get }
+}
+
+extension StrictRequest {
+    static func decode(_ data: Data) throws(APIError) -> Self {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw APIError.malformed("The body must be a JSON object.")
+        }
+        if let unknown = Set(object.keys).subtracting(fields).sorted().first {
+            throw APIError.malformed("Unknown field '\(unknown)'.")
+        }
+        do {
+            return try JSONDecoder().decode(Self.self, from: data)
+        } catch DecodingError.keyNotFound(let key, _) {
+            throw APIError.malformed("Missing field '\(key.stringValue)'.")
+        } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
+            throw APIError.malformed("Field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type.")
+        } catch {
+            throw APIError.malformed("The body is not valid JSON for this request.")
+        }
+    }
+}
+
+struct RegisterRequest: StrictRequest {
+    static let fields: Set<String> = ["username", "password", "roles"]
+    var username: String
+    var password: String
+    var roles: [String]?
+}
+
+struct LoginRequest: StrictRequest {
+    static let fields: Set<String> = ["username", "password"]
+    var username: String
+    var password: String
+}
+
+struct RolesRequest: StrictRequest {
+    static let fields: Set<String> = ["roles"]
+    var roles: [String]
+}
+
+struct CreateAuctionRequest: StrictRequest {
+    static let fields: Set<String> = [
+        "id", "title", "currency", "startingPrice", "reservePrice", "buyNowPrice", "opensAt", "closesAt",
+        "extensionWindowSeconds", "saleId",
+    ]
+    var id: String?
+    var title: String
+    var currency: String
+    var startingPrice: Int64
+    var reservePrice: Int64?
+    var buyNowPrice: Int64?
+    var opensAt: String?
+    var closesAt: String
+    var extensionWindowSeconds: Int?
+    var saleId: String?
+}
+
+struct BidRequest: StrictRequest {
+    static let fields: Set<String> = ["bidId", "maximum", "currency"]
+    var bidId: String
+    /// The most the bidder will pay, in minor units.
+    var maximum: Int64
+    var currency: String
+}
+
+struct BuyNowRequest: StrictRequest {
+    static let fields: Set<String> = ["bidId", "price", "currency"]
+    var bidId: String
+    var price: Int64
+    var currency: String
+}
+
+struct CancelRequest: StrictRequest {
+    static let fields: Set<String> = ["reason"]
+    var reason: String
+}
+
+struct UserView: Codable, Sendable {
+    var id: String
+    var username: String
+    var roles: [String]
+}
+
+struct SessionView: Codable, Sendable {
+    var token: String
+    var tokenType = "Bearer"
+    var expiresAt: String
+}
+
+/// What anyone may see of an auction (no maxima, no reserve amount).
+struct AuctionView: Codable, Sendable {
+    var id: String
+    var seq: Int64
+    var title: String
+    var sellerId: String
+    var saleId: String?
+    var currency: String
+    var price: Int64
+    var minimumNextBid: Int64
+    var leaderId: String?
+    var bidCount: Int
+    var opensAt: String
+    var endsAt: String
+    /// scheduled, open, ended, sold, unsold, cancelled
+    var status: String
+    var hasReserve: Bool
+    var reserveMet: Bool
+    var buyNowPrice: Int64?
+    var winnerId: String?
+    var unsoldReason: String?
+
+    init(_ summary: AuctionSummary, now: Timestamp) {
+        id = summary.auctionId.rawValue
+        seq = summary.seq
+        title = summary.title
+        sellerId = summary.sellerId.rawValue
+        saleId = summary.saleId?.rawValue
+        currency = summary.price.currency.code
+        price = summary.price.minorUnits
+        minimumNextBid = summary.minimumNextBid.minorUnits
+        leaderId = summary.leaderId?.rawValue
+        bidCount = summary.bidCount
+        opensAt = Timestamps.format(summary.opensAt)
+        endsAt = Timestamps.format(summary.endsAt)
+        hasReserve = summary.hasReserve
+        reserveMet = summary.reserveMet
+        buyNowPrice = summary.buyNowPrice?.minorUnits
+        switch summary.status {
+        case .running:
+            status = now < summary.opensAt ? "scheduled" : now < summary.endsAt ? "open" : "ended"
+        case .closed(.sold(let winner, _, _)):
+            status = "sold"
+            winnerId = winner.rawValue
+        case .closed(.unsold(let reason)):
+            status = "unsold"
+            unsoldReason = reason.rawValue
+        case .cancelled:
+            status = "cancelled"
+        }
+    }
+}
+
+struct BidView: Codable, Sendable {
+    var bidId: String
+    /// leading, outbid, bought_now
+    var outcome: String
+    /// True when this bid id was accepted before and nothing new was recorded.
+    var replayed: Bool
+    var seq: Int64
+    var maximum: Int64
+    var priceAfter: Int64
+    var auction: AuctionView
+}

@@ -1,0 +1,316 @@
+import AuctionCore
+public import AuctionRuntime
+import Foundation
+public import Hummingbird
+import HummingbirdBcrypt
+import HTTPTypes
+import NIOCore
+import NIOPosix
+public import Node
+public import Storage
+
+/// The versioned HTTP API of a node (`/v1`): users and sessions, auctions, bids, live events.
+/// Routes stay short: authentication, rate limits and error mapping are middleware; commands go
+/// to the auction's owner through `ClusterNode`.
+public struct GatewayAPI: Sendable {
+    public struct Configuration: Sendable {
+        /// bcrypt cost for new passwords (12 in production; tests use the minimum, 4).
+        public var passwordCost: UInt8
+        public var rateLimit: RateLimitMiddleware.Policy
+
+        public init(passwordCost: UInt8 = 12, rateLimit: RateLimitMiddleware.Policy = .init(capacity: 120, refillPerSecond: 20)) {
+            self.passwordCost = passwordCost
+            self.rateLimit = rateLimit
+        }
+    }
+
+    let node: ClusterNode
+    let users: any UserStore
+    let events: any EventStore
+    let tokens: TokenAuthority
+    let clock: any EngineClock
+    let configuration: Configuration
+
+    public init(
+        node: ClusterNode, users: any UserStore, events: any EventStore, tokens: TokenAuthority, clock: any EngineClock,
+        configuration: Configuration = .init()
+    ) {
+        self.node = node
+        self.users = users
+        self.events = events
+        self.tokens = tokens
+        self.clock = clock
+        self.configuration = configuration
+    }
+
+    /// The router with every route and middleware of the API, health and metrics included.
+    public func router(isReady: @escaping @Sendable () async -> Bool) -> Router<GatewayContext> {
+        let router = Router(context: GatewayContext.self)
+        router.add(middleware: ProblemMiddleware())
+        router.get("/health/live") { _, _ -> HTTPResponse.Status in .ok }
+        router.get("/health/ready") { _, _ -> HTTPResponse.Status in await isReady() ? .ok : .serviceUnavailable }
+        router.get("/v1/cluster") { _, _ -> Response in try Self.json(await node.snapshot) }
+        router.get("/metrics") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(string: await node.metricsText())))
+        }
+        let api = router.group("/v1")
+            .add(middleware: AuthenticationMiddleware(tokens: tokens))
+            .add(middleware: RateLimitMiddleware(policy: configuration.rateLimit))
+        api.post("/users", use: register)
+        api.post("/sessions", use: login)
+        api.get("/me", use: me)
+        api.put("/users/:id/roles", use: grantRoles)
+        api.post("/auctions", use: createAuction)
+        api.get("/auctions/:id", use: auction)
+        api.post("/auctions/:id/bids", use: bid)
+        api.post("/auctions/:id/buy-now", use: buyNow)
+        api.post("/auctions/:id/cancel", use: cancel)
+        api.get("/auctions/:id/events", use: eventStream)
+        return router
+    }
+
+    // MARK: - Users and sessions
+
+    /// Creates the admin `username` with `password` unless a user of that name exists (the first
+    /// admin of a new deployment; later admins are granted the role by an admin).
+    public func ensureAdmin(username: String, password: String) async throws {
+        let name = username.lowercased()
+        if try await users.user(named: name) != nil { return }
+        let cost = configuration.passwordCost
+        let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+        do {
+            try await users.createUser(
+                StoredUser(
+                    id: UserID(rawValue: "u-" + UUID().uuidString.lowercased())!, username: name, passwordHash: hash,
+                    roles: [Role.admin, .bidder, .seller].map(\.rawValue).sorted(), createdAt: clock.now()))
+        } catch {
+            // Another node may have created it first.
+            guard error == .usernameTaken else { throw error }
+        }
+    }
+
+    @Sendable func register(_ request: Request, context: GatewayContext) async throws -> Response {
+        let body = try RegisterRequest.decode(try await Self.body(request, context))
+        let username = body.username.lowercased()
+        guard username.count >= 3, username.count <= 32,
+            username.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) })
+        else { throw APIError.malformed("A username has 3 to 32 of a–z 0–9 _ - .") }
+        guard body.password.count >= 8, body.password.count <= 128 else {
+            throw APIError.malformed("A password has 8 to 128 characters.")
+        }
+        let roles = try (body.roles ?? ["bidder"]).map { name throws(APIError) -> Role in
+            guard let role = Role(rawValue: name), role != .admin else {
+                throw APIError.malformed("Self-service roles are bidder and seller.")
+            }
+            return role
+        }
+        let cost = configuration.passwordCost
+        let password = body.password
+        let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+        let user = StoredUser(
+            id: UserID(rawValue: "u-" + UUID().uuidString.lowercased())!, username: username, passwordHash: hash,
+            roles: Array(Set(roles.map(\.rawValue))).sorted(), createdAt: clock.now())
+        do {
+            try await users.createUser(user)
+        } catch .usernameTaken {
+            throw APIError(.conflict, code: "username_taken", detail: "This username is taken.")
+        } catch {
+            throw APIError(.serviceUnavailable, code: "store_unavailable", detail: "Try again shortly.", headers: [.retryAfter: "1"])
+        }
+        return try Self.json(UserView(id: user.id.rawValue, username: user.username, roles: user.roles), status: .created)
+    }
+
+    @Sendable func login(_ request: Request, context: GatewayContext) async throws -> Response {
+        let body = try LoginRequest.decode(try await Self.body(request, context))
+        let stored = try? await users.user(named: body.username.lowercased())
+        let password = body.password
+        let hash = stored?.passwordHash ?? "$2b$04$invalidinvalidinvalidinuW6L5ckcBB4u0xqXWBmB2uvpM4GW8jK"
+        // Same work whether or not the user exists, so timing does not reveal usernames.
+        let valid = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
+        guard let stored, valid else {
+            throw APIError(.unauthorized, code: "invalid_credentials", detail: "Unknown username or wrong password.")
+        }
+        let identity = Identity(
+            userId: stored.id, username: stored.username, roles: Set(stored.roles.compactMap(Role.init(rawValue:))))
+        let (token, expires) = try await tokens.issue(for: identity)
+        return try Self.json(SessionView(token: token, expiresAt: Timestamps.format(Timestamp(millisecondsSinceEpoch: Int64(expires.timeIntervalSince1970 * 1_000)))))
+    }
+
+    @Sendable func me(_ request: Request, context: GatewayContext) async throws -> Response {
+        let caller = try context.caller()
+        return try Self.json(UserView(id: caller.userId.rawValue, username: caller.username, roles: caller.roles.map(\.rawValue).sorted()))
+    }
+
+    @Sendable func grantRoles(_ request: Request, context: GatewayContext) async throws -> Response {
+        try context.caller().require(.admin)
+        let body = try RolesRequest.decode(try await Self.body(request, context))
+        let roles = try body.roles.map { name throws(APIError) -> Role in
+            guard let role = Role(rawValue: name) else { throw APIError.malformed("Unknown role '\(name)'.") }
+            return role
+        }
+        guard let id = context.parameters.get("id").flatMap(UserID.init(rawValue:)) else {
+            throw APIError(.notFound, code: "user_not_found", detail: "There is no such user.")
+        }
+        do {
+            try await users.setRoles(Array(Set(roles.map(\.rawValue))).sorted(), of: id)
+        } catch .unknownUser {
+            throw APIError(.notFound, code: "user_not_found", detail: "There is no such user.")
+        } catch {
+            throw APIError(.serviceUnavailable, code: "store_unavailable", detail: "Try again shortly.", headers: [.retryAfter: "1"])
+        }
+        guard let user = try? await users.user(id: id) else { throw APIError(.notFound, code: "user_not_found", detail: "There is no such user.") }
+        return try Self.json(UserView(id: user.id.rawValue, username: user.username, roles: user.roles))
+    }
+
+    // MARK: - Auctions
+
+    @Sendable func createAuction(_ request: Request, context: GatewayContext) async throws -> Response {
+        let caller = try context.caller()
+        guard caller.roles.contains(.seller) || caller.roles.contains(.admin) else { throw APIError.forbidden(.seller) }
+        let body = try CreateAuctionRequest.decode(try await Self.body(request, context))
+        guard let currency = Currency(code: body.currency) else {
+            throw APIError.malformed("Unsupported currency '\(body.currency)'.")
+        }
+        let id = try body.id.map { raw throws(APIError) -> AuctionID in
+            guard let id = AuctionID(rawValue: raw) else { throw APIError.malformed("An auction id has 1 to 64 of A–Z a–z 0–9 _ - . :") }
+            return id
+        } ?? AuctionID(rawValue: "a-" + UUID().uuidString.lowercased())!
+        guard let closesAt = Timestamps.parse(body.closesAt) else { throw APIError.malformed("Field 'closesAt' must be an RFC 3339 time.") }
+        let opensAt = try body.opensAt.map { text throws(APIError) -> Timestamp in
+            guard let time = Timestamps.parse(text) else { throw APIError.malformed("Field 'opensAt' must be an RFC 3339 time.") }
+            return time
+        } ?? clock.now()
+        let saleId = try body.saleId.map { raw throws(APIError) -> SaleID in
+            guard let id = SaleID(rawValue: raw) else { throw APIError.malformed("Invalid 'saleId'.") }
+            return id
+        }
+        let money = { (amount: Int64) in Money(minorUnits: amount, currency: currency) }
+        let terms = AuctionTerms(
+            auctionId: id, sellerId: caller.userId, saleId: saleId, title: body.title, startingPrice: money(body.startingPrice),
+            reservePrice: body.reservePrice.map(money), buyNowPrice: body.buyNowPrice.map(money), opensAt: opensAt,
+            closesAt: closesAt, extensionWindow: .seconds(body.extensionWindowSeconds ?? 120))
+        let accepted = try Self.unwrap(await node.submit(.create(terms), to: id))
+        var response = try Self.json(AuctionView(accepted.summary, now: clock.now()), status: .created)
+        response.headers[.location] = "/v1/auctions/\(id)"
+        return response
+    }
+
+    @Sendable func auction(_ request: Request, context: GatewayContext) async throws -> Response {
+        let id = try Self.auctionId(context)
+        let restored: Auction
+        do {
+            restored = try await events.load(id).restore(id)
+        } catch {
+            throw APIError(.serviceUnavailable, code: "store_unavailable", detail: "Try again shortly.", headers: [.retryAfter: "1"])
+        }
+        guard let summary = restored.summary else { throw APIError.rejected(.auctionNotFound) }
+        return try Self.json(AuctionView(summary, now: clock.now()))
+    }
+
+    @Sendable func bid(_ request: Request, context: GatewayContext) async throws -> Response {
+        let caller = try context.caller()
+        try caller.require(.bidder)
+        let id = try Self.auctionId(context)
+        let body = try BidRequest.decode(try await Self.body(request, context))
+        let bid = PlaceBid(
+            bidId: try Self.bidId(body.bidId), bidderId: caller.userId, maximum: try Self.money(body.maximum, body.currency))
+        return try bidResponse(Self.unwrap(await node.submit(.placeBid(bid), to: id)))
+    }
+
+    @Sendable func buyNow(_ request: Request, context: GatewayContext) async throws -> Response {
+        let caller = try context.caller()
+        try caller.require(.bidder)
+        let id = try Self.auctionId(context)
+        let body = try BuyNowRequest.decode(try await Self.body(request, context))
+        let purchase = BuyNow(
+            bidId: try Self.bidId(body.bidId), bidderId: caller.userId, price: try Self.money(body.price, body.currency))
+        return try bidResponse(Self.unwrap(await node.submit(.buyNow(purchase), to: id)))
+    }
+
+    @Sendable func cancel(_ request: Request, context: GatewayContext) async throws -> Response {
+        try context.caller().require(.admin)
+        let id = try Self.auctionId(context)
+        let body = try CancelRequest.decode(try await Self.body(request, context))
+        let accepted = try Self.unwrap(await node.submit(.cancel(reason: body.reason), to: id))
+        return try Self.json(AuctionView(accepted.summary, now: clock.now()))
+    }
+
+    private func bidResponse(_ accepted: CommandAccepted) throws -> Response {
+        guard let receipt = accepted.receipt else { throw APIError(.internalServerError, code: "internal_error", detail: "No receipt.") }
+        let view = BidView(
+            bidId: receipt.bidId.rawValue, outcome: receipt.outcome.rawValue, replayed: accepted.replayed, seq: receipt.seq,
+            maximum: receipt.maximum.minorUnits, priceAfter: receipt.price.minorUnits,
+            auction: AuctionView(accepted.summary, now: clock.now()))
+        return try Self.json(view, status: accepted.replayed ? .ok : .created)
+    }
+
+    // MARK: - Live events (Server-Sent Events)
+
+    /// `GET /v1/auctions/{id}/events`: every event after `Last-Event-ID` (or `?since=`), then live,
+    /// as `text/event-stream` with `id:` = seq. Resuming on any node after a failover gives every
+    /// later event exactly once.
+    @Sendable func eventStream(_ request: Request, context: GatewayContext) async throws -> Response {
+        let id = try Self.auctionId(context)
+        let since = request.headers[.lastEventID].flatMap(Int64.init) ?? request.uri.queryParameters.get("since").flatMap(Int64.init) ?? 0
+        guard since >= 0 else { throw APIError.malformed("'since' must not be negative.") }
+        let stream = await node.events(of: id, after: since)
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                for await event in stream {
+                    try await writer.write(ByteBuffer(string: EventView.serverSentEvent(event)))
+                }
+                try await writer.finish(nil)
+            })
+    }
+
+    // MARK: - Helpers
+
+    static func body(_ request: Request, _ context: GatewayContext) async throws -> Data {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        } catch {
+            throw APIError(.contentTooLarge, code: "body_too_large", detail: "Request bodies are at most \(context.maxUploadSize) bytes.")
+        }
+        return Data(buffer.readableBytesView)
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(data: try encoder.encode(value))))
+    }
+
+    static func unwrap(_ result: Result<CommandAccepted, EngineError>) throws(APIError) -> CommandAccepted {
+        switch result {
+        case .success(let accepted): return accepted
+        case .failure(let error): throw APIError.engine(error)
+        }
+    }
+
+    static func auctionId(_ context: GatewayContext) throws(APIError) -> AuctionID {
+        guard let id = context.parameters.get("id").flatMap(AuctionID.init(rawValue:)) else {
+            throw APIError.rejected(.auctionNotFound)
+        }
+        return id
+    }
+
+    static func bidId(_ raw: String) throws(APIError) -> BidID {
+        guard let id = BidID(rawValue: raw) else { throw APIError.malformed("A bid id has 1 to 64 of A–Z a–z 0–9 _ - . :") }
+        return id
+    }
+
+    static func money(_ amount: Int64, _ code: String) throws(APIError) -> Money {
+        guard let currency = Currency(code: code) else { throw APIError.malformed("Unsupported currency '\(code)'.") }
+        return Money(minorUnits: amount, currency: currency)
+    }
+}
+
+extension HTTPField.Name {
+    static let lastEventID = Self("Last-Event-ID")!
+}

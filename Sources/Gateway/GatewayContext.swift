@@ -1,0 +1,26 @@
+public import Hummingbird
+import NIOCore
+
+/// The per-request context of the API: who is calling (once authenticated) and from where.
+public struct GatewayContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// Set by `AuthenticationMiddleware` from a valid bearer token.
+    public var identity: Identity?
+    /// The client's IP address, the rate-limit key of anonymous requests.
+    public let clientAddress: String
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        identity = nil
+        clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+    }
+
+    /// Request bodies are small JSON documents.
+    public var maxUploadSize: Int { 64 * 1_024 }
+
+    /// The authenticated caller, or 401.
+    func caller() throws(APIError) -> Identity {
+        guard let identity else { throw APIError.unauthenticated }
+        return identity
+    }
+}

@@ -1,0 +1,151 @@
+public import Hummingbird
+import HTTPTypes
+import Logging
+import Synchronization
+
+/// Turns every error into a problem+json answer: API errors as they are, Hummingbird's HTTP
+/// errors (unknown route, body too large) with a code for their status, anything else a 500
+/// with nothing internal in it (the error is logged).
+public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as HTTPError {
+            let code: String
+            switch error.status {
+            case .notFound: code = "not_found"
+            case .contentTooLarge: code = "body_too_large"
+            case .methodNotAllowed: code = "method_not_allowed"
+            case .badRequest: code = "malformed_request"
+            default: code = "http_\(error.status.code)"
+            }
+            throw APIError(error.status, code: code, detail: error.body ?? error.status.reasonPhrase)
+        } catch {
+            context.logger.error("request failed", metadata: ["error": "\(error)"])
+            throw APIError(.internalServerError, code: "internal_error", detail: "Something went wrong on our side.")
+        }
+    }
+}
+
+/// Reads `Authorization: Bearer <jwt>`; a valid token sets the caller's identity, an invalid one
+/// is a 401 naming why. Requests without a token continue anonymously (routes that need a caller
+/// refuse them).
+public struct AuthenticationMiddleware: RouterMiddleware {
+    let tokens: TokenAuthority
+
+    public init(tokens: TokenAuthority) {
+        self.tokens = tokens
+    }
+
+    public func handle(
+        _ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response
+    ) async throws -> Response {
+        guard let header = request.headers[.authorization] else { return try await next(request, context) }
+        guard header.lowercased().hasPrefix("bearer ") else {
+            throw APIError.invalidToken("Use the Bearer scheme.")
+        }
+        var context = context
+        do {
+            context.identity = try await tokens.verify(String(header.dropFirst("bearer ".count)))
+        } catch {
+            throw APIError.invalidToken(error.detail)
+        }
+        return try await next(request, context)
+    }
+}
+
+/// A token bucket: `capacity` requests at once, refilled at `refillPerSecond`. Pure: the caller
+/// gives the time.
+public struct TokenBucket: Sendable {
+    public let capacity: Double
+    public let refillPerSecond: Double
+    private(set) var tokens: Double
+    private var updatedAt: ContinuousClock.Instant
+
+    public init(capacity: Double, refillPerSecond: Double, now: ContinuousClock.Instant) {
+        self.capacity = capacity
+        self.refillPerSecond = refillPerSecond
+        self.tokens = capacity
+        self.updatedAt = now
+    }
+
+    /// Takes one token if there is one; returns whether it did, what is left, and when a token
+    /// will be there again.
+    public mutating func take(now: ContinuousClock.Instant) -> (allowed: Bool, remaining: Int, retryAfterSeconds: Int) {
+        let elapsed = now - updatedAt
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        tokens = min(capacity, tokens + seconds * refillPerSecond)
+        updatedAt = now
+        if tokens >= 1 {
+            tokens -= 1
+            return (true, Int(tokens), 0)
+        }
+        let wait = (1 - tokens) / refillPerSecond
+        return (false, 0, max(1, Int(wait.rounded(.up))))
+    }
+}
+
+/// Per-caller rate limits: authenticated callers by user id, others by client address. Answers
+/// carry `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; a refused request gets a
+/// 429 with `Retry-After`.
+public final class RateLimitMiddleware: RouterMiddleware, Sendable {
+    public struct Policy: Sendable {
+        public var capacity: Int
+        public var refillPerSecond: Double
+
+        public init(capacity: Int, refillPerSecond: Double) {
+            self.capacity = capacity
+            self.refillPerSecond = refillPerSecond
+        }
+    }
+
+    private let policy: Policy
+    private let buckets = Mutex<[String: TokenBucket]>([:])
+    private static let maximumTracked = 100_000
+
+    public init(policy: Policy) {
+        self.policy = policy
+    }
+
+    public func handle(
+        _ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response
+    ) async throws -> Response {
+        let key = context.identity.map { "user:\($0.userId)" } ?? "ip:\(context.clientAddress)"
+        let now = ContinuousClock.now
+        let policy = self.policy
+        let decision = buckets.withLock { buckets in
+            if buckets.count > Self.maximumTracked { buckets.removeAll(keepingCapacity: true) }
+            var bucket = buckets[key] ?? TokenBucket(
+                capacity: Double(policy.capacity), refillPerSecond: policy.refillPerSecond, now: now)
+            let decision = bucket.take(now: now)
+            buckets[key] = bucket
+            return decision
+        }
+        let reset = Int((Double(policy.capacity) / policy.refillPerSecond).rounded(.up))
+        guard decision.allowed else {
+            throw APIError(
+                .tooManyRequests, code: "rate_limited", detail: "Too many requests; retry in \(decision.retryAfterSeconds) s.",
+                headers: [
+                    .retryAfter: "\(decision.retryAfterSeconds)", .rateLimitLimit: "\(policy.capacity)",
+                    .rateLimitRemaining: "0", .rateLimitReset: "\(decision.retryAfterSeconds)",
+                ])
+        }
+        var response = try await next(request, context)
+        response.headers[.rateLimitLimit] = "\(policy.capacity)"
+        response.headers[.rateLimitRemaining] = "\(decision.remaining)"
+        response.headers[.rateLimitReset] = "\(reset)"
+        return response
+    }
+}
+
+extension HTTPField.Name {
+    static let rateLimitLimit = Self("RateLimit-Limit")!
+    static let rateLimitRemaining = Self("RateLimit-Remaining")!
+    static let rateLimitReset = Self("RateLimit-Reset")!
+}

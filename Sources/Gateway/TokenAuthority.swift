@@ -1,0 +1,143 @@
+public import AuctionCore
+public import Foundation
+import JWTKit
+
+/// Issues and verifies the API's access tokens: JWTs signed with ES256 (P-256), with `kid`, `sub`,
+/// `name`, `roles`, `iat` and `exp`.
+///
+/// Why this shape: several public keys are accepted at once (by `kid`) while one private key
+/// signs, so keys rotate without logging anyone out; the algorithm is pinned — a token must say
+/// `ES256` and name a known `kid` before its signature is even checked, so `none`, HMAC-with-the-
+/// public-key and key-confusion tricks are refused.
+public final class TokenAuthority: Sendable {
+    public struct SigningKey: Sendable {
+        public var kid: String
+        public var privateKeyPEM: String
+
+        public init(kid: String, privateKeyPEM: String) {
+            self.kid = kid
+            self.privateKeyPEM = privateKeyPEM
+        }
+    }
+
+    public struct VerificationKey: Sendable {
+        public var kid: String
+        public var publicKeyPEM: String
+
+        public init(kid: String, publicKeyPEM: String) {
+            self.kid = kid
+            self.publicKeyPEM = publicKeyPEM
+        }
+    }
+
+    public enum Failure: Error, Hashable, Sendable {
+        case malformed
+        case wrongAlgorithm(String)
+        case unknownKey
+        case badSignature
+        case expired
+        case invalidClaims
+
+        public var detail: String {
+            switch self {
+            case .malformed: "The token is not a JWT."
+            case .wrongAlgorithm(let alg): "Tokens must be signed with ES256, not \(alg)."
+            case .unknownKey: "The token's key id is not accepted."
+            case .badSignature: "The token's signature does not verify."
+            case .expired: "The token has expired."
+            case .invalidClaims: "The token's claims are invalid."
+            }
+        }
+    }
+
+    struct Claims: JWTPayload {
+        var sub: SubjectClaim
+        var name: String
+        var roles: [String]
+        var iat: IssuedAtClaim
+        var exp: ExpirationClaim
+
+        func verify(using algorithm: some JWTAlgorithm) throws {
+            try exp.verifyNotExpired()
+        }
+    }
+
+    private let keys: JWTKeyCollection
+    private let signingKid: String
+    private let acceptedKids: Set<String>
+    public let lifetime: Duration
+
+    private init(keys: JWTKeyCollection, signingKid: String, acceptedKids: Set<String>, lifetime: Duration) {
+        self.keys = keys
+        self.signingKid = signingKid
+        self.acceptedKids = acceptedKids
+        self.lifetime = lifetime
+    }
+
+    /// - Parameters:
+    ///   - signing: the key new tokens are signed with (its public half is accepted too).
+    ///   - verification: further public keys still accepted (earlier signing keys, during rotation).
+    public static func make(
+        signing: SigningKey, verification: [VerificationKey] = [], lifetime: Duration = .seconds(3_600)
+    ) async throws -> TokenAuthority {
+        let keys = JWTKeyCollection()
+        await keys.add(ecdsa: try ES256PrivateKey(pem: signing.privateKeyPEM), kid: JWKIdentifier(string: signing.kid))
+        for key in verification where key.kid != signing.kid {
+            await keys.add(ecdsa: try ES256PublicKey(pem: key.publicKeyPEM), kid: JWKIdentifier(string: key.kid))
+        }
+        return TokenAuthority(
+            keys: keys, signingKid: signing.kid, acceptedKids: Set([signing.kid] + verification.map(\.kid)),
+            lifetime: lifetime)
+    }
+
+    /// A fresh ES256 private key in PEM form (for `artpay dev` and tests).
+    public static func generatePrivateKeyPEM() -> String {
+        ES256PrivateKey().pemRepresentation
+    }
+
+    /// The public key of a private key, in PEM form (to hand to nodes that only verify).
+    public static func publicKeyPEM(ofPrivateKey pem: String) throws -> String {
+        try ES256PrivateKey(pem: pem).publicKey.pemRepresentation
+    }
+
+    /// A token for `identity`, valid for `lifetime` from `now`.
+    public func issue(for identity: Identity, now: Date = Date()) async throws -> (token: String, expiresAt: Date) {
+        let expires = now.addingTimeInterval(Double(lifetime.components.seconds))
+        let claims = Claims(
+            sub: SubjectClaim(value: identity.userId.rawValue), name: identity.username,
+            roles: identity.roles.map(\.rawValue).sorted(), iat: IssuedAtClaim(value: now), exp: ExpirationClaim(value: expires))
+        let token = try await keys.sign(claims, kid: JWKIdentifier(string: signingKid))
+        return (token, expires)
+    }
+
+    /// The identity a token proves, or why it proves none.
+    public func verify(_ token: String) async throws(Failure) -> Identity {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let headerData = Self.base64URLDecode(String(parts[0])),
+            let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any]
+        else { throw .malformed }
+        let alg = header["alg"] as? String ?? "none"
+        guard alg == "ES256" else { throw .wrongAlgorithm(alg) }
+        guard let kid = header["kid"] as? String, acceptedKids.contains(kid) else { throw .unknownKey }
+        let claims: Claims
+        do {
+            claims = try await keys.verify(token, as: Claims.self)
+        } catch let error as JWTError {
+            switch error.errorType {
+            case .claimVerificationFailure: throw .expired
+            case .signatureVerificationFailed: throw .badSignature
+            default: throw .badSignature
+            }
+        } catch {
+            throw .badSignature
+        }
+        guard let userId = UserID(rawValue: claims.sub.value) else { throw .invalidClaims }
+        return Identity(userId: userId, username: claims.name, roles: Set(claims.roles.compactMap(Role.init(rawValue:))))
+    }
+
+    static func base64URLDecode(_ text: String) -> Data? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64)
+    }
+}
