@@ -136,11 +136,17 @@ public final class RateLimitMiddleware: RouterMiddleware, Sendable {
                     .rateLimitRemaining: "0", .rateLimitReset: "\(decision.retryAfterSeconds)",
                 ])
         }
-        var response = try await next(request, context)
-        response.headers[.rateLimitLimit] = "\(policy.capacity)"
-        response.headers[.rateLimitRemaining] = "\(decision.remaining)"
-        response.headers[.rateLimitReset] = "\(reset)"
-        return response
+        let limits: HTTPFields = [
+            .rateLimitLimit: "\(policy.capacity)", .rateLimitRemaining: "\(decision.remaining)", .rateLimitReset: "\(reset)",
+        ]
+        do {
+            var response = try await next(request, context)
+            response.headers.append(contentsOf: limits)
+            return response
+        } catch var error as APIError {
+            error.headers.append(contentsOf: limits)
+            throw error
+        }
     }
 }
 

@@ -1,0 +1,176 @@
+import Foundation
+import Gateway
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import JWTKit
+import Testing
+
+@Suite struct GatewayAPITests {
+    @Test func signUp_logIn_me() async throws {
+        try await GatewayHarness.run { client, _ in
+            let token = try await client.signUp("alice")
+            let me = try await client.send(.get, "/v1/me", token: token)
+            #expect(me.status == .ok)
+            #expect(me.json["username"] as? String == "alice")
+            #expect(me.json["roles"] as? [String] == ["bidder"])
+            let again = try await client.send(.post, "/v1/users", json: #"{"username":"Alice","password":"password-456"}"#)
+            #expect(again.status == .conflict)
+            #expect(again.json["code"] as? String == "username_taken")
+            let wrong = try await client.send(.post, "/v1/sessions", json: #"{"username":"alice","password":"not-it-at-all"}"#)
+            #expect(wrong.status == .unauthorized)
+            #expect(wrong.json["code"] as? String == "invalid_credentials")
+            #expect(wrong.headers[.contentType] == "application/problem+json")
+            let admin = try await client.send(.post, "/v1/users", json: #"{"username":"mallory","password":"password-123","roles":["admin"]}"#)
+            #expect(admin.status == .badRequest, "admin is never self-service")
+        }
+    }
+
+    @Test func tokens_forgedWrongAlgorithmExpiredOrUnknownKey_areRefused() async throws {
+        try await GatewayHarness.run { client, harness in
+            _ = try await client.signUp("bob")
+            #expect(try await client.send(.get, "/v1/me").json["code"] as? String == "unauthenticated")
+            #expect(try await client.send(.get, "/v1/me", token: "not.a.jwt").status == .unauthorized)
+
+            let identity = Identity(userId: .init(rawValue: "u-bob")!, username: "bob", roles: [.admin])
+            // Forged: signed by a key nobody configured, under the accepted kid.
+            let forger = try await TokenAuthority.make(signing: .init(kid: "k1", privateKeyPEM: TokenAuthority.generatePrivateKeyPEM()))
+            let forged = try await forger.issue(for: identity).token
+            let forgedAnswer = try await client.send(.get, "/v1/me", token: forged)
+            #expect(forgedAnswer.status == .unauthorized)
+            #expect(forgedAnswer.json["code"] as? String == "invalid_token")
+
+            // Wrong algorithm: HS256 with a guessable secret.
+            let hmac = JWTKeyCollection()
+            await hmac.add(hmac: "secret-secret-secret-secret-secret", digestAlgorithm: .sha256, kid: "k1")
+            struct Payload: JWTPayload {
+                var sub: SubjectClaim
+                var exp: ExpirationClaim
+                func verify(using algorithm: some JWTAlgorithm) throws {}
+            }
+            let hs256 = try await hmac.sign(Payload(sub: "u-bob", exp: .init(value: .distantFuture)), kid: "k1")
+            let hs256Answer = try await client.send(.get, "/v1/me", token: hs256)
+            #expect(hs256Answer.status == .unauthorized)
+            #expect((hs256Answer.json["detail"] as? String)?.contains("ES256") == true)
+
+            // Expired.
+            let expired = try await harness.tokens.issue(for: identity, now: Date().addingTimeInterval(-7_200)).token
+            #expect((try await client.send(.get, "/v1/me", token: expired).json["detail"] as? String)?.contains("expired") == true)
+
+            // Unknown kid.
+            let stranger = try await TokenAuthority.make(signing: .init(kid: "k9", privateKeyPEM: harness.signingPEM))
+            let strangerAnswer = try await client.send(.get, "/v1/me", token: try await stranger.issue(for: identity).token)
+            #expect((strangerAnswer.json["detail"] as? String)?.contains("key id") == true)
+
+            // A token signed with the previous key (k0) is still accepted during a rotation.
+            let previous = try await TokenAuthority.make(signing: .init(kid: "k0", privateKeyPEM: harness.previousPEM))
+            let rotated = try await client.send(.get, "/v1/me", token: try await previous.issue(for: identity).token)
+            #expect(rotated.status == .ok)
+        }
+    }
+
+    /// Every role against every route that needs one.
+    @Test func roles_gateEveryRoute() async throws {
+        try await GatewayHarness.run { client, _ in
+            let admin = try await client.logIn("root", "root-password")
+            let seller = try await client.signUp("sam", roles: ["seller"])
+            let bidder = try await client.signUp("bea", roles: ["bidder"])
+            let created = try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-roles"), token: seller)
+            #expect(created.status == .created)
+            let userId = try await client.send(.get, "/v1/me", token: bidder).json["id"] as! String
+            let routes: [(String, HTTPRequest.Method, String, () -> String)] = [
+                ("create auction", .post, "/v1/auctions", { auctionJSON(id: "lot-\(UUID().uuidString.prefix(8))") }),
+                ("bid", .post, "/v1/auctions/lot-roles/bids", { #"{"bidId":"\#(UUID().uuidString)","maximum":5000,"currency":"EUR"}"# }),
+                ("cancel", .post, "/v1/auctions/lot-other/cancel", { #"{"reason":"withdrawn"}"# }),
+                ("grant roles", .put, "/v1/users/\(userId)/roles", { #"{"roles":["bidder"]}"# }),
+                ("me", .get, "/v1/me", { "" }),
+            ]
+            // Which role may do what: 401 without a token, 403 without the role.
+            let allowed: [String: Set<String>] = [
+                "create auction": ["seller", "admin"], "bid": ["bidder", "admin"], "cancel": ["admin"],
+                "grant roles": ["admin"], "me": ["bidder", "seller", "admin"],
+            ]
+            _ = try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-other"), token: seller)
+            for (name, method, uri, body) in routes {
+                for (role, token) in [("none", nil), ("bidder", bidder), ("seller", seller), ("admin", admin)] as [(String, String?)] {
+                    let json = body()
+                    let response = try await client.send(method, uri, json: json.isEmpty ? nil : json, token: token)
+                    if role == "none" {
+                        #expect(response.status == .unauthorized, "\(name) without a token: \(response.status)")
+                    } else if allowed[name]!.contains(role) {
+                        #expect(response.status.code < 300, "\(name) as \(role): \(response.status) \(String(buffer: response.body))")
+                    } else {
+                        #expect(response.status == .forbidden, "\(name) as \(role): \(response.status)")
+                    }
+                    if name == "cancel", role == "admin" {
+                        _ = try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-other-\(UUID().uuidString.prefix(6))"), token: seller)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func malformedAndOversizedBodies_getA400Or413NamingTheProblem() async throws {
+        try await GatewayHarness.run { client, _ in
+            let unknown = try await client.send(.post, "/v1/users", json: #"{"username":"carl","password":"password-123","isAdmin":true}"#)
+            #expect(unknown.status == .badRequest)
+            #expect((unknown.json["detail"] as? String)?.contains("isAdmin") == true)
+            let missing = try await client.send(.post, "/v1/users", json: #"{"username":"carl"}"#)
+            #expect((missing.json["detail"] as? String)?.contains("password") == true)
+            let notJSON = try await client.send(.post, "/v1/users", json: "username=carl")
+            #expect(notJSON.status == .badRequest)
+            let wrongType = try await client.send(.post, "/v1/users", json: #"{"username":42,"password":"password-123"}"#)
+            #expect((wrongType.json["detail"] as? String)?.contains("username") == true)
+            let huge = try await client.send(
+                .post, "/v1/users", json: #"{"username":"carl","password":"\#(String(repeating: "x", count: 100_000))"}"#)
+            #expect(huge.status == .contentTooLarge)
+            #expect(try await client.send(.get, "/v1/nowhere").json["code"] as? String == "not_found")
+        }
+    }
+
+    @Test func bids_acceptReplayAndRefuseWithRuleCodes() async throws {
+        try await GatewayHarness.run { client, _ in
+            let seller = try await client.signUp("sue", roles: ["seller"])
+            let bidder = try await client.signUp("ben")
+            let rival = try await client.signUp("rita")
+            #expect(try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-1"), token: seller).status == .created)
+            let bid = #"{"bidId":"ben-1","maximum":5000,"currency":"EUR"}"#
+            let first = try await client.send(.post, "/v1/auctions/lot-1/bids", json: bid, token: bidder)
+            #expect(first.status == .created)
+            #expect(first.json["outcome"] as? String == "leading")
+            let replay = try await client.send(.post, "/v1/auctions/lot-1/bids", json: bid, token: bidder)
+            #expect(replay.status == .ok)
+            #expect(replay.json["replayed"] as? Bool == true)
+            let low = try await client.send(.post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"r-1","maximum":500,"currency":"EUR"}"#, token: rival)
+            #expect(low.status == .unprocessableContent)
+            #expect(low.json["code"] as? String == "below_minimum")
+            #expect(low.json["minimum"] as? String == "1050")
+            let dollars = try await client.send(.post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"r-2","maximum":9000,"currency":"USD"}"#, token: rival)
+            #expect(dollars.json["code"] as? String == "currency_mismatch")
+            let conflict = try await client.send(.post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"ben-1","maximum":9000,"currency":"EUR"}"#, token: bidder)
+            #expect(conflict.status == .conflict)
+            let missing = try await client.send(.post, "/v1/auctions/nothing-here/bids", json: bid, token: bidder)
+            #expect(missing.status == .notFound)
+            let negative = try await client.send(.post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"r-3","maximum":-5,"currency":"EUR"}"#, token: rival)
+            #expect(negative.json["code"] as? String == "invalid_amount")
+            let view = try await client.send(.get, "/v1/auctions/lot-1")
+            #expect(view.json["price"] as? Int == 1_000)
+            #expect(view.json["leaderId"] != nil)
+            #expect(view.json["maximum"] == nil, "a maximum is never shown")
+        }
+    }
+
+    @Test func rateLimit_answers429WithHeaders() async throws {
+        try await GatewayHarness.run(rateLimit: .init(capacity: 3, refillPerSecond: 0.01)) { client, _ in
+            for _ in 0..<3 {
+                let ok = try await client.send(.get, "/v1/auctions/whatever")
+                #expect(ok.headers[HTTPField.Name("RateLimit-Limit")!] == "3")
+            }
+            let limited = try await client.send(.get, "/v1/auctions/whatever")
+            #expect(limited.status == .tooManyRequests)
+            #expect(limited.headers[.retryAfter] != nil)
+            #expect(limited.headers[HTTPField.Name("RateLimit-Remaining")!] == "0")
+            #expect(limited.json["code"] as? String == "rate_limited")
+        }
+    }
+}

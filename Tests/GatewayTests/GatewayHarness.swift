@@ -1,0 +1,95 @@
+import AuctionCore
+import AuctionRuntime
+import ClusterCore
+import Foundation
+import Gateway
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Node
+import NIOCore
+import Storage
+import TestSupport
+import Testing
+
+/// One node's API over a real SQLite store, driven without sockets (Hummingbird's router tests).
+struct GatewayHarness: Sendable {
+    let api: GatewayAPI
+    let tokens: TokenAuthority
+    /// The private key of `kid` "k1" (the signing key) and of "k0" (an older, still accepted key).
+    let signingPEM: String
+    let previousPEM: String
+
+    static func run(
+        rateLimit: RateLimitMiddleware.Policy = .init(capacity: 10_000, refillPerSecond: 10_000),
+        _ body: @Sendable (any TestClientProtocol, GatewayHarness) async throws -> Void
+    ) async throws {
+        try await withSQLiteStore { store, _ in
+            var logger = Logger(label: "test.gateway")
+            logger.logLevel = .critical
+            let id = NodeID(rawValue: "node-1")!
+            let clock = SystemClock()
+            let fanOut = EventFanOut()
+            let registry = AuctionRegistry(
+                configuration: .init(node: id), store: store, writer: LogWriter(store: store), clock: clock, logger: logger,
+                onDurable: fanOut.publish)
+            let transport = ClusterTransport(node: id, secret: ClusterSecret("gateway tests secret")!, logger: logger)
+            let node = ClusterNode(
+                configuration: .init(id: id, address: NodeAddress(host: "127.0.0.1", port: 1), seeds: []), registry: registry,
+                transport: transport, store: store, fanOut: fanOut, clock: clock, logger: logger)
+            let signingPEM = TokenAuthority.generatePrivateKeyPEM()
+            let previousPEM = TokenAuthority.generatePrivateKeyPEM()
+            let tokens = try await TokenAuthority.make(
+                signing: .init(kid: "k1", privateKeyPEM: signingPEM),
+                verification: [.init(kid: "k0", publicKeyPEM: try TokenAuthority.publicKeyPEM(ofPrivateKey: previousPEM))])
+            let api = GatewayAPI(
+                node: node, users: store, events: store, tokens: tokens, clock: clock,
+                configuration: .init(passwordCost: 4, rateLimit: rateLimit))
+            try await api.ensureAdmin(username: "root", password: "root-password")
+            let app = Application(router: api.router(isReady: { true }), logger: logger)
+            let harness = GatewayHarness(api: api, tokens: tokens, signingPEM: signingPEM, previousPEM: previousPEM)
+            try await app.test(.router) { client in try await body(client, harness) }
+            await registry.shutdown()
+        }
+    }
+}
+
+extension TestClientProtocol {
+    /// Sends a JSON body (or raw bytes) and returns the response.
+    func send(
+        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, token: String? = nil, headers: HTTPFields = [:]
+    ) async throws -> TestResponse {
+        var fields = headers
+        if let token { fields[.authorization] = "Bearer \(token)" }
+        if json != nil { fields[.contentType] = "application/json" }
+        return try await execute(uri: uri, method: method, headers: fields, body: json.map { ByteBuffer(string: $0) })
+    }
+
+    /// Registers `username` with `roles` and logs in; returns the token.
+    func signUp(_ username: String, roles: [String] = ["bidder"]) async throws -> String {
+        let rolesJSON = roles.map { "\"\($0)\"" }.joined(separator: ",")
+        let created = try await send(.post, "/v1/users", json: #"{"username":"\#(username)","password":"password-123","roles":[\#(rolesJSON)]}"#)
+        #expect(created.status == .created, "register \(username): \(String(buffer: created.body))")
+        return try await logIn(username, "password-123")
+    }
+
+    func logIn(_ username: String, _ password: String) async throws -> String {
+        let session = try await send(.post, "/v1/sessions", json: #"{"username":"\#(username)","password":"\#(password)"}"#)
+        let object = try JSONSerialization.jsonObject(with: Data(session.body.readableBytesView)) as? [String: Any]
+        guard let token = object?["token"] as? String else { throw HarnessError("no token: \(String(buffer: session.body))") }
+        return token
+    }
+}
+
+extension TestResponse {
+    /// The JSON body as a dictionary (problem+json included).
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]) ?? [:]
+    }
+}
+
+/// A lot closing in an hour, in EUR, created by whoever's token is given.
+func auctionJSON(id: String, starting: Int = 1_000) -> String {
+    let closes = Date().addingTimeInterval(3_600).formatted(.iso8601)
+    return #"{"id":"\#(id)","title":"Lot \#(id)","currency":"EUR","startingPrice":\#(starting),"closesAt":"\#(closes)"}"#
+}
