@@ -1,146 +1,225 @@
 import ArgumentParser
-import AuctionCore
-import AuctionRuntime
 import Foundation
+import Gateway
 import Logging
 import ServiceLifecycle
-import Storage
 
-/// `artpay dev`: the bid engine on this machine with demo data, no PostgreSQL needed.
-///
-/// Today it runs one engine process on an embedded SQLite store under `.artpay/`, creates a demo
-/// sale of art lots closing within minutes (soft close on), lets simulated bidders bid, and prints
-/// every decision and a status table. It stops by itself when every lot has closed, after
-/// `--minutes`, or on Ctrl-C (graceful: pending appends finish first).
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `artpay dev`: a local three-node cluster on 127.0.0.1–127.0.0.3 with the embedded SQLite store
+/// under `.artpay/`, demo users and a demo sale, the URLs and a ready-to-paste bid command, and a
+/// live status line. Ctrl-C stops every node (each leaves the cluster gracefully).
 struct DevCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "dev", abstract: "Run ArtPay locally with demo data on an embedded store.")
+        commandName: "dev", abstract: "Run a local 3-node ArtPay cluster with demo data (no PostgreSQL needed).")
 
-    @Option(help: "Directory of the embedded store.")
+    @Option(help: "Directory for the embedded store, keys, configuration and logs.")
     var dataDirectory: String = ".artpay"
-    @Option(help: "Stop after this many minutes at the latest.")
-    var minutes: Int = 12
-    @Option(help: "Seconds until the first lot closes (later lots close a minute apart).")
-    var firstCloseSeconds: Int = 120
+    @Option(help: "Seconds until the first demo lot closes (the others follow a minute apart).")
+    var firstCloseSeconds: Int = 180
+    @Option(help: "Stop after this many minutes (0: run until Ctrl-C).")
+    var minutes: Int = 0
 
-    func validate() throws {
-        guard minutes > 0, firstCloseSeconds > 0 else { throw ValidationError("--minutes and --first-close-seconds must be positive") }
-    }
+    static let users: [(String, String, [String])] = [
+        ("sofia", "sofia-password", ["seller"]), ("marco", "marco-password", ["seller"]),
+        ("alice", "alice-password", ["bidder"]), ("bob", "bob-password", ["bidder"]), ("carol", "carol-password", ["bidder"]),
+    ]
 
     func run() async throws {
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        let root = URL(fileURLWithPath: dataDirectory, isDirectory: true).standardizedFileURL
+        let devDirectory = root.appendingPathComponent("dev")
+        try FileManager.default.createDirectory(at: devDirectory, withIntermediateDirectories: true)
+        let keyPath = devDirectory.appendingPathComponent("jwt-es256.pem").path
+        if !FileManager.default.fileExists(atPath: keyPath) {
+            FileManager.default.createFile(
+                atPath: keyPath, contents: Data(TokenAuthority.generatePrivateKeyPEM().utf8), attributes: [.posixPermissions: 0o600])
+        }
+        let seeds = (1...3).map { "\"127.0.0.\($0):7100\"" }.joined(separator: ", ")
+        var nodes: [DevNode] = []
+        for index in 1...3 {
+            let config = devDirectory.appendingPathComponent("node-\(index).json")
+            let json = """
+                {
+                  "node": { "id": "node-\(index)" },
+                  "cluster": { "host": "127.0.0.\(index)", "port": 7100, "seeds": [\(seeds)], "secret": "artpay-dev-cluster-secret" },
+                  "http": { "host": "127.0.0.\(index)", "port": 8100 },
+                  "store": { "kind": "sqlite", "sqlite": { "path": "\(root.appendingPathComponent("dev.sqlite").path)" } },
+                  "auth": { "signingKeyFile": "\(keyPath)", "signingKid": "dev", "passwordCost": 10,
+                            "admin": { "username": "admin", "password": "admin-password" } }
+                }
+                """
+            try json.write(to: config, atomically: true, encoding: .utf8)
+            nodes.append(
+                DevNode(
+                    name: "node-\(index)", http: "http://127.0.0.\(index):8100", config: config.path,
+                    log: devDirectory.appendingPathComponent("node-\(index).log").path))
+        }
         var logger = Logger(label: "artpay.dev")
-        logger.logLevel = .warning
-        let path = (dataDirectory as NSString).appendingPathComponent("dev.sqlite")
-        let store = try await SQLiteEventStore.open(path: path, logger: logger)
-        try await store.migrate()
-        let service = DemoSaleService(
-            store: store, logger: logger, runFor: .seconds(minutes * 60), firstClose: .seconds(firstCloseSeconds))
-        print("artpay dev: embedded store \(path)")
+        logger.logLevel = .error
+        let service = DevClusterService(
+            nodes: nodes, firstClose: firstCloseSeconds, stopAfter: minutes > 0 ? .seconds(minutes * 60) : nil)
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
         try await group.run()
-        await store.close()
     }
 }
 
-/// A demo sale run by the engine: lots, simulated bidders, a live report. Bounded in time.
-struct DemoSaleService: Service {
-    let store: SQLiteEventStore
-    let logger: Logger
-    let runFor: Duration
-    let firstClose: Duration
+/// One child `artpay node` process of the dev cluster.
+final class DevNode: @unchecked Sendable {
+    let name: String
+    let http: String
+    let config: String
+    let log: String
+    private(set) var process: Process?
 
-    static let bidders = ["alice", "bob", "carol", "dave", "erin"].map { UserID(rawValue: $0)! }
+    init(name: String, http: String, config: String, log: String) {
+        self.name = name
+        self.http = http
+        self.config = config
+        self.log = log
+    }
+
+    func start() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).resolvingSymlinksInPath()
+        if !FileManager.default.isExecutableFile(atPath: process.executableURL!.path) {
+            process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        }
+        process.arguments = ["node", "--config", config, "--log-level", "notice"]
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        self.process = process
+    }
+
+    var isRunning: Bool { process?.isRunning ?? false }
+
+    func stop() {
+        guard let process, process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+/// Runs the dev cluster: starts the nodes, seeds demo data, prints how to use it, shows status.
+struct DevClusterService: Service {
+    let nodes: [DevNode]
+    let firstClose: Int
+    let stopAfter: Duration?
 
     func run() async throws {
-        let clock = SystemClock()
-        let registry = AuctionRegistry(
-            configuration: .init(node: NodeID(rawValue: "dev-1")!), store: store, writer: LogWriter(store: store),
-            clock: clock, logger: logger)
-        let lots = try await createSale(registry, clock: clock)
-        print("demo sale: \(lots.count) lots; simulated bidders: \(Self.bidders.map(\.rawValue).joined(separator: ", "))")
-        print("Ctrl-C stops (every acknowledged bid is already durable in the store).\n")
+        defer { nodes.forEach { $0.stop() } }
+        for node in nodes { try node.start() }
+        print("artpay dev: starting 3 nodes (logs in \((nodes[0].log as NSString).deletingLastPathComponent)/)…")
+        try await waitUntilReady()
+        let lots = try await seedDemoData()
+        printWelcome(lots)
         let started = ContinuousClock.now
         await cancelWhenGracefulShutdown {
-            var lastReport = ContinuousClock.now
-            while ContinuousClock.now - started < runFor, !Task.isCancelled {
-                var open: [(AuctionID, AuctionSummary)] = []
-                for id in lots {
-                    if let summary = await registry.loadedActor(id)?.summary, summary.status == .running {
-                        open.append((id, summary))
-                    }
-                }
-                if open.isEmpty { break }
-                if let (id, summary) = open.randomElement(), clock.now() < summary.endsAt {
-                    await bid(on: id, summary: summary, registry: registry)
-                }
-                if ContinuousClock.now - lastReport > .seconds(15) {
-                    lastReport = ContinuousClock.now
-                    await report(lots, registry: registry, now: clock.now())
-                }
-                try? await Task.sleep(for: .milliseconds(Int.random(in: 300...1_500)))
+            while !Task.isCancelled {
+                if let stopAfter, ContinuousClock.now - started > stopAfter { return }
+                await printStatus()
+                try? await Task.sleep(for: .seconds(2))
             }
         }
-        await report(lots, registry: registry, now: clock.now())
-        await registry.shutdown()
+        print("\nstopping the nodes…")
     }
 
-    private func createSale(_ registry: AuctionRegistry, clock: SystemClock) async throws -> [AuctionID] {
-        let now = clock.now()
-        let sale = SaleID(rawValue: "evening-\(now.millisecondsSinceEpoch / 1_000)")!
-        let catalogue: [(String, Money, Money?, Money?)] = [
-            ("Untitled (Blue Study), oil on canvas", Money(minorUnits: 50_000, currency: .eur), Money(minorUnits: 120_000, currency: .eur), nil),
-            ("Harbour at Dusk, watercolour", Money(minorUnits: 8_000, currency: .gbp), nil, Money(minorUnits: 60_000, currency: .gbp)),
-            ("Bronze Hare, cast 1962", Money(minorUnits: 250_000, currency: .usd), Money(minorUnits: 400_000, currency: .usd), nil),
-            ("Woodblock print, Edo period", Money(minorUnits: 30_000, currency: .jpy), nil, nil),
-            ("Portrait of a Lady, charcoal", Money(minorUnits: 12_000, currency: .eur), nil, nil),
+    private func waitUntilReady() async throws {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while ContinuousClock.now < deadline {
+            var ready = 0
+            for node in nodes {
+                guard node.isRunning else {
+                    throw ValidationError("\(node.name) exited during start-up; see \(node.log)")
+                }
+                if (try? await APIClient(base: node.http).call("GET", "/health/ready", timeout: 1)) != nil { ready += 1 }
+            }
+            if ready == nodes.count { return }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        throw ValidationError("the nodes did not become ready within 60 s; see \(nodes[0].log)")
+    }
+
+    /// Demo users (created once) and a new sale of lots on every start.
+    private func seedDemoData() async throws -> [(id: String, title: String, currency: String, minimum: Int)] {
+        let api = APIClient(base: nodes[0].http)
+        for (username, password, roles) in DevCommand.users {
+            do {
+                try await api.call("POST", "/v1/users", json: ["username": username, "password": password, "roles": roles])
+            } catch let failure as APIClient.Failure where failure.status == 409 {
+                // Created by an earlier run.
+            }
+        }
+        let stamp = Int(Date().timeIntervalSince1970)
+        let catalogue: [(String, String, Int, Int?, Int?, String)] = [
+            ("Untitled (Blue Study), oil on canvas", "EUR", 50_000, 120_000, nil, "sofia"),
+            ("Harbour at Dusk, watercolour", "GBP", 8_000, nil, 60_000, "marco"),
+            ("Bronze Hare, cast 1962", "USD", 250_000, 400_000, nil, "sofia"),
+            ("Woodblock print, Edo period", "JPY", 30_000, nil, nil, "marco"),
+            ("Portrait of a Lady, charcoal", "EUR", 12_000, nil, nil, "sofia"),
         ]
-        var ids: [AuctionID] = []
-        for (index, (title, starting, reserve, buyNow)) in catalogue.enumerated() {
-            let id = AuctionID(rawValue: "\(sale.rawValue)-lot-\(index + 1)")!
-            let terms = AuctionTerms(
-                auctionId: id, sellerId: UserID(rawValue: "seller-\(index % 2 + 1)")!, saleId: sale, title: title,
-                startingPrice: starting, reservePrice: reserve, buyNowPrice: buyNow, opensAt: now,
-                closesAt: now.advanced(by: firstClose + .seconds(60 * index)), extensionWindow: .seconds(30))
-            let created = try await registry.submit(.create(terms), to: id).get()
-            print("  \(id): \(title), from \(starting), closes in \(firstClose.components.seconds + Int64(60 * index)) s")
-            ids.append(created.summary.auctionId)
+        var lots: [(String, String, String, Int)] = []
+        for (index, (title, currency, starting, reserve, buyNow, seller)) in catalogue.enumerated() {
+            let password = DevCommand.users.first { $0.0 == seller }!.1
+            let client = try await APIClient(base: nodes[index % 3].http).loggedIn(seller, password)
+            var body: [String: Any] = [
+                "id": "evening-\(stamp)-lot-\(index + 1)", "title": title, "currency": currency, "startingPrice": starting,
+                "closesAt": Date().addingTimeInterval(Double(firstClose + 60 * index)).formatted(.iso8601),
+                "extensionWindowSeconds": 30, "saleId": "evening-\(stamp)",
+            ]
+            if let reserve { body["reservePrice"] = reserve }
+            if let buyNow { body["buyNowPrice"] = buyNow }
+            let created = try await client.call("POST", "/v1/auctions", json: body)
+            lots.append((created["id"] as! String, title, currency, created["minimumNextBid"] as? Int ?? starting))
         }
-        return ids
+        return lots
     }
 
-    private func bid(on id: AuctionID, summary: AuctionSummary, registry: AuctionRegistry) async {
-        let bidder = Self.bidders.filter { $0 != summary.leaderId }.randomElement()!
-        let increment = IncrementTable.standard(for: summary.price.currency).increment(at: summary.minimumNextBid.minorUnits)
-        let maximum = Money(
-            minorUnits: summary.minimumNextBid.minorUnits + Int64.random(in: 0...6) * increment,
-            currency: summary.price.currency)
-        let bidId = BidID(rawValue: "dev-\(UInt64.random(in: 0...UInt64.max))")!
-        switch await registry.submit(.placeBid(PlaceBid(bidId: bidId, bidderId: bidder, maximum: maximum)), to: id) {
-        case .success(let accepted):
-            let outcome = accepted.receipt?.outcome == .leading ? "leads" : "is outbid by the leader's proxy"
-            print("\(id): \(bidder) bids up to \(maximum) and \(outcome); price \(accepted.summary.price) (seq \(accepted.seq))")
-        case .failure(let error):
-            print("\(id): \(bidder)'s bid of \(maximum) refused: \(error.code) — \(error)")
-        }
+    private func printWelcome(_ lots: [(id: String, title: String, currency: String, minimum: Int)]) {
+        print("\nArtPay is running: 3 nodes, embedded store .artpay/dev.sqlite")
+        for node in nodes { print("  \(node.name): \(node.http)  (/v1/cluster, /metrics, /health/ready)") }
+        print("\nDemo logins (username / password):")
+        print("  admin / admin-password (admin)")
+        for (username, password, roles) in DevCommand.users { print("  \(username) / \(password) (\(roles.joined(separator: ", ")))") }
+        print("\nThe evening sale (soft close: a bid in the last 30 s extends by 30 s):")
+        for lot in lots { print("  \(lot.id)  \(lot.title)  from \(lot.minimum) \(lot.currency) minor units") }
+        let lot = lots[0]
+        print(
+            """
+
+            Bid as alice on any node (amounts in minor units; the bid id makes retries safe):
+              TOKEN=$(curl -s -X POST \(nodes[0].http)/v1/sessions -H 'content-type: application/json' \\
+                -d '{"username":"alice","password":"alice-password"}' | sed 's/.*"token":"\\([^"]*\\)".*/\\1/')
+              curl -s -X POST \(nodes[1].http)/v1/auctions/\(lot.id)/bids -H "authorization: Bearer $TOKEN" \\
+                -H 'content-type: application/json' -d '{"bidId":"alice-1","maximum":\(lot.minimum + 10_000),"currency":"\(lot.currency)"}'
+            Watch it live:   curl -N \(nodes[2].http)/v1/auctions/\(lot.id)/events
+            Or with the CLI: swift run artpay bid \(lot.id) \(lot.minimum + 10_000) --user alice --password alice-password
+
+            Kill a node (kill -9 on its pid, see `ps`) to watch failover in the status line. Ctrl-C stops everything.
+
+            """)
     }
 
-    private func report(_ lots: [AuctionID], registry: AuctionRegistry, now: Timestamp) async {
-        print("\n-- status --")
-        for id in lots {
-            guard let summary = await registry.loadedActor(id)?.summary else { continue }
-            let state: String
-            switch summary.status {
-            case .running:
-                let left = now.duration(to: summary.endsAt).components.seconds
-                state = "open, \(summary.bidCount) bids, leader \(summary.leaderId?.rawValue ?? "-"), ends in \(max(0, left)) s"
-            case .closed(.sold(let winner, _, let price)): state = "SOLD to \(winner) for \(price)"
-            case .closed(.unsold(let reason)): state = "unsold (\(reason.rawValue))"
-            case .cancelled(let reason): state = "cancelled: \(reason)"
+    private func printStatus() async {
+        var parts: [String] = []
+        for node in nodes {
+            if let view = try? await APIClient(base: node.http).call("GET", "/v1/cluster", timeout: 1),
+                let members = view["members"] as? [[String: Any]]
+            {
+                let alive = members.filter { $0["status"] as? String == "alive" }.count
+                let held = (view["shardsHeld"] as? [Any])?.count ?? 0
+                parts.append("\(node.name) up (\(alive)/3 alive, \(held) shards held)")
+            } else {
+                parts.append("\(node.name) DOWN")
             }
-            print("  \(id)  \(summary.price)  \(state)")
         }
-        print("")
+        let line = "status: " + parts.joined(separator: " | ")
+        print("\r" + line.padding(toLength: 110, withPad: " ", startingAt: 0), terminator: "")
+        fflush(nil)
     }
 }
