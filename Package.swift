@@ -100,6 +100,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // What clients of the API need: JSON calls and a resuming event stream (CLI, dev, tests).
+        .target(name: "ArtPayClient", swiftSettings: strict),
         .executableTarget(
             name: "artpay",
             dependencies: [
@@ -109,6 +111,7 @@ let package = Package(
                 "ClusterCore",
                 "Node",
                 "Gateway",
+                "ArtPayClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -158,7 +161,7 @@ let package = Package(
         .testTarget(
             name: "ClusterProcessTests",
             dependencies: [
-                "AuctionCore", "ClusterCore", "Storage", "AuctionRuntime", "Node", "Gateway", "TestSupport",
+                "AuctionCore", "ClusterCore", "Storage", "AuctionRuntime", "Node", "Gateway", "ArtPayClient", "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: strict

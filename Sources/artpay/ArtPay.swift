@@ -6,5 +6,8 @@ struct ArtPay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "artpay",
         abstract: "ArtPay: a clustered bid engine for real-time art auctions.",
-        subcommands: [NodeCommand.self, DevCommand.self, KeygenCommand.self, BenchCommand.self])
+        subcommands: [
+            NodeCommand.self, DevCommand.self, LoginCommand.self, BidCommand.self, WatchCommand.self, KeygenCommand.self,
+            BenchCommand.self,
+        ])
 }

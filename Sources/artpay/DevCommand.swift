@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ArtPayClient
 import Gateway
 import Logging
 import ServiceLifecycle
@@ -33,7 +34,7 @@ struct DevCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: devDirectory, withIntermediateDirectories: true)
         let keyPath = devDirectory.appendingPathComponent("jwt-es256.pem").path
         if !FileManager.default.fileExists(atPath: keyPath) {
-            FileManager.default.createFile(
+            _ = FileManager.default.createFile(
                 atPath: keyPath, contents: Data(TokenAuthority.generatePrivateKeyPEM().utf8), attributes: [.posixPermissions: 0o600])
         }
         let seeds = (1...3).map { "\"127.0.0.\($0):7100\"" }.joined(separator: ", ")
@@ -88,7 +89,7 @@ final class DevNode: @unchecked Sendable {
             process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         }
         process.arguments = ["node", "--config", config, "--log-level", "notice"]
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
         process.standardError = handle

@@ -21,7 +21,7 @@ struct KeygenCommand: ParsableCommand {
         let directory = (out as NSString).deletingLastPathComponent
         if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         let privateKey = TokenAuthority.generatePrivateKeyPEM()
-        FileManager.default.createFile(atPath: out, contents: Data(privateKey.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: out, contents: Data(privateKey.utf8), attributes: [.posixPermissions: 0o600])
         try TokenAuthority.publicKeyPEM(ofPrivateKey: privateKey).write(toFile: out + ".pub", atomically: true, encoding: .utf8)
         print("wrote \(out) and \(out).pub")
     }

@@ -1,18 +1,23 @@
-import Foundation
+public import Foundation
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
 
-/// The few HTTP calls the CLI and `artpay dev` make to a node's API.
-struct APIClient: Sendable {
-    var base: String
-    var token: String?
+/// The few HTTP calls the CLI, `artpay dev` and the tests make to a node's API.
+public struct APIClient: Sendable {
+    public var base: String
+    public var token: String?
 
-    struct Failure: Error, CustomStringConvertible {
-        var status: Int
-        var body: [String: Any]
-        var description: String {
+    public init(base: String, token: String? = nil) {
+        self.base = base
+        self.token = token
+    }
+
+    public struct Failure: Error, CustomStringConvertible, @unchecked Sendable {
+        public var status: Int
+        public var body: [String: Any]
+        public var description: String {
             let code = body["code"] as? String ?? "http_\(status)"
             return "\(code): \(body["detail"] as? String ?? "HTTP \(status)")"
         }
@@ -20,7 +25,7 @@ struct APIClient: Sendable {
 
     /// Sends `json` and returns the decoded JSON object of a 2xx answer, or throws the problem.
     @discardableResult
-    func call(_ method: String, _ path: String, json: [String: Any]? = nil, timeout: TimeInterval = 10) async throws
+    public func call(_ method: String, _ path: String, json: [String: Any]? = nil, timeout: TimeInterval = 10) async throws
         -> [String: Any]
     {
         var request = URLRequest(url: URL(string: base + path)!, timeoutInterval: timeout)
@@ -38,7 +43,7 @@ struct APIClient: Sendable {
     }
 
     /// Logs in and returns a client that carries the token.
-    func loggedIn(_ username: String, _ password: String) async throws -> APIClient {
+    public func loggedIn(_ username: String, _ password: String) async throws -> APIClient {
         let session = try await call("POST", "/v1/sessions", json: ["username": username, "password": password])
         guard let token = session["token"] as? String else { throw Failure(status: 0, body: ["detail": "no token"]) }
         return APIClient(base: base, token: token)
