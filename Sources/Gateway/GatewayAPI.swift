@@ -6,6 +6,7 @@ import HummingbirdBcrypt
 import HTTPTypes
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 public import Node
 public import Storage
 
@@ -258,12 +259,10 @@ public struct GatewayAPI: Sendable {
         let stream = await node.events(of: id, after: since)
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
-            body: ResponseBody { writer in
-                for await event in stream {
-                    try await writer.write(ByteBuffer(string: EventView.serverSentEvent(event)))
-                }
-                try await writer.finish(nil)
-            })
+            // A stream never ends by itself: it ends when the node shuts down, so the node can stop.
+            body: ResponseBody(
+                asyncSequence: stream.map { @Sendable event in ByteBuffer(string: EventView.serverSentEvent(event)) }
+                    .cancelOnGracefulShutdown()))
     }
 
     // MARK: - Helpers

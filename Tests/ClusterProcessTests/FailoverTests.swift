@@ -6,7 +6,9 @@ import Gateway
 import Node
 import PostgresNIO
 import Storage
+import Synchronization
 import TestSupport
+import ArtPayClient
 import Testing
 
 /// Three real `artpay node` processes on 127.0.0.1–3 against the test PostgreSQL: commands sent to
@@ -17,56 +19,15 @@ import Testing
     static let secret = "process-test-cluster-secret"
 
     @Test func killingAnOwner_losesNoAcknowledgedBid_andItsAuctionsMoveOn() async throws {
-        let pg = try TestPostgres.fromEnvironment()
-        let database = try await pg.createDatabase()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("artpay-mp-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let cluster = try await ProcessCluster.start(secret: Self.secret)
+        defer { cluster.stop() }
+        let (pg, database, nodes) = (cluster.pg, cluster.database, cluster.nodes)
         let rounds = ProcessInfo.processInfo.environment["ARTPAY_FAILOVER_ROUNDS"].flatMap(Int.init) ?? 1
-
-        var nodes: [NodeProcess] = []
-        for index in 1...3 {
-            let host = "127.0.0.\(index)"
-            let clusterAddress = NodeAddress(host: host, port: try await freePort(on: host))
-            let httpAddress = NodeAddress(host: host, port: try await freePort(on: host))
-            let path = directory.appendingPathComponent("node-\(index).json").path
-            nodes.append(
-                NodeProcess(
-                    id: NodeID(rawValue: "node-\(index)")!, clusterAddress: clusterAddress, httpAddress: httpAddress,
-                    configPath: path, logPath: directory.appendingPathComponent("node-\(index).log").path))
-        }
-        let seeds = nodes.map { "\"\($0.clusterAddress)\"" }.joined(separator: ", ")
-        let keyPath = directory.appendingPathComponent("jwt.pem").path
-        try TokenAuthority.generatePrivateKeyPEM().write(toFile: keyPath, atomically: true, encoding: .utf8)
-        for node in nodes {
-            let config = """
-                {
-                  "node": { "id": "\(node.id)" },
-                  "cluster": { "host": "\(node.clusterAddress.host)", "port": \(node.clusterAddress.port), "seeds": [\(seeds)], "secret": "\(Self.secret)" },
-                  "http": { "host": "\(node.httpAddress.host)", "port": \(node.httpAddress.port) },
-                  "store": { "kind": "postgres", "postgres": { "host": "\(pg.host)", "port": \(pg.port), "user": "\(pg.user)", "database": "\(database)" } },
-                  "auth": { "signingKeyFile": "\(keyPath)", "passwordCost": 4 }
-                }
-                """
-            try config.write(toFile: node.configPath, atomically: true, encoding: .utf8)
-        }
-        defer {
-            nodes.forEach { $0.stop() }
-            if !ProcessInfo.processInfo.environment.keys.contains("ARTPAY_KEEP_LOGS") {
-                try? FileManager.default.removeItem(at: directory)
-            }
-        }
-        for node in nodes { try node.start(environment: [:]) }
 
         let client = ClusterClient(secret: ClusterSecret(Self.secret)!)
         await client.start()
         defer { Task { await client.stop() } }
         let allIds = Set(nodes.map(\.id.rawValue))
-        try await eventually("three nodes see each other alive", timeout: .seconds(60)) {
-            for node in nodes {
-                guard let view = await node.clusterView(), view.aliveMembers == allIds else { return false }
-            }
-            return true
-        }
 
         let metrics = await nodes[0].metrics() ?? ""
         #expect(metrics.contains("artpay_cluster_members{state=\"alive\"} 3"), "metrics: \(metrics.prefix(300))")
@@ -151,5 +112,137 @@ import Testing
                 for bid in bids { #expect(logged.filter { $0 == bid }.count == 1, "acknowledged \(bid) on \(auction)") }
             }
         }
+    }
+}
+
+/// Three `artpay node` processes on 127.0.0.1–3 (free ports, a fresh database, a signing key, an
+/// admin), started and converged.
+final class ProcessCluster: Sendable {
+    let pg: TestPostgres
+    let database: String
+    let directory: URL
+    let nodes: [NodeProcess]
+
+    private init(pg: TestPostgres, database: String, directory: URL, nodes: [NodeProcess]) {
+        self.pg = pg
+        self.database = database
+        self.directory = directory
+        self.nodes = nodes
+    }
+
+    static func start(secret: String) async throws -> ProcessCluster {
+        let pg = try TestPostgres.fromEnvironment()
+        let database = try await pg.createDatabase()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("artpay-mp-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var nodes: [NodeProcess] = []
+        for index in 1...3 {
+            let host = "127.0.0.\(index)"
+            let clusterAddress = NodeAddress(host: host, port: try await freePort(on: host))
+            let httpAddress = NodeAddress(host: host, port: try await freePort(on: host))
+            nodes.append(
+                NodeProcess(
+                    id: NodeID(rawValue: "node-\(index)")!, clusterAddress: clusterAddress, httpAddress: httpAddress,
+                    configPath: directory.appendingPathComponent("node-\(index).json").path,
+                    logPath: directory.appendingPathComponent("node-\(index).log").path))
+        }
+        let seeds = nodes.map { "\"\($0.clusterAddress)\"" }.joined(separator: ", ")
+        let keyPath = directory.appendingPathComponent("jwt.pem").path
+        try TokenAuthority.generatePrivateKeyPEM().write(toFile: keyPath, atomically: true, encoding: .utf8)
+        for node in nodes {
+            let config = """
+                {
+                  "node": { "id": "\(node.id)" },
+                  "cluster": { "host": "\(node.clusterAddress.host)", "port": \(node.clusterAddress.port), "seeds": [\(seeds)], "secret": "\(secret)" },
+                  "http": { "host": "\(node.httpAddress.host)", "port": \(node.httpAddress.port) },
+                  "store": { "kind": "postgres", "postgres": { "host": "\(pg.host)", "port": \(pg.port), "user": "\(pg.user)", "database": "\(database)" } },
+                  "auth": { "signingKeyFile": "\(keyPath)", "passwordCost": 4, "admin": { "username": "root", "password": "root-password" } }
+                }
+                """
+            try config.write(toFile: node.configPath, atomically: true, encoding: .utf8)
+        }
+        let cluster = ProcessCluster(pg: pg, database: database, directory: directory, nodes: nodes)
+        do {
+            for node in nodes { try node.start(environment: [:]) }
+            let allIds = Set(nodes.map(\.id.rawValue))
+            try await eventually("three nodes see each other alive", timeout: .seconds(60)) {
+                for node in nodes {
+                    guard let view = await node.clusterView(), view.aliveMembers == allIds else { return false }
+                }
+                return true
+            }
+        } catch {
+            cluster.stop()
+            throw error
+        }
+        return cluster
+    }
+
+    func stop() {
+        nodes.forEach { $0.stop() }
+        if !ProcessInfo.processInfo.environment.keys.contains("ARTPAY_KEEP_LOGS") {
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+}
+
+@Suite(.serialized) struct WatcherFailoverTests {
+    /// A watcher connected to the node that is killed resumes on another node; the events it saw
+    /// have no gap and no duplicate.
+    @Test func watcherOnAKilledNode_resumesElsewhere_withoutGapOrDuplicate() async throws {
+        let cluster = try await ProcessCluster.start(secret: "watcher-test-cluster-secret")
+        defer { cluster.stop() }
+        let nodes = cluster.nodes
+        let http = nodes.map { "http://\($0.httpAddress.host):\($0.httpAddress.port)" }
+        let admin = try await APIClient(base: http[1]).loggedIn("root", "root-password")
+        let auction = "watched-\(UUID().uuidString.prefix(8).lowercased())"
+        let closes = Date().addingTimeInterval(3_600).formatted(.iso8601)
+        try await admin.call(
+            "POST", "/v1/auctions",
+            json: ["id": auction, "title": "Watched lot", "currency": "EUR", "startingPrice": 1_000, "closesAt": closes])
+        try await APIClient(base: http[1]).call("POST", "/v1/users", json: ["username": "alice", "password": "alice-password"])
+        try await APIClient(base: http[1]).call("POST", "/v1/users", json: ["username": "bob", "password": "bob-password"])
+        let bidders = [
+            try await APIClient(base: http[1]).loggedIn("alice", "alice-password"),
+            try await APIClient(base: http[2]).loggedIn("bob", "bob-password"),
+        ]
+
+        // The watcher starts on the owner's node, which is the one that will die.
+        let owner = Placement.owner(of: ShardMap().shard(of: AuctionID(rawValue: auction)!), among: nodes.map(\.id))!
+        let victim = nodes.firstIndex { $0.id == owner }!
+        let order = [victim] + nodes.indices.filter { $0 != victim }
+        let seen = Mutex<[Int64]>([])
+        let watcher = Task {
+            for await event in EventStreamClient.follow(auction, after: 0, nodes: order.map { http[$0] }) {
+                let count = seen.withLock { $0.append(event.id); return $0.count }
+                if count >= 11 { return }
+            }
+        }
+        func bid(_ n: Int) async throws {
+            let survivors = nodes.indices.filter { nodes[$0].isRunning }
+            let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+            while ContinuousClock.now < deadline {
+                var client = bidders[n % 2]
+                client.base = http[survivors[n % survivors.count]]
+                do {
+                    try await client.call(
+                        "POST", "/v1/auctions/\(auction)/bids",
+                        json: ["bidId": "b-\(n)", "maximum": 2_000 + n * 1_000, "currency": "EUR"])
+                    return
+                } catch let failure as APIClient.Failure where failure.status != 503 {
+                    throw failure
+                } catch {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            Issue.record("bid \(n) was never accepted")
+        }
+        for n in 1...4 { try await bid(n) }
+        try await eventually("the watcher saw the first five events") { seen.withLock { $0.count } >= 5 }
+        nodes[victim].kill()
+        for n in 5...10 { try await bid(n) }
+        try await eventually("the watcher saw all eleven events", timeout: .seconds(30)) { seen.withLock { $0.count } >= 11 }
+        watcher.cancel()
+        #expect(seen.withLock { $0 } == Array(1...11), "events seen: \(seen.withLock { $0 })")
     }
 }

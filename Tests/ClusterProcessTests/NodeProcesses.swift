@@ -66,6 +66,10 @@ final class NodeProcess: @unchecked Sendable {
     func stop() {
         guard let process, process.isRunning else { return }
         process.terminate()
+        // A graceful stop takes a moment; one that hangs is cut short.
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning, Date() < deadline { usleep(20_000) }
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
     }
 
