@@ -49,6 +49,9 @@ public struct APIError: Error, Sendable, HTTPResponseError {
     static func invalidToken(_ detail: String) -> APIError {
         APIError(.unauthorized, code: "invalid_token", detail: detail, headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
     }
+    static let storeUnavailable = APIError(
+        .serviceUnavailable, code: "store_unavailable", detail: "The store is busy; try again shortly.",
+        headers: [.retryAfter: "1"])
     static func forbidden(_ role: Role) -> APIError {
         APIError(.forbidden, code: "forbidden", detail: "This needs the \(role.rawValue) role.", extra: ["requiredRole": role.rawValue])
     }

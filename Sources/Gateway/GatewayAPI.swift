@@ -118,7 +118,7 @@ public struct GatewayAPI: Sendable {
         } catch .usernameTaken {
             throw APIError(.conflict, code: "username_taken", detail: "This username is taken.")
         } catch {
-            throw APIError(.serviceUnavailable, code: "store_unavailable", detail: "Try again shortly.", headers: [.retryAfter: "1"])
+            throw APIError.storeUnavailable
         }
         return try Self.json(UserView(id: user.id.rawValue, username: user.username, roles: user.roles), status: .created)
     }
@@ -159,7 +159,7 @@ public struct GatewayAPI: Sendable {
         } catch .unknownUser {
             throw APIError(.notFound, code: "user_not_found", detail: "There is no such user.")
         } catch {
-            throw APIError(.serviceUnavailable, code: "store_unavailable", detail: "Try again shortly.", headers: [.retryAfter: "1"])
+            throw APIError.storeUnavailable
         }
         guard let user = try? await users.user(id: id) else { throw APIError(.notFound, code: "user_not_found", detail: "There is no such user.") }
         return try Self.json(UserView(id: user.id.rawValue, username: user.username, roles: user.roles))
@@ -204,7 +204,7 @@ public struct GatewayAPI: Sendable {
         do {
             restored = try await events.load(id).restore(id)
         } catch {
-            throw APIError(.serviceUnavailable, code: "store_unavailable", detail: "Try again shortly.", headers: [.retryAfter: "1"])
+            throw APIError.storeUnavailable
         }
         guard let summary = restored.summary else { throw APIError.rejected(.auctionNotFound) }
         return try Self.json(AuctionView(summary, now: clock.now()))
