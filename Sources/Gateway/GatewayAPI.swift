@@ -51,6 +51,11 @@ public struct GatewayAPI: Sendable {
         router.get("/health/live") { _, _ -> HTTPResponse.Status in .ok }
         router.get("/health/ready") { _, _ -> HTTPResponse.Status in await isReady() ? .ok : .serviceUnavailable }
         router.get("/v1/cluster") { _, _ -> Response in try Self.json(await node.snapshot) }
+        router.get("/openapi.json") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+        }
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
