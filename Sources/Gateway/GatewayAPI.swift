@@ -31,6 +31,7 @@ public struct GatewayAPI: Sendable {
     let tokens: TokenAuthority
     let clock: any EngineClock
     let configuration: Configuration
+    public let metrics = HTTPMetrics()
 
     public init(
         node: ClusterNode, users: any UserStore, events: any EventStore, tokens: TokenAuthority, clock: any EngineClock,
@@ -47,6 +48,7 @@ public struct GatewayAPI: Sendable {
     /// The router with every route and middleware of the API, health and metrics included.
     public func router(isReady: @escaping @Sendable () async -> Bool) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
+        router.add(middleware: MetricsMiddleware(metrics: metrics))
         router.add(middleware: ProblemMiddleware())
         router.get("/health/live") { _, _ -> HTTPResponse.Status in .ok }
         router.get("/health/ready") { _, _ -> HTTPResponse.Status in await isReady() ? .ok : .serviceUnavailable }
@@ -59,7 +61,7 @@ public struct GatewayAPI: Sendable {
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: .init(byteBuffer: ByteBuffer(string: await node.metricsText())))
+                body: .init(byteBuffer: ByteBuffer(string: await node.metricsText() + metrics.text())))
         }
         let api = router.group("/v1")
             .add(middleware: AuthenticationMiddleware(tokens: tokens))
@@ -222,7 +224,7 @@ public struct GatewayAPI: Sendable {
         let body = try BidRequest.decode(try await Self.body(request, context))
         let bid = PlaceBid(
             bidId: try Self.bidId(body.bidId), bidderId: caller.userId, maximum: try Self.money(body.maximum, body.currency))
-        return try bidResponse(Self.unwrap(await node.submit(.placeBid(bid), to: id)))
+        return try bidResponse(counted(await node.submit(.placeBid(bid), to: id)))
     }
 
     @Sendable func buyNow(_ request: Request, context: GatewayContext) async throws -> Response {
@@ -232,7 +234,7 @@ public struct GatewayAPI: Sendable {
         let body = try BuyNowRequest.decode(try await Self.body(request, context))
         let purchase = BuyNow(
             bidId: try Self.bidId(body.bidId), bidderId: caller.userId, price: try Self.money(body.price, body.currency))
-        return try bidResponse(Self.unwrap(await node.submit(.buyNow(purchase), to: id)))
+        return try bidResponse(counted(await node.submit(.buyNow(purchase), to: id)))
     }
 
     @Sendable func cancel(_ request: Request, context: GatewayContext) async throws -> Response {
@@ -241,6 +243,17 @@ public struct GatewayAPI: Sendable {
         let body = try CancelRequest.decode(try await Self.body(request, context))
         let accepted = try Self.unwrap(await node.submit(.cancel(reason: body.reason), to: id))
         return try Self.json(AuctionView(accepted.summary, now: clock.now()))
+    }
+
+    /// Counts a bid's answer by outcome (or rejection code), then unwraps it.
+    private func counted(_ result: Result<CommandAccepted, EngineError>) throws(APIError) -> CommandAccepted {
+        switch result {
+        case .success(let accepted):
+            metrics.bid(outcome: accepted.replayed ? "replayed" : accepted.receipt?.outcome.rawValue ?? "accepted")
+        case .failure(let error):
+            metrics.bid(outcome: error.code)
+        }
+        return try Self.unwrap(result)
     }
 
     private func bidResponse(_ accepted: CommandAccepted) throws -> Response {
@@ -262,11 +275,23 @@ public struct GatewayAPI: Sendable {
         let since = request.headers[.lastEventID].flatMap(Int64.init) ?? request.uri.queryParameters.get("since").flatMap(Int64.init) ?? 0
         guard since >= 0 else { throw APIError.malformed("'since' must not be negative.") }
         let stream = await node.events(of: id, after: since)
+        let metrics = self.metrics
+        metrics.streamOpened()
+        let counted = AsyncStream<StoredEvent> { continuation in
+            let forward = Task {
+                for await event in stream { continuation.yield(event) }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in
+                forward.cancel()
+                metrics.streamClosed()
+            }
+        }
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             // A stream never ends by itself: it ends when the node shuts down, so the node can stop.
             body: ResponseBody(
-                asyncSequence: stream.map { @Sendable event in ByteBuffer(string: EventView.serverSentEvent(event)) }
+                asyncSequence: counted.map { @Sendable event in ByteBuffer(string: EventView.serverSentEvent(event)) }
                     .cancelOnGracefulShutdown()))
     }
 

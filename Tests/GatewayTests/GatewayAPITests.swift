@@ -157,6 +157,13 @@ import Testing
             #expect(view.json["price"] as? Int == 1_000)
             #expect(view.json["leaderId"] != nil)
             #expect(view.json["maximum"] == nil, "a maximum is never shown")
+            let metrics = String(buffer: try await client.send(.get, "/metrics").body)
+            #expect(metrics.contains("artpay_bids_total{outcome=\"leading\"} 1"))
+            #expect(metrics.contains("artpay_bids_total{outcome=\"below_minimum\"} 1"))
+            #expect(metrics.contains("artpay_bids_total{outcome=\"replayed\"} 1"))
+            let bidRoute = metrics.split(separator: "\n").first { $0.hasPrefix("artpay_http_requests_total{") && $0.contains("bids") && $0.contains("status=\"201\"") }
+            #expect(bidRoute?.contains("lot-1") == false, "series are per route pattern, not per id: \(bidRoute ?? "none")")
+            #expect(metrics.contains("artpay_http_request_duration_seconds_bucket{"))
         }
     }
 
