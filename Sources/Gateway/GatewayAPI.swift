@@ -277,22 +277,29 @@ public struct GatewayAPI: Sendable {
         let stream = await node.events(of: id, after: since)
         let metrics = self.metrics
         metrics.streamOpened()
-        let counted = AsyncStream<StoredEvent> { continuation in
+        // Events as SSE text, plus a comment line every 15 s: it keeps the connection inside the
+        // server's idle timeout and shows a client that went away (the write fails).
+        let bytes = AsyncStream<ByteBuffer> { continuation in
             let forward = Task {
-                for await event in stream { continuation.yield(event) }
+                for await event in stream { continuation.yield(ByteBuffer(string: EventView.serverSentEvent(event))) }
                 continuation.finish()
+            }
+            let heartbeat = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(15))
+                    continuation.yield(ByteBuffer(string: ": keepalive\n\n"))
+                }
             }
             continuation.onTermination = { _ in
                 forward.cancel()
+                heartbeat.cancel()
                 metrics.streamClosed()
             }
         }
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             // A stream never ends by itself: it ends when the node shuts down, so the node can stop.
-            body: ResponseBody(
-                asyncSequence: counted.map { @Sendable event in ByteBuffer(string: EventView.serverSentEvent(event)) }
-                    .cancelOnGracefulShutdown()))
+            body: ResponseBody(asyncSequence: bytes.cancelOnGracefulShutdown()))
     }
 
     // MARK: - Helpers

@@ -70,9 +70,10 @@ struct NodeCommand: AsyncParsableCommand {
             node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger,
             bootstrapAdmin: bootstrapAdmin)
         let router = api.router(isReady: { await cluster.isReady })
+        // Connections idle for a minute are closed (event streams send a heartbeat every 15 s).
         let http = Application(
-            router: router, configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort)),
-            logger: logger)
+            router: router, server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+            configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort)), logger: logger)
         services.append(.init(service: cluster))
         services.append(.init(service: http))
         logger.notice(
