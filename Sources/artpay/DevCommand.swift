@@ -117,7 +117,11 @@ struct DevClusterService: Service {
     let stopAfter: Duration?
 
     func run() async throws {
-        defer { nodes.forEach { $0.stop() } }
+        defer {
+            // Ask all nodes to stop at once, then wait for each.
+            nodes.forEach { $0.process?.terminate() }
+            nodes.forEach { $0.stop() }
+        }
         for node in nodes { try node.start() }
         print("artpay dev: starting 3 nodes (logs in \((nodes[0].log as NSString).deletingLastPathComponent)/)…")
         try await waitUntilReady()
