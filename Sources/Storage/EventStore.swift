@@ -30,6 +30,9 @@ public protocol EventStore: Sendable {
 
     /// Up to `limit` events of `auction` with `seq > afterSeq`, in order.
     func events(of auction: AuctionID, after afterSeq: Int64, limit: Int) async throws(StorageError) -> [StoredEvent]
+
+    /// The ids of auctions that have a log, in id order, after `after` (paging), at most `limit`.
+    func auctionIDs(after: AuctionID?, limit: Int) async throws(StorageError) -> [AuctionID]
 }
 
 /// Who may write a shard, and with which fencing epoch.

@@ -178,6 +178,20 @@ public struct PostgresEventStore: EventStore {
         return try rows.storedEvents(of: auction, after: afterSeq)
     }
 
+    public func auctionIDs(after: AuctionID?, limit: Int) async throws(StorageError) -> [AuctionID] {
+        let raw: [String] = try await guarded {
+            var ids: [String] = []
+            let rows = try await client.query(
+                """
+                SELECT auction_id FROM auction_events WHERE seq = 1 AND auction_id > \(after?.rawValue ?? "")
+                ORDER BY auction_id LIMIT \(Int64(limit))
+                """, logger: logger)
+            for try await id in rows.decode(String.self) { ids.append(id) }
+            return ids
+        }
+        return raw.compactMap(AuctionID.init(rawValue:))
+    }
+
     /// Runs database work, mapping every failure to a `StorageError` that is safe to log.
     private func guarded<T>(
         uniqueViolation: StorageError? = nil, _ work: () async throws -> T

@@ -191,6 +191,15 @@ public actor SQLiteEventStore: EventStore {
         return try raw.storedEvents(of: auction, after: afterSeq)
     }
 
+    public func auctionIDs(after: AuctionID?, limit: Int) async throws(StorageError) -> [AuctionID] {
+        let rows: [SQLiteRow] = try await exclusive {
+            try await connection.query(
+                "SELECT auction_id FROM auction_events WHERE seq = 1 AND auction_id > ? ORDER BY auction_id LIMIT ?",
+                [.text(after?.rawValue ?? ""), .integer(limit)])
+        }
+        return rows.compactMap { $0.column("auction_id")?.string.flatMap(AuctionID.init(rawValue:)) }
+    }
+
     // MARK: - Turn-taking and transactions
 
     /// Runs `body` while no other operation of this store uses the connection.

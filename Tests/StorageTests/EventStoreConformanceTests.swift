@@ -85,6 +85,20 @@ import Testing
     }
 
     @Test(arguments: Backend.allCases)
+    func auctionIDs_pageThroughEveryAuctionWithALog(_ backend: Backend) async throws {
+        try await withStore(backend) { store, _, _ in
+            let epoch = try await store.acquire(shard: Self.shard, node: Self.node1).epoch
+            let ids = ["c", "a", "e", "b", "d"].map { AuctionID(rawValue: $0)! }
+            try await store.append(
+                AppendBatch(entries: ids.map { .init(auction: $0, shard: Self.shard, epoch: epoch, firstSeq: 1, events: Self.log($0, bids: 1).events) }))
+            let first = try await store.auctionIDs(after: nil, limit: 2)
+            let rest = try await store.auctionIDs(after: first.last, limit: 10)
+            #expect(first.map(\.rawValue) == ["a", "b"])
+            #expect(rest.map(\.rawValue) == ["c", "d", "e"])
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
     func append_manyAuctionsInOneBatch_isAtomic(_ backend: Backend) async throws {
         try await withStore(backend) { store, other, _ in
             let a = AuctionID(rawValue: "a")!, b = AuctionID(rawValue: "b")!
