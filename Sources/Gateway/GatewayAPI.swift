@@ -71,6 +71,7 @@ public struct GatewayAPI: Sendable {
         api.get("/me", use: me)
         api.put("/users/:id/roles", use: grantRoles)
         api.post("/auctions", use: createAuction)
+        api.get("/auctions", use: listAuctions)
         api.get("/auctions/:id", use: auction)
         api.post("/auctions/:id/bids", use: bid)
         api.post("/auctions/:id/buy-now", use: buyNow)
@@ -205,8 +206,40 @@ public struct GatewayAPI: Sendable {
         return response
     }
 
+    /// `GET /v1/auctions?status=open|closing_soon|ended|all&sale=…&limit=…`, from this node's read
+    /// model (soonest end first).
+    @Sendable func listAuctions(_ request: Request, context: GatewayContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        let status = query.get("status") ?? "open"
+        guard ["open", "closing_soon", "ended", "all"].contains(status) else {
+            throw APIError.malformed("'status' is one of open, closing_soon, ended, all.")
+        }
+        let sale = query.get("sale")
+        let limit = min(max(query.get("limit").flatMap(Int.init) ?? 100, 1), 1_000)
+        let now = clock.now()
+        let soon = now.advanced(by: .seconds(600))
+        let views = await node.readModel.list(
+            { summary in
+                if let sale, summary.saleId?.rawValue != sale { return false }
+                let running = summary.status == .running
+                switch status {
+                case "open": return running && summary.opensAt <= now && now < summary.endsAt
+                case "closing_soon": return running && now < summary.endsAt && summary.endsAt <= soon
+                case "ended": return !running
+                default: return true
+                }
+            }, limit: limit
+        ).map { AuctionView($0, now: now) }
+        return try Self.json(["auctions": views])
+    }
+
+    /// `GET /v1/auctions/{id}`: from this node's read model (its `seq` says how fresh), or with
+    /// `?consistent=true` from the durable log.
     @Sendable func auction(_ request: Request, context: GatewayContext) async throws -> Response {
         let id = try Self.auctionId(context)
+        if request.uri.queryParameters.get("consistent") != "true", let summary = await node.readModel.summary(of: id) {
+            return try Self.json(AuctionView(summary, now: clock.now()))
+        }
         let restored: Auction
         do {
             restored = try await events.load(id).restore(id)

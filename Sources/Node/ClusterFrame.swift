@@ -18,6 +18,8 @@ public enum ClusterFrame: Sendable, Equatable {
     case subscribe(auction: AuctionID, subscriber: NodeID)
     /// Durable events of one auction, in seq order, pushed by its owner.
     case events(auction: AuctionID, events: [StoredEvent])
+    /// Asks a node to push the events of every auction it writes (read models; renewed periodically).
+    case subscribeToEverything(subscriber: NodeID)
 
     enum Tag: UInt8 {
         case membership = 0x01
@@ -25,6 +27,7 @@ public enum ClusterFrame: Sendable, Equatable {
         case response = 0x03
         case subscribe = 0x04
         case events = 0x05
+        case subscribeToEverything = 0x06
     }
 
     public func encode() -> ByteBuffer {
@@ -53,6 +56,9 @@ public enum ClusterFrame: Sendable, Equatable {
             let bounded = events.prefix(WireCodec.maximumEventsPerFrame)
             buffer.writeInteger(UInt16(bounded.count))
             for event in bounded { WireCodec.write(event, to: &buffer) }
+        case .subscribeToEverything(let subscriber):
+            buffer.writeInteger(Tag.subscribeToEverything.rawValue)
+            buffer.writeWireString(subscriber.rawValue)
         }
         return buffer
     }
@@ -82,6 +88,8 @@ public enum ClusterFrame: Sendable, Equatable {
             var events: [StoredEvent] = []
             for _ in 0..<count { events.append(try WireCodec.readStoredEvent(of: auction, from: &buffer)) }
             decoded = .events(auction: auction, events: events)
+        case .subscribeToEverything:
+            decoded = .subscribeToEverything(subscriber: try WireCodec.readIdentifier(NodeID.self, from: &buffer))
         case nil:
             throw .unknownTag("cluster frame", tag)
         }

@@ -53,6 +53,8 @@ public actor ClusterNode {
     private let transport: ClusterTransport
     private let store: any EventStore
     private let fanOut: EventFanOut
+    /// Every auction of the cluster, kept current from the fan-out.
+    public nonisolated let readModel: AuctionReadModel
     private var feeds: [AuctionID: [ObjectIdentifier: EventFeed]] = [:]
     private var lastRenewal = ContinuousClock.now
     private let clock: any EngineClock
@@ -85,6 +87,7 @@ public actor ClusterNode {
         self.transport = transport
         self.store = store
         self.fanOut = fanOut
+        self.readModel = AuctionReadModel(store: store)
         self.clock = clock
         self.logger = logger
         let now = clock.now()
@@ -103,6 +106,11 @@ public actor ClusterNode {
         transport.onFrame { [weak self] frame, reply in
             await self?.handle(frame, reply: reply)
         }
+        let readModel = self.readModel
+        fanOut.subscribeToEverything(subscriber: "local-read-model") { events in
+            Task { await readModel.apply(events) }
+        }
+        Task { await readModel.bootstrap() }
         while !Task.isCancelled {
             let now = clock.now()
             perform(membership.tick(now: now))
@@ -195,6 +203,12 @@ public actor ClusterNode {
             }
         case .events(let auction, let events):
             deliverLocally(auction, events)
+            await readModel.apply(events)
+        case .subscribeToEverything(let subscriber):
+            fanOut.subscribeToEverything(subscriber: subscriber.rawValue) { events in
+                guard let auction = events.first?.auction else { return }
+                reply(.events(auction: auction, events: events))
+            }
         }
     }
 
@@ -228,6 +242,13 @@ public actor ClusterNode {
     /// look in the store for anything a push missed.
     private func renewSubscriptions() {
         lastRenewal = ContinuousClock.now
+        let readModel = self.readModel
+        fanOut.subscribeToEverything(subscriber: "local-read-model") { events in
+            Task { await readModel.apply(events) }
+        }
+        for member in membership.members where member.id != configuration.id && member.status.isLive {
+            transport.send(.subscribeToEverything(subscriber: configuration.id), to: member.address)
+        }
         for auction in feeds.keys {
             renewSubscription(auction)
             for feed in feeds[auction]?.values ?? [:].values { feed.poll() }

@@ -17,6 +17,8 @@ public final class EventFanOut: Sendable {
     }
 
     private let subscriptions = Mutex<[AuctionID: [String: Subscription]]>([:])
+    /// Subscribers of every auction this node writes (the other nodes' read models).
+    private let everything = Mutex<[String: Subscription]>([:])
     public static let lease: Duration = .seconds(6)
 
     public init() {}
@@ -26,6 +28,11 @@ public final class EventFanOut: Sendable {
         subscriptions.withLock {
             $0[auction, default: [:]][subscriber] = Subscription(deliver: deliver, expiresAt: .now.advanced(by: Self.lease))
         }
+    }
+
+    /// Registers (or renews) `subscriber`'s interest in every auction written here.
+    public func subscribeToEverything(subscriber: String, deliver: @escaping Deliver) {
+        everything.withLock { $0[subscriber] = Subscription(deliver: deliver, expiresAt: .now.advanced(by: Self.lease)) }
     }
 
     /// Hands durable events to every live subscription of their auction. Called by the registry.
@@ -38,7 +45,11 @@ public final class EventFanOut: Sendable {
             all[auction] = subscribers.isEmpty ? nil : subscribers
             return subscribers.values.map(\.deliver)
         }
-        for deliver in targets { deliver(events) }
+        let all = everything.withLock { all -> [Deliver] in
+            all = all.filter { $0.value.expiresAt > now }
+            return all.values.map(\.deliver)
+        }
+        for deliver in targets + all { deliver(events) }
     }
 }
 

@@ -171,3 +171,41 @@ extension Result {
 enum SystemClockNow {
     static var now: Timestamp { SystemClock().now() }
 }
+
+@Suite(.serialized) struct ReadModelTests {
+    @Test func everyNode_seesEveryAuction_currentFromTheFanOut() async throws {
+        try await withSQLiteStore { store, _ in
+            // One auction exists before the cluster starts: the read models load it from the store.
+            let early = AuctionID(rawValue: "lot-early")!
+            let setup = AuctionRegistry(configuration: .init(node: NodeID(rawValue: "setup")!), store: store, writer: LogWriter(store: store), clock: SystemClock())
+            _ = await setup.submit(.create(ClusterNodeTests.terms(early)), to: early)
+            await setup.shutdown()
+
+            let cluster = try await LocalCluster.start(count: 3, store: store)
+            try await cluster.converged()
+            var expectedBids: [AuctionID: Int] = [early: 0]
+            for index in 0..<6 {
+                let id = AuctionID(rawValue: "lot-rm-\(index)")!
+                _ = await cluster.nodes[index % 3].node.submit(.create(ClusterNodeTests.terms(id)), to: id)
+                for bid in 0..<(index % 3) {
+                    let placed = PlaceBid(
+                        bidId: BidID(rawValue: "b-\(index)-\(bid)")!, bidderId: UserID(rawValue: bid % 2 == 0 ? "alice" : "bob")!,
+                        maximum: Money(minorUnits: 2_000 + Int64(bid) * 1_000, currency: .eur))
+                    _ = await cluster.nodes[(index + 1) % 3].node.submit(.placeBid(placed), to: id)
+                }
+                expectedBids[id] = index % 3
+            }
+            for running in cluster.nodes {
+                try await eventually("\(running.address) has every auction, current") {
+                    for (id, bids) in expectedBids {
+                        guard let summary = await running.node.readModel.summary(of: id), summary.bidCount == bids else { return false }
+                    }
+                    return true
+                }
+            }
+            let listed = await cluster.nodes[0].node.readModel.list({ _ in true }, limit: 100)
+            #expect(listed.count == 7)
+            await cluster.stop()
+        }
+    }
+}
