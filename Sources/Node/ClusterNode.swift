@@ -249,9 +249,26 @@ public actor ClusterNode {
         for member in membership.members where member.id != configuration.id && member.status.isLive {
             transport.send(.subscribeToEverything(subscriber: configuration.id), to: member.address)
         }
+        closeDueAuctions()
         for auction in feeds.keys {
             renewSubscription(auction)
             for feed in feeds[auction]?.values ?? [:].values { feed.poll() }
+        }
+    }
+
+    /// Close timers live in loaded auction actors; an auction nobody touched since a restart or a
+    /// failover has none. So the owner loads its running auctions that end within a minute (their
+    /// actor arms the timer) and closes those already past their end.
+    private func closeDueAuctions() {
+        let horizon = clock.now().advanced(by: .seconds(60))
+        let (readModel, registry, shardMap, me, candidates) = (readModel, registry, configuration.shardMap, configuration.id, candidates)
+        Task {
+            let due = await readModel.list({ $0.status == .running && $0.endsAt <= horizon }, limit: 1_000)
+            for summary in due where Placement.owner(of: shardMap.shard(of: summary.auctionId), among: candidates) == me {
+                if await registry.loadedActor(summary.auctionId) == nil {
+                    _ = await registry.submit(.close, to: summary.auctionId)
+                }
+            }
         }
     }
 

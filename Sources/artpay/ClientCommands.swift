@@ -107,3 +107,25 @@ struct WatchCommand: AsyncParsableCommand {
         }
     }
 }
+
+struct AuctionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "auctions", abstract: "List auctions, soonest end first.")
+    @OptionGroup var node: NodeOptions
+    @Option(help: "open, closing_soon, ended or all.") var status: String = "open"
+    @Option(help: "Only this sale.") var sale: String?
+
+    func run() async throws {
+        var path = "/v1/auctions?status=\(status)"
+        if let sale { path += "&sale=\(sale)" }
+        let answer = try await onAnyNode(node.list, token: nil) { try await $0.call("GET", path) }
+        let auctions = answer["auctions"] as? [[String: Any]] ?? []
+        if auctions.isEmpty { print("no \(status) auctions") }
+        for auction in auctions {
+            let leader = auction["leaderId"] as? String ?? "-"
+            print(
+                "\(auction["id"] ?? "?")  \(auction["status"] ?? "?")  \(auction["price"] ?? "?") \(auction["currency"] ?? "")"
+                    + "  next \(auction["minimumNextBid"] ?? "?")  bids \(auction["bidCount"] ?? 0)  leader \(leader)"
+                    + "  ends \(auction["endsAt"] ?? "?")  \(auction["title"] ?? "")")
+        }
+    }
+}

@@ -209,3 +209,31 @@ enum SystemClockNow {
         }
     }
 }
+
+@Suite(.serialized) struct CloseAfterRestartTests {
+    /// An auction whose actor went away with its node (no timer left anywhere) is still closed, once,
+    /// by whoever owns it when its end comes.
+    @Test func auctionsWithoutALoadedActor_areClosedByTheirOwner() async throws {
+        try await withSQLiteStore { store, _ in
+            let id = AuctionID(rawValue: "lot-orphan")!
+            let now = SystemClock().now()
+            let terms = AuctionTerms(
+                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Orphan", startingPrice: Money(minorUnits: 1_000, currency: .eur),
+                opensAt: now, closesAt: now.advanced(by: .milliseconds(1_500)), extensionWindow: .zero)
+            let setup = AuctionRegistry(configuration: .init(node: NodeID(rawValue: "gone")!), store: store, writer: LogWriter(store: store), clock: SystemClock())
+            _ = await setup.submit(.create(terms), to: id)
+            _ = await setup.submit(.placeBid(PlaceBid(bidId: BidID(rawValue: "b1")!, bidderId: UserID(rawValue: "alice")!, maximum: Money(minorUnits: 5_000, currency: .eur))), to: id)
+            await setup.shutdown()
+
+            let cluster = try await LocalCluster.start(count: 3, store: store)
+            try await cluster.converged()
+            try await eventually("the owner closes the auction", timeout: .seconds(20)) {
+                let log = try await store.events(of: id, after: 0, limit: 10)
+                return log.contains { if case .closed = $0.event { true } else { false } }
+            }
+            let log = try await store.events(of: id, after: 0, limit: 10)
+            #expect(log.filter { if case .closed = $0.event { true } else { false } }.count == 1)
+            await cluster.stop()
+        }
+    }
+}
