@@ -157,3 +157,13 @@ struct BidView: Codable, Sendable {
     var priceAfter: Int64
     var auction: AuctionView
 }
+
+struct LeaderboardView: Codable, Sendable {
+    var auction: AuctionView
+    var bidders: [[String: String]]
+}
+
+struct ActiveView: Codable, Sendable {
+    var auction: AuctionView
+    var recentBids: Int
+}

@@ -77,6 +77,9 @@ public struct GatewayAPI: Sendable {
         api.post("/auctions/:id/buy-now", use: buyNow)
         api.post("/auctions/:id/cancel", use: cancel)
         api.get("/auctions/:id/events", use: eventStream)
+        api.get("/auctions/:id/leaderboard", use: leaderboard)
+        api.get("/leaderboards/most-active", use: mostActive)
+        api.get("/sales/:id/top", use: saleTop)
         return router
     }
 
@@ -296,6 +299,41 @@ public struct GatewayAPI: Sendable {
             maximum: receipt.maximum.minorUnits, priceAfter: receipt.price.minorUnits,
             auction: AuctionView(accepted.summary, now: clock.now()))
         return try Self.json(view, status: accepted.replayed ? .ok : .created)
+    }
+
+    // MARK: - Leaderboards (read model, served locally)
+
+    /// `GET /v1/auctions/{id}/leaderboard`: the leader, then bidders by the highest price their bids
+    /// reached — never their maxima.
+    @Sendable func leaderboard(_ request: Request, context: GatewayContext) async throws -> Response {
+        let id = try Self.auctionId(context)
+        let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 10, 1), 100)
+        guard let (summary, standings) = await node.readModel.topBidders(of: id, limit: limit) else {
+            throw APIError.rejected(.auctionNotFound)
+        }
+        let bidders: [[String: String]] = standings.map {
+            ["bidderId": $0.bidderId.rawValue, "highestPrice": "\($0.highestPrice.minorUnits)", "bids": "\($0.bids)"]
+        }
+        return try Self.json(LeaderboardView(auction: AuctionView(summary, now: clock.now()), bidders: bidders))
+    }
+
+    /// `GET /v1/leaderboards/most-active?minutes=5`: auctions by bids in the last minutes.
+    @Sendable func mostActive(_ request: Request, context: GatewayContext) async throws -> Response {
+        let minutes = min(max(request.uri.queryParameters.get("minutes").flatMap(Int.init) ?? 5, 1), 60)
+        let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 10, 1), 100)
+        let now = clock.now()
+        let active = await node.readModel.mostActive(since: now.advanced(by: .seconds(-60 * minutes)), limit: limit)
+        return try Self.json(["auctions": active.map { ActiveView(auction: AuctionView($0.summary, now: now), recentBids: $0.recentBids) }])
+    }
+
+    /// `GET /v1/sales/{id}/top`: a sale's lots by price, highest first.
+    @Sendable func saleTop(_ request: Request, context: GatewayContext) async throws -> Response {
+        guard let sale = context.parameters.get("id").flatMap(SaleID.init(rawValue:)) else {
+            throw APIError(.notFound, code: "sale_not_found", detail: "There is no such sale.")
+        }
+        let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 10, 1), 100)
+        let now = clock.now()
+        return try Self.json(["auctions": await node.readModel.highestPrices(inSale: sale, limit: limit).map { AuctionView($0, now: now) }])
     }
 
     // MARK: - Live events (Server-Sent Events)

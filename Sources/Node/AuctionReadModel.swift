@@ -58,4 +58,54 @@ public actor AuctionReadModel {
     }
 
     public var count: Int { auctions.count }
+
+    /// One bidder's standing in an auction: the highest visible price one of their bids reached (for
+    /// the leader, the current price).
+    public struct Standing: Sendable, Hashable {
+        public var bidderId: UserID
+        public var highestPrice: Money
+        public var bids: Int
+    }
+
+    /// The bidders of `id`, the leader first, then by the highest price their bids reached (never
+    /// by their secret maxima).
+    public func topBidders(of id: AuctionID, limit: Int) -> (summary: AuctionSummary, standings: [Standing])? {
+        guard let auction = auctions[id], let state = auction.state, let summary = auction.summary else { return nil }
+        var standings: [UserID: Standing] = [:]
+        for receipt in state.receipts.values {
+            var standing = standings[receipt.bidderId] ?? Standing(bidderId: receipt.bidderId, highestPrice: receipt.price, bids: 0)
+            standing.highestPrice = max(standing.highestPrice, receipt.price)
+            standing.bids += 1
+            standings[receipt.bidderId] = standing
+        }
+        let leader = state.leader?.bidderId
+        // The leader stands at the current price, which the proxy raised on their behalf.
+        if let leader, var standing = standings[leader] {
+            standing.highestPrice = max(standing.highestPrice, state.price)
+            standings[leader] = standing
+        }
+        let ranked = standings.values.sorted {
+            ($0.bidderId == leader ? 1 : 0, $0.highestPrice.minorUnits, $1.bidderId.rawValue)
+                > ($1.bidderId == leader ? 1 : 0, $1.highestPrice.minorUnits, $0.bidderId.rawValue)
+        }
+        return (summary, Array(ranked.prefix(limit)))
+    }
+
+    /// The auctions of `sale` by visible price, highest first (within the sale's currencies).
+    public func highestPrices(inSale sale: SaleID, limit: Int) -> [AuctionSummary] {
+        auctions.values.compactMap(\.summary).filter { $0.saleId == sale }
+            .sorted { ($0.price.minorUnits, $1.auctionId) > ($1.price.minorUnits, $0.auctionId) }
+            .prefix(limit).map { $0 }
+    }
+
+    /// Auctions by the number of bids accepted since `since`, most first (ties: soonest end).
+    public func mostActive(since: Timestamp, limit: Int) -> [(summary: AuctionSummary, recentBids: Int)] {
+        auctions.values.compactMap { auction -> (AuctionSummary, Int)? in
+            guard let state = auction.state, let summary = auction.summary else { return nil }
+            let recent = state.receipts.values.filter { $0.at >= since }.count
+            return recent > 0 ? (summary, recent) : nil
+        }
+        .sorted { ($1.1, $0.0.endsAt) < ($0.1, $1.0.endsAt) }
+        .prefix(limit).map { (summary: $0.0, recentBids: $0.1) }
+    }
 }

@@ -11,7 +11,8 @@ import TestSupport
 import ArtPayClient
 import Testing
 
-/// Three real `artpay node` processes on 127.0.0.1–3 against the test PostgreSQL: commands sent to
+/// Three real `artpay node` processes on 127.0.0.4–6 against the test PostgreSQL (one test at a
+/// time: the clusters pick free ports, and two at once could pick the same). Commands sent to
 /// any node reach the owner; after kill -9 of an owner its auctions are served by the new owner
 /// and every acknowledged bid is still there. `ARTPAY_FAILOVER_ROUNDS=10` measures ten failovers
 /// (the killed node is restarted between rounds) and prints the median.
@@ -113,80 +114,7 @@ import Testing
             }
         }
     }
-}
 
-/// Three `artpay node` processes on 127.0.0.1–3 (free ports, a fresh database, a signing key, an
-/// admin), started and converged.
-final class ProcessCluster: Sendable {
-    let pg: TestPostgres
-    let database: String
-    let directory: URL
-    let nodes: [NodeProcess]
-
-    private init(pg: TestPostgres, database: String, directory: URL, nodes: [NodeProcess]) {
-        self.pg = pg
-        self.database = database
-        self.directory = directory
-        self.nodes = nodes
-    }
-
-    static func start(secret: String) async throws -> ProcessCluster {
-        let pg = try TestPostgres.fromEnvironment()
-        let database = try await pg.createDatabase()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("artpay-mp-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        var nodes: [NodeProcess] = []
-        for index in 1...3 {
-            let host = "127.0.0.\(index)"
-            let clusterAddress = NodeAddress(host: host, port: try await freePort(on: host))
-            let httpAddress = NodeAddress(host: host, port: try await freePort(on: host))
-            nodes.append(
-                NodeProcess(
-                    id: NodeID(rawValue: "node-\(index)")!, clusterAddress: clusterAddress, httpAddress: httpAddress,
-                    configPath: directory.appendingPathComponent("node-\(index).json").path,
-                    logPath: directory.appendingPathComponent("node-\(index).log").path))
-        }
-        let seeds = nodes.map { "\"\($0.clusterAddress)\"" }.joined(separator: ", ")
-        let keyPath = directory.appendingPathComponent("jwt.pem").path
-        try TokenAuthority.generatePrivateKeyPEM().write(toFile: keyPath, atomically: true, encoding: .utf8)
-        for node in nodes {
-            let config = """
-                {
-                  "node": { "id": "\(node.id)" },
-                  "cluster": { "host": "\(node.clusterAddress.host)", "port": \(node.clusterAddress.port), "seeds": [\(seeds)], "secret": "\(secret)" },
-                  "http": { "host": "\(node.httpAddress.host)", "port": \(node.httpAddress.port) },
-                  "store": { "kind": "postgres", "postgres": { "host": "\(pg.host)", "port": \(pg.port), "user": "\(pg.user)", "database": "\(database)" } },
-                  "auth": { "signingKeyFile": "\(keyPath)", "passwordCost": 4, "admin": { "username": "root", "password": "root-password" } }
-                }
-                """
-            try config.write(toFile: node.configPath, atomically: true, encoding: .utf8)
-        }
-        let cluster = ProcessCluster(pg: pg, database: database, directory: directory, nodes: nodes)
-        do {
-            for node in nodes { try node.start(environment: [:]) }
-            let allIds = Set(nodes.map(\.id.rawValue))
-            try await eventually("three nodes see each other alive", timeout: .seconds(60)) {
-                for node in nodes {
-                    guard let view = await node.clusterView(), view.aliveMembers == allIds else { return false }
-                }
-                return true
-            }
-        } catch {
-            cluster.stop()
-            throw error
-        }
-        return cluster
-    }
-
-    func stop() {
-        nodes.forEach { $0.stop() }
-        if !ProcessInfo.processInfo.environment.keys.contains("ARTPAY_KEEP_LOGS") {
-            try? FileManager.default.removeItem(at: directory)
-        }
-    }
-}
-
-@Suite(.serialized) struct WatcherFailoverTests {
     /// A watcher connected to the node that is killed resumes on another node; the events it saw
     /// have no gap and no duplicate.
     @Test func watcherOnAKilledNode_resumesElsewhere_withoutGapOrDuplicate() async throws {
@@ -246,3 +174,76 @@ final class ProcessCluster: Sendable {
         #expect(seen.withLock { $0 } == Array(1...11), "events seen: \(seen.withLock { $0 })")
     }
 }
+
+/// Three `artpay node` processes on 127.0.0.4–6 (free ports, a fresh database, a signing key, an
+/// admin), started and converged.
+final class ProcessCluster: Sendable {
+    let pg: TestPostgres
+    let database: String
+    let directory: URL
+    let nodes: [NodeProcess]
+
+    private init(pg: TestPostgres, database: String, directory: URL, nodes: [NodeProcess]) {
+        self.pg = pg
+        self.database = database
+        self.directory = directory
+        self.nodes = nodes
+    }
+
+    static func start(secret: String) async throws -> ProcessCluster {
+        let pg = try TestPostgres.fromEnvironment()
+        let database = try await pg.createDatabase()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("artpay-mp-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var nodes: [NodeProcess] = []
+        for index in 1...3 {
+            // 127.0.0.4–6: apart from the in-process tests, which bind 127.0.0.1.
+            let host = "127.0.0.\(index + 3)"
+            let clusterAddress = NodeAddress(host: host, port: try await freePort(on: host))
+            let httpAddress = NodeAddress(host: host, port: try await freePort(on: host))
+            nodes.append(
+                NodeProcess(
+                    id: NodeID(rawValue: "node-\(index)")!, clusterAddress: clusterAddress, httpAddress: httpAddress,
+                    configPath: directory.appendingPathComponent("node-\(index).json").path,
+                    logPath: directory.appendingPathComponent("node-\(index).log").path))
+        }
+        let seeds = nodes.map { "\"\($0.clusterAddress)\"" }.joined(separator: ", ")
+        let keyPath = directory.appendingPathComponent("jwt.pem").path
+        try TokenAuthority.generatePrivateKeyPEM().write(toFile: keyPath, atomically: true, encoding: .utf8)
+        for node in nodes {
+            let config = """
+                {
+                  "node": { "id": "\(node.id)" },
+                  "cluster": { "host": "\(node.clusterAddress.host)", "port": \(node.clusterAddress.port), "seeds": [\(seeds)], "secret": "\(secret)" },
+                  "http": { "host": "\(node.httpAddress.host)", "port": \(node.httpAddress.port) },
+                  "store": { "kind": "postgres", "postgres": { "host": "\(pg.host)", "port": \(pg.port), "user": "\(pg.user)", "database": "\(database)" } },
+                  "auth": { "signingKeyFile": "\(keyPath)", "passwordCost": 4, "admin": { "username": "root", "password": "root-password" } }
+                }
+                """
+            try config.write(toFile: node.configPath, atomically: true, encoding: .utf8)
+        }
+        let cluster = ProcessCluster(pg: pg, database: database, directory: directory, nodes: nodes)
+        do {
+            for node in nodes { try node.start(environment: [:]) }
+            let allIds = Set(nodes.map(\.id.rawValue))
+            try await eventually("three nodes see each other alive", timeout: .seconds(60)) {
+                for node in nodes {
+                    guard let view = await node.clusterView(), view.aliveMembers == allIds else { return false }
+                }
+                return true
+            }
+        } catch {
+            cluster.stop()
+            throw error
+        }
+        return cluster
+    }
+
+    func stop() {
+        nodes.forEach { $0.stop() }
+        if !ProcessInfo.processInfo.environment.keys.contains("ARTPAY_KEEP_LOGS") {
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+}
+

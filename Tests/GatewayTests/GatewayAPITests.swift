@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import JWTKit
+import TestSupport
 import Testing
 
 @Suite struct GatewayAPITests {
@@ -164,6 +165,37 @@ import Testing
             let bidRoute = metrics.split(separator: "\n").first { $0.hasPrefix("artpay_http_requests_total{") && $0.contains("bids") && $0.contains("status=\"201\"") }
             #expect(bidRoute?.contains("lot-1") == false, "series are per route pattern, not per id: \(bidRoute ?? "none")")
             #expect(metrics.contains("artpay_http_request_duration_seconds_bucket{"))
+        }
+    }
+
+    @Test func leaderboards_comeFromTheReadModel_withoutMaxima() async throws {
+        try await GatewayHarness.run { client, _ in
+            let seller = try await client.signUp("sol", roles: ["seller"])
+            let ann = try await client.signUp("ann")
+            let bo = try await client.signUp("boris")
+            let closes = Date().addingTimeInterval(3_600).formatted(.iso8601)
+            for (id, start) in [("lot-a", 1_000), ("lot-b", 9_000)] {
+                let created = try await client.send(
+                    .post, "/v1/auctions",
+                    json: #"{"id":"\#(id)","title":"Lot","currency":"EUR","startingPrice":\#(start),"closesAt":"\#(closes)","saleId":"s1"}"#,
+                    token: seller)
+                #expect(created.status == .created)
+            }
+            _ = try await client.send(.post, "/v1/auctions/lot-a/bids", json: #"{"bidId":"a1","maximum":8000,"currency":"EUR"}"#, token: ann)
+            _ = try await client.send(.post, "/v1/auctions/lot-a/bids", json: #"{"bidId":"b1","maximum":3000,"currency":"EUR"}"#, token: bo)
+            try await eventually("the read model has both bids") {
+                let board = try await client.send(.get, "/v1/auctions/lot-a/leaderboard")
+                return (board.json["bidders"] as? [[String: String]])?.count == 2
+            }
+            let board = try await client.send(.get, "/v1/auctions/lot-a/leaderboard")
+            let bidders = board.json["bidders"] as? [[String: String]] ?? []
+            #expect(bidders.first?["highestPrice"] == "3100", "the leader first, at the visible price")
+            #expect(!String(buffer: board.body).contains("8000"), "a maximum is never shown")
+            let active = try await client.send(.get, "/v1/leaderboards/most-active?minutes=5")
+            let first = (active.json["auctions"] as? [[String: Any]])?.first
+            #expect(first?["recentBids"] as? Int == 2)
+            let top = try await client.send(.get, "/v1/sales/s1/top")
+            #expect((top.json["auctions"] as? [[String: Any]])?.map { $0["id"] as? String } == ["lot-b", "lot-a"])
         }
     }
 

@@ -48,6 +48,9 @@ struct GatewayHarness: Sendable {
             try await api.ensureAdmin(username: "root", password: "root-password")
             let app = Application(router: api.router(isReady: { true }), logger: logger)
             let harness = GatewayHarness(api: api, tokens: tokens, signingPEM: signingPEM, previousPEM: previousPEM)
+            // The node's loop feeds its read model (leaderboards, listings).
+            let loop = Task { await node.run() }
+            defer { loop.cancel() }
             try await app.test(.router) { client in try await body(client, harness) }
             await registry.shutdown()
         }
