@@ -9,6 +9,9 @@ public import Storage
 /// first seen mid-log) is filled from the store before later events are applied.
 public actor AuctionReadModel {
     private var auctions: [AuctionID: Auction] = [:]
+    /// When each auction's bids of the last hour were placed, oldest first: "most active" without
+    /// scanning every receipt.
+    private var recentBids: [AuctionID: [Timestamp]] = [:]
     private let store: any EventStore
 
     public init(store: any EventStore) {
@@ -35,6 +38,7 @@ public actor AuctionReadModel {
                 (try? auction.apply(event.event)) != nil
             {
                 auctions[event.auction] = auction
+                if case .bidAccepted(let bid) = event.event { noteBid(event.auction, at: bid.at) }
             } else {
                 await reload(event.auction)
             }
@@ -43,7 +47,22 @@ public actor AuctionReadModel {
 
     private func reload(_ id: AuctionID) async {
         guard let loaded = try? await store.load(id).restore(id), loaded.state != nil else { return }
-        if loaded.seq > (auctions[id]?.seq ?? 0) { auctions[id] = loaded }
+        if loaded.seq > (auctions[id]?.seq ?? 0) {
+            auctions[id] = loaded
+            recentBids[id] = (loaded.state?.receipts.values.map(\.at) ?? []).sorted()
+            noteBid(id, at: nil)
+        }
+    }
+
+    /// Records a bid time and forgets those older than an hour before the newest.
+    private func noteBid(_ id: AuctionID, at time: Timestamp?) {
+        var times = recentBids[id] ?? []
+        if let time { times.append(time) }
+        if let newest = times.last {
+            let cutoff = newest.advanced(by: .seconds(-3_600))
+            if let keep = times.firstIndex(where: { $0 >= cutoff }), keep > 0 { times.removeFirst(keep) }
+        }
+        recentBids[id] = times
     }
 
     public func summary(of id: AuctionID) -> AuctionSummary? {
@@ -100,10 +119,10 @@ public actor AuctionReadModel {
 
     /// Auctions by the number of bids accepted since `since`, most first (ties: soonest end).
     public func mostActive(since: Timestamp, limit: Int) -> [(summary: AuctionSummary, recentBids: Int)] {
-        auctions.values.compactMap { auction -> (AuctionSummary, Int)? in
-            guard let state = auction.state, let summary = auction.summary else { return nil }
-            let recent = state.receipts.values.filter { $0.at >= since }.count
-            return recent > 0 ? (summary, recent) : nil
+        recentBids.compactMap { id, times -> (AuctionSummary, Int)? in
+            let recent = times.count - (times.firstIndex { $0 >= since } ?? times.count)
+            guard recent > 0, let summary = auctions[id]?.summary else { return nil }
+            return (summary, recent)
         }
         .sorted { ($1.1, $0.0.endsAt) < ($0.1, $1.0.endsAt) }
         .prefix(limit).map { (summary: $0.0, recentBids: $0.1) }

@@ -37,6 +37,12 @@ struct BenchCommand: AsyncParsableCommand {
 
         let pure = PureDecideBench.run(duration: .seconds(min(seconds, 3)))
         print(String(format: "pure decide+apply: %.0f bids/s (single core)", pure))
+        let reads = try await ReadModelBench.run(auctions: auctions, bidsPerAuction: 50, readers: 4, duration: .seconds(min(seconds, 5)))
+        var readLines = "\nRead model: \(auctions) auctions with 50 bids each, 4 readers, one writer applying \(reads.bidsApplied) more bids meanwhile:\n\n| leaderboard read | reads | p50 µs | p99 µs | max µs |\n| --- | ---: | ---: | ---: | ---: |\n"
+        for result in reads.results {
+            readLines += "| \(result.name) | \(result.count) | \(result.latency.valueAtPercentile(50)) | \(result.latency.valueAtPercentile(99)) | \(result.latency.max) |\n"
+        }
+        print(readLines)
 
         let results = try await PostgresClient.withRunning(postgres.configuration(maximumConnections: bidders + 8)) { client in
             var rows: [(String, LoadResult, String)] = []
@@ -56,7 +62,7 @@ struct BenchCommand: AsyncParsableCommand {
             }
             return (rows, server)
         }
-        let report = Self.markdown(pure: pure, rows: results.0, server: results.1, bidders: bidders, seconds: seconds)
+        let report = Self.markdown(pure: pure, rows: results.0, server: results.1, bidders: bidders, seconds: seconds) + readLines
         print("\n" + report)
         if let markdown {
             try report.write(toFile: markdown, atomically: true, encoding: .utf8)
