@@ -24,20 +24,16 @@ public struct APIError: Error, Sendable, HTTPResponseError {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var body: [String: String] = extra
+        var body: [String: Any] = extra
         body["type"] = "https://artpay.dev/problems/\(code)"
         body["title"] = status.reasonPhrase
         body["code"] = code
         body["detail"] = detail
-        body["status"] = "\(status.code)"
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        var json = String(decoding: try encoder.encode(body), as: UTF8.self)
-        // `status` is a number in problem+json.
-        json = json.replacingOccurrences(of: "\"status\":\"\(status.code)\"", with: "\"status\":\(status.code)")
+        body["status"] = status.code
+        let json = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
         var headers = self.headers
         headers[.contentType] = "application/problem+json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: json)))
     }
 
     // MARK: Common errors

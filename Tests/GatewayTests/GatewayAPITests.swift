@@ -22,6 +22,7 @@ import Testing
             #expect(wrong.status == .unauthorized)
             #expect(wrong.json["code"] as? String == "invalid_credentials")
             #expect(wrong.headers[.contentType] == "application/problem+json")
+            #expect(wrong.json["status"] as? Int == 401, "problem+json status is a number")
             let admin = try await client.send(.post, "/v1/users", json: #"{"username":"mallory","password":"password-123","roles":["admin"]}"#)
             #expect(admin.status == .badRequest, "admin is never self-service")
         }
