@@ -126,8 +126,7 @@ public final class ClusterTransport: Sendable {
             switch state.receive(frame) {
             case .send(let reply):
                 try await outbound.write(reply)
-            case .established(let peer, let reply):
-                if let reply { try await outbound.write(reply) }
+            case .established(let peer):
                 metrics.established()
                 return peer
             case .fail(let failure, let refusal):

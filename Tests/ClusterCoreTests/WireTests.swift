@@ -72,7 +72,7 @@ import Testing
 
     @Test func sameSecret_establishesBothSides() {
         let (initiator, acceptor) = Self.handshake()
-        guard case .established(let peerOfInitiator, _) = initiator, case .established(let peerOfAcceptor, _) = acceptor else {
+        guard case .established(let peerOfInitiator) = initiator, case .established(let peerOfAcceptor) = acceptor else {
             Issue.record("\(String(describing: initiator)) / \(String(describing: acceptor))")
             return
         }

@@ -58,8 +58,7 @@ import Testing
                     switch handshake.receive(frame) {
                     case .send(let reply):
                         try await outbound.write(framed(reply))
-                    case .established(_, let reply):
-                        if let reply { try await outbound.write(framed(reply)) }
+                    case .established:
                         established = true
                         try await outbound.write(ByteBuffer(bytes: Self.frame([0x7F, 1, 2, 3])))
                     case .fail(let failure, _):

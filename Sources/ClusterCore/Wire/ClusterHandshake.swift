@@ -46,8 +46,8 @@ public struct ClusterHandshake: Sendable {
     public enum Action: Sendable {
         /// Send this frame and wait for the next one.
         case send(ByteBuffer)
-        /// Send this frame (if any); the connection is now authenticated with `peer`.
-        case established(peer: NodeID, send: ByteBuffer?)
+        /// The connection is now authenticated with `peer`.
+        case established(peer: NodeID)
         /// Send the refusal frame and close.
         case fail(Failure, refusal: ByteBuffer?)
     }
@@ -114,7 +114,7 @@ public struct ClusterHandshake: Sendable {
                 guard received.count == expected.count, zip(received, expected).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0
                 else { return fail(.badProof) }
                 state = .established(peer)
-                return .established(peer: peer, send: nil)
+                return .established(peer: peer)
             default:
                 return fail(.unexpectedFrame)
             }
