@@ -221,7 +221,7 @@ public struct GatewayAPI: Sendable {
         let limit = min(max(query.get("limit").flatMap(Int.init) ?? 100, 1), 1_000)
         let now = clock.now()
         let soon = now.advanced(by: .seconds(600))
-        let views = await node.readModel.list(
+        let views = node.readModel.list(
             { summary in
                 if let sale, summary.saleId?.rawValue != sale { return false }
                 let running = summary.status == .running
@@ -240,7 +240,7 @@ public struct GatewayAPI: Sendable {
     /// `?consistent=true` from the durable log.
     @Sendable func auction(_ request: Request, context: GatewayContext) async throws -> Response {
         let id = try Self.auctionId(context)
-        if request.uri.queryParameters.get("consistent") != "true", let summary = await node.readModel.summary(of: id) {
+        if request.uri.queryParameters.get("consistent") != "true", let summary = node.readModel.summary(of: id) {
             return try Self.json(AuctionView(summary, now: clock.now()))
         }
         let restored: Auction
@@ -308,7 +308,7 @@ public struct GatewayAPI: Sendable {
     @Sendable func leaderboard(_ request: Request, context: GatewayContext) async throws -> Response {
         let id = try Self.auctionId(context)
         let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 10, 1), 100)
-        guard let (summary, standings) = await node.readModel.topBidders(of: id, limit: limit) else {
+        guard let (summary, standings) = node.readModel.topBidders(of: id, limit: limit) else {
             throw APIError.rejected(.auctionNotFound)
         }
         let bidders: [[String: String]] = standings.map {
@@ -322,7 +322,7 @@ public struct GatewayAPI: Sendable {
         let minutes = min(max(request.uri.queryParameters.get("minutes").flatMap(Int.init) ?? 5, 1), 60)
         let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 10, 1), 100)
         let now = clock.now()
-        let active = await node.readModel.mostActive(since: now.advanced(by: .seconds(-60 * minutes)), limit: limit)
+        let active = node.readModel.mostActive(since: now.advanced(by: .seconds(-60 * minutes)), limit: limit)
         return try Self.json(["auctions": active.map { ActiveView(auction: AuctionView($0.summary, now: now), recentBids: $0.recentBids) }])
     }
 
@@ -333,7 +333,7 @@ public struct GatewayAPI: Sendable {
         }
         let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 10, 1), 100)
         let now = clock.now()
-        return try Self.json(["auctions": await node.readModel.highestPrices(inSale: sale, limit: limit).map { AuctionView($0, now: now) }])
+        return try Self.json(["auctions": node.readModel.highestPrices(inSale: sale, limit: limit).map { AuctionView($0, now: now) }])
     }
 
     // MARK: - Live events (Server-Sent Events)

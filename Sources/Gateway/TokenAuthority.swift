@@ -1,4 +1,4 @@
-public import AuctionCore
+import AuctionCore
 public import Foundation
 import JWTKit
 

@@ -263,7 +263,7 @@ public actor ClusterNode {
         let horizon = clock.now().advanced(by: .seconds(60))
         let (readModel, registry, shardMap, me, candidates) = (readModel, registry, configuration.shardMap, configuration.id, candidates)
         Task {
-            let due = await readModel.list({ $0.status == .running && $0.endsAt <= horizon }, limit: 1_000)
+            let due = readModel.list({ $0.status == .running && $0.endsAt <= horizon }, limit: 1_000)
             for summary in due where Placement.owner(of: shardMap.shard(of: summary.auctionId), among: candidates) == me {
                 if await registry.loadedActor(summary.auctionId) == nil {
                     _ = await registry.submit(.close, to: summary.auctionId)

@@ -198,12 +198,12 @@ enum SystemClockNow {
             for running in cluster.nodes {
                 try await eventually("\(running.address) has every auction, current") {
                     for (id, bids) in expectedBids {
-                        guard let summary = await running.node.readModel.summary(of: id), summary.bidCount == bids else { return false }
+                        guard let summary = running.node.readModel.summary(of: id), summary.bidCount == bids else { return false }
                     }
                     return true
                 }
             }
-            let listed = await cluster.nodes[0].node.readModel.list({ _ in true }, limit: 100)
+            let listed = cluster.nodes[0].node.readModel.list({ _ in true }, limit: 100)
             #expect(listed.count == 7)
             await cluster.stop()
         }

@@ -83,9 +83,9 @@ enum ReadModelBench {
                         round += 1
                         let started = clock.now
                         switch round % 3 {
-                        case 0: _ = await model.topBidders(of: ids[Int.random(in: 0..<ids.count)], limit: 10)
-                        case 1: _ = await model.mostActive(since: now.advanced(by: .seconds(-300)), limit: 10)
-                        default: _ = await model.highestPrices(inSale: SaleID(rawValue: "sale-\(Int.random(in: 4...7))")!, limit: 10)
+                        case 0: _ = model.topBidders(of: ids[Int.random(in: 0..<ids.count)], limit: 10)
+                        case 1: _ = model.mostActive(since: now.advanced(by: .seconds(-300)), limit: 10)
+                        default: _ = model.highestPrices(inSale: SaleID(rawValue: "sale-\(Int.random(in: 4...7))")!, limit: 10)
                         }
                         let elapsed = (clock.now - started).components
                         let micros = UInt64(elapsed.seconds * 1_000_000 + elapsed.attoseconds / 1_000_000_000_000)

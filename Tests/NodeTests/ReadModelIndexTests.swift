@@ -1,0 +1,116 @@
+import AuctionCore
+import ClusterCore
+import Node
+import Storage
+import TestSupport
+import Testing
+
+/// The read model's indexes (by end, by price per sale, ranked bidders, recent bids) give the same
+/// answers as computing them from the auctions' states, after a random stream of events delivered
+/// in shuffled batches with duplicates and gaps (filled from the store).
+@Suite struct ReadModelIndexTests {
+    @Test(arguments: [1, 2, 3, 4, 5]) func indexedAnswers_equalBruteForce(seed: UInt64) async throws {
+        try await withSQLiteStore { store, _ in
+            var random = SeededRandom(seed: seed)
+            let start = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
+            var auctions: [AuctionID: Auction] = [:]
+            var log: [StoredEvent] = []
+            let ids = (0..<12).map { AuctionID(rawValue: "idx-\($0)")! }
+            for (index, id) in ids.enumerated() {
+                var auction = Auction(id: id)
+                let terms = AuctionTerms(
+                    auctionId: id, sellerId: UserID(rawValue: "seller")!, saleId: SaleID(rawValue: "sale-\(index % 3)"),
+                    title: "Lot \(index)", startingPrice: Money(minorUnits: 1_000, currency: .eur), opensAt: start,
+                    closesAt: start.advanced(by: .seconds(Int64(600 + 60 * (index % 5)))), extensionWindow: .seconds(120))
+                guard case .accept(let events) = auction.decide(.create(terms), now: start) else { Issue.record("create"); return }
+                for event in events {
+                    try auction.apply(event)
+                    log.append(StoredEvent(auction: id, seq: auction.seq, epoch: Epoch(1), event: event))
+                }
+                auctions[id] = auction
+            }
+            var now = start
+            for n in 0..<400 {
+                now = now.advanced(by: .milliseconds(Int64(random.next() % 3_000)))
+                let id = ids[Int(random.next() % UInt64(ids.count))]
+                var auction = auctions[id]!
+                guard let state = auction.state else { continue }
+                let bid = PlaceBid(
+                    bidId: BidID(rawValue: "b\(n)")!, bidderId: UserID(rawValue: "bidder-\(random.next() % 7)")!,
+                    maximum: state.minimumNextBid + Money(minorUnits: Int64(random.next() % 3) * 500, currency: .eur))
+                guard case .accept(let events) = auction.decide(.placeBid(bid), now: now) else { continue }
+                for event in events {
+                    try auction.apply(event)
+                    log.append(StoredEvent(auction: id, seq: auction.seq, epoch: Epoch(1), event: event))
+                }
+                auctions[id] = auction
+            }
+            // The store holds the whole log (for gap reloads); the model gets shuffled batches, some
+            // events twice, some never.
+            try await appendAll(log, to: store)
+            let model = AuctionReadModel(store: store)
+            var pending = log
+            while !pending.isEmpty {
+                let size = min(pending.count, Int(random.next() % 20) + 1)
+                var batch = Array(pending.prefix(size))
+                pending.removeFirst(size)
+                if random.next() % 10 == 0 { batch.removeLast() }  // lost push: a later event reveals the gap
+                if random.next() % 5 == 0, let again = batch.first { batch.append(again) }
+                batch.shuffle(using: &random)
+                await model.apply(batch)
+            }
+            await model.apply(log.suffix(1))
+
+            let snapshot = model.snapshot
+            let summaries = ids.compactMap { auctions[$0]?.summary }
+            #expect(snapshot.count == ids.count)
+            for summary in summaries { #expect(snapshot.summary(of: summary.auctionId) == summary) }
+            let byEnd = summaries.sorted { ($0.endsAt, $0.auctionId) < ($1.endsAt, $1.auctionId) }
+            #expect(snapshot.list({ $0.bidCount % 2 == 0 }, limit: 5) == Array(byEnd.filter { $0.bidCount % 2 == 0 }.prefix(5)))
+            for sale in 0..<3 {
+                let expected = summaries.filter { $0.saleId == SaleID(rawValue: "sale-\(sale)") }
+                    .sorted { ($0.price.minorUnits, $1.auctionId) > ($1.price.minorUnits, $0.auctionId) }
+                #expect(snapshot.highestPrices(inSale: SaleID(rawValue: "sale-\(sale)")!, limit: 3) == Array(expected.prefix(3)))
+            }
+            for minutes in [1, 5, 30] {
+                let since = now.advanced(by: .seconds(Int64(-60 * minutes)))
+                let expected = ids.compactMap { id -> (AuctionSummary, Int)? in
+                    let count = auctions[id]!.state!.receipts.values.filter { $0.at >= since }.count
+                    return count > 0 ? (auctions[id]!.summary!, count) : nil
+                }
+                .sorted { ($0.1, $1.0.endsAt, $1.0.auctionId) > ($1.1, $0.0.endsAt, $0.0.auctionId) }
+                let got = snapshot.mostActive(since: since, limit: 4)
+                #expect(got.map(\.summary.auctionId) == expected.prefix(4).map(\.0.auctionId), "\(minutes) minutes")
+                #expect(got.map(\.recentBids) == expected.prefix(4).map(\.1), "\(minutes) minutes")
+            }
+            for id in ids {
+                let state = auctions[id]!.state!
+                var best: [UserID: (Money, Int)] = [:]
+                for receipt in state.receipts.values {
+                    let (price, count) = best[receipt.bidderId] ?? (receipt.price, 0)
+                    best[receipt.bidderId] = (max(price, receipt.price), count + 1)
+                }
+                if let leader = state.leader?.bidderId { best[leader]!.0 = max(best[leader]!.0, state.price) }
+                let expected = best.sorted {
+                    ($0.key == state.leader?.bidderId ? 1 : 0, $0.value.0.minorUnits, $1.key.rawValue)
+                        > ($1.key == state.leader?.bidderId ? 1 : 0, $1.value.0.minorUnits, $0.key.rawValue)
+                }
+                let got = snapshot.topBidders(of: id, limit: 100)?.standings ?? []
+                #expect(got.map(\.bidderId) == expected.map(\.key), "\(id)")
+                #expect(got.map(\.highestPrice) == expected.map(\.value.0), "\(id)")
+                #expect(got.map(\.bids) == expected.map(\.value.1), "\(id)")
+            }
+        }
+    }
+
+    private func appendAll(_ log: [StoredEvent], to store: some EventStore) async throws {
+        let shards = ShardMap()
+        var epochs: [ShardID: Epoch] = [:]
+        for event in log {
+            let shard = shards.shard(of: event.auction)
+            if epochs[shard] == nil { epochs[shard] = try await store.acquire(shard: shard, node: NodeID(rawValue: "writer")!).epoch }
+            try await store.append(
+                AppendBatch(entries: [AppendEntry(auction: event.auction, shard: shard, epoch: epochs[shard]!, firstSeq: event.seq, events: [event.event])]))
+        }
+    }
+}
