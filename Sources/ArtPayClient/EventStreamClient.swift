@@ -4,11 +4,15 @@ public import Foundation
     public import FoundationNetworking
 #endif
 
-/// One server-sent event of an auction stream.
+/// One server-sent event: of an auction stream (`id` = seq) or of a notification stream (`id` =
+/// the notification's id).
 public struct ServerSentEvent: Sendable, Hashable {
-    public var id: Int64
+    public var id: String
     public var type: String
     public var data: String
+
+    /// The event's seq, for auction streams.
+    public var seq: Int64? { Int64(id) }
 }
 
 /// Follows an auction's live events across nodes: connects to one node's
@@ -35,11 +39,13 @@ public final class EventStreamClient: NSObject, URLSessionDataDelegate, @uncheck
                 while !Task.isCancelled, failures < attempts * nodes.count {
                     let client = EventStreamClient()
                     var received = false
-                    let (events, session) = client.connect(to: nodes[index % nodes.count], auction: auction, after: last)
+                    let (events, session) = client.connect(
+                        to: "\(nodes[index % nodes.count])/v1/auctions/\(auction)/events", headers: ["Last-Event-ID": "\(last)"])
                     await withTaskCancellationHandler {
-                        for await event in events where event.id > last {
+                        for await event in events {
+                            guard let seq = event.seq, seq > last else { continue }
                             received = true
-                            last = event.id
+                            last = seq
                             continuation.yield(event)
                         }
                     } onCancel: {
@@ -56,11 +62,55 @@ public final class EventStreamClient: NSObject, URLSessionDataDelegate, @uncheck
         }
     }
 
-    /// Opens the stream of one node; the events end when the connection does.
-    private func connect(to node: String, auction: String, after seq: Int64) -> (AsyncStream<ServerSentEvent>, URLSession) {
+    /// The caller's notifications (outbid, won, lost, extended, cancelled), from `nodes` in turn:
+    /// on reconnect it sends the last id seen, the node replays what it retained from then on, and
+    /// ids already delivered are dropped — each notification once. `since` also asks the first node
+    /// for the ones it retained from that time.
+    public static func notifications(
+        token: String, nodes: [String], since: Date? = nil, attempts: Int = 20
+    ) -> AsyncStream<ServerSentEvent> {
+        AsyncStream { continuation in
+            let worker = Task {
+                var seen: Set<String> = []
+                var last: String?
+                var failures = 0
+                var index = 0
+                while !Task.isCancelled, failures < attempts * nodes.count {
+                    let client = EventStreamClient()
+                    var headers = ["Authorization": "Bearer \(token)"]
+                    var url = "\(nodes[index % nodes.count])/v1/me/notifications"
+                    if let last {
+                        headers["Last-Event-ID"] = last
+                    } else if let since {
+                        url += "?since=\(Int64(since.timeIntervalSince1970 * 1_000))"
+                    }
+                    let (events, session) = client.connect(to: url, headers: headers)
+                    var received = false
+                    await withTaskCancellationHandler {
+                        for await event in events {
+                            received = true
+                            last = event.id
+                            if seen.insert(event.id).inserted { continuation.yield(event) }
+                        }
+                    } onCancel: {
+                        session.invalidateAndCancel()
+                    }
+                    session.invalidateAndCancel()
+                    failures = received ? 0 : failures + 1
+                    index += 1
+                    if !received { try? await Task.sleep(for: .milliseconds(200)) }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in worker.cancel() }
+        }
+    }
+
+    /// Opens one node's stream at `url`; the events end when the connection does.
+    private func connect(to url: String, headers: [String: String]) -> (AsyncStream<ServerSentEvent>, URLSession) {
         let (events, continuation) = AsyncStream.makeStream(of: ServerSentEvent.self)
-        var request = URLRequest(url: URL(string: "\(node)/v1/auctions/\(auction)/events")!, timeoutInterval: 3_600)
-        request.setValue("\(seq)", forHTTPHeaderField: "Last-Event-ID")
+        var request = URLRequest(url: URL(string: url)!, timeoutInterval: 3_600)
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.setValue("text/event-stream", forHTTPHeaderField: "Accept")
         let session = URLSession(configuration: .default, delegate: self, delegateQueue: nil)
         lock.withLock { self.continuation = continuation }
@@ -75,11 +125,11 @@ public final class EventStreamClient: NSObject, URLSessionDataDelegate, @uncheck
             while let range = buffer.range(of: "\n\n") {
                 let block = String(buffer[..<range.lowerBound])
                 buffer.removeSubrange(..<range.upperBound)
-                var id: Int64?
+                var id: String?
                 var type = "message"
                 var payload = ""
                 for line in block.split(separator: "\n") {
-                    if line.hasPrefix("id: ") { id = Int64(line.dropFirst(4)) }
+                    if line.hasPrefix("id: ") { id = String(line.dropFirst(4)) }
                     if line.hasPrefix("event: ") { type = String(line.dropFirst(7)) }
                     if line.hasPrefix("data: ") { payload = String(line.dropFirst(6)) }
                 }

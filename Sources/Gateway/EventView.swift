@@ -49,3 +49,17 @@ enum EventView {
         }
     }
 }
+
+/// The public form of a bidder's notification (only ever sent to that bidder).
+enum NotificationView {
+    static func serverSentEvent(_ notification: BidderNotification) -> String {
+        let object: [String: Any] = [
+            "id": notification.id, "kind": notification.kind.rawValue, "auctionId": notification.auctionId.rawValue,
+            "seq": notification.seq, "title": notification.title, "price": notification.price.minorUnits,
+            "currency": notification.price.currency.code, "endsAt": Timestamps.format(notification.endsAt),
+            "at": Timestamps.format(notification.at),
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return "id: \(notification.id)\nevent: \(notification.kind.rawValue)\ndata: \(String(decoding: data, as: UTF8.self))\n\n"
+    }
+}

@@ -69,6 +69,7 @@ public struct GatewayAPI: Sendable {
         api.post("/users", use: register)
         api.post("/sessions", use: login)
         api.get("/me", use: me)
+        api.get("/me/notifications", use: notificationStream)
         api.put("/users/:id/roles", use: grantRoles)
         api.post("/auctions", use: createAuction)
         api.get("/auctions", use: listAuctions)
@@ -346,13 +347,39 @@ public struct GatewayAPI: Sendable {
         let since = request.headers[.lastEventID].flatMap(Int64.init) ?? request.uri.queryParameters.get("since").flatMap(Int64.init) ?? 0
         guard since >= 0 else { throw APIError.malformed("'since' must not be negative.") }
         let stream = await node.events(of: id, after: since)
+        return serverSentEvents(stream, render: EventView.serverSentEvent)
+    }
+
+    /// `GET /v1/me/notifications`: the caller's notifications (outbid, won, lost, extended,
+    /// cancelled) as `text/event-stream`, `id:` = the notification id (the same on every node).
+    /// `Last-Event-ID` (the last id seen, on any node) or `?since=<ms>` first replays the retained
+    /// ones from that time; the client drops ids it already has.
+    @Sendable func notificationStream(_ request: Request, context: GatewayContext) async throws -> Response {
+        let caller = try context.caller()
+        var start = NotificationHub.Start.now
+        if let lastSeen = request.headers[.lastEventID] {
+            start = .after(id: lastSeen)
+        } else if let raw = request.uri.queryParameters.get("since") {
+            guard let milliseconds = Int64(raw), milliseconds >= 0 else {
+                throw APIError.malformed("'since' is a time in milliseconds since 1970.")
+            }
+            start = .since(Timestamp(millisecondsSinceEpoch: milliseconds))
+        }
+        let stream = node.readModel.notifications.subscribe(caller.userId, from: start)
+        return serverSentEvents(stream, render: NotificationView.serverSentEvent)
+    }
+
+    /// A `text/event-stream` response of `source`, plus a comment line every 15 s: it keeps the
+    /// connection inside the server's idle timeout and shows a client that went away (the write
+    /// fails). It ends when `source` does or the node shuts down, so the node can stop.
+    private func serverSentEvents<Source: AsyncSequence<Element, Never> & Sendable, Element>(
+        _ source: Source, render: @escaping @Sendable (Element) -> String
+    ) -> Response {
         let metrics = self.metrics
         metrics.streamOpened()
-        // Events as SSE text, plus a comment line every 15 s: it keeps the connection inside the
-        // server's idle timeout and shows a client that went away (the write fails).
         let bytes = AsyncStream<ByteBuffer> { continuation in
             let forward = Task {
-                for await event in stream { continuation.yield(ByteBuffer(string: EventView.serverSentEvent(event))) }
+                for await element in source { continuation.yield(ByteBuffer(string: render(element))) }
                 continuation.finish()
             }
             let heartbeat = Task {
@@ -369,7 +396,6 @@ public struct GatewayAPI: Sendable {
         }
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
-            // A stream never ends by itself: it ends when the node shuts down, so the node can stop.
             body: ResponseBody(asyncSequence: bytes.cancelOnGracefulShutdown()))
     }
 

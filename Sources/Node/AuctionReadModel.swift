@@ -15,11 +15,21 @@ import Synchronization
 public final class AuctionReadModel: Sendable {
     private let writer: ReadModelWriter
     private let published: PublishedSnapshot
+    /// Outbid, won, lost, extended, cancelled — derived here, as events are applied in order.
+    public let notifications: NotificationHub
 
-    public init(store: any EventStore) {
+    /// - Parameter notifyFrom: notifications are derived for events from this time on; older ones
+    ///   (the history a starting node catches up on) are applied silently.
+    public init(
+        store: any EventStore, notifications: NotificationHub = NotificationHub(),
+        notifyFrom: Timestamp = Timestamp(millisecondsSinceEpoch: 0)
+    ) {
         let published = PublishedSnapshot()
         self.published = published
-        self.writer = ReadModelWriter(store: store) { snapshot in published.value.withLock { $0 = snapshot } }
+        self.notifications = notifications
+        self.writer = ReadModelWriter(store: store, notifications: notifications, notifyFrom: notifyFrom) { snapshot in
+            published.value.withLock { $0 = snapshot }
+        }
     }
 
     /// Loads every auction that has a log (call once at start; live events keep it current).
@@ -196,10 +206,17 @@ actor ReadModelWriter {
     private var standings: [AuctionID: [UserID: BidderStanding]] = [:]
     private var snapshot = ReadModelSnapshot()
     private let store: any EventStore
+    private let notifications: NotificationHub
+    private let notifyFrom: Timestamp
     private let publish: @Sendable (ReadModelSnapshot) -> Void
 
-    init(store: any EventStore, publish: @escaping @Sendable (ReadModelSnapshot) -> Void) {
+    init(
+        store: any EventStore, notifications: NotificationHub, notifyFrom: Timestamp,
+        publish: @escaping @Sendable (ReadModelSnapshot) -> Void
+    ) {
         self.store = store
+        self.notifications = notifications
+        self.notifyFrom = notifyFrom
         self.publish = publish
     }
 
@@ -216,29 +233,53 @@ actor ReadModelWriter {
 
     func apply(_ events: [StoredEvent]) async {
         var touched: Set<AuctionID> = []
+        var notes: [BidderNotification] = []
         for event in events.sorted(by: { ($0.auction, $0.seq) < ($1.auction, $1.seq) }) {
-            let current = auctions[event.auction]?.seq ?? 0
-            if event.seq <= current { continue }
-            if event.seq == current + 1,
-                var auction = auctions[event.auction] ?? (current == 0 ? Auction(id: event.auction) : nil),
-                (try? auction.apply(event.event)) != nil
-            {
-                auctions[event.auction] = auction
-                switch event.event {
-                case .bidAccepted(let bid):
-                    fold(receiptOf: bid.bidId, in: event.auction)
-                    noteBids(event.auction, at: [bid.at])
-                case .boughtNow(let purchase):
-                    fold(receiptOf: purchase.bidId, in: event.auction)
-                default: break
-                }
-                touched.insert(event.auction)
-            } else {
-                await reload(event.auction)
+            let id = event.auction
+            if event.seq <= auctions[id]?.seq ?? 0 { continue }
+            // A missed push (or an auction first seen mid-log): fill the gap from the log event by
+            // event, so its notifications are not lost either. (The actor may interleave at each
+            // await, so the seq is read again after it.)
+            while event.seq > (auctions[id]?.seq ?? 0) + 1 {
+                let current = auctions[id]?.seq ?? 0
+                guard let missing = try? await store.events(of: id, after: current, limit: min(Int(event.seq - current - 1), 1_000)),
+                    !missing.isEmpty
+                else { break }
+                for earlier in missing where step(earlier, &notes) { touched.insert(id) }
+                if auctions[id]?.seq ?? 0 == current { break }
+            }
+            if step(event, &notes) {
+                touched.insert(id)
+            } else if event.seq > auctions[id]?.seq ?? 0 {
+                await reload(id)
             }
         }
         for id in touched { index(id) }
         publish(snapshot)
+        notifications.publish(notes)
+    }
+
+    /// Applies `event` if it is the next one of its auction, with its notifications; false otherwise.
+    private func step(_ event: StoredEvent, _ notes: inout [BidderNotification]) -> Bool {
+        let current = auctions[event.auction]?.seq ?? 0
+        guard event.seq == current + 1,
+            var auction = auctions[event.auction] ?? (current == 0 ? Auction(id: event.auction) : nil)
+        else { return false }
+        let previousLeader = auction.state?.leader?.bidderId
+        guard (try? auction.apply(event.event)) != nil else { return false }
+        auctions[event.auction] = auction
+        switch event.event {
+        case .bidAccepted(let bid):
+            fold(receiptOf: bid.bidId, in: event.auction)
+            noteBids(event.auction, at: [bid.at])
+        case .boughtNow(let purchase):
+            fold(receiptOf: purchase.bidId, in: event.auction)
+        default: break
+        }
+        notes += auction.notifications(
+            after: event.event, previousLeader: previousLeader, bidders: (standings[event.auction] ?? [:]).keys
+        ).filter { $0.at >= notifyFrom }
+        return true
     }
 
     private func reload(_ id: AuctionID) async {

@@ -87,7 +87,7 @@ public actor ClusterNode {
         self.transport = transport
         self.store = store
         self.fanOut = fanOut
-        self.readModel = AuctionReadModel(store: store)
+        self.readModel = AuctionReadModel(store: store, notifyFrom: clock.now())
         self.clock = clock
         self.logger = logger
         let now = clock.now()

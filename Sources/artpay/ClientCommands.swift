@@ -108,6 +108,23 @@ struct WatchCommand: AsyncParsableCommand {
     }
 }
 
+struct NotificationsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "notifications",
+        abstract: "Follow your notifications (outbid, won, lost, extended, cancelled); resumes on another node after a failure.")
+    @OptionGroup var node: NodeOptions
+    @Option(help: "Also show those of the last minutes that the node still keeps.") var minutes: Int = 0
+
+    func run() async throws {
+        guard let token = CLISession.load()?.token else { throw ValidationError("log in first (artpay login)") }
+        let since = minutes > 0 ? Date().addingTimeInterval(-60 * Double(minutes)) : nil
+        for await event in EventStreamClient.notifications(token: token, nodes: node.list, since: since) {
+            print("\(event.type) \(event.data)")
+            fflush(nil)
+        }
+    }
+}
+
 struct AuctionsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "auctions", abstract: "List auctions, soonest end first.")
     @OptionGroup var node: NodeOptions

@@ -142,10 +142,20 @@ import Testing
         let seen = Mutex<[Int64]>([])
         let watcher = Task {
             for await event in EventStreamClient.follow(auction, after: 0, nodes: order.map { http[$0] }) {
-                let count = seen.withLock { $0.append(event.id); return $0.count }
+                let count = seen.withLock { $0.append(event.seq ?? -1); return $0.count }
                 if count >= 11 { return }
             }
         }
+        // Alice's notifications, on the same node: bob outbids her with every odd bid after the first.
+        let notified = Mutex<[String]>([])
+        let aliceToken = bidders[0].token!
+        let started = Date()
+        let notificationWatcher = Task {
+            for await event in EventStreamClient.notifications(token: aliceToken, nodes: order.map { http[$0] }, since: started) {
+                notified.withLock { $0.append(event.id) }
+            }
+        }
+        defer { notificationWatcher.cancel() }
         func bid(_ n: Int) async throws {
             let survivors = nodes.indices.filter { nodes[$0].isRunning }
             let deadline = ContinuousClock.now.advanced(by: .seconds(30))
@@ -172,6 +182,10 @@ import Testing
         try await eventually("the watcher saw all eleven events", timeout: .seconds(30)) { seen.withLock { $0.count } >= 11 }
         watcher.cancel()
         #expect(seen.withLock { $0 } == Array(1...11), "events seen: \(seen.withLock { $0 })")
+        // Bids 3, 5, 7 and 9 (seq 4, 6, 8, 10) outbid alice; the watcher saw each once, across the kill.
+        let outbid = [4, 6, 8, 10].map { "\(auction):\($0):outbid" }
+        try await eventually("alice heard every outbid", timeout: .seconds(30)) { notified.withLock { $0 }.count >= 4 }
+        #expect(notified.withLock { $0 } == outbid, "notifications: \(notified.withLock { $0 })")
     }
 }
 

@@ -44,7 +44,7 @@ final class NodeProcess: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: try Self.binary)
         process.arguments = ["node", "--config", configPath, "--log-level", "info"]
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         process.standardOutput = log

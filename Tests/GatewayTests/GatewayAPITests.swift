@@ -112,6 +112,18 @@ import Testing
         }
     }
 
+    /// The stream itself is tested over real HTTP (ClusterProcessTests); here, what is refused before
+    /// it opens.
+    @Test func notifications_needATokenAndAValidSince() async throws {
+        try await GatewayHarness.run { client, _ in
+            #expect(try await client.send(.get, "/v1/me/notifications").status == .unauthorized)
+            let bidder = try await client.signUp("nora")
+            let bad = try await client.send(.get, "/v1/me/notifications?since=yesterday", token: bidder)
+            #expect(bad.status == .badRequest)
+            #expect((bad.json["detail"] as? String)?.contains("since") == true)
+        }
+    }
+
     @Test func malformedAndOversizedBodies_getA400Or413NamingTheProblem() async throws {
         try await GatewayHarness.run { client, _ in
             let unknown = try await client.send(.post, "/v1/users", json: #"{"username":"carl","password":"password-123","isAdmin":true}"#)

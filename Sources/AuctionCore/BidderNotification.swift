@@ -1,0 +1,81 @@
+/// Something a bidder wants to hear about an auction they bid on: outbid, won, lost, extended,
+/// cancelled. Derived from the log alone (the state before an event and the event), so every node
+/// derives the same notifications with the same ids, and a client that reconnects elsewhere can
+/// drop the ones it has seen by id.
+public struct BidderNotification: Hashable, Sendable, Codable {
+    public enum Kind: String, Hashable, Sendable, Codable, CaseIterable {
+        /// Someone else leads now (also when the leader's proxy beat a bid at once).
+        case outbid
+        case won
+        /// The auction closed with someone else as the winner, or unsold.
+        case lost
+        /// Soft close moved the end.
+        case extended
+        case cancelled
+    }
+
+    /// `auction:seq:kind`: unique per recipient, the same on every node.
+    public var id: String { "\(auctionId.rawValue):\(seq):\(kind.rawValue)" }
+    public var userId: UserID
+    public var kind: Kind
+    public var auctionId: AuctionID
+    /// The seq of the event that caused it.
+    public var seq: Int64
+    public var title: String
+    public var price: Money
+    public var endsAt: Timestamp
+    /// When the event happened (its time in the log).
+    public var at: Timestamp
+
+    public init(
+        userId: UserID, kind: Kind, auctionId: AuctionID, seq: Int64, title: String, price: Money, endsAt: Timestamp,
+        at: Timestamp
+    ) {
+        self.userId = userId
+        self.kind = kind
+        self.auctionId = auctionId
+        self.seq = seq
+        self.title = title
+        self.price = price
+        self.endsAt = endsAt
+        self.at = at
+    }
+}
+
+extension Auction {
+    /// The notifications `event` caused, called on the auction right after applying it. The caller
+    /// passes what the state no longer tells: who led before, and who has bid (every bidder, the
+    /// one of this event included), so this costs nothing per receipt. Pure.
+    public func notifications(
+        after event: AuctionEvent, previousLeader: UserID?, bidders: some Collection<UserID>
+    ) -> [BidderNotification] {
+        guard let state else { return [] }
+        func note(_ user: UserID, _ kind: BidderNotification.Kind, at time: Timestamp) -> BidderNotification {
+            BidderNotification(
+                userId: user, kind: kind, auctionId: id, seq: seq, title: state.terms.title, price: state.price,
+                endsAt: state.endsAt, at: time)
+        }
+        let everyone = bidders.sorted { $0.rawValue < $1.rawValue }
+        switch event {
+        case .bidAccepted(let bid):
+            var outbid: Set<UserID> = []
+            if let previousLeader, previousLeader != bid.leaderId { outbid.insert(previousLeader) }
+            if bid.bidderId != bid.leaderId { outbid.insert(bid.bidderId) }
+            return outbid.sorted { $0.rawValue < $1.rawValue }.map { note($0, .outbid, at: bid.at) }
+        case .extended(let extended):
+            // The bid that moved the end is in the same batch, just before.
+            let at = state.receipts[extended.byBidId]?.at ?? state.terms.opensAt
+            return everyone.map { note($0, .extended, at: at) }
+        case .closed(let closed):
+            var winner: UserID?
+            if case .sold(let winnerId, _, _) = closed.result { winner = winnerId }
+            var recipients = everyone
+            if let winner, !recipients.contains(winner) { recipients.append(winner) }
+            return recipients.map { note($0, $0 == winner ? .won : .lost, at: closed.at) }
+        case .cancelled(let cancelled):
+            return everyone.map { note($0, .cancelled, at: cancelled.at) }
+        case .created, .boughtNow:
+            return []
+        }
+    }
+}
