@@ -18,10 +18,16 @@ public struct GatewayAPI: Sendable {
         /// bcrypt cost for new passwords (12 in production; tests use the minimum, 4).
         public var passwordCost: UInt8
         public var rateLimit: RateLimitMiddleware.Policy
+        /// How long a handler may take to produce its response (streams only need their head).
+        public var requestTimeout: Duration
 
-        public init(passwordCost: UInt8 = 12, rateLimit: RateLimitMiddleware.Policy = .init(capacity: 120, refillPerSecond: 20)) {
+        public init(
+            passwordCost: UInt8 = 12, rateLimit: RateLimitMiddleware.Policy = .init(capacity: 120, refillPerSecond: 20),
+            requestTimeout: Duration = .seconds(15)
+        ) {
             self.passwordCost = passwordCost
             self.rateLimit = rateLimit
+            self.requestTimeout = requestTimeout
         }
     }
 
@@ -50,6 +56,7 @@ public struct GatewayAPI: Sendable {
         let router = Router(context: GatewayContext.self)
         router.add(middleware: MetricsMiddleware(metrics: metrics))
         router.add(middleware: ProblemMiddleware())
+        router.add(middleware: RequestTimeoutMiddleware(limit: configuration.requestTimeout))
         router.get("/health/live") { _, _ -> HTTPResponse.Status in .ok }
         router.get("/health/ready") { _, _ -> HTTPResponse.Status in await isReady() ? .ok : .serviceUnavailable }
         router.get("/v1/cluster") { _, _ -> Response in try Self.json(await node.snapshot) }

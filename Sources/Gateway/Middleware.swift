@@ -33,6 +33,46 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
+/// Answers 503 `request_timeout` (with `Retry-After`) when a handler has not produced its
+/// response within `limit`, and cancels it: a stuck store or a peer that never answers must not
+/// hold a connection and a client forever. Streams are not cut: their handlers return the response
+/// head at once and the body flows afterwards. A bid cut off this way may still have been accepted;
+/// the client retries with the same bid id and gets its outcome.
+public struct RequestTimeoutMiddleware<Context: RequestContext>: RouterMiddleware {
+    let limit: Duration
+
+    public init(limit: Duration) {
+        self.limit = limit
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        let limit = self.limit
+        return try await withoutActuallyEscaping(next) { next in
+            // The child task calls `next` only while this function waits for the group, so the
+            // closure never outlives the call it was lent for.
+            let handler = LentHandler(call: next)
+            return try await withThrowingTaskGroup(of: Response.self) { group in
+                group.addTask { try await handler.call(request, context) }
+                group.addTask {
+                    try await Task.sleep(for: limit)
+                    throw APIError(
+                        .serviceUnavailable, code: "request_timeout",
+                        detail: "The request took longer than \(limit.components.seconds) s and was stopped; retry (a bid with the same bid id).",
+                        headers: [.retryAfter: "1"])
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
+            }
+        }
+    }
+
+    private struct LentHandler: @unchecked Sendable {
+        let call: (Request, Context) async throws -> Response
+    }
+}
+
 /// Reads `Authorization: Bearer <jwt>`; a valid token sets the caller's identity, an invalid one
 /// is a 401 naming why. Requests without a token continue anonymously (routes that need a caller
 /// refuse them).

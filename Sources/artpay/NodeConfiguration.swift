@@ -119,7 +119,8 @@ struct NodeSettings: Sendable {
             passwordCost: UInt8(clamping: reader.int(forKey: "auth.passwordCost", default: 12)),
             rateLimit: .init(
                 capacity: reader.int(forKey: "http.rateLimit.capacity", default: 120),
-                refillPerSecond: reader.double(forKey: "http.rateLimit.refillPerSecond", default: 20)))
+                refillPerSecond: reader.double(forKey: "http.rateLimit.refillPerSecond", default: 20)),
+            requestTimeout: .milliseconds(Int64(reader.double(forKey: "http.requestTimeoutSeconds", default: 15) * 1_000)))
         return NodeSettings(
             cluster: ClusterNode.Configuration(id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),
             clusterBind: (bindHost, bindPort), httpHost: reader.string(forKey: "http.host", default: "127.0.0.1"),
