@@ -5,12 +5,24 @@ import Storage
 /// The public form of an auction event for clients: no bidder's maximum, no reserve amount.
 enum EventView {
     static func serverSentEvent(_ stored: StoredEvent) -> String {
-        let (type, fields) = fields(of: stored.event)
-        var object = fields
-        object["seq"] = stored.seq
-        object["auctionId"] = stored.auction.rawValue
+        let (type, object) = payload(stored)
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return "id: \(stored.seq)\nevent: \(type)\ndata: \(String(decoding: data, as: UTF8.self))\n\n"
+    }
+
+    /// One WebSocket message: the SSE `data` object plus `type`.
+    static func json(_ stored: StoredEvent) -> String {
+        var (type, object) = payload(stored)
+        object["type"] = type
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private static func payload(_ stored: StoredEvent) -> (String, [String: Any]) {
+        var (type, object) = fields(of: stored.event)
+        object["seq"] = stored.seq
+        object["auctionId"] = stored.auction.rawValue
+        return (type, object)
     }
 
     static func fields(of event: AuctionEvent) -> (String, [String: Any]) {

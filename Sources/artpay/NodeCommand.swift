@@ -3,6 +3,7 @@ import AuctionRuntime
 import Foundation
 import Gateway
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import Node
 import PostgresNIO
@@ -70,9 +71,12 @@ struct NodeCommand: AsyncParsableCommand {
             node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger,
             bootstrapAdmin: bootstrapAdmin)
         let router = api.router(isReady: { await cluster.isReady })
-        // Connections idle for a minute are closed (event streams send a heartbeat every 15 s).
+        // Connections idle for a minute are closed (event streams send a heartbeat every 15 s,
+        // WebSockets a ping every 30 s).
         let http = Application(
-            router: router, server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+            router: router,
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: api.webSocketRouter(), configuration: .init(http1: .init(idleTimeout: .seconds(60)))),
             configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort)), logger: logger)
         services.append(.init(service: cluster))
         services.append(.init(service: http))

@@ -5,6 +5,7 @@ import Foundation
 import Gateway
 import Hummingbird
 import HummingbirdTesting
+import HummingbirdWebSocket
 import Logging
 import Node
 import NIOCore
@@ -22,6 +23,7 @@ struct GatewayHarness: Sendable {
 
     static func run(
         rateLimit: RateLimitMiddleware.Policy = .init(capacity: 10_000, refillPerSecond: 10_000),
+        live: Bool = false,
         _ body: @Sendable (any TestClientProtocol, GatewayHarness) async throws -> Void
     ) async throws {
         try await withSQLiteStore { store, _ in
@@ -46,12 +48,15 @@ struct GatewayHarness: Sendable {
                 node: node, users: store, events: store, tokens: tokens, clock: clock,
                 configuration: .init(passwordCost: 4, rateLimit: rateLimit))
             try await api.ensureAdmin(username: "root", password: "root-password")
-            let app = Application(router: api.router(isReady: { true }), logger: logger)
+            // Live: a real HTTP server on a free loopback port, with WebSocket upgrades.
+            let app = Application(
+                router: api.router(isReady: { true }), server: .http1WebSocketUpgrade(webSocketRouter: api.webSocketRouter()),
+                configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
             let harness = GatewayHarness(api: api, tokens: tokens, signingPEM: signingPEM, previousPEM: previousPEM)
             // The node's loop feeds its read model (leaderboards, listings).
             let loop = Task { await node.run() }
             defer { loop.cancel() }
-            try await app.test(.router) { client in try await body(client, harness) }
+            try await app.test(live ? .live : .router) { client in try await body(client, harness) }
             await registry.shutdown()
         }
     }
