@@ -37,9 +37,14 @@ public struct Timestamp: Hashable, Sendable, Comparable, Codable, CustomStringCo
 }
 
 extension Duration {
-    /// The duration in whole milliseconds, truncated toward zero.
+    /// The duration in whole milliseconds, truncated toward zero, saturating at the bounds of
+    /// `Int64` (a duration from untrusted input must not trap when it is encoded or compared).
     public var wholeMilliseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1_000 + attoseconds / 1_000_000_000_000_000
+        let (milliseconds, overflow) = seconds.multipliedReportingOverflow(by: 1_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (total, overflowAgain) = milliseconds.addingReportingOverflow(attoseconds / 1_000_000_000_000_000)
+        if overflowAgain { return milliseconds < 0 ? .min : .max }
+        return total
     }
 }

@@ -258,16 +258,18 @@ public actor ClusterNode {
 
     /// Close timers live in loaded auction actors; an auction nobody touched since a restart or a
     /// failover has none. So the owner loads its running auctions that end within a minute (their
-    /// actor arms the timer) and closes those already past their end.
+    /// actor arms the timer), and sends a close through the registry for those past their end
+    /// that still run: a loaded actor that was fenced meanwhile (its timer's close failed) is then
+    /// dropped with its lease, and the next round closes it under a new one.
     private func closeDueAuctions() {
-        let horizon = clock.now().advanced(by: .seconds(60))
+        let now = clock.now()
+        let horizon = now.advanced(by: .seconds(60))
         let (readModel, registry, shardMap, me, candidates) = (readModel, registry, configuration.shardMap, configuration.id, candidates)
         Task {
             let due = readModel.list({ $0.status == .running && $0.endsAt <= horizon }, limit: 1_000)
             for summary in due where Placement.owner(of: shardMap.shard(of: summary.auctionId), among: candidates) == me {
-                if await registry.loadedActor(summary.auctionId) == nil {
-                    _ = await registry.submit(.close, to: summary.auctionId)
-                }
+                let loaded = await registry.loadedActor(summary.auctionId) != nil
+                if summary.endsAt <= now || !loaded { _ = await registry.submit(.close, to: summary.auctionId) }
             }
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import AuctionCore
 import Testing
 
@@ -233,4 +234,25 @@ import Testing
 extension Auction.Decision {
     var isAccept: Bool { if case .accept = self { true } else { false } }
     var isReject: Bool { if case .reject = self { true } else { false } }
+}
+
+/// Found by schemathesis: an absurd extension window from a request trapped while the terms were
+/// encoded for forwarding. Durations from input now saturate, and the rules refuse them.
+@Suite struct UntrustedDurationTests {
+    @Test func wholeMilliseconds_saturatesInsteadOfTrapping() {
+        #expect(Duration.seconds(6_983_890_272_650_103_808).wholeMilliseconds == .max)
+        #expect(Duration.seconds(-6_983_890_272_650_103_808).wholeMilliseconds == .min)
+        #expect(Duration.milliseconds(1_500).wholeMilliseconds == 1_500)
+    }
+
+    @Test func anAbsurdExtensionWindow_isRefusedByTheRules() throws {
+        let terms = Fixture.terms(extensionWindow: .seconds(6_983_890_272_650_103_808))
+        let encoded = try JSONEncoder().encode(terms)
+        #expect(!encoded.isEmpty)
+        var auction = Auction(id: Fixture.auctionId)
+        guard case .reject(.invalidTerms) = auction.decide(.create(terms), now: Timestamp(millisecondsSinceEpoch: 0)) else {
+            Issue.record("expected invalid_terms")
+            return
+        }
+    }
 }
