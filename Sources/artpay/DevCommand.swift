@@ -222,7 +222,7 @@ struct DevClusterService: Service {
             {
                 let alive = members.filter { $0["status"] as? String == "alive" }.count
                 let held = (view["shardsHeld"] as? [Any])?.count ?? 0
-                parts.append("\(node.name) up (\(alive)/3 alive, \(held) shards held)")
+                parts.append("\(node.name) up, sees \(alive)/3, \(held) shards")
             } else {
                 parts.append("\(node.name) DOWN")
             }
