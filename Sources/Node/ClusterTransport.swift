@@ -23,15 +23,23 @@ public final class ClusterTransport: Sendable {
     let secret: ClusterSecret
     let group: any EventLoopGroup
     let logger: Logger
+    /// The local address outbound connections leave from (the node's cluster host), so that peers
+    /// and packet filters see each node's traffic under its own address; nil lets the OS choose
+    /// (no address given, a wildcard, or a host name).
+    let outboundSource: SocketAddress?
     private let handler = Mutex<FrameHandler?>(nil)
     private let links: OutboundLinks
 
     public init(
-        node: NodeID, secret: ClusterSecret, group: (any EventLoopGroup)? = nil, logger: Logger
+        node: NodeID, secret: ClusterSecret, group: (any EventLoopGroup)? = nil, outboundSource: String? = nil,
+        logger: Logger
     ) {
         self.node = node
         self.secret = secret
         self.group = group ?? MultiThreadedEventLoopGroup.singleton
+        self.outboundSource = outboundSource.flatMap { host in
+            ["0.0.0.0", "::"].contains(host) ? nil : try? SocketAddress(ipAddress: host, port: 0)
+        }
         self.logger = logger
         self.links = OutboundLinks()
     }
@@ -95,7 +103,9 @@ public final class ClusterTransport: Sendable {
     /// Connects to `address`, authenticates, then writes `writes` and reads replies until either side ends.
     func runOutbound(to address: NodeAddress, writes: AsyncStream<ByteBuffer>) async -> Bool {
         do {
-            let connection = try await ClientBootstrap(group: group)
+            var bootstrap = ClientBootstrap(group: group)
+            if let outboundSource { bootstrap = bootstrap.bind(to: outboundSource) }
+            let connection = try await bootstrap
                 .connectTimeout(.seconds(1))
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connect(host: address.host, port: address.port) { channel in

@@ -54,7 +54,9 @@ struct NodeCommand: AsyncParsableCommand {
         let registry = AuctionRegistry(
             configuration: .init(node: settings.cluster.id), store: store, writer: LogWriter(store: store), clock: clock,
             logger: logger, onDurable: fanOut.publish)
-        let transport = ClusterTransport(node: settings.cluster.id, secret: settings.secret, logger: logger)
+        // Outbound cluster connections leave from the cluster host when it is one IP address.
+        let transport = ClusterTransport(
+            node: settings.cluster.id, secret: settings.secret, outboundSource: settings.clusterBind.host, logger: logger)
         let node = ClusterNode(
             configuration: settings.cluster, registry: registry, transport: transport, store: store, fanOut: fanOut,
             clock: clock, logger: logger)
