@@ -103,6 +103,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The chaos history checker: what clients were told against the final log. Pure.
+        .target(name: "ChaosCheck", dependencies: ["AuctionCore", "Storage"], swiftSettings: strict),
         // What clients of the API need: JSON calls and a resuming event stream (CLI, dev, tests).
         .target(name: "ArtPayClient", swiftSettings: strict),
         .executableTarget(
@@ -115,6 +117,7 @@ let package = Package(
                 "Node",
                 "Gateway",
                 "ArtPayClient",
+                "ChaosCheck",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -179,6 +182,11 @@ let package = Package(
                 .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ChaosCheckTests",
+            dependencies: ["AuctionCore", "Storage", "ChaosCheck"],
             swiftSettings: strict
         ),
         .testTarget(
