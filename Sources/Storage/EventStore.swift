@@ -35,6 +35,15 @@ public protocol EventStore: Sendable {
     func auctionIDs(after: AuctionID?, limit: Int) async throws(StorageError) -> [AuctionID]
 }
 
+/// Whether `append` refuses writers with a stale epoch. Always `enforced` in service: with it off,
+/// a node that lost its shard (paused, partitioned) can still write, and two writers interleave in
+/// one log. The switch exists only so the chaos checker can be shown catching exactly that.
+public enum Fencing: Sendable, Hashable {
+    case enforced
+    /// Debug only: appends skip the epoch check (events still record the writer's epoch).
+    case unsafelyDisabled
+}
+
 /// Who may write a shard, and with which fencing epoch.
 public struct ShardLease: Hashable, Sendable {
     public var shard: ShardID

@@ -15,16 +15,20 @@ public actor SQLiteEventStore: EventStore {
     /// This connection's own thread: a statement waiting out another process's write lock
     /// (busy timeout) blocks it, and must not starve other connections of threads.
     private let threadPool: NIOThreadPool
+    private let fencing: Fencing
     private var busy = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
 
-    private init(connection: SQLiteConnection, threadPool: NIOThreadPool) {
+    private init(connection: SQLiteConnection, threadPool: NIOThreadPool, fencing: Fencing) {
         self.connection = connection
         self.threadPool = threadPool
+        self.fencing = fencing
     }
 
     /// Opens (creating when missing) the database file at `path`.
-    public static func open(path: String, logger: Logger = Logger(label: "artpay.storage.sqlite")) async throws(
+    public static func open(
+        path: String, fencing: Fencing = .enforced, logger: Logger = Logger(label: "artpay.storage.sqlite")
+    ) async throws(
         StorageError
     ) -> SQLiteEventStore {
         let threadPool = NIOThreadPool(numberOfThreads: 1)
@@ -36,7 +40,7 @@ public actor SQLiteEventStore: EventStore {
             _ = try await connection.query("PRAGMA busy_timeout = 10000")
             _ = try await connection.query("PRAGMA journal_mode = WAL")
             _ = try await connection.query("PRAGMA synchronous = FULL")
-            return SQLiteEventStore(connection: connection, threadPool: threadPool)
+            return SQLiteEventStore(connection: connection, threadPool: threadPool, fencing: fencing)
         } catch {
             try? await threadPool.shutdownGracefully()
             throw .unavailable("cannot open SQLite database at \(path): \(error)")
@@ -101,7 +105,7 @@ public actor SQLiteEventStore: EventStore {
         try await transaction(uniqueViolation: race) { db in
             var fenced: [StorageError.FencedShard] = []
             var checked = Set<ShardID>()
-            for entry in batch.entries where checked.insert(entry.shard).inserted {
+            for entry in batch.entries where fencing == .enforced && checked.insert(entry.shard).inserted {
                 let current = try await db.query(
                     "SELECT epoch FROM shard_leases WHERE shard = ?", [.integer(Int(entry.shard.rawValue))]
                 ).first?.column("epoch")?.integer.map { Epoch(Int64($0)) }

@@ -42,13 +42,16 @@ struct NodeCommand: AsyncParsableCommand {
             configuration.options.maximumConnections = 16
             let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
             services.append(.init(service: client))
-            store = PostgresEventStore(client: client, logger: logger)
+            store = PostgresEventStore(client: client, fencing: settings.fencing, logger: logger)
         case .sqlite(let path):
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-            store = try await SQLiteEventStore.open(path: path, logger: logger)
+            store = try await SQLiteEventStore.open(path: path, fencing: settings.fencing, logger: logger)
         }
 
+        if settings.fencing == .unsafelyDisabled {
+            logger.critical("FENCING IS DISABLED (debug.unsafeDisableFencing): stale owners can write; never run this in service")
+        }
         let clock = SystemClock()
         let fanOut = EventFanOut()
         let registry = AuctionRegistry(

@@ -4,6 +4,7 @@ import Configuration
 import Foundation
 import Gateway
 import Node
+import Storage
 
 /// Everything `artpay node` needs, read from a JSON file in `cluster-config/` with environment
 /// overrides: a key `cluster.secret` is overridden by `ARTPAY_CLUSTER_SECRET`, `http.port` by
@@ -25,6 +26,8 @@ struct NodeSettings: Sendable {
     var tokenLifetime: Duration
     var api: GatewayAPI.Configuration
     var bootstrapAdmin: (username: String, password: String)?
+    /// `debug.unsafeDisableFencing`: for showing the chaos checker catch two writers; never in service.
+    var fencing: Fencing
 
     struct Invalid: Error, CustomStringConvertible {
         var description: String
@@ -127,6 +130,7 @@ struct NodeSettings: Sendable {
             httpPort: reader.int(forKey: "http.port", default: 8_100), secret: secret, store: store,
             signingKey: .init(kid: signingKid, privateKeyPEM: signingPEM), verificationKeys: verification,
             tokenLifetime: .seconds(reader.int(forKey: "auth.tokenLifetimeSeconds", default: 3_600)), api: api,
-            bootstrapAdmin: admin)
+            bootstrapAdmin: admin,
+            fencing: reader.bool(forKey: "debug.unsafeDisableFencing", default: false) ? .unsafelyDisabled : .enforced)
     }
 }

@@ -84,6 +84,25 @@ import Testing
         }
     }
 
+    /// The debug switch does what it says, and only for the store it is set on: a stale writer's
+    /// append goes through, leaving an epoch that goes back along seq (what the chaos checker finds).
+    @Test(arguments: Backend.allCases)
+    func fencingUnsafelyDisabled_letsAStaleWriterAppend(_ backend: Backend) async throws {
+        try await withStore(backend, otherFencing: .unsafelyDisabled) { store, unfenced, _ in
+            let id = AuctionID(rawValue: "a-unfenced")!
+            let (events, _) = Self.log(id, bids: 3)
+            let stale = try await store.acquire(shard: Self.shard, node: Self.node1).epoch
+            let current = try await store.acquire(shard: Self.shard, node: Self.node2).epoch
+            try await store.append(
+                AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: current, firstSeq: 1, events: Array(events[..<2]))]))
+            let staleBatch = AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: stale, firstSeq: 3, events: [events[2]])])
+            await #expect(throws: StorageError.self) { try await store.append(staleBatch) }
+            try await unfenced.append(staleBatch)
+            let epochs = try await store.events(of: id, after: 0, limit: 10).map(\.epoch)
+            #expect(epochs == [current, current, stale])
+        }
+    }
+
     @Test(arguments: Backend.allCases)
     func auctionIDs_pageThroughEveryAuctionWithALog(_ backend: Backend) async throws {
         try await withStore(backend) { store, _, _ in

@@ -19,9 +19,9 @@ struct RawSQL: Sendable {
 }
 
 /// Runs `body` with a migrated, empty store of `backend`, plus a second, independent store on the
-/// same database (separate connections) and raw SQL access.
+/// same database (separate connections; its fencing as given) and raw SQL access.
 func withStore(
-    _ backend: Backend,
+    _ backend: Backend, otherFencing: Fencing = .enforced,
     _ body: @Sendable (_ store: any EventStore & UserStore, _ other: any EventStore & UserStore, _ raw: RawSQL) async throws -> Void
 ) async throws {
     switch backend {
@@ -30,7 +30,7 @@ func withStore(
         try await pg.withFreshDatabase { client, name in
             try await pg.withClient(database: name) { otherClient in
                 let store = PostgresEventStore(client: client)
-                let other = PostgresEventStore(client: otherClient)
+                let other = PostgresEventStore(client: otherClient, fencing: otherFencing)
                 try await store.migrate()
                 let raw = RawSQL { sql in try await client.query(PostgresQuery(unsafeSQL: sql)) }
                 try await body(store, other, raw)
@@ -42,7 +42,7 @@ func withStore(
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("store.sqlite").path
         let store = try await SQLiteEventStore.open(path: path)
-        let other = try await SQLiteEventStore.open(path: path)
+        let other = try await SQLiteEventStore.open(path: path, fencing: otherFencing)
         try await store.migrate()
         let rawConnection = try await SQLiteConnection.open(storage: .file(path: path))
         _ = try await rawConnection.query("PRAGMA busy_timeout = 10000")
