@@ -27,10 +27,12 @@ public final class EventStreamClient: NSObject, URLSessionDataDelegate, @uncheck
     public override init() {}
 
     /// Events of `auction` after `seq`, from `nodes` in turn, until the consumer stops or every node
-    /// refused `attempts` times in a row.
+    /// refused `attempts` times in a row. `dropRepeats: false` passes on whatever the servers send
+    /// (for checkers that judge the servers, not this client); each reconnect still asks for the
+    /// events after the highest seq seen.
     public static func follow(
-        _ auction: String, after seq: Int64, nodes: [String], attempts: Int = 20
-    ) -> AsyncStream<ServerSentEvent> {
+        _ auction: String, after seq: Int64, nodes: [String], attempts: Int = 20, dropRepeats: Bool = true
+    ) -> AsyncStream<(event: ServerSentEvent, node: String)> {
         AsyncStream { continuation in
             let worker = Task {
                 var last = seq
@@ -39,14 +41,15 @@ public final class EventStreamClient: NSObject, URLSessionDataDelegate, @uncheck
                 while !Task.isCancelled, failures < attempts * nodes.count {
                     let client = EventStreamClient()
                     var received = false
+                    let node = nodes[index % nodes.count]
                     let (events, session) = client.connect(
-                        to: "\(nodes[index % nodes.count])/v1/auctions/\(auction)/events", headers: ["Last-Event-ID": "\(last)"])
+                        to: "\(node)/v1/auctions/\(auction)/events", headers: ["Last-Event-ID": "\(last)"])
                     await withTaskCancellationHandler {
                         for await event in events {
-                            guard let seq = event.seq, seq > last else { continue }
+                            guard let seq = event.seq, seq > last || !dropRepeats else { continue }
                             received = true
-                            last = seq
-                            continuation.yield(event)
+                            last = max(last, seq)
+                            continuation.yield((event, node))
                         }
                     } onCancel: {
                         session.invalidateAndCancel()

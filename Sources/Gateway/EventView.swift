@@ -46,7 +46,13 @@ enum EventView {
                 ]
             )
         case .boughtNow(let purchase):
-            return ("bought_now", ["bidderId": purchase.bidderId.rawValue, "price": purchase.price.minorUnits, "at": Timestamps.format(purchase.at)])
+            return (
+                "bought_now",
+                [
+                    "bidId": purchase.bidId.rawValue, "bidderId": purchase.bidderId.rawValue, "price": purchase.price.minorUnits,
+                    "at": Timestamps.format(purchase.at),
+                ]
+            )
         case .extended(let extended):
             return ("extended", ["endsAt": Timestamps.format(extended.endsAt)])
         case .closed(let closed):

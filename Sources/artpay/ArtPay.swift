@@ -8,7 +8,7 @@ struct ArtPay: AsyncParsableCommand {
         abstract: "ArtPay: a clustered bid engine for real-time art auctions.",
         subcommands: [
             NodeCommand.self, DevCommand.self, LoginCommand.self, AuctionsCommand.self, BidCommand.self, WatchCommand.self,
-            NotificationsCommand.self, CheckCommand.self,
+            NotificationsCommand.self, CheckCommand.self, ChaosCommand.self,
             KeygenCommand.self,
             BenchCommand.self,
         ])

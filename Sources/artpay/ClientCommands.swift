@@ -101,7 +101,7 @@ struct WatchCommand: AsyncParsableCommand {
     @Option(help: "Start after this event seq (0: from the beginning).") var since: Int64 = 0
 
     func run() async throws {
-        for await event in EventStreamClient.follow(auction, after: since, nodes: node.list) {
+        for await (event, _) in EventStreamClient.follow(auction, after: since, nodes: node.list) {
             print("#\(event.id) \(event.type) \(event.data)")
             fflush(nil)
         }

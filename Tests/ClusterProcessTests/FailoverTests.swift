@@ -141,7 +141,7 @@ import Testing
         let order = [victim] + nodes.indices.filter { $0 != victim }
         let seen = Mutex<[Int64]>([])
         let watcher = Task {
-            for await event in EventStreamClient.follow(auction, after: 0, nodes: order.map { http[$0] }) {
+            for await (event, _) in EventStreamClient.follow(auction, after: 0, nodes: order.map { http[$0] }) {
                 let count = seen.withLock { $0.append(event.seq ?? -1); return $0.count }
                 if count >= 11 { return }
             }

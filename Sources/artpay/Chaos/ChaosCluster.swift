@@ -1,0 +1,258 @@
+import Foundation
+import Gateway
+import Synchronization
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// The `artpay node` processes of a chaos run, and the faults done to them: kill -9 and restart,
+/// SIGSTOP/SIGCONT, a network partition of one node (nftables rules on the loopback addresses this
+/// run set up, in a table of its own), a PostgreSQL restart. Every process it starts it ends, by
+/// pid; every rule it adds it deletes — also when the run is interrupted (`cleanUp`).
+final class ChaosCluster: Sendable {
+    struct Node: Sendable {
+        var index: Int
+        var id: String
+        var host: String
+        var clusterPort: Int
+        var httpPort: Int
+        var configPath: String
+        var logPath: String
+        var http: String { "http://\(host):\(httpPort)" }
+    }
+
+    enum State: Sendable, Equatable {
+        case running(pid: Int32)
+        case paused(pid: Int32)
+        case killed
+    }
+
+    let nodes: [Node]
+    let binary: String
+    let workDirectory: String
+    let postgres: (bin: String, dataDirectory: String)?
+    private let states: Mutex<[State]>
+    private let partitionTable: String
+    private let partitioned = Mutex<Int?>(nil)
+
+    init(
+        nodes: [Node], binary: String, workDirectory: String, postgres: (bin: String, dataDirectory: String)?
+    ) {
+        self.nodes = nodes
+        self.binary = binary
+        self.workDirectory = workDirectory
+        self.postgres = postgres
+        self.states = Mutex(Array(repeating: .killed, count: nodes.count))
+        self.partitionTable = "artpay_chaos_\(getpid())"
+    }
+
+    /// Writes each node's configuration: PostgreSQL `database`, a shared secret and signing key, a
+    /// bootstrap admin, rate limits out of the workload's way, a short request timeout.
+    static func configure(
+        count: Int, firstHost: Int, workDirectory: String, pg: (host: String, port: Int, user: String, database: String),
+        disableFencing: Bool
+    ) throws -> [Node] {
+        let keyPath = workDirectory + "/jwt.pem"
+        try TokenAuthority.generatePrivateKeyPEM().write(toFile: keyPath, atomically: true, encoding: .utf8)
+        var nodes: [Node] = []
+        for index in 0..<count {
+            let host = "127.0.0.\(firstHost + index)"
+            nodes.append(
+                Node(
+                    index: index, id: "chaos-\(index + 1)", host: host, clusterPort: try freePort(host), httpPort: try freePort(host),
+                    configPath: "\(workDirectory)/node-\(index + 1).json", logPath: "\(workDirectory)/node-\(index + 1).log"))
+        }
+        let seeds = nodes.map { "\"\($0.host):\($0.clusterPort)\"" }.joined(separator: ", ")
+        for node in nodes {
+            let config = """
+                {
+                  "node": { "id": "\(node.id)" },
+                  "cluster": { "host": "\(node.host)", "port": \(node.clusterPort), "seeds": [\(seeds)], "secret": "chaos-run-cluster-secret" },
+                  "http": { "host": "\(node.host)", "port": \(node.httpPort), "requestTimeoutSeconds": 4,
+                            "rateLimit": { "capacity": 100000, "refillPerSecond": 100000 } },
+                  "store": { "kind": "postgres", "postgres": { "host": "\(pg.host)", "port": \(pg.port), "user": "\(pg.user)", "database": "\(pg.database)" } },
+                  "auth": { "signingKeyFile": "\(keyPath)", "passwordCost": 4, "admin": { "username": "chaos-admin", "password": "chaos-admin-password" } },
+                  "debug": { "unsafeDisableFencing": \(disableFencing) }
+                }
+                """
+            try config.write(toFile: node.configPath, atomically: true, encoding: .utf8)
+        }
+        return nodes
+    }
+
+    // MARK: - Processes
+
+    func start(_ index: Int) throws {
+        let node = nodes[index]
+        let pid = try Spawn.start(binary, ["node", "--config", node.configPath, "--log-level", "notice"], logPath: node.logPath)
+        states.withLock { $0[index] = .running(pid: pid) }
+        try "\(pid)\n".write(toFile: "\(workDirectory)/node-\(index + 1).pid", atomically: true, encoding: .utf8)
+    }
+
+    func state(_ index: Int) -> State { states.withLock { $0[index] } }
+
+    func kill(_ index: Int) {
+        let pid: Int32? = states.withLock { states in
+            switch states[index] {
+            case .running(let pid), .paused(let pid):
+                states[index] = .killed
+                return pid
+            case .killed: return nil
+            }
+        }
+        guard let pid else { return }
+        Foundation.kill(pid, SIGKILL)
+        Spawn.waitForExit(pid)
+    }
+
+    func pause(_ index: Int) {
+        states.withLock { states in
+            guard case .running(let pid) = states[index] else { return }
+            Foundation.kill(pid, SIGSTOP)
+            states[index] = .paused(pid: pid)
+        }
+    }
+
+    func resume(_ index: Int) {
+        states.withLock { states in
+            guard case .paused(let pid) = states[index] else { return }
+            Foundation.kill(pid, SIGCONT)
+            states[index] = .running(pid: pid)
+        }
+    }
+
+    /// Stops every node: SIGTERM (resumed first when paused), then SIGKILL after `grace`.
+    func stopAll(grace: Duration = .seconds(10)) async {
+        var pids: [Int32] = []
+        for index in nodes.indices {
+            resume(index)
+            if case .running(let pid) = state(index) {
+                Foundation.kill(pid, SIGTERM)
+                pids.append(pid)
+            }
+        }
+        let deadline = ContinuousClock.now.advanced(by: grace)
+        for pid in pids {
+            while !Spawn.hasExited(pid) {
+                if ContinuousClock.now > deadline {
+                    Foundation.kill(pid, SIGKILL)
+                    Spawn.waitForExit(pid)
+                    break
+                }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        states.withLock { $0 = Array(repeating: .killed, count: nodes.count) }
+    }
+
+    // MARK: - Partitions (nftables)
+
+    /// Drops every packet between `index`'s address and the other nodes' addresses. Clients
+    /// (127.0.0.1) and PostgreSQL still reach it, and it them.
+    func partition(_ index: Int) throws {
+        let isolated = nodes[index].host
+        let others = nodes.filter { $0.index != index }.map(\.host).joined(separator: ", ")
+        try nft("add table inet \(partitionTable)")
+        try nft("add chain inet \(partitionTable) out { type filter hook output priority 0; policy accept; }")
+        try nft("add rule inet \(partitionTable) out ip saddr \(isolated) ip daddr { \(others) } drop")
+        try nft("add rule inet \(partitionTable) out ip saddr { \(others) } ip daddr \(isolated) drop")
+        partitioned.withLock { $0 = index }
+    }
+
+    func heal() {
+        guard partitioned.withLock({ $0 }) != nil else { return }
+        try? nft("delete table inet \(partitionTable)")
+        partitioned.withLock { $0 = nil }
+    }
+
+    private func nft(_ command: String) throws {
+        let status = try Spawn.run("/usr/sbin/nft", [command])
+        guard status == 0 else { throw ChaosError("nft \(command) failed (\(status))") }
+    }
+
+    static func partitionsAvailable() -> Bool { FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft") }
+
+    // MARK: - PostgreSQL
+
+    func restartPostgres() throws {
+        guard let postgres else { throw ChaosError("pg-restart needs --pg-data-dir and --pg-bin") }
+        let pgCtl = "\(postgres.bin)/pg_ctl"
+        let restart = ["-D", postgres.dataDirectory, "-m", "fast", "-w", "-l", postgres.dataDirectory + "/../server.log", "restart"]
+        let status =
+            getuid() == 0 ? try Spawn.run("/usr/sbin/runuser", ["-u", "postgres", "--", pgCtl] + restart) : try Spawn.run(pgCtl, restart)
+        guard status == 0 else { throw ChaosError("pg_ctl restart failed (\(status))") }
+    }
+
+    // MARK: - Health
+
+    /// Whether every node answers ready and sees all `nodes` alive.
+    func converged() async -> Bool {
+        for node in nodes {
+            guard let view = try? await Self.getJSON(node.http + "/v1/cluster"),
+                let members = view["members"] as? [[String: Any]],
+                members.filter({ $0["status"] as? String == "alive" }).count == nodes.count,
+                (try? await Self.status(node.http + "/health/ready")) == 200
+            else { return false }
+        }
+        return true
+    }
+
+    /// Heals everything and cleans up: resumes, heals the partition, stops every node.
+    func cleanUp() async {
+        heal()
+        await stopAll()
+    }
+
+    /// For an interrupt: synchronous, no task needed (the cooperative pool may be busy). Kills
+    /// every node (resumed first) and deletes the partition rules.
+    func emergencyCleanUp() {
+        _ = try? Spawn.run("/usr/sbin/nft", ["delete table inet \(partitionTable)"])
+        let pids: [pid_t] = states.withLock { states in
+            states.compactMap { state -> pid_t? in
+                switch state {
+                case .running(let pid), .paused(let pid): pid
+                case .killed: nil
+                }
+            }
+        }
+        for pid in pids {
+            Foundation.kill(pid, SIGCONT)
+            Foundation.kill(pid, SIGKILL)
+            Spawn.waitForExit(pid)
+        }
+    }
+
+    static func status(_ url: String) async throws -> Int {
+        let (_, response) = try await URLSession.shared.data(for: URLRequest(url: URL(string: url)!, timeoutInterval: 2))
+        return (response as? HTTPURLResponse)?.statusCode ?? 0
+    }
+
+    static func getJSON(_ url: String) async throws -> [String: Any] {
+        let (data, _) = try await URLSession.shared.data(for: URLRequest(url: URL(string: url)!, timeoutInterval: 2))
+        return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+    }
+
+    private static func freePort(_ host: String) throws -> Int {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw ChaosError("no free port on \(host)") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(socket, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+struct ChaosError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,231 @@
+import ArgumentParser
+import AuctionCore
+import ChaosCheck
+import ClusterCore
+import Dispatch
+import Foundation
+import PostgresNIO
+import Storage
+
+/// Prints a progress line at once (stdout may be a pipe).
+func say(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
+/// `artpay chaos`: a fault-injection run against a real cluster of `artpay node` processes on
+/// PostgreSQL, then the history check. Normally started by `chaos/run`, which brings the database.
+struct ChaosCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chaos",
+        abstract: "Run a cluster under a bidding workload and seeded faults, then check nothing acknowledged was lost.")
+
+    @Option(help: "Seconds of workload under faults.") var duration: Int = 150
+    @Option(help: "Nodes in the cluster.") var nodes: Int = 3
+    @Option(help: "Seed of the workload and the fault schedule (default: random, printed).") var seed: UInt64?
+    @Option(help: "Faults to inject, comma-separated: kill, pause, partition, pg-restart.") var faults: String = "kill,pause,partition,pg-restart"
+    @Option(help: "Where the history (JSON Lines) goes.") var history: String = "chaos-history.jsonl"
+    @Option(help: "Directory for node configurations and logs (default: a new temporary one, kept).") var workDir: String?
+    @Option(help: "Concurrent bidding clients.") var clients: Int = 8
+    @Option(help: "Stop after this many requests even before the deadline.") var maxOperations: Int = 500_000
+    @Option(help: "Nodes bind 127.0.0.N, N from this on.") var firstHost: Int = 21
+    @Option(help: "PostgreSQL data directory (for pg-restart).") var pgDataDir: String?
+    @Option(help: "PostgreSQL bin directory (for pg-restart).") var pgBin: String?
+    @Flag(help: "Debug: start the nodes with fencing disabled; the check must then fail.") var unsafeDisableFencing = false
+    @OptionGroup var postgres: PostgresOptions
+
+    enum Fault: String, CaseIterable {
+        case kill, pause, partition
+        case pgRestart = "pg-restart"
+    }
+
+    func validate() throws {
+        guard duration >= 20, nodes >= 3, clients >= 1 else { throw ValidationError("--duration ≥ 20, --nodes ≥ 3, --clients ≥ 1") }
+        for name in faults.split(separator: ",") where Fault(rawValue: String(name)) == nil {
+            throw ValidationError("unknown fault '\(name)' (kill, pause, partition, pg-restart)")
+        }
+    }
+
+    func run() async throws {
+        let seed = self.seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
+        let enabled = faults.split(separator: ",").compactMap { Fault(rawValue: String($0)) }
+        if enabled.contains(.partition), !ChaosCluster.partitionsAvailable() {
+            throw ValidationError("partition faults need nft (apt-get install nftables), or leave out 'partition'")
+        }
+        let work = workDir ?? NSTemporaryDirectory() + "artpay-chaos-\(seed)-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        say("chaos: seed \(seed), \(nodes) nodes, \(duration) s, faults \(enabled.map(\.rawValue).joined(separator: ",")), work dir \(work)")
+
+        let pgConfiguration = postgres.configuration(maximumConnections: 4)
+        let database = "chaos_\(seed)_\(UInt32.random(in: 0...UInt32.max))"
+        try await PostgresClient.withRunning(pgConfiguration) { client in
+            _ = try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(database)"))
+        }
+        let configured = try ChaosCluster.configure(
+            count: nodes, firstHost: firstHost, workDirectory: work,
+            pg: (pgConfiguration.host ?? "127.0.0.1", pgConfiguration.port ?? 5432, pgConfiguration.username, database),
+            disableFencing: unsafeDisableFencing)
+        let cluster = ChaosCluster(
+            nodes: configured, binary: Self.executablePath, workDirectory: work,
+            postgres: pgBin.flatMap { bin in pgDataDir.map { (bin, $0) } })
+        let interrupt = Self.onInterrupt { cluster.emergencyCleanUp() }
+        defer { interrupt.cancel() }
+
+        let writer = try HistoryWriter(path: history)
+        var report: CheckReport?
+        do {
+            for index in configured.indices { try cluster.start(index) }
+            try await Self.waitUntil("the cluster converges", seconds: 90) { await cluster.converged() }
+            let workload = try await ChaosWorkload.prepare(
+                cluster: cluster, history: writer, seed: seed, bidderCount: 12, hot: 3, cold: 30)
+            say("chaos: cluster up, workload starting")
+            let watchers = workload.hot.enumerated().map { index, auction in
+                Task { await workload.watch(auction, watcher: index + 1) }
+            }
+            let deadline = ContinuousClock.now.advanced(by: .seconds(duration))
+            async let bids: Void = workload.run(clients: clients, until: deadline, maxOperations: maxOperations)
+            let rounds = try await nemesis(cluster: cluster, history: writer, seed: seed, faults: enabled, until: deadline)
+            await bids
+            say("chaos: \(workload.operations.load(ordering: .relaxed)) requests, \(rounds) fault rounds; healing")
+
+            // Heal and settle: every node up and converged, watchers caught up with the logs.
+            cluster.heal()
+            for index in configured.indices {
+                switch cluster.state(index) {
+                case .paused: cluster.resume(index)
+                case .killed: try cluster.start(index)
+                case .running: break
+                }
+            }
+            try await Self.waitUntil("the healed cluster converges", seconds: 90) { await cluster.converged() }
+            let ends = try await Self.lastSeqs(of: workload.hot, configuration: pgConfiguration, database: database)
+            try? await Self.waitUntil("watchers catch up with the logs", seconds: 30) {
+                workload.lastWatched.withLock { last in
+                    workload.hot.enumerated().allSatisfy { index, auction in (last[index + 1] ?? 0) >= (ends[auction] ?? 0) }
+                }
+            }
+            for watcher in watchers { watcher.cancel() }
+            await cluster.stopAll()
+            writer.close()
+
+            let entries = try CheckCommand.read(history)
+            let logs = try await PostgresClient.withRunning(Self.configuration(pgConfiguration, database: database)) { client in
+                try await CheckCommand.logs(of: CheckCommand.auctions(in: entries), from: PostgresEventStore(client: client))
+            }
+            report = HistoryChecker.check(history: entries, logs: logs)
+        } catch {
+            await cluster.cleanUp()
+            writer.close()
+            say("chaos: run failed: \(error); node logs in \(work)")
+            throw ExitCode(2)
+        }
+        guard let report else { throw ExitCode(2) }
+        say("chaos: seed \(seed); history \(history); node logs in \(work)")
+        say(report.summary)
+        if !report.passed { throw ExitCode(1) }
+    }
+
+    /// The seeded fault schedule: each enabled kind once first (in seeded order), then seeded
+    /// picks; a fault holds 3–8 s, then heals; 2–5 s of calm between rounds. Returns the rounds.
+    private func nemesis(
+        cluster: ChaosCluster, history: HistoryWriter, seed: UInt64, faults: [Fault], until deadline: ContinuousClock.Instant
+    ) async throws -> Int {
+        guard !faults.isEmpty else {
+            try? await Task.sleep(until: deadline)
+            return 0
+        }
+        var random = SeededRandom(seed: seed ^ 0xC4A0_5EED)
+        var queue = faults.shuffled(using: &random)
+        var rounds = 0
+        func note(_ kind: String, _ target: String) {
+            history.record(.fault(InjectedFault(at: history.now, kind: kind, target: target)))
+            say("chaos: \(kind) \(target)")
+        }
+        while ContinuousClock.now.advanced(by: .seconds(12)) < deadline {
+            try? await Task.sleep(for: .milliseconds(2_000 + Int64(random.next() % 3_000)))
+            let fault = queue.isEmpty ? faults[Int(random.next() % UInt64(faults.count))] : queue.removeFirst()
+            let target = Int(random.next() % UInt64(cluster.nodes.count))
+            let name = cluster.nodes[target].id
+            let hold = Duration.milliseconds(3_000 + Int64(random.next() % 5_000))
+            switch fault {
+            case .kill:
+                note("kill", name)
+                cluster.kill(target)
+                try? await Task.sleep(for: hold)
+                try cluster.start(target)
+                note("restart", name)
+            case .pause:
+                note("pause", name)
+                cluster.pause(target)
+                try? await Task.sleep(for: hold)
+                cluster.resume(target)
+                note("resume", name)
+            case .partition:
+                note("partition", name)
+                try cluster.partition(target)
+                try? await Task.sleep(for: hold)
+                cluster.heal()
+                note("heal", name)
+            case .pgRestart:
+                note("pg-restart", "postgresql")
+                try cluster.restartPostgres()
+            }
+            rounds += 1
+        }
+        return rounds
+    }
+
+    static func configuration(_ base: PostgresClient.Configuration, database: String) -> PostgresClient.Configuration {
+        var configuration = base
+        configuration.database = database
+        return configuration
+    }
+
+    static func lastSeqs(of auctions: [AuctionID], configuration: PostgresClient.Configuration, database: String) async throws
+        -> [AuctionID: Int64]
+    {
+        try await PostgresClient.withRunning(Self.configuration(configuration, database: database)) { client in
+            let store = PostgresEventStore(client: client)
+            var ends: [AuctionID: Int64] = [:]
+            for auction in auctions {
+                var last: Int64 = 0
+                while true {
+                    let page = try await store.events(of: auction, after: last, limit: 1_000)
+                    last = page.last?.seq ?? last
+                    if page.count < 1_000 { break }
+                }
+                ends[auction] = last
+            }
+            return ends
+        }
+    }
+
+    static func waitUntil(_ what: String, seconds: Int, _ condition: () async -> Bool) async throws {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(seconds))
+        while ContinuousClock.now < deadline {
+            if await condition() { return }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        throw ChaosError("timed out after \(seconds) s waiting until \(what)")
+    }
+
+    static var executablePath: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// On SIGINT or SIGTERM: runs `cleanUp` (stop the nodes, delete the rules), then exits 130.
+    static func onInterrupt(_ cleanUp: @escaping @Sendable () -> Void) -> any DispatchSourceSignal {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
+        for source in sources {
+            source.setEventHandler {
+                print("\nchaos: interrupted; cleaning up")
+                cleanUp()
+                Foundation.exit(130)
+            }
+            source.resume()
+        }
+        return sources[0]
+    }
+}
