@@ -15,12 +15,15 @@ struct CheckCommand: AsyncParsableCommand {
     @Argument(help: "The history file (JSON Lines) the chaos runner wrote.") var history: String
     @OptionGroup var postgres: PostgresOptions
     @Option(help: "Read the logs from this SQLite file instead of PostgreSQL.") var sqlite: String?
+    @Option(help: "Read the logs from this dump (the logs.jsonl a chaos run writes) instead of a store.") var logs: String?
 
     func run() async throws {
         let entries = try Self.read(history)
         let auctions = Self.auctions(in: entries)
         let logs: [AuctionID: [StoredEvent]]
-        if let sqlite {
+        if let dump = self.logs {
+            logs = try Self.readDump(dump)
+        } else if let sqlite {
             let store = try await SQLiteEventStore.open(path: sqlite)
             logs = try await Self.logs(of: auctions, from: store)
             await store.close()
@@ -71,6 +74,42 @@ struct CheckCommand: AsyncParsableCommand {
                 if page.count < 1_000 { break }
             }
             logs[auction] = log
+        }
+        return logs
+    }
+
+    /// One logged event in a dump file: the store's own encoding of it.
+    struct DumpedEvent: Codable {
+        var auction: String
+        var seq: Int64
+        var epoch: Int64
+        var kind: String
+        var payload: String
+    }
+
+    /// Writes `logs` as JSON Lines, so a run can be checked again after its database is gone.
+    static func writeDump(_ logs: [AuctionID: [StoredEvent]], to path: String) throws {
+        let encoder = JSONEncoder()
+        var text = Data()
+        for (_, log) in logs.sorted(by: { $0.key < $1.key }) {
+            for event in log {
+                let (kind, payload) = EventCodec.encode(event.event)
+                text += try encoder.encode(
+                    DumpedEvent(auction: event.auction.rawValue, seq: event.seq, epoch: event.epoch.rawValue, kind: kind, payload: payload))
+                text.append(0x0A)
+            }
+        }
+        try text.write(to: URL(fileURLWithPath: path))
+    }
+
+    static func readDump(_ path: String) throws -> [AuctionID: [StoredEvent]] {
+        let decoder = JSONDecoder()
+        var logs: [AuctionID: [StoredEvent]] = [:]
+        for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
+            let dumped = try decoder.decode(DumpedEvent.self, from: Data(line.utf8))
+            guard let auction = AuctionID(rawValue: dumped.auction) else { throw ValidationError("bad auction id in \(path)") }
+            let event = try EventCodec.decode(kind: dumped.kind, payload: dumped.payload, auction: auction, seq: dumped.seq)
+            logs[auction, default: []].append(StoredEvent(auction: auction, seq: dumped.seq, epoch: Epoch(dumped.epoch), event: event))
         }
         return logs
     }

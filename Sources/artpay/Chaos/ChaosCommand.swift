@@ -112,6 +112,9 @@ struct ChaosCommand: AsyncParsableCommand {
             let logs = try await PostgresClient.withRunning(Self.configuration(pgConfiguration, database: database)) { client in
                 try await CheckCommand.logs(of: CheckCommand.auctions(in: entries), from: PostgresEventStore(client: client))
             }
+            // The logs too, so the run can be checked again (`artpay check --logs`) once PostgreSQL is gone.
+            try CheckCommand.writeDump(
+                logs, to: URL(fileURLWithPath: history).deletingLastPathComponent().appendingPathComponent("logs.jsonl").path)
             report = HistoryChecker.check(history: entries, logs: logs)
         } catch {
             await cluster.cleanUp()
