@@ -364,6 +364,9 @@ public struct CheckReport: Sendable {
             for violation in found.prefix(5) { lines.append("    \(violation)") }
             if found.count > 5 { lines.append("    … and \(found.count - 5) more") }
         }
+        if let crashes = faults["crash"], crashes > 0 {
+            lines.append("WARNING: \(crashes) node crash(es) during the run (not a safety violation; see the node logs)")
+        }
         lines.append(passed ? "result: PASS" : "result: FAIL (\(violations.count) violations)")
         return lines.joined(separator: "\n")
     }

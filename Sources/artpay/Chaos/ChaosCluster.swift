@@ -92,6 +92,19 @@ final class ChaosCluster: Sendable {
 
     func state(_ index: Int) -> State { states.withLock { $0[index] } }
 
+    /// Nodes that ended without being killed by the run (a crash): marked killed, returned.
+    func reapCrashed() -> [Int] {
+        states.withLock { states in
+            var crashed: [Int] = []
+            for index in states.indices {
+                guard case .running(let pid) = states[index], Spawn.hasExited(pid) else { continue }
+                states[index] = .killed
+                crashed.append(index)
+            }
+            return crashed
+        }
+    }
+
     func kill(_ index: Int) {
         let pid: Int32? = states.withLock { states in
             switch states[index] {

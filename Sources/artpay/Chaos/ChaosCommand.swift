@@ -90,6 +90,10 @@ struct ChaosCommand: AsyncParsableCommand {
 
             // Heal and settle: every node up and converged, watchers caught up with the logs.
             cluster.heal()
+            try restartCrashed(cluster) { kind, target in
+                writer.record(.fault(InjectedFault(at: writer.now, kind: kind, target: target)))
+                say("chaos: \(kind) \(target)")
+            }
             for index in configured.indices {
                 switch cluster.state(index) {
                 case .paused: cluster.resume(index)
@@ -146,6 +150,7 @@ struct ChaosCommand: AsyncParsableCommand {
         }
         while ContinuousClock.now.advanced(by: .seconds(12)) < deadline {
             try? await Task.sleep(for: .milliseconds(2_000 + Int64(random.next() % 3_000)))
+            try restartCrashed(cluster, note: note)
             let fault = queue.isEmpty ? faults[Int(random.next() % UInt64(faults.count))] : queue.removeFirst()
             let target = Int(random.next() % UInt64(cluster.nodes.count))
             let name = cluster.nodes[target].id
@@ -176,6 +181,16 @@ struct ChaosCommand: AsyncParsableCommand {
             rounds += 1
         }
         return rounds
+    }
+
+    /// A node that ended by itself crashed: that is a bug, recorded as a `crash` fault (the summary
+    /// counts them; the node's log has the reason) — and the node is started again.
+    private func restartCrashed(_ cluster: ChaosCluster, note: (String, String) -> Void) throws {
+        for index in cluster.reapCrashed() {
+            note("crash", cluster.nodes[index].id)
+            try cluster.start(index)
+            note("restart", cluster.nodes[index].id)
+        }
     }
 
     static func configuration(_ base: PostgresClient.Configuration, database: String) -> PostgresClient.Configuration {
