@@ -206,10 +206,8 @@ public actor SQLiteEventStore: EventStore {
 
     // MARK: - Turn-taking and transactions
 
-    /// Runs `body` while no other operation of this store uses the connection.
-    private func exclusive<T: Sendable>(
-        uniqueViolation: StorageError? = nil, _ body: () async throws -> T
-    ) async throws(StorageError) -> T {
+    /// Runs `body` while no other operation of this store uses the connection; its errors as they are.
+    private func takingTurns<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         if busy {
             await withCheckedContinuation { waiting.append($0) }
         } else {
@@ -218,17 +216,20 @@ public actor SQLiteEventStore: EventStore {
         defer {
             if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
         }
+        return try await body()
+    }
+
+    /// Runs `body` in turn (`takingTurns`), mapping failures to `StorageError`: a constraint
+    /// violation to `uniqueViolation` when given, anything else to `unavailable`.
+    private func exclusive<T: Sendable>(
+        uniqueViolation: StorageError? = nil, _ body: () async throws -> T
+    ) async throws(StorageError) -> T {
         do {
-            return try await body()
+            return try await takingTurns(body)
         } catch let error as StorageError {
             throw error
         } catch let error as SQLiteError {
-            switch error.reason {
-            case .constraint, .constraintUniqueFailed, .constraintPrimaryKeyFailed:
-                if let uniqueViolation { throw uniqueViolation }
-            default:
-                break
-            }
+            if error.isConstraintViolation, let uniqueViolation { throw uniqueViolation }
             throw .unavailable("SQLite: \(error.message)")
         } catch {
             throw .unavailable("SQLite: \(error)")
@@ -309,8 +310,7 @@ enum SQLiteSchema {
 extension SQLiteEventStore: UserStore {
     public func createUser(_ user: StoredUser) async throws(UserStoreError) {
         do {
-            // A constraint violation here can only be the unique username (ids are random).
-            _ = try await exclusive(uniqueViolation: .invalidBatch("username taken")) {
+            _ = try await takingTurns {
                 try await connection.query(
                     "INSERT INTO users (id, username, password_hash, roles, created_at) VALUES (?, ?, ?, ?, ?)",
                     [
@@ -318,10 +318,11 @@ extension SQLiteEventStore: UserStore {
                         .text(user.roles.joined(separator: ",")), .integer(Int(user.createdAt.millisecondsSinceEpoch)),
                     ])
             }
-        } catch .invalidBatch {
+        } catch let error as SQLiteError where error.isConstraintViolation {
+            // Ids are random: a constraint violation here is the unique username.
             throw .usernameTaken
         } catch {
-            throw .unavailable(error.description)
+            throw .unavailable("SQLite: \(error)")
         }
     }
 
@@ -363,5 +364,15 @@ extension SQLiteEventStore: UserStore {
         return StoredUser(
             id: id, username: username, passwordHash: hash, roles: roles.split(separator: ",").map(String.init),
             createdAt: Timestamp(millisecondsSinceEpoch: Int64(created)))
+    }
+}
+
+extension SQLiteError {
+    /// A UNIQUE, PRIMARY KEY or other constraint refused the statement.
+    var isConstraintViolation: Bool {
+        switch reason {
+        case .constraint, .constraintUniqueFailed, .constraintPrimaryKeyFailed: true
+        default: false
+        }
     }
 }
