@@ -33,35 +33,12 @@ public final class EventStreamClient: NSObject, URLSessionDataDelegate, @uncheck
     public static func follow(
         _ auction: String, after seq: Int64, nodes: [String], attempts: Int = 20, dropRepeats: Bool = true
     ) -> AsyncStream<(event: ServerSentEvent, node: String)> {
-        AsyncStream { continuation in
-            let worker = Task {
-                var last = seq
-                var failures = 0
-                var index = 0
-                while !Task.isCancelled, failures < attempts * nodes.count {
-                    let client = EventStreamClient()
-                    var received = false
-                    let node = nodes[index % nodes.count]
-                    let (events, session) = client.connect(
-                        to: "\(node)/v1/auctions/\(auction)/events", headers: ["Last-Event-ID": "\(last)"])
-                    await withTaskCancellationHandler {
-                        for await event in events {
-                            guard let seq = event.seq, seq > last || !dropRepeats else { continue }
-                            received = true
-                            last = max(last, seq)
-                            continuation.yield((event, node))
-                        }
-                    } onCancel: {
-                        session.invalidateAndCancel()
-                    }
-                    session.invalidateAndCancel()
-                    failures = received ? 0 : failures + 1
-                    index += 1
-                    if !received { try? await Task.sleep(for: .milliseconds(200)) }
-                }
-                continuation.finish()
-            }
-            continuation.onTermination = { _ in worker.cancel() }
+        reconnecting(nodes: nodes, attempts: attempts, start: seq) { node, last in
+            ("\(node)/v1/auctions/\(auction)/events", ["Last-Event-ID": "\(last)"])
+        } accept: { event, last in
+            guard let seq = event.seq, seq > last || !dropRepeats else { return false }
+            last = max(last, seq)
+            return true
         }
     }
 
@@ -71,29 +48,48 @@ public final class EventStreamClient: NSObject, URLSessionDataDelegate, @uncheck
     /// for the ones it retained from that time.
     public static func notifications(
         token: String, nodes: [String], since: Date? = nil, attempts: Int = 20
-    ) -> AsyncStream<ServerSentEvent> {
+    ) -> AsyncStream<(event: ServerSentEvent, node: String)> {
+        struct Seen: Sendable {
+            var last: String?
+            var ids: Set<String> = []
+        }
+        return reconnecting(nodes: nodes, attempts: attempts, start: Seen()) { node, seen in
+            var headers = ["Authorization": "Bearer \(token)"]
+            var url = "\(node)/v1/me/notifications"
+            if let last = seen.last {
+                headers["Last-Event-ID"] = last
+            } else if let since {
+                url += "?since=\(Int64(since.timeIntervalSince1970 * 1_000))"
+            }
+            return (url, headers)
+        } accept: { event, seen in
+            seen.last = event.id
+            return seen.ids.insert(event.id).inserted
+        }
+    }
+
+    /// The reconnect loop both streams share: connect to the next node with the request `state`
+    /// calls for, pass on the events `accept` lets through (it updates `state`), move on when the
+    /// connection ends; give up after `attempts` rounds of nodes that sent nothing.
+    private static func reconnecting<State: Sendable>(
+        nodes: [String], attempts: Int, start: State,
+        request: @escaping @Sendable (_ node: String, _ state: State) -> (url: String, headers: [String: String]),
+        accept: @escaping @Sendable (_ event: ServerSentEvent, _ state: inout State) -> Bool
+    ) -> AsyncStream<(event: ServerSentEvent, node: String)> {
         AsyncStream { continuation in
             let worker = Task {
-                var seen: Set<String> = []
-                var last: String?
+                var state = start
                 var failures = 0
                 var index = 0
                 while !Task.isCancelled, failures < attempts * nodes.count {
-                    let client = EventStreamClient()
-                    var headers = ["Authorization": "Bearer \(token)"]
-                    var url = "\(nodes[index % nodes.count])/v1/me/notifications"
-                    if let last {
-                        headers["Last-Event-ID"] = last
-                    } else if let since {
-                        url += "?since=\(Int64(since.timeIntervalSince1970 * 1_000))"
-                    }
-                    let (events, session) = client.connect(to: url, headers: headers)
+                    let node = nodes[index % nodes.count]
+                    let (url, headers) = request(node, state)
+                    let (events, session) = EventStreamClient().connect(to: url, headers: headers)
                     var received = false
                     await withTaskCancellationHandler {
                         for await event in events {
                             received = true
-                            last = event.id
-                            if seen.insert(event.id).inserted { continuation.yield(event) }
+                            if accept(event, &state) { continuation.yield((event, node)) }
                         }
                     } onCancel: {
                         session.invalidateAndCancel()

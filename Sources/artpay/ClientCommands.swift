@@ -118,7 +118,7 @@ struct NotificationsCommand: AsyncParsableCommand {
     func run() async throws {
         guard let token = CLISession.load()?.token else { throw ValidationError("log in first (artpay login)") }
         let since = minutes > 0 ? Date().addingTimeInterval(-60 * Double(minutes)) : nil
-        for await event in EventStreamClient.notifications(token: token, nodes: node.list, since: since) {
+        for await (event, _) in EventStreamClient.notifications(token: token, nodes: node.list, since: since) {
             print("\(event.type) \(event.data)")
             fflush(nil)
         }

@@ -151,7 +151,7 @@ import Testing
         let aliceToken = bidders[0].token!
         let started = Date()
         let notificationWatcher = Task {
-            for await event in EventStreamClient.notifications(token: aliceToken, nodes: order.map { http[$0] }, since: started) {
+            for await (event, _) in EventStreamClient.notifications(token: aliceToken, nodes: order.map { http[$0] }, since: started) {
                 notified.withLock { $0.append(event.id) }
             }
         }
