@@ -259,7 +259,7 @@ struct Replay {
 
 extension AuctionEvent {
     /// The bid id of an accepted bid or purchase.
-    var bidId: BidID? {
+    public var bidId: BidID? {
         switch self {
         case .bidAccepted(let bid): bid.bidId
         case .boughtNow(let purchase): purchase.bidId
@@ -267,8 +267,9 @@ extension AuctionEvent {
         }
     }
 
-    /// The event type as the live streams name it.
-    var streamType: String {
+    /// The event type as the live streams name it (the `event:` of the SSE route, `type` of the
+    /// WebSocket messages).
+    public var streamType: String {
         switch self {
         case .created: "created"
         case .bidAccepted: "bid"

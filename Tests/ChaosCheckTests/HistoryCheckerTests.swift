@@ -31,7 +31,7 @@ struct Scenario {
             try! rules.apply(event)
             log.append(StoredEvent(auction: auction, seq: rules.seq, epoch: Epoch(epoch), event: event))
             history.append(
-                .watched(WatchedEvent(watcher: 1, auction: auction, seq: rules.seq, type: event.streamName, bidId: event.bidIdentifier, node: "n1", at: clock)))
+                .watched(WatchedEvent(watcher: 1, auction: auction, seq: rules.seq, type: event.streamType, bidId: event.bidId, node: "n1", at: clock)))
         }
     }
 
@@ -64,25 +64,6 @@ struct Scenario {
     /// Replaces the event at `seq` (1-based).
     mutating func rewrite(_ seq: Int64, _ change: (inout StoredEvent) -> Void) {
         change(&log[Int(seq) - 1])
-    }
-}
-
-extension AuctionEvent {
-    var streamName: String {
-        switch self {
-        case .created: "created"
-        case .bidAccepted: "bid"
-        case .boughtNow: "bought_now"
-        case .extended: "extended"
-        case .closed: "closed"
-        case .cancelled: "cancelled"
-        }
-    }
-
-    var bidIdentifier: BidID? {
-        if case .bidAccepted(let bid) = self { return bid.bidId }
-        if case .boughtNow(let purchase) = self { return purchase.bidId }
-        return nil
     }
 }
 
