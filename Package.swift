@@ -168,7 +168,8 @@ let package = Package(
         .testTarget(
             name: "ClusterProcessTests",
             dependencies: [
-                "AuctionCore", "ClusterCore", "Storage", "AuctionRuntime", "Node", "Gateway", "ArtPayClient", "TestSupport",
+                "AuctionCore", "ClusterCore", "Storage", "AuctionRuntime", "Node", "Gateway", "ArtPayClient",
+                "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: strict

@@ -25,7 +25,8 @@ public struct APIClient: Sendable {
 
     /// Sends `json` and returns the decoded JSON object of a 2xx answer, or throws the problem.
     @discardableResult
-    public func call(_ method: String, _ path: String, json: [String: Any]? = nil, timeout: TimeInterval = 10) async throws
+    public func call(_ method: String, _ path: String, json: [String: Any]? = nil, timeout: TimeInterval = 10)
+        async throws
         -> [String: Any]
     {
         var request = URLRequest(url: URL(string: base + path)!, timeoutInterval: timeout)

@@ -31,7 +31,8 @@ public struct Auction: Hashable, Sendable, Codable {
                 return .accept(try decideCreate(terms, now: now))
             case .placeBid(let bid):
                 let state = try existing()
-                if let receipt = try state.previousReceipt(bidId: bid.bidId, bidderId: bid.bidderId, amount: bid.maximum)
+                if let receipt = try state.previousReceipt(
+                    bidId: bid.bidId, bidderId: bid.bidderId, amount: bid.maximum)
                 {
                     return .alreadyAccepted(receipt)
                 }
@@ -199,7 +200,8 @@ extension AuctionState {
         try checkBiddable(bidderId: bid.bidderId, amount: bid.maximum, now: now)
         let increments = terms.increments
         func plusIncrement(_ amount: Money) -> Money {
-            Money(minorUnits: amount.minorUnits + increments.increment(at: amount.minorUnits), currency: amount.currency)
+            Money(
+                minorUnits: amount.minorUnits + increments.increment(at: amount.minorUnits), currency: amount.currency)
         }
         var newPrice: Money
         var newLeader: Leader

@@ -57,8 +57,10 @@ public struct AuctionTerms: Hashable, Sendable, Codable {
         guard !title.allSatisfy(\.isWhitespace), title.count <= Self.maximumTitleLength else {
             throw .invalidTerms("the title must have 1 to \(Self.maximumTitleLength) characters")
         }
-        for (name, price) in [("startingPrice", startingPrice), ("reservePrice", reservePrice),
-                              ("buyNowPrice", buyNowPrice)] {
+        for (name, price) in [
+            ("startingPrice", startingPrice), ("reservePrice", reservePrice),
+            ("buyNowPrice", buyNowPrice),
+        ] {
             guard let price else { continue }
             guard price.currency == currency else { throw .invalidTerms("\(name) must be in \(currency.code)") }
             guard price.minorUnits > 0, price.minorUnits <= Money.maximumMinorUnits else {

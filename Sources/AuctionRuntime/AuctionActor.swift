@@ -99,7 +99,8 @@ public actor AuctionActor {
         case .reject(let rejection):
             outcome = .failure(.rejected(rejection))
         case .alreadyAccepted(let receipt):
-            outcome = .success(CommandAccepted(seq: auction.seq, receipt: receipt, summary: auction.summary!, replayed: true))
+            outcome = .success(
+                CommandAccepted(seq: auction.seq, receipt: receipt, summary: auction.summary!, replayed: true))
         case .accept(let events):
             do {
                 try auction.apply(contentsOf: events)
@@ -196,7 +197,8 @@ public actor AuctionActor {
             do {
                 try await writer.append(
                     AppendEntry(
-                        auction: id, shard: shard, epoch: epoch, firstSeq: firstSeq, events: events, snapshot: snapshot))
+                        auction: id, shard: shard, epoch: epoch, firstSeq: firstSeq, events: events, snapshot: snapshot)
+                )
             } catch {
                 switch error {
                 case .fenced: failAll(with: .notOwner(shard), mode: .fenced)

@@ -25,10 +25,18 @@ public enum HistoryEntry: Codable, Sendable, Hashable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         switch self {
-        case .operation(let value): try container.encode(Kind.operation, forKey: .type); try container.encode(value, forKey: .value)
-        case .watched(let value): try container.encode(Kind.watched, forKey: .type); try container.encode(value, forKey: .value)
-        case .fault(let value): try container.encode(Kind.fault, forKey: .type); try container.encode(value, forKey: .value)
-        case .auction(let value): try container.encode(Kind.auction, forKey: .type); try container.encode(value, forKey: .value)
+        case .operation(let value):
+            try container.encode(Kind.operation, forKey: .type)
+            try container.encode(value, forKey: .value)
+        case .watched(let value):
+            try container.encode(Kind.watched, forKey: .type)
+            try container.encode(value, forKey: .value)
+        case .fault(let value):
+            try container.encode(Kind.fault, forKey: .type)
+            try container.encode(value, forKey: .value)
+        case .auction(let value):
+            try container.encode(Kind.auction, forKey: .type)
+            try container.encode(value, forKey: .value)
         }
     }
 }

@@ -64,17 +64,27 @@ public enum HistoryChecker {
         for (index, event) in log.enumerated() {
             if index > 0, event.epoch < log[index - 1].epoch {
                 found.append(
-                    Violation(.epochDecreased, auction, "seq \(event.seq) written under epoch \(event.epoch.rawValue) after epoch \(log[index - 1].epoch.rawValue)"))
+                    Violation(
+                        .epochDecreased, auction,
+                        "seq \(event.seq) written under epoch \(event.epoch.rawValue) after epoch \(log[index - 1].epoch.rawValue)"
+                    ))
             }
             if let bid = event.event.bidId {
-                if !seen.insert(bid).inserted { found.append(Violation(.duplicateBidId, auction, "bid \(bid) at seq \(event.seq) again")) }
+                if !seen.insert(bid).inserted {
+                    found.append(Violation(.duplicateBidId, auction, "bid \(bid) at seq \(event.seq) again"))
+                }
             }
             if case .bidAccepted(let bid) = event.event {
                 if let previous {
                     if bid.price < previous.price {
-                        found.append(Violation(.priceDecreased, auction, "seq \(event.seq): \(bid.price) after \(previous.price)"))
+                        found.append(
+                            Violation(
+                                .priceDecreased, auction, "seq \(event.seq): \(bid.price) after \(previous.price)"))
                     } else if bid.leaderId != previous.leader, !(bid.price > previous.price) {
-                        found.append(Violation(.leaderChangeWithoutPriceRise, auction, "seq \(event.seq): \(bid.leaderId) leads at \(bid.price), unchanged"))
+                        found.append(
+                            Violation(
+                                .leaderChangeWithoutPriceRise, auction,
+                                "seq \(event.seq): \(bid.leaderId) leads at \(bid.price), unchanged"))
                     }
                 }
                 previous = (bid.price, bid.leaderId)
@@ -86,23 +96,35 @@ public enum HistoryChecker {
 
     // MARK: - 1. Acknowledged bids are logged; logged bids were attempted
 
-    static func acknowledgedAreLogged(_ auction: AuctionID, _ attempts: [HistoryOperation], _ replay: Replay) -> [Violation] {
+    static func acknowledgedAreLogged(_ auction: AuctionID, _ attempts: [HistoryOperation], _ replay: Replay)
+        -> [Violation]
+    {
         var found: [Violation] = []
         let byBid = Dictionary(grouping: attempts, by: \.bidId)
         for (bid, tries) in byBid.sorted(by: { $0.key < $1.key }) {
             let logged = replay.seqOfBid[bid]
             let acknowledged = tries.filter { $0.outcome == .ok }
             if !acknowledged.isEmpty, logged == nil {
-                found.append(Violation(.lostAcknowledgedBid, auction, "bid \(bid) acknowledged (seq \(acknowledged[0].seq ?? -1)) but not in the log"))
+                found.append(
+                    Violation(
+                        .lostAcknowledgedBid, auction,
+                        "bid \(bid) acknowledged (seq \(acknowledged[0].seq ?? -1)) but not in the log"))
             }
             for ack in acknowledged where logged != nil && ack.seq != logged {
-                found.append(Violation(.acknowledgedSeqMismatch, auction, "bid \(bid) acknowledged at seq \(ack.seq ?? -1), logged at \(logged!)"))
+                found.append(
+                    Violation(
+                        .acknowledgedSeqMismatch, auction,
+                        "bid \(bid) acknowledged at seq \(ack.seq ?? -1), logged at \(logged!)"))
             }
             // Refused for good, never possibly accepted by another attempt: it must not be there.
             if logged != nil, acknowledged.isEmpty, !tries.contains(where: { $0.outcome == .unknown }),
                 let refusal = tries.first(where: { $0.outcome == .rejected || $0.outcome == .failed })
             {
-                found.append(Violation(.refusedBidInLog, auction, "bid \(bid) refused (\(refusal.code ?? refusal.outcome.rawValue)) but logged at seq \(logged!)"))
+                found.append(
+                    Violation(
+                        .refusedBidInLog, auction,
+                        "bid \(bid) refused (\(refusal.code ?? refusal.outcome.rawValue)) but logged at seq \(logged!)")
+                )
             }
         }
         for (bid, seq) in replay.seqOfBid.sorted(by: { $0.value < $1.value }) where byBid[bid] == nil {
@@ -124,7 +146,8 @@ public enum HistoryChecker {
         var bids: [BidID: Bid] = [:]
         for attempt in attempts {
             guard let seq = replay.seqOfBid[attempt.bidId] else { continue }
-            var bid = bids[attempt.bidId] ?? Bid(id: attempt.bidId, firstSent: attempt.invokedAt, acknowledged: nil, seq: seq)
+            var bid =
+                bids[attempt.bidId] ?? Bid(id: attempt.bidId, firstSent: attempt.invokedAt, acknowledged: nil, seq: seq)
             bid.firstSent = min(bid.firstSent, attempt.invokedAt)
             if attempt.outcome == .ok { bid.acknowledged = min(bid.acknowledged ?? .max, attempt.completedAt) }
             bids[attempt.bidId] = bid
@@ -142,7 +165,8 @@ public enum HistoryChecker {
                 found.append(
                     Violation(
                         .realTimeOrder, auction,
-                        "bid \(earlier.id) was acknowledged (seq \(earlier.seq)) before bid \(later.id) was sent, which has seq \(later.seq)"))
+                        "bid \(earlier.id) was acknowledged (seq \(earlier.seq)) before bid \(later.id) was sent, which has seq \(later.seq)"
+                    ))
             }
         }
         return found
@@ -157,16 +181,24 @@ public enum HistoryChecker {
         for attempt in attempts {
             guard let shown = attempt.shown else { continue }
             guard let logged = replay.states[shown.seq] else {
-                found.append(Violation(.divergentState, auction, "bid \(attempt.bidId) was shown seq \(shown.seq), past the end of the log"))
+                found.append(
+                    Violation(
+                        .divergentState, auction,
+                        "bid \(attempt.bidId) was shown seq \(shown.seq), past the end of the log"))
                 continue
             }
             if logged != shown {
-                found.append(Violation(.divergentState, auction, "bid \(attempt.bidId) was shown \(shown), the log has \(logged)"))
+                found.append(
+                    Violation(
+                        .divergentState, auction, "bid \(attempt.bidId) was shown \(shown), the log has \(logged)"))
             }
         }
         for event in watched {
             guard event.seq >= 1, Int(event.seq) <= replay.log.count else {
-                found.append(Violation(.divergentWatchedEvent, auction, "watcher \(event.watcher) got seq \(event.seq), past the end of the log"))
+                found.append(
+                    Violation(
+                        .divergentWatchedEvent, auction,
+                        "watcher \(event.watcher) got seq \(event.seq), past the end of the log"))
                 continue
             }
             let logged = replay.log[Int(event.seq) - 1]
@@ -174,7 +206,8 @@ public enum HistoryChecker {
                 found.append(
                     Violation(
                         .divergentWatchedEvent, auction,
-                        "watcher \(event.watcher) got \(event.type) \(event.bidId.map { "\($0)" } ?? "") at seq \(event.seq); the log has \(logged.event.streamType) \(logged.event.bidId.map { "\($0)" } ?? "")"))
+                        "watcher \(event.watcher) got \(event.type) \(event.bidId.map { "\($0)" } ?? "") at seq \(event.seq); the log has \(logged.event.streamType) \(logged.event.bidId.map { "\($0)" } ?? "")"
+                    ))
             }
         }
         return found
@@ -184,15 +217,25 @@ public enum HistoryChecker {
 
     static func closes(_ auction: AuctionID, _ log: [StoredEvent], _ replay: Replay) -> [Violation] {
         var found: [Violation] = []
-        let ends = log.filter { if case .closed = $0.event { true } else if case .cancelled = $0.event { true } else { false } }
-        if ends.count > 1 { found.append(Violation(.closeViolation, auction, "\(ends.count) ends (closed or cancelled) at seqs \(ends.map(\.seq))")) }
+        let ends = log.filter {
+            if case .closed = $0.event { true } else if case .cancelled = $0.event { true } else { false }
+        }
+        if ends.count > 1 {
+            found.append(
+                Violation(
+                    .closeViolation, auction, "\(ends.count) ends (closed or cancelled) at seqs \(ends.map(\.seq))"))
+        }
         if let end = ends.first {
             for event in log where event.seq > end.seq && event.event.bidId != nil {
-                found.append(Violation(.closeViolation, auction, "a bid accepted at seq \(event.seq) after the end at seq \(end.seq)"))
+                found.append(
+                    Violation(
+                        .closeViolation, auction, "a bid accepted at seq \(event.seq) after the end at seq \(end.seq)"))
             }
         }
         for (seq, result, expected) in replay.closes where result != expected {
-            found.append(Violation(.closeViolation, auction, "closed at seq \(seq) as \(result); the log before it says \(expected)"))
+            found.append(
+                Violation(
+                    .closeViolation, auction, "closed at seq \(seq) as \(result); the log before it says \(expected)"))
         }
         return found
     }
@@ -206,10 +249,16 @@ public enum HistoryChecker {
             let key = "\(event.watcher)/\(event.auction)"
             if let previous = last[key] {
                 if event.seq <= previous {
-                    found.append(Violation(.watcherRepeatOrReorder, event.auction, "watcher \(event.watcher) got seq \(event.seq) after \(previous)"))
+                    found.append(
+                        Violation(
+                            .watcherRepeatOrReorder, event.auction,
+                            "watcher \(event.watcher) got seq \(event.seq) after \(previous)"))
                     continue
                 } else if event.seq != previous + 1 {
-                    found.append(Violation(.watcherGap, event.auction, "watcher \(event.watcher) got seq \(event.seq) after \(previous)"))
+                    found.append(
+                        Violation(
+                            .watcherGap, event.auction,
+                            "watcher \(event.watcher) got seq \(event.seq) after \(previous)"))
                 }
             }
             last[key] = event.seq
@@ -237,7 +286,9 @@ struct Replay {
             if case .closed(let closed) = stored.event, let state = replayed.state {
                 let expected: AuctionResult =
                     if let leader = state.leader {
-                        state.reserveMet ? .sold(winnerId: leader.bidderId, bidId: leader.bidId, price: state.price) : .unsold(.reserveNotMet)
+                        state.reserveMet
+                            ? .sold(winnerId: leader.bidderId, bidId: leader.bidId, price: state.price)
+                            : .unsold(.reserveNotMet)
                     } else {
                         .unsold(.noBids)
                     }
@@ -251,7 +302,8 @@ struct Replay {
             }
             if let state = replayed.state, replayed.seq == stored.seq {
                 states[stored.seq] = ShownState(
-                    seq: stored.seq, price: state.price.minorUnits, leaderId: state.leader?.bidderId, bidCount: state.bidCount)
+                    seq: stored.seq, price: state.price.minorUnits, leaderId: state.leader?.bidderId,
+                    bidCount: state.bidCount)
             }
         }
     }
@@ -305,7 +357,8 @@ public struct Violation: Hashable, Sendable, CustomStringConvertible {
         public var check: Int {
             switch self {
             case .lostAcknowledgedBid, .acknowledgedSeqMismatch, .refusedBidInLog, .unattemptedBidInLog: 1
-            case .seqGap, .duplicateBidId, .priceDecreased, .leaderChangeWithoutPriceRise, .epochDecreased, .invalidLog: 2
+            case .seqGap, .duplicateBidId, .priceDecreased, .leaderChangeWithoutPriceRise, .epochDecreased, .invalidLog:
+                2
             case .realTimeOrder: 3
             case .divergentState, .divergentWatchedEvent: 4
             case .closeViolation: 5
@@ -355,18 +408,24 @@ public struct CheckReport: Sendable {
     /// The summary `artpay check` prints.
     public var summary: String {
         var lines = [
-            "operations: \(operations) (" + outcomes.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ") + ")",
+            "operations: \(operations) ("
+                + outcomes.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ") + ")",
             "auctions: \(auctions), logged events: \(loggedEvents), watched events: \(watchedEvents)",
-            "faults: " + (faults.isEmpty ? "none" : faults.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")),
+            "faults: "
+                + (faults.isEmpty
+                    ? "none"
+                    : faults.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")),
         ]
         for check in 1...6 {
             let found = violations(ofCheck: check)
-            lines.append("check \(check) (\(Self.checkNames[check]!)): " + (found.isEmpty ? "ok" : "\(found.count) VIOLATIONS"))
+            lines.append(
+                "check \(check) (\(Self.checkNames[check]!)): " + (found.isEmpty ? "ok" : "\(found.count) VIOLATIONS"))
             for violation in found.prefix(5) { lines.append("    \(violation)") }
             if found.count > 5 { lines.append("    … and \(found.count - 5) more") }
         }
         if let crashes = faults["crash"], crashes > 0 {
-            lines.append("WARNING: \(crashes) node crash(es) during the run (not a safety violation; see the node logs)")
+            lines.append(
+                "WARNING: \(crashes) node crash(es) during the run (not a safety violation; see the node logs)")
         }
         lines.append(passed ? "result: PASS" : "result: FAIL (\(violations.count) violations)")
         return lines.joined(separator: "\n")

@@ -58,7 +58,9 @@ public struct MembershipInstance: Sendable {
     /// Members whose current record still has to be gossiped, with how often it was sent.
     private var gossipSent: [NodeID: Int] = [:]
 
-    public init(myself: Member, seeds: [NodeAddress], settings: MembershipSettings = .init(), now: Timestamp, seed: UInt64) {
+    public init(
+        myself: Member, seeds: [NodeAddress], settings: MembershipSettings = .init(), now: Timestamp, seed: UInt64
+    ) {
         self.settings = settings
         self.myself = myself
         self.seeds = seeds.filter { $0 != myself.address }
@@ -107,7 +109,8 @@ public struct MembershipInstance: Sendable {
             current.indirectSent = true
             probe = current
             if let target = records[current.target]?.member {
-                let helpers = liveOthers.filter { $0.id != target.id }.shuffled(using: &random).prefix(settings.indirectProbes)
+                let helpers = liveOthers.filter { $0.id != target.id }.shuffled(using: &random).prefix(
+                    settings.indirectProbes)
                 for helper in helpers {
                     out.append(send(.pingRequest(sequence: current.sequence, target: target), to: helper.address))
                 }
@@ -115,7 +118,9 @@ public struct MembershipInstance: Sendable {
         }
 
         if now >= nextProbeAt {
-            if let finished = probe, !finished.acked, let record = records[finished.target], record.member.status == .alive {
+            if let finished = probe, !finished.acked, let record = records[finished.target],
+                record.member.status == .alive
+            {
                 merge(record.member.with(status: .suspect, suspectedBy: myself.id), now: now, into: &out)
             }
             probe = nil
@@ -137,7 +142,9 @@ public struct MembershipInstance: Sendable {
                 for address in elsewhere { out.append(send(.sync(fullState), to: address)) }
             } else {
                 for seed in unansweredSeeds.sorted() { out.append(send(.sync(fullState), to: seed)) }
-                if let peer = live.randomElement(using: &random) { out.append(send(.sync(fullState), to: peer.address)) }
+                if let peer = live.randomElement(using: &random) {
+                    out.append(send(.sync(fullState), to: peer.address))
+                }
                 // And one address from the other side of a possible partition.
                 if let other = elsewhere.filter({ !unansweredSeeds.contains($0) }).randomElement(using: &random) {
                     out.append(send(.sync(fullState), to: other))
@@ -155,9 +162,10 @@ public struct MembershipInstance: Sendable {
     {
         guard myself.status == .alive, message.sender.id != myself.id else { return [] }
         var out: [MembershipDirective] = []
-        let senderKnownFinished = records[message.sender.id].map {
-            $0.member.generation == message.sender.generation && !$0.member.status.isLive
-        } ?? false
+        let senderKnownFinished =
+            records[message.sender.id].map {
+                $0.member.generation == message.sender.generation && !$0.member.status.isLive
+            } ?? false
         merge(message.sender, now: now, into: &out)
         for update in message.gossip {
             merge(update, now: now, into: &out)
@@ -215,7 +223,9 @@ public struct MembershipInstance: Sendable {
             guard records.count < settings.maximumMembers else { return }
             records[update.id] = Record(member: update, suspectedSince: update.status == .suspect ? now : nil)
             gossipSent[update.id] = 0
-            if update.status.isLive { probeOrder.insert(update.id, at: Int.random(in: 0...probeOrder.count, using: &random)) }
+            if update.status.isLive {
+                probeOrder.insert(update.id, at: Int.random(in: 0...probeOrder.count, using: &random))
+            }
             out.append(.changed(from: nil, to: update))
             return
         }
@@ -242,7 +252,8 @@ public struct MembershipInstance: Sendable {
         }
     }
 
-    private mutating func answerClaimAboutMyself(_ claim: Member, now: Timestamp, into out: inout [MembershipDirective]) {
+    private mutating func answerClaimAboutMyself(_ claim: Member, now: Timestamp, into out: inout [MembershipDirective])
+    {
         guard claim.generation == myself.generation else { return }
         let previous = myself
         switch claim.status {

@@ -14,7 +14,8 @@ public struct APIError: Error, Sendable, HTTPResponseError {
     public var headers: HTTPFields
 
     public init(
-        _ status: HTTPResponse.Status, code: String, detail: String, extra: [String: String] = [:], headers: HTTPFields = [:]
+        _ status: HTTPResponse.Status, code: String, detail: String, extra: [String: String] = [:],
+        headers: HTTPFields = [:]
     ) {
         self.status = status
         self.code = code
@@ -38,18 +39,24 @@ public struct APIError: Error, Sendable, HTTPResponseError {
 
     // MARK: Common errors
 
-    static func malformed(_ detail: String) -> APIError { APIError(.badRequest, code: "malformed_request", detail: detail) }
+    static func malformed(_ detail: String) -> APIError {
+        APIError(.badRequest, code: "malformed_request", detail: detail)
+    }
     static let unauthenticated = APIError(
         .unauthorized, code: "unauthenticated", detail: "A bearer token is required.",
         headers: [.wwwAuthenticate: "Bearer"])
     static func invalidToken(_ detail: String) -> APIError {
-        APIError(.unauthorized, code: "invalid_token", detail: detail, headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+        APIError(
+            .unauthorized, code: "invalid_token", detail: detail,
+            headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
     }
     static let storeUnavailable = APIError(
         .serviceUnavailable, code: "store_unavailable", detail: "The store is busy; try again shortly.",
         headers: [.retryAfter: "1"])
     static func forbidden(_ role: Role) -> APIError {
-        APIError(.forbidden, code: "forbidden", detail: "This needs the \(role.rawValue) role.", extra: ["requiredRole": role.rawValue])
+        APIError(
+            .forbidden, code: "forbidden", detail: "This needs the \(role.rawValue) role.",
+            extra: ["requiredRole": role.rawValue])
     }
 
     /// The answer for an engine error: rule rejections are 422 (or 404/409 where they say so),
@@ -60,7 +67,8 @@ public struct APIError: Error, Sendable, HTTPResponseError {
             return rejected(rejection)
         case .notOwner, .ownerUnavailable, .storeUnavailable, .stopped:
             return APIError(
-                .serviceUnavailable, code: error.code, detail: "The auction is moving between nodes or the store is busy; retry with the same bid id.",
+                .serviceUnavailable, code: error.code,
+                detail: "The auction is moving between nodes or the store is busy; retry with the same bid id.",
                 headers: [.retryAfter: "1"])
         }
     }
@@ -68,10 +76,12 @@ public struct APIError: Error, Sendable, HTTPResponseError {
     static func rejected(_ rejection: AuctionRejection) -> APIError {
         var extra: [String: String] = [:]
         switch rejection {
-        case .belowMinimum(let minimum): extra = ["minimum": "\(minimum.minorUnits)", "currency": minimum.currency.code]
+        case .belowMinimum(let minimum):
+            extra = ["minimum": "\(minimum.minorUnits)", "currency": minimum.currency.code]
         case .maximumNotAboveCurrent(let current):
             extra = ["currentMaximum": "\(current.minorUnits)", "currency": current.currency.code]
-        case .buyNowPriceMismatch(let price): extra = ["buyNowPrice": "\(price.minorUnits)", "currency": price.currency.code]
+        case .buyNowPriceMismatch(let price):
+            extra = ["buyNowPrice": "\(price.minorUnits)", "currency": price.currency.code]
         case .currencyMismatch(let expected): extra = ["currency": expected.code]
         case .amountTooLarge(let limit): extra = ["limit": "\(limit)"]
         case .notOpenYet(let at): extra = ["opensAt": Timestamps.format(at)]
@@ -92,7 +102,9 @@ public struct APIError: Error, Sendable, HTTPResponseError {
 enum Timestamps {
     static func format(_ timestamp: Timestamp) -> String {
         let date = Date(timeIntervalSince1970: Double(timestamp.millisecondsSinceEpoch) / 1_000)
-        return date.formatted(.iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: true).timeSeparator(.colon).dateSeparator(.dash))
+        return date.formatted(
+            .iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: true)
+                .timeSeparator(.colon).dateSeparator(.dash))
     }
 
     static func parse(_ text: String) -> Timestamp? {

@@ -19,7 +19,8 @@ extension StrictRequest {
         } catch DecodingError.keyNotFound(let key, _) {
             throw APIError.malformed("Missing field '\(key.stringValue)'.")
         } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
-            throw APIError.malformed("Field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type.")
+            throw APIError.malformed(
+                "Field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type.")
         } catch {
             throw APIError.malformed("The body is not valid JSON for this request.")
         }

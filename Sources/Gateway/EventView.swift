@@ -49,7 +49,8 @@ enum EventView {
             return (
                 "bought_now",
                 [
-                    "bidId": purchase.bidId.rawValue, "bidderId": purchase.bidderId.rawValue, "price": purchase.price.minorUnits,
+                    "bidId": purchase.bidId.rawValue, "bidderId": purchase.bidderId.rawValue,
+                    "price": purchase.price.minorUnits,
                     "at": Timestamps.format(purchase.at),
                 ]
             )
@@ -58,7 +59,13 @@ enum EventView {
         case .closed(let closed):
             switch closed.result {
             case .sold(let winner, _, let price):
-                return ("closed", ["result": "sold", "winnerId": winner.rawValue, "price": price.minorUnits, "at": Timestamps.format(closed.at)])
+                return (
+                    "closed",
+                    [
+                        "result": "sold", "winnerId": winner.rawValue, "price": price.minorUnits,
+                        "at": Timestamps.format(closed.at),
+                    ]
+                )
             case .unsold(let reason):
                 return ("closed", ["result": "unsold", "reason": reason.rawValue, "at": Timestamps.format(closed.at)])
             }
@@ -78,6 +85,7 @@ enum NotificationView {
             "at": Timestamps.format(notification.at),
         ]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return "id: \(notification.id)\nevent: \(notification.kind.rawValue)\ndata: \(String(decoding: data, as: UTF8.self))\n\n"
+        return
+            "id: \(notification.id)\nevent: \(notification.kind.rawValue)\ndata: \(String(decoding: data, as: UTF8.self))\n\n"
     }
 }

@@ -1,13 +1,13 @@
 import AuctionCore
 public import AuctionRuntime
 import Foundation
+import HTTPTypes
 public import Hummingbird
 import HummingbirdBcrypt
-import HTTPTypes
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
 public import Node
+import ServiceLifecycle
 public import Storage
 
 /// The versioned HTTP API of a node (`/v1`): users and sessions, auctions, bids, live events.
@@ -139,7 +139,8 @@ public struct GatewayAPI: Sendable {
         } catch {
             throw APIError.storeUnavailable
         }
-        return try Self.json(UserView(id: user.id.rawValue, username: user.username, roles: user.roles), status: .created)
+        return try Self.json(
+            UserView(id: user.id.rawValue, username: user.username, roles: user.roles), status: .created)
     }
 
     @Sendable func login(_ request: Request, context: GatewayContext) async throws -> Response {
@@ -155,12 +156,18 @@ public struct GatewayAPI: Sendable {
         let identity = Identity(
             userId: stored.id, username: stored.username, roles: Set(stored.roles.compactMap(Role.init(rawValue:))))
         let (token, expires) = try await tokens.issue(for: identity)
-        return try Self.json(SessionView(token: token, expiresAt: Timestamps.format(Timestamp(millisecondsSinceEpoch: Int64(expires.timeIntervalSince1970 * 1_000)))))
+        return try Self.json(
+            SessionView(
+                token: token,
+                expiresAt: Timestamps.format(
+                    Timestamp(millisecondsSinceEpoch: Int64(expires.timeIntervalSince1970 * 1_000)))))
     }
 
     @Sendable func me(_ request: Request, context: GatewayContext) async throws -> Response {
         let caller = try context.caller()
-        return try Self.json(UserView(id: caller.userId.rawValue, username: caller.username, roles: caller.roles.map(\.rawValue).sorted()))
+        return try Self.json(
+            UserView(
+                id: caller.userId.rawValue, username: caller.username, roles: caller.roles.map(\.rawValue).sorted()))
     }
 
     @Sendable func grantRoles(_ request: Request, context: GatewayContext) async throws -> Response {
@@ -180,7 +187,9 @@ public struct GatewayAPI: Sendable {
         } catch {
             throw APIError.storeUnavailable
         }
-        guard let user = try? await users.user(id: id) else { throw APIError(.notFound, code: "user_not_found", detail: "There is no such user.") }
+        guard let user = try? await users.user(id: id) else {
+            throw APIError(.notFound, code: "user_not_found", detail: "There is no such user.")
+        }
         return try Self.json(UserView(id: user.id.rawValue, username: user.username, roles: user.roles))
     }
 
@@ -193,22 +202,31 @@ public struct GatewayAPI: Sendable {
         guard let currency = Currency(code: body.currency) else {
             throw APIError.malformed("Unsupported currency '\(body.currency)'.")
         }
-        let id = try body.id.map { raw throws(APIError) -> AuctionID in
-            guard let id = AuctionID(rawValue: raw) else { throw APIError.malformed("An auction id has 1 to 64 of A–Z a–z 0–9 _ - . :") }
-            return id
-        } ?? AuctionID(rawValue: "a-" + UUID().uuidString.lowercased())!
-        guard let closesAt = Timestamps.parse(body.closesAt) else { throw APIError.malformed("Field 'closesAt' must be an RFC 3339 time.") }
-        let opensAt = try body.opensAt.map { text throws(APIError) -> Timestamp in
-            guard let time = Timestamps.parse(text) else { throw APIError.malformed("Field 'opensAt' must be an RFC 3339 time.") }
-            return time
-        } ?? clock.now()
+        let id =
+            try body.id.map { raw throws(APIError) -> AuctionID in
+                guard let id = AuctionID(rawValue: raw) else {
+                    throw APIError.malformed("An auction id has 1 to 64 of A–Z a–z 0–9 _ - . :")
+                }
+                return id
+            } ?? AuctionID(rawValue: "a-" + UUID().uuidString.lowercased())!
+        guard let closesAt = Timestamps.parse(body.closesAt) else {
+            throw APIError.malformed("Field 'closesAt' must be an RFC 3339 time.")
+        }
+        let opensAt =
+            try body.opensAt.map { text throws(APIError) -> Timestamp in
+                guard let time = Timestamps.parse(text) else {
+                    throw APIError.malformed("Field 'opensAt' must be an RFC 3339 time.")
+                }
+                return time
+            } ?? clock.now()
         let saleId = try body.saleId.map { raw throws(APIError) -> SaleID in
             guard let id = SaleID(rawValue: raw) else { throw APIError.malformed("Invalid 'saleId'.") }
             return id
         }
         let money = { (amount: Int64) in Money(minorUnits: amount, currency: currency) }
         let terms = AuctionTerms(
-            auctionId: id, sellerId: caller.userId, saleId: saleId, title: body.title, startingPrice: money(body.startingPrice),
+            auctionId: id, sellerId: caller.userId, saleId: saleId, title: body.title,
+            startingPrice: money(body.startingPrice),
             reservePrice: body.reservePrice.map(money), buyNowPrice: body.buyNowPrice.map(money), opensAt: opensAt,
             closesAt: closesAt, extensionWindow: .seconds(body.extensionWindowSeconds ?? 120))
         let accepted = try Self.unwrap(await node.submit(.create(terms), to: id))
@@ -267,7 +285,8 @@ public struct GatewayAPI: Sendable {
         let id = try Self.auctionId(context)
         let body = try BidRequest.decode(try await Self.body(request, context))
         let bid = PlaceBid(
-            bidId: try Self.bidId(body.bidId), bidderId: caller.userId, maximum: try Self.money(body.maximum, body.currency))
+            bidId: try Self.bidId(body.bidId), bidderId: caller.userId,
+            maximum: try Self.money(body.maximum, body.currency))
         return try bidResponse(counted(await node.submit(.placeBid(bid), to: id)))
     }
 
@@ -277,7 +296,8 @@ public struct GatewayAPI: Sendable {
         let id = try Self.auctionId(context)
         let body = try BuyNowRequest.decode(try await Self.body(request, context))
         let purchase = BuyNow(
-            bidId: try Self.bidId(body.bidId), bidderId: caller.userId, price: try Self.money(body.price, body.currency))
+            bidId: try Self.bidId(body.bidId), bidderId: caller.userId, price: try Self.money(body.price, body.currency)
+        )
         return try bidResponse(counted(await node.submit(.buyNow(purchase), to: id)))
     }
 
@@ -301,9 +321,12 @@ public struct GatewayAPI: Sendable {
     }
 
     private func bidResponse(_ accepted: CommandAccepted) throws -> Response {
-        guard let receipt = accepted.receipt else { throw APIError(.internalServerError, code: "internal_error", detail: "No receipt.") }
+        guard let receipt = accepted.receipt else {
+            throw APIError(.internalServerError, code: "internal_error", detail: "No receipt.")
+        }
         let view = BidView(
-            bidId: receipt.bidId.rawValue, outcome: receipt.outcome.rawValue, replayed: accepted.replayed, seq: receipt.seq,
+            bidId: receipt.bidId.rawValue, outcome: receipt.outcome.rawValue, replayed: accepted.replayed,
+            seq: receipt.seq,
             maximum: receipt.maximum.minorUnits, priceAfter: receipt.price.minorUnits,
             auction: AuctionView(accepted.summary, now: clock.now()))
         return try Self.json(view, status: accepted.replayed ? .ok : .created)
@@ -331,7 +354,9 @@ public struct GatewayAPI: Sendable {
         let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 10, 1), 100)
         let now = clock.now()
         let active = node.readModel.mostActive(since: now.advanced(by: .seconds(-60 * minutes)), limit: limit)
-        return try Self.json(["auctions": active.map { ActiveView(auction: AuctionView($0.summary, now: now), recentBids: $0.recentBids) }])
+        return try Self.json([
+            "auctions": active.map { ActiveView(auction: AuctionView($0.summary, now: now), recentBids: $0.recentBids) }
+        ])
     }
 
     /// `GET /v1/sales/{id}/top`: a sale's lots by price, highest first.
@@ -341,7 +366,9 @@ public struct GatewayAPI: Sendable {
         }
         let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 10, 1), 100)
         let now = clock.now()
-        return try Self.json(["auctions": node.readModel.highestPrices(inSale: sale, limit: limit).map { AuctionView($0, now: now) }])
+        return try Self.json([
+            "auctions": node.readModel.highestPrices(inSale: sale, limit: limit).map { AuctionView($0, now: now) }
+        ])
     }
 
     // MARK: - Live events (Server-Sent Events)
@@ -351,7 +378,9 @@ public struct GatewayAPI: Sendable {
     /// later event exactly once.
     @Sendable func eventStream(_ request: Request, context: GatewayContext) async throws -> Response {
         let id = try Self.auctionId(context)
-        let since = request.headers[.lastEventID].flatMap(Int64.init) ?? request.uri.queryParameters.get("since").flatMap(Int64.init) ?? 0
+        let since =
+            request.headers[.lastEventID].flatMap(Int64.init) ?? request.uri.queryParameters.get("since").flatMap(
+                Int64.init) ?? 0
         guard since >= 0 else { throw APIError.malformed("'since' must not be negative.") }
         let stream = await node.events(of: id, after: since)
         return serverSentEvents(stream, render: EventView.serverSentEvent)
@@ -413,7 +442,9 @@ public struct GatewayAPI: Sendable {
         do {
             buffer = try await request.body.collect(upTo: context.maxUploadSize)
         } catch {
-            throw APIError(.contentTooLarge, code: "body_too_large", detail: "Request bodies are at most \(context.maxUploadSize) bytes.")
+            throw APIError(
+                .contentTooLarge, code: "body_too_large",
+                detail: "Request bodies are at most \(context.maxUploadSize) bytes.")
         }
         return Data(buffer.readableBytesView)
     }
@@ -441,7 +472,9 @@ public struct GatewayAPI: Sendable {
     }
 
     static func bidId(_ raw: String) throws(APIError) -> BidID {
-        guard let id = BidID(rawValue: raw) else { throw APIError.malformed("A bid id has 1 to 64 of A–Z a–z 0–9 _ - . :") }
+        guard let id = BidID(rawValue: raw) else {
+            throw APIError.malformed("A bid id has 1 to 64 of A–Z a–z 0–9 _ - . :")
+        }
         return id
     }
 

@@ -1,6 +1,6 @@
+import AuctionCore
 public import Hummingbird
 public import HummingbirdWebSocket
-import AuctionCore
 import NIOCore
 import ServiceLifecycle
 
@@ -56,9 +56,13 @@ extension GatewayAPI {
 
     /// The auction and the seq a WebSocket client starts after, or a 400/404 before the upgrade.
     static func webSocketStart(_ request: Request, _ parameters: Parameters) throws(APIError) -> (AuctionID, Int64) {
-        guard let id = parameters.get("id").flatMap(AuctionID.init(rawValue:)) else { throw APIError.rejected(.auctionNotFound) }
+        guard let id = parameters.get("id").flatMap(AuctionID.init(rawValue:)) else {
+            throw APIError.rejected(.auctionNotFound)
+        }
         let raw = request.uri.queryParameters.get("since") ?? "0"
-        guard let since = Int64(raw), since >= 0 else { throw APIError.malformed("'since' is the last seq seen (0 or more).") }
+        guard let since = Int64(raw), since >= 0 else {
+            throw APIError.malformed("'since' is the last seq seen (0 or more).")
+        }
         return (id, since)
     }
 }

@@ -1,5 +1,5 @@
-public import Hummingbird
 import Foundation
+public import Hummingbird
 import Synchronization
 
 /// Request counts and latency histograms by route and status, bids by outcome, and open event
@@ -57,18 +57,22 @@ public final class HTTPMetrics: Sendable {
         ]
         for (key, series) in snapshot.requests.sorted(by: { $0.key < $1.key }) {
             for (index, bound) in Self.buckets.enumerated() {
-                lines.append("artpay_http_request_duration_seconds_bucket{\(key),le=\"\(bound)\"} \(series.buckets[index])")
+                lines.append(
+                    "artpay_http_request_duration_seconds_bucket{\(key),le=\"\(bound)\"} \(series.buckets[index])")
             }
             lines.append("artpay_http_request_duration_seconds_bucket{\(key),le=\"+Inf\"} \(series.count)")
             lines.append("artpay_http_request_duration_seconds_sum{\(key)} \(String(format: "%.6f", series.sum))")
             lines.append("artpay_http_request_duration_seconds_count{\(key)} \(series.count)")
         }
-        lines += ["# HELP artpay_bids_total Bids answered, by outcome or rejection code.", "# TYPE artpay_bids_total counter"]
+        lines += [
+            "# HELP artpay_bids_total Bids answered, by outcome or rejection code.", "# TYPE artpay_bids_total counter",
+        ]
         for (outcome, count) in snapshot.bids.sorted(by: { $0.key < $1.key }) {
             lines.append("artpay_bids_total{outcome=\"\(outcome)\"} \(count)")
         }
         lines += [
-            "# HELP artpay_event_streams_open Live event streams being served.", "# TYPE artpay_event_streams_open gauge",
+            "# HELP artpay_event_streams_open Live event streams being served.",
+            "# TYPE artpay_event_streams_open gauge",
             "artpay_event_streams_open \(snapshot.openStreams)",
         ]
         return lines.joined(separator: "\n") + "\n"
@@ -84,7 +88,8 @@ public struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         self.metrics = metrics
     }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws
         -> Response
     {
         let started = ContinuousClock.now
@@ -95,12 +100,15 @@ public struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             let response = try await next(request, context)
             metrics.record(
-                route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: response.status.code,
+                route: context.endpointPath ?? "unmatched", method: request.method.rawValue,
+                status: response.status.code,
                 seconds: seconds())
             return response
         } catch {
             let status = (error as? any HTTPResponseError)?.status.code ?? 500
-            metrics.record(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: status, seconds: seconds())
+            metrics.record(
+                route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: status,
+                seconds: seconds())
             throw error
         }
     }

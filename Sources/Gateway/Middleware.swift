@@ -1,5 +1,5 @@
-public import Hummingbird
 import HTTPTypes
+public import Hummingbird
 import Logging
 import Synchronization
 
@@ -9,7 +9,8 @@ import Synchronization
 public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     public init() {}
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws
         -> Response
     {
         do {
@@ -45,7 +46,8 @@ public struct RequestTimeoutMiddleware<Context: RequestContext>: RouterMiddlewar
         self.limit = limit
     }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws
         -> Response
     {
         let limit = self.limit
@@ -59,7 +61,8 @@ public struct RequestTimeoutMiddleware<Context: RequestContext>: RouterMiddlewar
                     try await Task.sleep(for: limit)
                     throw APIError(
                         .serviceUnavailable, code: "request_timeout",
-                        detail: "The request took longer than \(limit.components.seconds) s and was stopped; retry (a bid with the same bid id).",
+                        detail:
+                            "The request took longer than \(limit.components.seconds) s and was stopped; retry (a bid with the same bid id).",
                         headers: [.retryAfter: "1"])
                 }
                 defer { group.cancelAll() }
@@ -161,8 +164,10 @@ public final class RateLimitMiddleware: RouterMiddleware, Sendable {
         let policy = self.policy
         let decision = buckets.withLock { buckets in
             if buckets.count > Self.maximumTracked { buckets.removeAll(keepingCapacity: true) }
-            var bucket = buckets[key] ?? TokenBucket(
-                capacity: Double(policy.capacity), refillPerSecond: policy.refillPerSecond, now: now)
+            var bucket =
+                buckets[key]
+                ?? TokenBucket(
+                    capacity: Double(policy.capacity), refillPerSecond: policy.refillPerSecond, now: now)
             let decision = bucket.take(now: now)
             buckets[key] = bucket
             return decision
@@ -170,14 +175,16 @@ public final class RateLimitMiddleware: RouterMiddleware, Sendable {
         let reset = Int((Double(policy.capacity) / policy.refillPerSecond).rounded(.up))
         guard decision.allowed else {
             throw APIError(
-                .tooManyRequests, code: "rate_limited", detail: "Too many requests; retry in \(decision.retryAfterSeconds) s.",
+                .tooManyRequests, code: "rate_limited",
+                detail: "Too many requests; retry in \(decision.retryAfterSeconds) s.",
                 headers: [
                     .retryAfter: "\(decision.retryAfterSeconds)", .rateLimitLimit: "\(policy.capacity)",
                     .rateLimitRemaining: "0", .rateLimitReset: "\(decision.retryAfterSeconds)",
                 ])
         }
         let limits: HTTPFields = [
-            .rateLimitLimit: "\(policy.capacity)", .rateLimitRemaining: "\(decision.remaining)", .rateLimitReset: "\(reset)",
+            .rateLimitLimit: "\(policy.capacity)", .rateLimitRemaining: "\(decision.remaining)",
+            .rateLimitReset: "\(reset)",
         ]
         do {
             var response = try await next(request, context)

@@ -105,7 +105,8 @@ public final class TokenAuthority: Sendable {
         let expires = now.addingTimeInterval(Double(lifetime.components.seconds))
         let claims = Claims(
             sub: SubjectClaim(value: identity.userId.rawValue), name: identity.username,
-            roles: identity.roles.map(\.rawValue).sorted(), iat: IssuedAtClaim(value: now), exp: ExpirationClaim(value: expires))
+            roles: identity.roles.map(\.rawValue).sorted(), iat: IssuedAtClaim(value: now),
+            exp: ExpirationClaim(value: expires))
         let token = try await keys.sign(claims, kid: JWKIdentifier(string: signingKid))
         return (token, expires)
     }
@@ -132,7 +133,8 @@ public final class TokenAuthority: Sendable {
             throw .badSignature
         }
         guard let userId = UserID(rawValue: claims.sub.value) else { throw .invalidClaims }
-        return Identity(userId: userId, username: claims.name, roles: Set(claims.roles.compactMap(Role.init(rawValue:))))
+        return Identity(
+            userId: userId, username: claims.name, roles: Set(claims.roles.compactMap(Role.init(rawValue:))))
     }
 
     static func base64URLDecode(_ text: String) -> Data? {

@@ -137,8 +137,12 @@ public struct ReadModelSnapshot: Sendable {
     /// Auctions by the number of bids accepted since `since`, most first (ties: soonest end).
     public func mostActive(since: Timestamp, limit: Int) -> [(summary: AuctionSummary, recentBids: Int)] {
         var top: [(summary: AuctionSummary, recentBids: Int)] = []
-        func ranksBefore(_ a: (summary: AuctionSummary, recentBids: Int), _ b: (summary: AuctionSummary, recentBids: Int)) -> Bool {
-            (a.recentBids, b.summary.endsAt, b.summary.auctionId) > (b.recentBids, a.summary.endsAt, a.summary.auctionId)
+        func ranksBefore(
+            _ a: (summary: AuctionSummary, recentBids: Int), _ b: (summary: AuctionSummary, recentBids: Int)
+        ) -> Bool {
+            (a.recentBids, b.summary.endsAt, b.summary.auctionId) > (
+                b.recentBids, a.summary.endsAt, a.summary.auctionId
+            )
         }
         for (id, times) in recentBids {
             guard let last = times.last, last >= since else { continue }
@@ -161,7 +165,9 @@ public struct ReadModelSnapshot: Sendable {
         }
         entries[id] = Entry(summary: summary, ranked: ranked)
         byEnd.insert(EndKey(endsAt: summary.endsAt, id: id))
-        if let sale = summary.saleId { bySalePrice[sale, default: SortedArray()].insert(PriceKey(price: summary.price.minorUnits, id: id)) }
+        if let sale = summary.saleId {
+            bySalePrice[sale, default: SortedArray()].insert(PriceKey(price: summary.price.minorUnits, id: id))
+        }
     }
 }
 
@@ -242,7 +248,9 @@ actor ReadModelWriter {
             // await, so the seq is read again after it.)
             while event.seq > (auctions[id]?.seq ?? 0) + 1 {
                 let current = auctions[id]?.seq ?? 0
-                guard let missing = try? await store.events(of: id, after: current, limit: min(Int(event.seq - current - 1), 1_000)),
+                guard
+                    let missing = try? await store.events(
+                        of: id, after: current, limit: min(Int(event.seq - current - 1), 1_000)),
                     !missing.isEmpty
                 else { break }
                 for earlier in missing where step(earlier, &notes) { touched.insert(id) }
@@ -299,7 +307,9 @@ actor ReadModelWriter {
     }
 
     private func fold(_ receipt: BidReceipt, in id: AuctionID) {
-        var standing = standings[id]?[receipt.bidderId] ?? BidderStanding(bidderId: receipt.bidderId, highestPrice: receipt.price, bids: 0)
+        var standing =
+            standings[id]?[receipt.bidderId]
+            ?? BidderStanding(bidderId: receipt.bidderId, highestPrice: receipt.price, bids: 0)
         standing.highestPrice = max(standing.highestPrice, receipt.price)
         standing.bids += 1
         standings[id, default: [:]][receipt.bidderId] = standing

@@ -135,8 +135,10 @@ enum WireCodec {
         case 1:
             event = .bidAccepted(
                 BidAccepted(
-                    bidId: try readIdentifier(BidID.self, from: &buffer), bidderId: try readIdentifier(UserID.self, from: &buffer),
-                    maximum: try readMoney(from: &buffer), at: try readTimestamp(from: &buffer), price: try readMoney(from: &buffer),
+                    bidId: try readIdentifier(BidID.self, from: &buffer),
+                    bidderId: try readIdentifier(UserID.self, from: &buffer),
+                    maximum: try readMoney(from: &buffer), at: try readTimestamp(from: &buffer),
+                    price: try readMoney(from: &buffer),
                     leaderBidId: try readIdentifier(BidID.self, from: &buffer),
                     leaderId: try readIdentifier(UserID.self, from: &buffer)))
         case 2:
@@ -176,7 +178,9 @@ enum WireCodec {
     }
 
     static func readCurrency(from buffer: inout ByteBuffer) throws(WireError) -> Currency {
-        guard let currency = Currency(code: try buffer.readWireString(maximumBytes: 3)) else { throw .invalid("currency") }
+        guard let currency = Currency(code: try buffer.readWireString(maximumBytes: 3)) else {
+            throw .invalid("currency")
+        }
         return currency
     }
 
@@ -261,7 +265,9 @@ enum WireCodec {
         case 0:
             let seq: Int64 = try buffer.readWire()
             let replayed = try buffer.readWireBool()
-            let receipt = try buffer.readWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try readReceipt(from: &buffer) }
+            let receipt = try buffer.readWireOptional { (buffer: inout ByteBuffer) throws(WireError) in
+                try readReceipt(from: &buffer)
+            }
             let summary = try readSummary(from: &buffer)
             return .success(CommandAccepted(seq: seq, receipt: receipt, summary: summary, replayed: replayed))
         case 1:
@@ -291,7 +297,8 @@ enum WireCodec {
             throw .invalid("receipt outcome")
         }
         let price = try readMoney(from: &buffer)
-        return BidReceipt(bidId: bidId, bidderId: bidderId, maximum: maximum, seq: seq, at: at, outcome: outcome, price: price)
+        return BidReceipt(
+            bidId: bidId, bidderId: bidderId, maximum: maximum, seq: seq, at: at, outcome: outcome, price: price)
     }
 
     static func write(_ summary: AuctionSummary, to buffer: inout ByteBuffer) {
@@ -330,17 +337,23 @@ enum WireCodec {
         let auctionId = try readIdentifier(AuctionID.self, from: &buffer)
         let seq: Int64 = try buffer.readWire()
         let sellerId = try readIdentifier(UserID.self, from: &buffer)
-        let saleId = try buffer.readWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try readIdentifier(SaleID.self, from: &buffer) }
+        let saleId = try buffer.readWireOptional { (buffer: inout ByteBuffer) throws(WireError) in
+            try readIdentifier(SaleID.self, from: &buffer)
+        }
         let title = try buffer.readWireString(maximumBytes: maximumText)
         let price = try readMoney(from: &buffer)
         let minimumNextBid = try readMoney(from: &buffer)
-        let leaderId = try buffer.readWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try readIdentifier(UserID.self, from: &buffer) }
+        let leaderId = try buffer.readWireOptional { (buffer: inout ByteBuffer) throws(WireError) in
+            try readIdentifier(UserID.self, from: &buffer)
+        }
         let bidCount = Int(try buffer.readWire(Int64.self))
         let opensAt = try readTimestamp(from: &buffer)
         let endsAt = try readTimestamp(from: &buffer)
         let hasReserve = try buffer.readWireBool()
         let reserveMet = try buffer.readWireBool()
-        let buyNowPrice = try buffer.readWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try readMoney(from: &buffer) }
+        let buyNowPrice = try buffer.readWireOptional { (buffer: inout ByteBuffer) throws(WireError) in
+            try readMoney(from: &buffer)
+        }
         let status: AuctionState.Status
         switch try buffer.readWire(UInt8.self) {
         case 0:
@@ -348,7 +361,8 @@ enum WireCodec {
         case 1:
             status = .closed(
                 .sold(
-                    winnerId: try readIdentifier(UserID.self, from: &buffer), bidId: try readIdentifier(BidID.self, from: &buffer),
+                    winnerId: try readIdentifier(UserID.self, from: &buffer),
+                    bidId: try readIdentifier(BidID.self, from: &buffer),
                     price: try readMoney(from: &buffer)))
         case 2:
             guard let reason = UnsoldReason(rawValue: try buffer.readWireString(maximumBytes: 32)) else {

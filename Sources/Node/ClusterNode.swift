@@ -1,7 +1,7 @@
 public import AuctionCore
-import Foundation
 public import AuctionRuntime
 public import ClusterCore
+import Foundation
 public import Logging
 public import Storage
 
@@ -92,7 +92,8 @@ public actor ClusterNode {
         self.logger = logger
         let now = clock.now()
         let myself = Member(
-            id: configuration.id, generation: UInt64(max(1, now.millisecondsSinceEpoch)), address: configuration.address,
+            id: configuration.id, generation: UInt64(max(1, now.millisecondsSinceEpoch)),
+            address: configuration.address,
             roles: configuration.roles)
         membership = MembershipInstance(
             myself: myself, seeds: configuration.seeds, settings: configuration.membership, now: now,
@@ -145,7 +146,9 @@ public actor ClusterNode {
         }
     }
 
-    private func route(_ command: AuctionCommand, to auction: AuctionID, hops: UInt8) async -> Result<CommandAccepted, EngineError> {
+    private func route(_ command: AuctionCommand, to auction: AuctionID, hops: UInt8) async -> Result<
+        CommandAccepted, EngineError
+    > {
         let shard = configuration.shardMap.shard(of: auction)
         guard let owner = Placement.owner(of: shard, among: candidates) else {
             return .failure(.ownerUnavailable("no live member takes auctions"))
@@ -154,7 +157,9 @@ public actor ClusterNode {
             return await registry.submit(command, to: auction)
         }
         guard hops < 2 else { return .failure(.ownerUnavailable("views of the cluster disagree")) }
-        guard let address = membership.member(owner)?.address else { return .failure(.ownerUnavailable("unknown owner")) }
+        guard let address = membership.member(owner)?.address else {
+            return .failure(.ownerUnavailable("unknown owner"))
+        }
         return await forward(command, to: auction, hops: hops + 1, at: address)
     }
 
@@ -218,7 +223,8 @@ public actor ClusterNode {
     /// owns the auction now or later (gaps after a failover are read from the store). The stream
     /// ends when the consumer stops iterating.
     public func events(of auction: AuctionID, after seq: Int64) -> AsyncStream<StoredEvent> {
-        let (stream, continuation) = AsyncStream.makeStream(of: StoredEvent.self, bufferingPolicy: .bufferingNewest(10_000))
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: StoredEvent.self, bufferingPolicy: .bufferingNewest(10_000))
         let feed = EventFeed(auction: auction, after: seq, store: store, output: continuation)
         feeds[auction, default: [:]][ObjectIdentifier(feed)] = feed
         continuation.onTermination = { [weak self] _ in
@@ -264,10 +270,13 @@ public actor ClusterNode {
     private func closeDueAuctions() {
         let now = clock.now()
         let horizon = now.advanced(by: .seconds(60))
-        let (readModel, registry, shardMap, me, candidates) = (readModel, registry, configuration.shardMap, configuration.id, candidates)
+        let (readModel, registry, shardMap, me, candidates) = (
+            readModel, registry, configuration.shardMap, configuration.id, candidates
+        )
         Task {
             let due = readModel.list({ $0.status == .running && $0.endsAt <= horizon }, limit: 1_000)
-            for summary in due where Placement.owner(of: shardMap.shard(of: summary.auctionId), among: candidates) == me {
+            for summary in due where Placement.owner(of: shardMap.shard(of: summary.auctionId), among: candidates) == me
+            {
                 let loaded = await registry.loadedActor(summary.auctionId) != nil
                 if summary.endsAt <= now || !loaded { _ = await registry.submit(.close, to: summary.auctionId) }
             }
@@ -315,7 +324,8 @@ public actor ClusterNode {
         case .dead: counters.deaths += 1
         case .alive, .left: break
         }
-        logger.info("member changed", metadata: ["member": "\(to.id)", "from": "\(from?.description ?? "-")", "to": "\(to)"])
+        logger.info(
+            "member changed", metadata: ["member": "\(to.id)", "from": "\(from?.description ?? "-")", "to": "\(to)"])
         if !to.status.isLive {
             // Commands waiting on a node that is gone fail now, so they can be retried elsewhere.
             for (id, forward) in pending where forward.to == to.address {
@@ -347,16 +357,20 @@ public actor ClusterNode {
         get async {
             let owned = await registry.ownedShards
             let placed = configuration.shardMap.shardCount
-            let mine = (0..<placed).filter { Placement.owner(of: ShardID($0), among: candidates) == configuration.id }.count
+            let mine = (0..<placed).filter { Placement.owner(of: ShardID($0), among: candidates) == configuration.id }
+                .count
             return ClusterSnapshot(
                 node: configuration.id.rawValue, generation: membership.myself.generation,
                 members: membership.members.map {
                     .init(
                         id: $0.id.rawValue, address: $0.address.description, status: $0.status.description,
-                        generation: $0.generation, incarnation: $0.incarnation, roles: $0.roles.map(\.rawValue).sorted())
+                        generation: $0.generation, incarnation: $0.incarnation, roles: $0.roles.map(\.rawValue).sorted()
+                    )
                 },
                 shardsPlacedHere: mine,
-                shardsHeld: owned.map { .init(shard: $0.key.rawValue, epoch: $0.value.rawValue) }.sorted { $0.shard < $1.shard },
+                shardsHeld: owned.map { .init(shard: $0.key.rawValue, epoch: $0.value.rawValue) }.sorted {
+                    $0.shard < $1.shard
+                },
                 counters: counters)
         }
     }
@@ -376,9 +390,15 @@ public actor ClusterNode {
         metric(
             "artpay_cluster_members", "gauge", "Members of the cluster by state, as this node sees them.",
             MemberStatus.allCases.map { ("{state=\"\($0)\"}", "\(byStatus[$0]?.count ?? 0)") })
-        metric("artpay_cluster_suspicions_total", "counter", "Members this node saw become suspect.", [("", "\(counters.suspicions)")])
-        metric("artpay_cluster_refutations_total", "counter", "Suspicions of this node it refuted.", [("", "\(counters.refutations)")])
-        metric("artpay_cluster_deaths_total", "counter", "Members this node saw declared dead.", [("", "\(counters.deaths)")])
+        metric(
+            "artpay_cluster_suspicions_total", "counter", "Members this node saw become suspect.",
+            [("", "\(counters.suspicions)")])
+        metric(
+            "artpay_cluster_refutations_total", "counter", "Suspicions of this node it refuted.",
+            [("", "\(counters.refutations)")])
+        metric(
+            "artpay_cluster_deaths_total", "counter", "Members this node saw declared dead.",
+            [("", "\(counters.deaths)")])
         metric(
             "artpay_forwarded_commands_total", "counter", "Commands forwarded to another node.",
             [("", "\(counters.forwardedCommands)")])
@@ -391,8 +411,12 @@ public actor ClusterNode {
         metric(
             "artpay_shard_acquisitions_total", "counter", "Shard leases taken (each bumps the epoch).",
             [("", "\(await registry.shardAcquisitions)")])
-        metric("artpay_fenced_appends_total", "counter", "Appends refused because another node took the shard.", [("", "\(await registry.fencedAppends)")])
-        metric("artpay_shards_held", "gauge", "Shards this node holds a lease on.", [("", "\(await registry.ownedShards.count)")])
+        metric(
+            "artpay_fenced_appends_total", "counter", "Appends refused because another node took the shard.",
+            [("", "\(await registry.fencedAppends)")])
+        metric(
+            "artpay_shards_held", "gauge", "Shards this node holds a lease on.",
+            [("", "\(await registry.ownedShards.count)")])
         let transport = transport.metrics
         metric(
             "artpay_transport_refused_total", "counter", "Cluster connections or frames refused.",

@@ -16,7 +16,8 @@ import Synchronization
 /// serving.
 public final class ClusterTransport: Sendable {
     /// Called for every frame from an authenticated peer; `reply` writes on the same connection.
-    public typealias FrameHandler = @Sendable (_ frame: ClusterFrame, _ reply: @escaping @Sendable (ClusterFrame) -> Void) async -> Void
+    public typealias FrameHandler =
+        @Sendable (_ frame: ClusterFrame, _ reply: @escaping @Sendable (ClusterFrame) -> Void) async -> Void
 
     public let metrics = TransportMetrics()
     let node: NodeID
@@ -105,7 +106,8 @@ public final class ClusterTransport: Sendable {
         do {
             var bootstrap = ClientBootstrap(group: group)
             if let outboundSource { bootstrap = bootstrap.bind(to: outboundSource) }
-            let connection = try await bootstrap
+            let connection =
+                try await bootstrap
                 .connectTimeout(.seconds(1))
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connect(host: address.host, port: address.port) { channel in
@@ -153,7 +155,8 @@ public final class ClusterTransport: Sendable {
         with peer: NodeID, frames: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator,
         outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, writes: AsyncStream<ByteBuffer>?
     ) async throws {
-        let (replies, replyContinuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingNewest(4_096))
+        let (replies, replyContinuation) = AsyncStream.makeStream(
+            of: ByteBuffer.self, bufferingPolicy: .bufferingNewest(4_096))
         let handler = self.handler.withLock { $0 }
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
@@ -193,7 +196,8 @@ public final class ClusterTransport: Sendable {
         case let failure as ClusterHandshake.Failure:
             logger.warning("refused a cluster connection", metadata: ["peer": "\(peer)", "reason": "\(failure)"])
         case let wire as WireError:
-            logger.warning("closed a connection that sent a malformed frame", metadata: ["peer": "\(peer)", "reason": "\(wire)"])
+            logger.warning(
+                "closed a connection that sent a malformed frame", metadata: ["peer": "\(peer)", "reason": "\(wire)"])
         case is WritesFinished, is CancellationError:
             break
         default:
@@ -229,7 +233,8 @@ final class OutboundLinks: Sendable {
                 return nil
             }
             if let failure = state.failures[address], ContinuousClock.now < failure.retryAt { return nil }
-            let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self, bufferingPolicy: .bufferingNewest(1_024))
+            let (stream, continuation) = AsyncStream.makeStream(
+                of: ByteBuffer.self, bufferingPolicy: .bufferingNewest(1_024))
             state.nextGeneration += 1
             state.links[address] = Link(writes: continuation, generation: state.nextGeneration)
             continuation.yield(frame)

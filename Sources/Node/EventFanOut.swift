@@ -26,13 +26,16 @@ public final class EventFanOut: Sendable {
     /// Registers (or renews) `subscriber`'s interest in `auction`.
     public func subscribe(_ auction: AuctionID, subscriber: String, deliver: @escaping Deliver) {
         subscriptions.withLock {
-            $0[auction, default: [:]][subscriber] = Subscription(deliver: deliver, expiresAt: .now.advanced(by: Self.lease))
+            $0[auction, default: [:]][subscriber] = Subscription(
+                deliver: deliver, expiresAt: .now.advanced(by: Self.lease))
         }
     }
 
     /// Registers (or renews) `subscriber`'s interest in every auction written here.
     public func subscribeToEverything(subscriber: String, deliver: @escaping Deliver) {
-        everything.withLock { $0[subscriber] = Subscription(deliver: deliver, expiresAt: .now.advanced(by: Self.lease)) }
+        everything.withLock {
+            $0[subscriber] = Subscription(deliver: deliver, expiresAt: .now.advanced(by: Self.lease))
+        }
     }
 
     /// Hands durable events to every live subscription of their auction. Called by the registry.
@@ -72,7 +75,9 @@ final class EventFeed: Sendable {
             }
             func catchUp(before limit: Int64?) async {
                 while limit.map({ last + 1 < $0 }) ?? true {
-                    guard let page = try? await store.events(of: auction, after: last, limit: 500), !page.isEmpty else { return }
+                    guard let page = try? await store.events(of: auction, after: last, limit: 500), !page.isEmpty else {
+                        return
+                    }
                     for event in page where limit.map({ event.seq < $0 }) ?? true { emit(event) }
                     if page.count < 500 { return }
                 }

@@ -33,7 +33,9 @@ public final class NotificationHub: Sendable {
                 kept.append(notification)
                 if kept.count > retainedPerUser { kept.removeFirst(kept.count - retainedPerUser) }
                 state.recent[notification.userId] = kept
-                for continuation in (state.subscribers[notification.userId] ?? [:]).values { continuation.yield(notification) }
+                for continuation in (state.subscribers[notification.userId] ?? [:]).values {
+                    continuation.yield(notification)
+                }
             }
         }
     }

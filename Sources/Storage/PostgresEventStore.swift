@@ -12,7 +12,9 @@ public struct PostgresEventStore: EventStore {
     let logger: Logger
     let fencing: Fencing
 
-    public init(client: PostgresClient, fencing: Fencing = .enforced, logger: Logger = Logger(label: "artpay.storage.postgres")) {
+    public init(
+        client: PostgresClient, fencing: Fencing = .enforced, logger: Logger = Logger(label: "artpay.storage.postgres")
+    ) {
         self.client = client
         self.fencing = fencing
         self.logger = logger
@@ -39,7 +41,8 @@ public struct PostgresEventStore: EventStore {
                         try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                     }
                     try await connection.query(
-                        "INSERT INTO artpay_schema_migrations (version) VALUES (\(Int32(migration.version)))", logger: logger)
+                        "INSERT INTO artpay_schema_migrations (version) VALUES (\(Int32(migration.version)))",
+                        logger: logger)
                 }
             }
         }
@@ -86,9 +89,15 @@ public struct PostgresEventStore: EventStore {
         }
         // No shards to check is no fencing (debug only, see `Fencing`).
         let shards = fencing == .enforced ? shardEpochs.keys.sorted() : []
-        var eAuction: [String] = [], eSeq: [Int64] = [], eShard: [Int32] = [], eEpoch: [Int64] = []
-        var eKind: [String] = [], ePayload: [String] = []
-        var sAuction: [String] = [], sSeq: [Int64] = [], sState: [String] = []
+        var eAuction: [String] = []
+        var eSeq: [Int64] = []
+        var eShard: [Int32] = []
+        var eEpoch: [Int64] = []
+        var eKind: [String] = []
+        var ePayload: [String] = []
+        var sAuction: [String] = []
+        var sSeq: [Int64] = []
+        var sState: [String] = []
         for entry in batch.entries {
             for (offset, event) in entry.events.enumerated() {
                 let (kind, payload) = EventCodec.encode(event)
@@ -279,7 +288,8 @@ extension PostgresEventStore: UserStore {
     }
 
     public func user(id: UserID) async throws(UserStoreError) -> StoredUser? {
-        try await fetchUser("SELECT id, username, password_hash, roles, created_at FROM users WHERE id = \(id.rawValue)")
+        try await fetchUser(
+            "SELECT id, username, password_hash, roles, created_at FROM users WHERE id = \(id.rawValue)")
     }
 
     public func setRoles(_ roles: [String], of id: UserID) async throws(UserStoreError) {
@@ -298,7 +308,9 @@ extension PostgresEventStore: UserStore {
     private func fetchUser(_ query: PostgresQuery) async throws(UserStoreError) -> StoredUser? {
         var found: (String, String, String, String, Int64)?
         do {
-            for try await row in try await client.query(query, logger: logger).decode((String, String, String, String, Int64).self) {
+            for try await row in try await client.query(query, logger: logger).decode(
+                (String, String, String, String, Int64).self)
+            {
                 found = row
             }
         } catch {

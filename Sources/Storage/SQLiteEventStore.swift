@@ -28,9 +28,7 @@ public actor SQLiteEventStore: EventStore {
     /// Opens (creating when missing) the database file at `path`.
     public static func open(
         path: String, fencing: Fencing = .enforced, logger: Logger = Logger(label: "artpay.storage.sqlite")
-    ) async throws(
-        StorageError
-    ) -> SQLiteEventStore {
+    ) async throws(StorageError) -> SQLiteEventStore {
         let threadPool = NIOThreadPool(numberOfThreads: 1)
         threadPool.start()
         do {
@@ -56,9 +54,10 @@ public actor SQLiteEventStore: EventStore {
         try await transaction { db in
             _ = try await db.query(
                 "CREATE TABLE IF NOT EXISTS artpay_schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
-            let applied = Set(try await db.query("SELECT version FROM artpay_schema_migrations").compactMap {
-                $0.column("version")?.integer
-            })
+            let applied = Set(
+                try await db.query("SELECT version FROM artpay_schema_migrations").compactMap {
+                    $0.column("version")?.integer
+                })
             for migration in SQLiteSchema.migrations where !applied.contains(migration.version) {
                 for statement in migration.statements { _ = try await db.query(statement) }
                 _ = try await db.query(
@@ -115,10 +114,11 @@ public actor SQLiteEventStore: EventStore {
             }
             if !fenced.isEmpty { throw StorageError.fenced(fenced) }
             for entry in batch.entries {
-                let last = try await db.query(
-                    "SELECT coalesce(max(seq), 0) AS last FROM auction_events WHERE auction_id = ?",
-                    [.text(entry.auction.rawValue)]
-                ).first?.column("last")?.integer ?? 0
+                let last =
+                    try await db.query(
+                        "SELECT coalesce(max(seq), 0) AS last FROM auction_events WHERE auction_id = ?",
+                        [.text(entry.auction.rawValue)]
+                    ).first?.column("last")?.integer ?? 0
                 guard Int64(last) == entry.firstSeq - 1 else {
                     throw StorageError.seqConflict(
                         auction: entry.auction, expectedLastSeq: entry.firstSeq - 1, actualLastSeq: Int64(last))
@@ -147,8 +147,10 @@ public actor SQLiteEventStore: EventStore {
                             SET seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at
                             WHERE auction_snapshots.seq < excluded.seq
                         """,
-                        [.text(entry.auction.rawValue), .integer(Int(snapshot.seq)),
-                         .text(EventCodec.encodeSnapshot(snapshot))])
+                        [
+                            .text(entry.auction.rawValue), .integer(Int(snapshot.seq)),
+                            .text(EventCodec.encodeSnapshot(snapshot)),
+                        ])
                 }
             }
         }
@@ -327,11 +329,13 @@ extension SQLiteEventStore: UserStore {
     }
 
     public func user(named username: String) async throws(UserStoreError) -> StoredUser? {
-        try await fetchUser("SELECT id, username, password_hash, roles, created_at FROM users WHERE username = ?", username)
+        try await fetchUser(
+            "SELECT id, username, password_hash, roles, created_at FROM users WHERE username = ?", username)
     }
 
     public func user(id: UserID) async throws(UserStoreError) -> StoredUser? {
-        try await fetchUser("SELECT id, username, password_hash, roles, created_at FROM users WHERE id = ?", id.rawValue)
+        try await fetchUser(
+            "SELECT id, username, password_hash, roles, created_at FROM users WHERE id = ?", id.rawValue)
     }
 
     public func setRoles(_ roles: [String], of id: UserID) async throws(UserStoreError) {
@@ -339,7 +343,8 @@ extension SQLiteEventStore: UserStore {
         do {
             changed = try await exclusive {
                 _ = try await connection.query(
-                    "UPDATE users SET roles = ? WHERE id = ?", [.text(roles.joined(separator: ",")), .text(id.rawValue)])
+                    "UPDATE users SET roles = ? WHERE id = ?",
+                    [.text(roles.joined(separator: ",")), .text(id.rawValue)])
                 let rows = try await connection.query("SELECT changes() AS n")
                 return (rows.first?.column("n")?.integer ?? 0) > 0
             }

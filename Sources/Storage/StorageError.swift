@@ -45,10 +45,13 @@ public enum StorageError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .fenced(let shards):
-            let list = shards.map { "\($0.shard) (writer \($0.writerEpoch), store \($0.currentEpoch?.description ?? "none"))" }
+            let list = shards.map {
+                "\($0.shard) (writer \($0.writerEpoch), store \($0.currentEpoch?.description ?? "none"))"
+            }
             return "fenced: \(list.joined(separator: ", "))"
         case .seqConflict(let auction, let expected, let actual):
-            return "seq conflict on auction \(auction): expected the log to end at \(expected), it ends at \(actual.map(String.init) ?? "another seq")"
+            return
+                "seq conflict on auction \(auction): expected the log to end at \(expected), it ends at \(actual.map(String.init) ?? "another seq")"
         case .corruptRecord(let auction, let seq, let reason):
             return "corrupt record \(seq) of auction \(auction): \(reason)"
         case .invalidBatch(let reason):

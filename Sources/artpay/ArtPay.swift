@@ -7,7 +7,8 @@ struct ArtPay: AsyncParsableCommand {
         commandName: "artpay",
         abstract: "ArtPay: a clustered bid engine for real-time art auctions.",
         subcommands: [
-            NodeCommand.self, DevCommand.self, LoginCommand.self, AuctionsCommand.self, BidCommand.self, WatchCommand.self,
+            NodeCommand.self, DevCommand.self, LoginCommand.self, AuctionsCommand.self, BidCommand.self,
+            WatchCommand.self,
             NotificationsCommand.self, CheckCommand.self, ChaosCommand.self,
             KeygenCommand.self,
             BenchCommand.self,

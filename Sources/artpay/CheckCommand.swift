@@ -10,12 +10,14 @@ import Storage
 struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "Check a chaos run's history against the final logs: nothing acknowledged lost, one order, one close.")
+        abstract: "Check a chaos run's history against the final logs: nothing acknowledged lost, one order, one close."
+    )
 
     @Argument(help: "The history file (JSON Lines) the chaos runner wrote.") var history: String
     @OptionGroup var postgres: PostgresOptions
     @Option(help: "Read the logs from this SQLite file instead of PostgreSQL.") var sqlite: String?
-    @Option(help: "Read the logs from this dump (the logs.jsonl a chaos run writes) instead of a store.") var logs: String?
+    @Option(help: "Read the logs from this dump (the logs.jsonl a chaos run writes) instead of a store.") var logs:
+        String?
 
     func run() async throws {
         let entries = try Self.read(history)
@@ -64,7 +66,9 @@ struct CheckCommand: AsyncParsableCommand {
         return auctions
     }
 
-    static func logs(of auctions: Set<AuctionID>, from store: some EventStore) async throws -> [AuctionID: [StoredEvent]] {
+    static func logs(of auctions: Set<AuctionID>, from store: some EventStore) async throws -> [AuctionID:
+        [StoredEvent]]
+    {
         var logs: [AuctionID: [StoredEvent]] = [:]
         for auction in auctions {
             var log: [StoredEvent] = []
@@ -95,7 +99,9 @@ struct CheckCommand: AsyncParsableCommand {
             for event in log {
                 let (kind, payload) = EventCodec.encode(event.event)
                 text += try encoder.encode(
-                    DumpedEvent(auction: event.auction.rawValue, seq: event.seq, epoch: event.epoch.rawValue, kind: kind, payload: payload))
+                    DumpedEvent(
+                        auction: event.auction.rawValue, seq: event.seq, epoch: event.epoch.rawValue, kind: kind,
+                        payload: payload))
                 text.append(0x0A)
             }
         }
@@ -107,9 +113,13 @@ struct CheckCommand: AsyncParsableCommand {
         var logs: [AuctionID: [StoredEvent]] = [:]
         for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
             let dumped = try decoder.decode(DumpedEvent.self, from: Data(line.utf8))
-            guard let auction = AuctionID(rawValue: dumped.auction) else { throw ValidationError("bad auction id in \(path)") }
-            let event = try EventCodec.decode(kind: dumped.kind, payload: dumped.payload, auction: auction, seq: dumped.seq)
-            logs[auction, default: []].append(StoredEvent(auction: auction, seq: dumped.seq, epoch: Epoch(dumped.epoch), event: event))
+            guard let auction = AuctionID(rawValue: dumped.auction) else {
+                throw ValidationError("bad auction id in \(path)")
+            }
+            let event = try EventCodec.decode(
+                kind: dumped.kind, payload: dumped.payload, auction: auction, seq: dumped.seq)
+            logs[auction, default: []].append(
+                StoredEvent(auction: auction, seq: dumped.seq, epoch: Epoch(dumped.epoch), event: event))
         }
         return logs
     }

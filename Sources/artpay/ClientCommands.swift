@@ -4,7 +4,9 @@ import Foundation
 
 /// Where the CLI talks to: `--node` (repeatable), else the nodes of `artpay dev`.
 struct NodeOptions: ParsableArguments {
-    @Option(name: .customLong("node"), help: "A node's HTTP base URL; repeat to list fallbacks. Default: the artpay dev nodes.")
+    @Option(
+        name: .customLong("node"),
+        help: "A node's HTTP base URL; repeat to list fallbacks. Default: the artpay dev nodes.")
     var nodes: [String] = []
 
     var list: [String] {
@@ -26,12 +28,15 @@ struct CLISession: Codable {
 
     func save() throws {
         try FileManager.default.createDirectory(atPath: ".artpay", withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: Self.path, contents: try JSONEncoder().encode(self), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(
+            atPath: Self.path, contents: try JSONEncoder().encode(self), attributes: [.posixPermissions: 0o600])
     }
 }
 
 /// Runs `call` on each node in turn until one answers (a refused connection or a 503 moves on).
-func onAnyNode(_ nodes: [String], token: String?, _ call: (APIClient) async throws -> [String: Any]) async throws -> [String: Any] {
+func onAnyNode(_ nodes: [String], token: String?, _ call: (APIClient) async throws -> [String: Any]) async throws
+    -> [String: Any]
+{
     var lastError: (any Error)?
     for node in nodes {
         do {
@@ -46,7 +51,8 @@ func onAnyNode(_ nodes: [String], token: String?, _ call: (APIClient) async thro
 }
 
 struct LoginCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "login", abstract: "Log in and keep the token for later commands.")
+    static let configuration = CommandConfiguration(
+        commandName: "login", abstract: "Log in and keep the token for later commands.")
     @OptionGroup var node: NodeOptions
     @Option(help: "Username.") var user: String
     @Option(help: "Password.") var password: String
@@ -63,13 +69,15 @@ struct LoginCommand: AsyncParsableCommand {
 
 struct BidCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bid", abstract: "Bid on an auction (maximum in minor units); retries the same bid id on another node.")
+        commandName: "bid",
+        abstract: "Bid on an auction (maximum in minor units); retries the same bid id on another node.")
     @OptionGroup var node: NodeOptions
     @Argument(help: "The auction id.") var auction: String
     @Argument(help: "Your maximum, in minor units of the auction's currency (cents for EUR).") var maximum: Int64
     @Option(help: "Log in as this user first (else the saved session).") var user: String?
     @Option(help: "Password for --user.") var password: String?
-    @Option(help: "The bid id (default: a new one). Sending the same id again never makes a second bid.") var bidId: String?
+    @Option(help: "The bid id (default: a new one). Sending the same id again never makes a second bid.") var bidId:
+        String?
 
     func run() async throws {
         var token = CLISession.load()?.token
@@ -80,16 +88,21 @@ struct BidCommand: AsyncParsableCommand {
             token = session["token"] as? String
         }
         guard let token else { throw ValidationError("log in first (artpay login) or pass --user and --password") }
-        let auctionView = try await onAnyNode(node.list, token: token) { try await $0.call("GET", "/v1/auctions/\(auction)") }
+        let auctionView = try await onAnyNode(node.list, token: token) {
+            try await $0.call("GET", "/v1/auctions/\(auction)")
+        }
         let currency = auctionView["currency"] as? String ?? "EUR"
-        let bid: [String: Any] = ["bidId": bidId ?? "cli-\(UUID().uuidString.lowercased())", "maximum": maximum, "currency": currency]
+        let bid: [String: Any] = [
+            "bidId": bidId ?? "cli-\(UUID().uuidString.lowercased())", "maximum": maximum, "currency": currency,
+        ]
         let answer = try await onAnyNode(node.list, token: token) {
             try await $0.call("POST", "/v1/auctions/\(auction)/bids", json: bid)
         }
         let view = answer["auction"] as? [String: Any] ?? [:]
         print(
             "bid \(answer["bidId"] ?? "?"): \(answer["outcome"] ?? "?")\(answer["replayed"] as? Bool == true ? " (already accepted)" : ""); "
-                + "price \(view["price"] ?? "?") \(currency), next minimum \(view["minimumNextBid"] ?? "?"), seq \(answer["seq"] ?? "?")")
+                + "price \(view["price"] ?? "?") \(currency), next minimum \(view["minimumNextBid"] ?? "?"), seq \(answer["seq"] ?? "?")"
+        )
     }
 }
 
@@ -111,7 +124,9 @@ struct WatchCommand: AsyncParsableCommand {
 struct NotificationsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "notifications",
-        abstract: "Follow your notifications (outbid, won, lost, extended, cancelled); resumes on another node after a failure.")
+        abstract:
+            "Follow your notifications (outbid, won, lost, extended, cancelled); resumes on another node after a failure."
+    )
     @OptionGroup var node: NodeOptions
     @Option(help: "Also show those of the last minutes that the node still keeps.") var minutes: Int = 0
 
@@ -126,7 +141,8 @@ struct NotificationsCommand: AsyncParsableCommand {
 }
 
 struct AuctionsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "auctions", abstract: "List auctions, soonest end first.")
+    static let configuration = CommandConfiguration(
+        commandName: "auctions", abstract: "List auctions, soonest end first.")
     @OptionGroup var node: NodeOptions
     @Option(help: "open, closing_soon, ended or all.") var status: String = "open"
     @Option(help: "Only this sale.") var sale: String?

@@ -1,6 +1,6 @@
 import ArgumentParser
-import Foundation
 import ArtPayClient
+import Foundation
 import Gateway
 import Logging
 import ServiceLifecycle
@@ -25,7 +25,8 @@ struct DevCommand: AsyncParsableCommand {
 
     static let users: [(String, String, [String])] = [
         ("sofia", "sofia-password", ["seller"]), ("marco", "marco-password", ["seller"]),
-        ("alice", "alice-password", ["bidder"]), ("bob", "bob-password", ["bidder"]), ("carol", "carol-password", ["bidder"]),
+        ("alice", "alice-password", ["bidder"]), ("bob", "bob-password", ["bidder"]),
+        ("carol", "carol-password", ["bidder"]),
     ]
 
     func run() async throws {
@@ -35,7 +36,8 @@ struct DevCommand: AsyncParsableCommand {
         let keyPath = devDirectory.appendingPathComponent("jwt-es256.pem").path
         if !FileManager.default.fileExists(atPath: keyPath) {
             _ = FileManager.default.createFile(
-                atPath: keyPath, contents: Data(TokenAuthority.generatePrivateKeyPEM().utf8), attributes: [.posixPermissions: 0o600])
+                atPath: keyPath, contents: Data(TokenAuthority.generatePrivateKeyPEM().utf8),
+                attributes: [.posixPermissions: 0o600])
         }
         let seeds = (1...3).map { "\"127.0.0.\($0):7100\"" }.joined(separator: ", ")
         var nodes: [DevNode] = []
@@ -62,7 +64,8 @@ struct DevCommand: AsyncParsableCommand {
         let service = DevClusterService(
             nodes: nodes, firstClose: firstCloseSeconds, stopAfter: minutes > 0 ? .seconds(minutes * 60) : nil)
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
+            configuration: .init(
+                services: [.init(service: service)], gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
         try await group.run()
     }
 }
@@ -146,7 +149,9 @@ struct DevClusterService: Service {
                 guard node.isRunning else {
                     throw ValidationError("\(node.name) exited during start-up; see \(node.log)")
                 }
-                if (try? await APIClient(base: node.http).call("GET", "/health/ready", timeout: 1)) != nil { ready += 1 }
+                if (try? await APIClient(base: node.http).call("GET", "/health/ready", timeout: 1)) != nil {
+                    ready += 1
+                }
             }
             if ready == nodes.count { return }
             try await Task.sleep(for: .milliseconds(250))
@@ -159,7 +164,8 @@ struct DevClusterService: Service {
         let api = APIClient(base: nodes[0].http)
         for (username, password, roles) in DevCommand.users {
             do {
-                try await api.call("POST", "/v1/users", json: ["username": username, "password": password, "roles": roles])
+                try await api.call(
+                    "POST", "/v1/users", json: ["username": username, "password": password, "roles": roles])
             } catch let failure as APIClient.Failure where failure.status == 409 {
                 // Created by an earlier run.
             }
@@ -177,7 +183,8 @@ struct DevClusterService: Service {
             let password = DevCommand.users.first { $0.0 == seller }!.1
             let client = try await APIClient(base: nodes[index % 3].http).loggedIn(seller, password)
             var body: [String: Any] = [
-                "id": "evening-\(stamp)-lot-\(index + 1)", "title": title, "currency": currency, "startingPrice": starting,
+                "id": "evening-\(stamp)-lot-\(index + 1)", "title": title, "currency": currency,
+                "startingPrice": starting,
                 "closesAt": Date().addingTimeInterval(Double(firstClose + 60 * index)).formatted(.iso8601),
                 "extensionWindowSeconds": 30, "saleId": "evening-\(stamp)",
             ]
@@ -194,7 +201,9 @@ struct DevClusterService: Service {
         for node in nodes { print("  \(node.name): \(node.http)  (/v1/cluster, /metrics, /health/ready)") }
         print("\nDemo logins (username / password):")
         print("  admin / admin-password (admin)")
-        for (username, password, roles) in DevCommand.users { print("  \(username) / \(password) (\(roles.joined(separator: ", ")))") }
+        for (username, password, roles) in DevCommand.users {
+            print("  \(username) / \(password) (\(roles.joined(separator: ", ")))")
+        }
         print("\nThe evening sale (soft close: a bid in the last 30 s extends by 30 s):")
         for lot in lots { print("  \(lot.id)  \(lot.title)  from \(lot.minimum) \(lot.currency) minor units") }
         let lot = lots[0]

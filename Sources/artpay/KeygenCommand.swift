@@ -19,10 +19,14 @@ struct KeygenCommand: ParsableCommand {
             throw ValidationError("\(out) exists; pass --force to replace it")
         }
         let directory = (out as NSString).deletingLastPathComponent
-        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
         let privateKey = TokenAuthority.generatePrivateKeyPEM()
-        _ = FileManager.default.createFile(atPath: out, contents: Data(privateKey.utf8), attributes: [.posixPermissions: 0o600])
-        try TokenAuthority.publicKeyPEM(ofPrivateKey: privateKey).write(toFile: out + ".pub", atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(
+            atPath: out, contents: Data(privateKey.utf8), attributes: [.posixPermissions: 0o600])
+        try TokenAuthority.publicKeyPEM(ofPrivateKey: privateKey).write(
+            toFile: out + ".pub", atomically: true, encoding: .utf8)
         print("wrote \(out) and \(out).pub")
     }
 }

@@ -45,21 +45,26 @@ struct NodeCommand: AsyncParsableCommand {
             store = PostgresEventStore(client: client, fencing: settings.fencing, logger: logger)
         case .sqlite(let path):
             let directory = (path as NSString).deletingLastPathComponent
-            if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+            if !directory.isEmpty {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            }
             store = try await SQLiteEventStore.open(path: path, fencing: settings.fencing, logger: logger)
         }
 
         if settings.fencing == .unsafelyDisabled {
-            logger.critical("FENCING IS DISABLED (debug.unsafeDisableFencing): stale owners can write; never run this in service")
+            logger.critical(
+                "FENCING IS DISABLED (debug.unsafeDisableFencing): stale owners can write; never run this in service")
         }
         let clock = SystemClock()
         let fanOut = EventFanOut()
         let registry = AuctionRegistry(
-            configuration: .init(node: settings.cluster.id), store: store, writer: LogWriter(store: store), clock: clock,
+            configuration: .init(node: settings.cluster.id), store: store, writer: LogWriter(store: store),
+            clock: clock,
             logger: logger, onDurable: fanOut.publish)
         // Outbound cluster connections leave from the cluster host when it is one IP address.
         let transport = ClusterTransport(
-            node: settings.cluster.id, secret: settings.secret, outboundSource: settings.clusterBind.host, logger: logger)
+            node: settings.cluster.id, secret: settings.secret, outboundSource: settings.clusterBind.host,
+            logger: logger)
         let node = ClusterNode(
             configuration: settings.cluster, registry: registry, transport: transport, store: store, fanOut: fanOut,
             clock: clock, logger: logger)
@@ -109,7 +114,8 @@ actor ClusterService: Service {
     private(set) var isReady = false
 
     init(
-        node: ClusterNode, transport: ClusterTransport, store: any EventStore, bind: (host: String, port: Int), logger: Logger,
+        node: ClusterNode, transport: ClusterTransport, store: any EventStore, bind: (host: String, port: Int),
+        logger: Logger,
         bootstrapAdmin: (@Sendable () async throws -> Void)?
     ) {
         self.node = node
@@ -128,7 +134,7 @@ actor ClusterService: Service {
             group.addTask {
                 do {
                     try await transport.serve(host: bind.host, port: bind.port)
-                } catch where Task.isCancelled {
+                } catch  where Task.isCancelled {
                     // Shutting down.
                 }
             }

@@ -40,7 +40,10 @@ struct NodeSettings: Sendable {
         ])
         func required(_ key: String) throws -> String {
             guard let value = reader.string(forKey: ConfigKey(key)), !value.isEmpty else {
-                throw Invalid(description: "\(file): '\(key)' is missing (or set ARTPAY_\(key.uppercased().replacingOccurrences(of: ".", with: "_")))")
+                throw Invalid(
+                    description:
+                        "\(file): '\(key)' is missing (or set ARTPAY_\(key.uppercased().replacingOccurrences(of: ".", with: "_")))"
+                )
             }
             return value
         }
@@ -65,10 +68,12 @@ struct NodeSettings: Sendable {
         }
         let bindHost = reader.string(forKey: "cluster.host", default: "127.0.0.1")
         let bindPort = reader.int(forKey: "cluster.port", default: 7_100)
-        let advertised = try address(reader.string(forKey: "cluster.advertise", default: "\(bindHost):\(bindPort)"), "cluster.advertise")
+        let advertised = try address(
+            reader.string(forKey: "cluster.advertise", default: "\(bindHost):\(bindPort)"), "cluster.advertise")
         let seeds = try (reader.stringArray(forKey: "cluster.seeds") ?? []).map { try address($0, "cluster.seeds") }
         guard let secret = ClusterSecret(try required("cluster.secret")) else {
-            throw Invalid(description: "\(file): 'cluster.secret' must have at least \(ClusterSecret.minimumLength) characters")
+            throw Invalid(
+                description: "\(file): 'cluster.secret' must have at least \(ClusterSecret.minimumLength) characters")
         }
         var membership = MembershipSettings()
         membership.probeInterval = .milliseconds(reader.int(forKey: "membership.probeIntervalMs", default: 300))
@@ -91,7 +96,9 @@ struct NodeSettings: Sendable {
             throw Invalid(description: "\(file): 'store.kind' must be postgres or sqlite, got '\(other)'")
         }
         func readFile(_ path: String, _ key: String) throws -> String {
-            let resolved = path.hasPrefix("/") ? path : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
+            let resolved =
+                path.hasPrefix("/")
+                ? path : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
             guard let text = try? String(contentsOfFile: resolved, encoding: .utf8) else {
                 throw Invalid(description: "\(file): '\(key)' names \(resolved), which cannot be read")
             }
@@ -123,9 +130,11 @@ struct NodeSettings: Sendable {
             rateLimit: .init(
                 capacity: reader.int(forKey: "http.rateLimit.capacity", default: 120),
                 refillPerSecond: reader.double(forKey: "http.rateLimit.refillPerSecond", default: 20)),
-            requestTimeout: .milliseconds(Int64(reader.double(forKey: "http.requestTimeoutSeconds", default: 15) * 1_000)))
+            requestTimeout: .milliseconds(
+                Int64(reader.double(forKey: "http.requestTimeoutSeconds", default: 15) * 1_000)))
         return NodeSettings(
-            cluster: ClusterNode.Configuration(id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),
+            cluster: ClusterNode.Configuration(
+                id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),
             clusterBind: (bindHost, bindPort), httpHost: reader.string(forKey: "http.host", default: "127.0.0.1"),
             httpPort: reader.int(forKey: "http.port", default: 8_100), secret: secret, store: store,
             signingKey: .init(kid: signingKid, privateKeyPEM: signingPEM), verificationKeys: verification,

@@ -80,7 +80,8 @@ import Testing
             switch step.action {
             case 0:
                 guard let earlier = accepted.randomElement() else { continue }
-                let resubmit = AuctionCommand.placeBid(PlaceBid(bidId: earlier.2, bidderId: earlier.0, maximum: earlier.1))
+                let resubmit = AuctionCommand.placeBid(
+                    PlaceBid(bidId: earlier.2, bidderId: earlier.0, maximum: earlier.1))
                 let decision = auction.decide(resubmit, now: now)
                 let receipt = auction.state!.receipts[earlier.2]!
                 if receipt.outcome == .boughtNow {
@@ -96,17 +97,21 @@ import Testing
                 record(decision)
                 if case .accept = decision {
                     accepted.append((bidder, F.usd(script.buyNow!), bidId))
-                    #expect(auction.state?.phase(at: now) == .closed(.sold(winnerId: bidder, bidId: bidId, price: F.usd(script.buyNow!))))
+                    #expect(
+                        auction.state?.phase(at: now)
+                            == .closed(.sold(winnerId: bidder, bidId: bidId, price: F.usd(script.buyNow!))))
                 } else {
                     #expect(auction == before)
                 }
                 continue
             case 2:
-                let foreign = PlaceBid(bidId: bidId, bidderId: bidder, maximum: Money(minorUnits: step.cents, currency: .eur))
+                let foreign = PlaceBid(
+                    bidId: bidId, bidderId: bidder, maximum: Money(minorUnits: step.cents, currency: .eur))
                 #expect(auction.decide(.placeBid(foreign), now: now) == .reject(.currencyMismatch(expected: .usd)))
                 continue
             default:
-                let decision = auction.decide(.placeBid(PlaceBid(bidId: bidId, bidderId: bidder, maximum: F.usd(step.cents))), now: now)
+                let decision = auction.decide(
+                    .placeBid(PlaceBid(bidId: bidId, bidderId: bidder, maximum: F.usd(step.cents))), now: now)
                 record(decision)
                 guard case .accept = decision else {
                     #expect(auction == before, "a rejection changed the state")

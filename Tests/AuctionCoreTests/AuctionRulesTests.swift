@@ -1,5 +1,5 @@
-import Foundation
 import AuctionCore
+import Foundation
 import Testing
 
 @Suite struct AuctionRulesTests {
@@ -26,7 +26,10 @@ import Testing
         var auction = F.created()
         auction.handle(F.bid("a1", F.alice, 5_000))
         let decision = auction.handle(F.bid("b1", F.bob, 3_000))
-        guard case .accept = decision else { Issue.record("expected acceptance, got \(decision)"); return }
+        guard case .accept = decision else {
+            Issue.record("expected acceptance, got \(decision)")
+            return
+        }
         #expect(auction.running.price == F.usd(3_100))
         #expect(auction.running.leader?.bidderId == F.alice)
         #expect(auction.running.receipts[BidID(rawValue: "b1")!]?.outcome == .outbid)
@@ -52,7 +55,9 @@ import Testing
     @Test func leaderRaisingOwnMaximum_mustExceedIt() {
         var auction = F.created()
         auction.handle(F.bid("a1", F.alice, 5_000))
-        #expect(auction.handle(F.bid("a2", F.alice, 5_000)) == .reject(.maximumNotAboveCurrent(currentMaximum: F.usd(5_000))))
+        #expect(
+            auction.handle(F.bid("a2", F.alice, 5_000))
+                == .reject(.maximumNotAboveCurrent(currentMaximum: F.usd(5_000))))
     }
 
     @Test func reserve_priceJumpsToItOnceAMaximumReachesIt() {
@@ -121,12 +126,17 @@ import Testing
         var auction = F.created()
         let late = F.closesAt.advanced(by: .seconds(-30))
         let decision = auction.handle(F.bid("a1", F.alice, 5_000), at: late)
-        guard case .accept(let events) = decision else { Issue.record("\(decision)"); return }
+        guard case .accept(let events) = decision else {
+            Issue.record("\(decision)")
+            return
+        }
         #expect(events.count == 2)
         #expect(auction.running.endsAt == late.advanced(by: .seconds(120)))
         // The old end has passed, the new one has not: still open.
         #expect(auction.handle(F.bid("b1", F.bob, 6_000), at: F.closesAt).isAccept)
-        #expect(auction.decide(.close, now: F.closesAt) == .reject(.notYetEnded(endsAt: F.closesAt.advanced(by: .seconds(120)))))
+        #expect(
+            auction.decide(.close, now: F.closesAt)
+                == .reject(.notYetEnded(endsAt: F.closesAt.advanced(by: .seconds(120)))))
     }
 
     @Test func softClose_zeroWindowNeverExtends() {
@@ -142,7 +152,9 @@ import Testing
         auction.handle(F.bid("b1", F.bob, 3_000))
         #expect(auction.decide(.close, now: F.duringSale) == .reject(.notYetEnded(endsAt: F.closesAt)))
         auction.handle(.close, at: F.closesAt)
-        #expect(auction.running.status == .closed(.sold(winnerId: F.alice, bidId: BidID(rawValue: "a1")!, price: F.usd(3_100))))
+        #expect(
+            auction.running.status
+                == .closed(.sold(winnerId: F.alice, bidId: BidID(rawValue: "a1")!, price: F.usd(3_100))))
         #expect(auction.decide(.close, now: F.closesAt) == .reject(.auctionClosed))
         #expect(auction.decide(F.bid("c1", F.carol, 90_000), now: F.closesAt) == .reject(.auctionClosed))
     }
@@ -159,13 +171,18 @@ import Testing
 
     @Test func buyNow_endsTheSale_andIsGoneAfterTheFirstBid() {
         var auction = F.created(F.terms(buyNow: 50_000))
-        let purchase = AuctionCommand.buyNow(BuyNow(bidId: BidID(rawValue: "a1")!, bidderId: F.alice, price: F.usd(50_000)))
+        let purchase = AuctionCommand.buyNow(
+            BuyNow(bidId: BidID(rawValue: "a1")!, bidderId: F.alice, price: F.usd(50_000)))
         #expect(
-            auction.decide(.buyNow(BuyNow(bidId: BidID(rawValue: "x")!, bidderId: F.alice, price: F.usd(40_000))), now: F.duringSale)
+            auction.decide(
+                .buyNow(BuyNow(bidId: BidID(rawValue: "x")!, bidderId: F.alice, price: F.usd(40_000))),
+                now: F.duringSale)
                 == .reject(.buyNowPriceMismatch(buyNowPrice: F.usd(50_000))))
         var other = auction
         auction.handle(purchase)
-        #expect(auction.running.status == .closed(.sold(winnerId: F.alice, bidId: BidID(rawValue: "a1")!, price: F.usd(50_000))))
+        #expect(
+            auction.running.status
+                == .closed(.sold(winnerId: F.alice, bidId: BidID(rawValue: "a1")!, price: F.usd(50_000))))
         other.handle(F.bid("b1", F.bob, 2_000))
         #expect(other.handle(purchase) == .reject(.buyNowUnavailable))
     }
@@ -249,8 +266,9 @@ extension Auction.Decision {
         let terms = Fixture.terms(extensionWindow: .seconds(6_983_890_272_650_103_808))
         let encoded = try JSONEncoder().encode(terms)
         #expect(!encoded.isEmpty)
-        var auction = Auction(id: Fixture.auctionId)
-        guard case .reject(.invalidTerms) = auction.decide(.create(terms), now: Timestamp(millisecondsSinceEpoch: 0)) else {
+        let auction = Auction(id: Fixture.auctionId)
+        guard case .reject(.invalidTerms) = auction.decide(.create(terms), now: Timestamp(millisecondsSinceEpoch: 0))
+        else {
             Issue.record("expected invalid_terms")
             return
         }

@@ -46,7 +46,8 @@ import Testing
     }
 
     @Test func unsoldBelowReserve_everyBidderLost() {
-        let heard = notices([(F.bid("a1", F.alice, 5_000), F.duringSale), (.close, F.closesAt)], terms: F.terms(reserve: 90_000))
+        let heard = notices(
+            [(F.bid("a1", F.alice, 5_000), F.duringSale), (.close, F.closesAt)], terms: F.terms(reserve: 90_000))
         #expect(heard == ["alice:lost@3"])
     }
 
@@ -70,7 +71,8 @@ import Testing
 
     @Test func ids_areTheSameWhoeverDerivesThem() {
         let note = BidderNotification(
-            userId: F.alice, kind: .outbid, auctionId: F.auctionId, seq: 7, title: "t", price: F.usd(1), endsAt: F.closesAt,
+            userId: F.alice, kind: .outbid, auctionId: F.auctionId, seq: 7, title: "t", price: F.usd(1),
+            endsAt: F.closesAt,
             at: F.duringSale)
         #expect(note.id == "lot-42:7:outbid")
     }

@@ -36,7 +36,8 @@ import Testing
                 await withTaskGroup(of: Result<CommandAccepted, EngineError>.self) { group in
                     for index in 0..<50 {
                         group.addTask {
-                            await registry.submit(RT.bid("b\(index)", by: "bidder-\(index)", 2_000 + Int64(index) * 100), to: RT.auction)
+                            await registry.submit(
+                                RT.bid("b\(index)", by: "bidder-\(index)", 2_000 + Int64(index) * 100), to: RT.auction)
                         }
                     }
                     return await group.reduce(into: []) { $0.append($1) }
@@ -84,7 +85,10 @@ import Testing
             _ = try await registry.submit(.create(RT.terms()), to: RT.auction).get()
             store.failNextAppend(.beforeCommit)
             let failed = await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction)
-            guard case .storeUnavailable = failed.failure else { Issue.record("got \(failed)"); return }
+            guard case .storeUnavailable = failed.failure else {
+                Issue.record("got \(failed)")
+                return
+            }
             let retried = try await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction).get()
             #expect(!retried.replayed)
             #expect(retried.seq == 2)
@@ -98,7 +102,10 @@ import Testing
             _ = try await registry.submit(.create(RT.terms()), to: RT.auction).get()
             store.failNextAppend(.afterCommit)
             let failed = await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction)
-            guard case .storeUnavailable = failed.failure else { Issue.record("got \(failed)"); return }
+            guard case .storeUnavailable = failed.failure else {
+                Issue.record("got \(failed)")
+                return
+            }
             let retried = try await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction).get()
             #expect(retried.replayed, "the retry must not make a second bid")
             #expect(retried.receipt?.seq == 2)
@@ -116,7 +123,8 @@ import Testing
             for index in 0..<23 {
                 clock.advance(by: .seconds(1))
                 last = try await first.submit(
-                    RT.bid("b\(index)", by: index % 2 == 0 ? "alice" : "bob", 2_000 + Int64(index) * 700), to: RT.auction
+                    RT.bid("b\(index)", by: index % 2 == 0 ? "alice" : "bob", 2_000 + Int64(index) * 700),
+                    to: RT.auction
                 ).get()
             }
             await first.shutdown()
@@ -151,7 +159,9 @@ import Testing
             let log = try await sqlite.events(of: RT.auction, after: 0, limit: 20)
             #expect(log.filter { if case .closed = $0.event { true } else { false } }.count == 1)
             guard case .closed(let closed) = log.last?.event else { return }
-            #expect(closed.result == .sold(winnerId: UserID(rawValue: "bob")!, bidId: BidID(rawValue: "b2")!, price: RT.eur(5_100)))
+            #expect(
+                closed.result
+                    == .sold(winnerId: UserID(rawValue: "bob")!, bidId: BidID(rawValue: "b2")!, price: RT.eur(5_100)))
             let tooLate = await registry.submit(RT.bid("b3", by: "carol", 90_000), to: RT.auction)
             #expect(tooLate.failure == .rejected(.auctionClosed))
         }
@@ -172,4 +182,3 @@ import Testing
         }
     }
 }
-

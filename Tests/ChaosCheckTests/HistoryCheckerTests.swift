@@ -1,6 +1,6 @@
-import Foundation
 import AuctionCore
 import ChaosCheck
+import Foundation
 import Storage
 import Testing
 
@@ -19,8 +19,10 @@ struct Scenario {
         rules = Auction(id: auction)
         let terms = AuctionTerms(
             auctionId: auction, sellerId: UserID(rawValue: "seller")!, title: "Chaos lot",
-            startingPrice: Money(minorUnits: 1_000, currency: .eur), reservePrice: reserve.map { Money(minorUnits: $0, currency: .eur) },
-            opensAt: Timestamp(millisecondsSinceEpoch: 0), closesAt: Timestamp(millisecondsSinceEpoch: 1_000_000), extensionWindow: .zero)
+            startingPrice: Money(minorUnits: 1_000, currency: .eur),
+            reservePrice: reserve.map { Money(minorUnits: $0, currency: .eur) },
+            opensAt: Timestamp(millisecondsSinceEpoch: 0), closesAt: Timestamp(millisecondsSinceEpoch: 1_000_000),
+            extensionWindow: .zero)
         take(rules.decide(.create(terms), now: Timestamp(millisecondsSinceEpoch: 1)))
         history.append(.auction(WorkloadAuction(auction: auction, at: 0)))
     }
@@ -31,7 +33,10 @@ struct Scenario {
             try! rules.apply(event)
             log.append(StoredEvent(auction: auction, seq: rules.seq, epoch: Epoch(epoch), event: event))
             history.append(
-                .watched(WatchedEvent(watcher: 1, auction: auction, seq: rules.seq, type: event.streamType, bidId: event.bidId, node: "n1", at: clock)))
+                .watched(
+                    WatchedEvent(
+                        watcher: 1, auction: auction, seq: rules.seq, type: event.streamType, bidId: event.bidId,
+                        node: "n1", at: clock)))
         }
     }
 
@@ -40,15 +45,24 @@ struct Scenario {
     mutating func bid(_ id: String, by bidder: String, maximum: Int64) -> Int64 {
         let invoked = clock
         clock += 10
-        take(rules.decide(.placeBid(PlaceBid(bidId: BidID(rawValue: id)!, bidderId: UserID(rawValue: bidder)!, maximum: Money(minorUnits: maximum, currency: .eur))), now: Timestamp(millisecondsSinceEpoch: 10)))
+        take(
+            rules.decide(
+                .placeBid(
+                    PlaceBid(
+                        bidId: BidID(rawValue: id)!, bidderId: UserID(rawValue: bidder)!,
+                        maximum: Money(minorUnits: maximum, currency: .eur))),
+                now: Timestamp(millisecondsSinceEpoch: 10)))
         let state = rules.state!
         let seq = state.receipts[BidID(rawValue: id)!]!.seq
         history.append(
             .operation(
                 HistoryOperation(
-                    client: 1, node: "n1", auction: auction, bidId: BidID(rawValue: id)!, bidder: UserID(rawValue: bidder)!,
+                    client: 1, node: "n1", auction: auction, bidId: BidID(rawValue: id)!,
+                    bidder: UserID(rawValue: bidder)!,
                     maximum: maximum, invokedAt: invoked, completedAt: clock, outcome: .ok, seq: seq,
-                    shown: ShownState(seq: rules.seq, price: state.price.minorUnits, leaderId: state.leader?.bidderId, bidCount: state.bidCount))))
+                    shown: ShownState(
+                        seq: rules.seq, price: state.price.minorUnits, leaderId: state.leader?.bidderId,
+                        bidCount: state.bidCount))))
         clock += 10
         return seq
     }
@@ -79,9 +93,13 @@ struct Scenario {
         return run
     }
 
-    private func expectCaught(_ kind: Violation.Kind, in report: CheckReport, sourceLocation: SourceLocation = #_sourceLocation) {
+    private func expectCaught(
+        _ kind: Violation.Kind, in report: CheckReport, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         #expect(!report.passed, "expected \(kind.rawValue)", sourceLocation: sourceLocation)
-        #expect(report.violations.contains { $0.kind == kind }, "expected \(kind.rawValue), got \(report.violations)", sourceLocation: sourceLocation)
+        #expect(
+            report.violations.contains { $0.kind == kind }, "expected \(kind.rawValue), got \(report.violations)",
+            sourceLocation: sourceLocation)
     }
 
     @Test func anHonestRun_passesEveryCheck() {
@@ -97,7 +115,8 @@ struct Scenario {
         run.history.append(
             .operation(
                 HistoryOperation(
-                    client: 2, node: "n2", auction: run.auction, bidId: BidID(rawValue: "ghost")!, bidder: UserID(rawValue: "dave")!,
+                    client: 2, node: "n2", auction: run.auction, bidId: BidID(rawValue: "ghost")!,
+                    bidder: UserID(rawValue: "dave")!,
                     maximum: 9_000, invokedAt: 50, completedAt: 60, outcome: .ok, seq: 9)))
         expectCaught(.lostAcknowledgedBid, in: run.check())
     }
@@ -194,7 +213,10 @@ struct Scenario {
         // c1 (seq 5) now looks acknowledged before b2 (seq 4) was sent.
         run.history = run.history.map { entry in
             guard case .operation(var op) = entry else { return entry }
-            if op.bidId == BidID(rawValue: "c1")! { op.invokedAt = 1; op.completedAt = 2 }
+            if op.bidId == BidID(rawValue: "c1")! {
+                op.invokedAt = 1
+                op.completedAt = 2
+            }
             return .operation(op)
         }
         expectCaught(.realTimeOrder, in: run.check())
@@ -250,7 +272,9 @@ struct Scenario {
         run.rewrite(6) { stored in
             stored.event = .closed(
                 AuctionClosed(
-                    result: .sold(winnerId: UserID(rawValue: "carol")!, bidId: BidID(rawValue: "c1")!, price: Money(minorUnits: 6_100, currency: .eur)),
+                    result: .sold(
+                        winnerId: UserID(rawValue: "carol")!, bidId: BidID(rawValue: "c1")!,
+                        price: Money(minorUnits: 6_100, currency: .eur)),
                     at: Timestamp(millisecondsSinceEpoch: 1_000_000)))
         }
         expectCaught(.closeViolation, in: run.check())
@@ -262,7 +286,9 @@ struct Scenario {
         expectCaught(.watcherGap, in: gap.check())
 
         var repeated = Self.honest()
-        if case .watched(let event)? = repeated.history.first(where: { if case .watched(let e) = $0 { e.seq == 4 } else { false } }) {
+        if case .watched(let event)? = repeated.history.first(where: {
+            if case .watched(let e) = $0 { e.seq == 4 } else { false }
+        }) {
             repeated.history.append(.watched(event))
         }
         expectCaught(.watcherRepeatOrReorder, in: repeated.check())
@@ -271,8 +297,10 @@ struct Scenario {
     @Test func everyViolationKind_isPlantedByOneOfTheseTests() {
         // The kinds above; a new kind needs a test that plants it.
         let planted: Set<Violation.Kind> = [
-            .lostAcknowledgedBid, .unattemptedBidInLog, .refusedBidInLog, .acknowledgedSeqMismatch, .seqGap, .duplicateBidId,
-            .priceDecreased, .leaderChangeWithoutPriceRise, .epochDecreased, .invalidLog, .realTimeOrder, .divergentState,
+            .lostAcknowledgedBid, .unattemptedBidInLog, .refusedBidInLog, .acknowledgedSeqMismatch, .seqGap,
+            .duplicateBidId,
+            .priceDecreased, .leaderChangeWithoutPriceRise, .epochDecreased, .invalidLog, .realTimeOrder,
+            .divergentState,
             .divergentWatchedEvent, .closeViolation, .watcherGap, .watcherRepeatOrReorder,
         ]
         #expect(planted == Set(Violation.Kind.allCases))

@@ -115,7 +115,9 @@ struct ClusterSimulation {
             var next = end
             if let first = deliveries.first { next = min(next, first.at) }
             for node in nodes {
-                if let deadline = node.instance?.nextDeadline.millisecondsSinceEpoch { next = min(next, max(deadline, now)) }
+                if let deadline = node.instance?.nextDeadline.millisecondsSinceEpoch {
+                    next = min(next, max(deadline, now))
+                }
             }
             if workload != nil { next = min(next, max(nextBidAt, now)) }
             now = next
@@ -124,7 +126,8 @@ struct ClusterSimulation {
                 bidCounter += 1
                 let auction = workload.auctions[Int(random.next() % UInt64(workload.auctions.count))]
                 let bid = PlaceBid(
-                    bidId: BidID(rawValue: "b\(bidCounter)")!, bidderId: UserID(rawValue: "bidder-\(random.next() % 5)")!,
+                    bidId: BidID(rawValue: "b\(bidCounter)")!,
+                    bidderId: UserID(rawValue: "bidder-\(random.next() % 5)")!,
                     maximum: Money(minorUnits: 1_000 + Int64(random.next() % 1_000_000), currency: .eur))
                 sendBid(bid, for: auction, to: Int(random.next() % UInt64(nodes.count)))
             }
@@ -133,7 +136,9 @@ struct ClusterSimulation {
                 deliver(first)
             }
             for index in nodes.indices {
-                guard let deadline = nodes[index].instance?.nextDeadline.millisecondsSinceEpoch, deadline <= now else { continue }
+                guard let deadline = nodes[index].instance?.nextDeadline.millisecondsSinceEpoch, deadline <= now else {
+                    continue
+                }
                 let directives = nodes[index].instance!.tick(now: timestamp)
                 handle(directives, from: index)
             }
@@ -220,7 +225,8 @@ struct ClusterSimulation {
 
     private mutating func reply(_ bid: PlaceBid, _ accepted: Bool) {
         guard Double(random.next() % 1_000_000) / 1_000_000 >= lossRate else { return }
-        schedule(.response(bidId: bid.bidId, accepted: accepted), to: Self.client, from: NodeAddress(host: "node", port: 0))
+        schedule(
+            .response(bidId: bid.bidId, accepted: accepted), to: Self.client, from: NodeAddress(host: "node", port: 0))
     }
 
     /// What `AuctionRegistry` and `AuctionActor` do: take the lease on first use, load, decide,
@@ -239,7 +245,9 @@ struct ClusterSimulation {
         case .alreadyAccepted:
             return true
         case .accept(let events):
-            switch store.append(id, shard: shard, epoch: epoch, firstSeq: auction.seq + 1, events: events, by: node, at: now) {
+            switch store.append(
+                id, shard: shard, epoch: epoch, firstSeq: auction.seq + 1, events: events, by: node, at: now)
+            {
             case .written:
                 try! auction.apply(contentsOf: events)
                 nodes[index].auctions[id] = auction
@@ -320,9 +328,11 @@ struct FencedLogModel {
         guard Int64(log.count) == firstSeq - 1 else { return .seqConflict }
         if current != epoch { staleWrites.append((shard, epoch, current, node, now)) }
         writers[shard, default: [:]][epoch, default: []].insert(node)
-        logs[auction] = log + events.enumerated().map {
-            Entry(seq: firstSeq + Int64($0.offset), epoch: epoch, event: $0.element, writer: node)
-        }
+        logs[auction] =
+            log
+            + events.enumerated().map {
+                Entry(seq: firstSeq + Int64($0.offset), epoch: epoch, event: $0.element, writer: node)
+            }
         return .written
     }
 

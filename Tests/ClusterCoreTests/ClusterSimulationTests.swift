@@ -50,12 +50,16 @@ import Testing
         let auctions = (0..<16).map { AuctionID(rawValue: "lot-\($0)")! }
         for id in auctions {
             let terms = AuctionTerms(
-                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot", startingPrice: Money(minorUnits: 1_000, currency: .eur),
-                opensAt: Timestamp(millisecondsSinceEpoch: 0), closesAt: Timestamp(millisecondsSinceEpoch: 10_000_000), extensionWindow: .zero)
-            sim.store.seed(id, events: [.created(AuctionCreated(terms: terms, at: Timestamp(millisecondsSinceEpoch: 0)))])
+                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot",
+                startingPrice: Money(minorUnits: 1_000, currency: .eur),
+                opensAt: Timestamp(millisecondsSinceEpoch: 0), closesAt: Timestamp(millisecondsSinceEpoch: 10_000_000),
+                extensionWindow: .zero)
+            sim.store.seed(
+                id, events: [.created(AuctionCreated(terms: terms, at: Timestamp(millisecondsSinceEpoch: 0)))])
         }
         sim.workload = (auctions, 25)
-        if let window = ProcessInfo.processInfo.environment["ARTPAY_SIM_TRACE_WINDOW"]?.split(separator: "-").compactMap({ Int64($0) }),
+        if let window = ProcessInfo.processInfo.environment["ARTPAY_SIM_TRACE_WINDOW"]?.split(separator: "-")
+            .compactMap({ Int64($0) }),
             window.count == 2
         {
             sim.traceWindow = window[0]...window[1]
@@ -63,10 +67,13 @@ import Testing
         sim.traced = ProcessInfo.processInfo.environment["ARTPAY_SIM_TRACE"].flatMap { NodeID(rawValue: $0) }
         var violations: [String] = []
         func fail(_ text: String) {
-            violations.append("seed \(seed) (\(count) nodes) at \(sim.now) ms: \(text) — replay: ARTPAY_SIM_SEED=\(seed) scripts/test --filter ClusterSimulation")
+            violations.append(
+                "seed \(seed) (\(count) nodes) at \(sim.now) ms: \(text) — replay: ARTPAY_SIM_SEED=\(seed) scripts/test --filter ClusterSimulation"
+            )
         }
         let settings = sim.settings
-        let detectionBound = (settings.probeInterval * (count + 1) + settings.suspicionMaximum + .seconds(1)).wholeMilliseconds
+        let detectionBound = (settings.probeInterval * (count + 1) + settings.suspicionMaximum + .seconds(1))
+            .wholeMilliseconds
 
         // Staggered start; converged within 10 s.
         let startTimes = (0..<count).map { _ in Int64(random.next() % 500) }.sorted()
@@ -87,7 +94,9 @@ import Testing
             sim.run(until: clock)
             let fault = random.next() % 3
             if ProcessInfo.processInfo.environment["ARTPAY_SIM_TRACE"] != nil {
-                print("seed \(seed) t=\(sim.now) fault \(["crash", "partition", "loss"][Int(fault)]) of node \(victim + 1) for \(length) ms")
+                print(
+                    "seed \(seed) t=\(sim.now) fault \(["crash", "partition", "loss"][Int(fault)]) of node \(victim + 1) for \(length) ms"
+                )
             }
             switch fault {
             case 0:
@@ -99,7 +108,9 @@ import Testing
                     for observer in sim.nodes.indices where sim.isUp(observer) {
                         let seen = sim.view(of: observer).first { $0.id == crashed.id }
                         if let seen, seen.generation == crashed.generation, seen.status.isLive {
-                            fail("\(sim.nodes[observer].id) still sees crashed \(crashed.id) as \(seen.status) after \(detectionBound) ms")
+                            fail(
+                                "\(sim.nodes[observer].id) still sees crashed \(crashed.id) as \(seen.status) after \(detectionBound) ms"
+                            )
                         }
                     }
                 }
@@ -142,7 +153,8 @@ import Testing
         // A node that was up, in its current generation and not cut off, was never declared dead.
         for death in sim.deaths {
             guard let index = sim.nodes.firstIndex(where: { $0.id == death.subject.id }) else { continue }
-            let wasExcused = excused.contains { $0.node == death.subject.id && $0.from <= death.at && death.at <= $0.to }
+            let wasExcused =
+                excused.contains { $0.node == death.subject.id && $0.from <= death.at && death.at <= $0.to }
                 || excused.contains { $0.node == death.observer && $0.from <= death.at && death.at <= $0.to }
             if sim.isUp(index), sim.nodes[index].generation == death.subject.generation, !wasExcused {
                 fail("\(death.observer) declared live \(death.subject) dead at \(death.at) ms")
@@ -155,7 +167,9 @@ import Testing
     /// decrease along seq, every acknowledged bid logged exactly once, every log replays.
     static func checkLog(_ sim: ClusterSimulation, _ fail: (String) -> Void) {
         for stale in sim.store.staleWrites.prefix(3) {
-            fail("\(stale.writer) wrote \(stale.shard) under stale epoch \(stale.epoch) (store at \(stale.current)) at \(stale.at) ms")
+            fail(
+                "\(stale.writer) wrote \(stale.shard) under stale epoch \(stale.epoch) (store at \(stale.current)) at \(stale.at) ms"
+            )
         }
         for (shard, epochs) in sim.store.writers {
             for (epoch, writers) in epochs where writers.count > 1 {
@@ -183,9 +197,12 @@ import Testing
         for observer in sim.nodes.indices where sim.isUp(observer) {
             let view = Dictionary(uniqueKeysWithValues: sim.view(of: observer).map { ($0.id, $0) })
             for node in sim.nodes where node.instance != nil {
-                guard let seen = view[node.id], seen.generation == node.instance!.myself.generation, seen.status == .alive
+                guard let seen = view[node.id], seen.generation == node.instance!.myself.generation,
+                    seen.status == .alive
                 else {
-                    fail("\(sim.nodes[observer].id) sees \(node.id) as \(view[node.id]?.description ?? "unknown"), expected alive #\(node.instance!.myself.generation)")
+                    fail(
+                        "\(sim.nodes[observer].id) sees \(node.id) as \(view[node.id]?.description ?? "unknown"), expected alive #\(node.instance!.myself.generation)"
+                    )
                     continue
                 }
             }

@@ -5,10 +5,12 @@ import Testing
 /// Fixed nodes and a manual time line, SWIMInstanceTests style: feed an input, switch on directives.
 @Suite struct MembershipInstanceTests {
     static func member(
-        _ n: Int, generation: UInt64 = 1, incarnation: UInt64 = 0, status: MemberStatus = .alive, by suspecter: Int? = nil
+        _ n: Int, generation: UInt64 = 1, incarnation: UInt64 = 0, status: MemberStatus = .alive,
+        by suspecter: Int? = nil
     ) -> Member {
         Member(
-            id: NodeID(rawValue: "node-\(n)")!, generation: generation, address: NodeAddress(host: "127.0.0.\(n)", port: 7_000),
+            id: NodeID(rawValue: "node-\(n)")!, generation: generation,
+            address: NodeAddress(host: "127.0.0.\(n)", port: 7_000),
             incarnation: incarnation, status: status, suspectedBy: suspecter.map { NodeID(rawValue: "node-\($0)")! })
     }
 
@@ -18,7 +20,8 @@ import Testing
     static func instance(knowing others: Int = 3) -> MembershipInstance {
         var instance = MembershipInstance(myself: member(1), seeds: [], now: t0, seed: 42)
         let state = (2...(others + 1)).map { member($0) }
-        _ = instance.receive(MembershipMessage(sender: member(2), kind: .syncReply(state)), from: member(2).address, now: t0)
+        _ = instance.receive(
+            MembershipMessage(sender: member(2), kind: .syncReply(state)), from: member(2).address, now: t0)
         return instance
     }
 
@@ -28,7 +31,10 @@ import Testing
 
     @Test func onPing_repliesWithAckOfTheSameSequence() {
         var instance = Self.instance()
-        let out = Self.sends(instance.receive(MembershipMessage(sender: Self.member(3), kind: .ping(sequence: 77)), from: Self.member(3).address, now: Self.t0))
+        let out = Self.sends(
+            instance.receive(
+                MembershipMessage(sender: Self.member(3), kind: .ping(sequence: 77)), from: Self.member(3).address,
+                now: Self.t0))
         #expect(out.count == 1)
         #expect(out.first?.0.kind == .ack(sequence: 77))
         #expect(out.first?.1 == Self.member(3).address)
@@ -56,10 +62,15 @@ import Testing
     @Test func ackRelayedByAHelper_keepsTheTargetAlive() {
         var instance = Self.instance()
         let pings = Self.sends(instance.tick(now: Self.t0))
-        guard let (ping, target) = pings.first, case .ping(let sequence) = ping.kind else { Issue.record("no ping"); return }
+        guard let (ping, target) = pings.first, case .ping(let sequence) = ping.kind else {
+            Issue.record("no ping")
+            return
+        }
         _ = instance.tick(now: Self.t0.advanced(by: instance.settings.pingTimeout))
         let helper = Self.member(target == Self.member(2).address ? 3 : 2)
-        _ = instance.receive(MembershipMessage(sender: helper, kind: .ack(sequence: sequence)), from: helper.address, now: Self.t0.advanced(by: .milliseconds(200)))
+        _ = instance.receive(
+            MembershipMessage(sender: helper, kind: .ack(sequence: sequence)), from: helper.address,
+            now: Self.t0.advanced(by: .milliseconds(200)))
         let end = instance.tick(now: Self.t0.advanced(by: instance.settings.probeInterval))
         #expect(!end.contains { if case .changed(_, let to) = $0 { to.status == .suspect } else { false } })
     }
@@ -67,10 +78,18 @@ import Testing
     @Test func pingRequest_pingsTheTarget_andRelaysItsAck() {
         var instance = Self.instance()
         let origin = Self.member(2)
-        let out = Self.sends(instance.receive(MembershipMessage(sender: origin, kind: .pingRequest(sequence: 5, target: Self.member(3))), from: origin.address, now: Self.t0))
-        guard let (ping, to) = out.first, case .ping(let relaySequence) = ping.kind else { Issue.record("no ping: \(out)"); return }
+        let out = Self.sends(
+            instance.receive(
+                MembershipMessage(sender: origin, kind: .pingRequest(sequence: 5, target: Self.member(3))),
+                from: origin.address, now: Self.t0))
+        guard let (ping, to) = out.first, case .ping(let relaySequence) = ping.kind else {
+            Issue.record("no ping: \(out)")
+            return
+        }
         #expect(to == Self.member(3).address)
-        let relayed = Self.sends(instance.receive(MembershipMessage(sender: Self.member(3), kind: .ack(sequence: relaySequence)), from: to, now: Self.t0))
+        let relayed = Self.sends(
+            instance.receive(
+                MembershipMessage(sender: Self.member(3), kind: .ack(sequence: relaySequence)), from: to, now: Self.t0))
         #expect(relayed.first?.0.kind == .ack(sequence: 5))
         #expect(relayed.first?.1 == origin.address)
     }
@@ -78,7 +97,9 @@ import Testing
     @Test func suspicionOfMyself_isRefutedWithAHigherIncarnation() {
         var instance = Self.instance()
         let claim = Self.member(1, incarnation: 0, status: .suspect)
-        let out = instance.receive(MembershipMessage(sender: Self.member(2), kind: .ack(sequence: 0), gossip: [claim]), from: Self.member(2).address, now: Self.t0)
+        let out = instance.receive(
+            MembershipMessage(sender: Self.member(2), kind: .ack(sequence: 0), gossip: [claim]),
+            from: Self.member(2).address, now: Self.t0)
         #expect(instance.myself.incarnation == 1)
         #expect(instance.myself.status == .alive)
         #expect(out.contains(.changed(from: Self.member(1), to: Self.member(1, incarnation: 1))))
@@ -86,13 +107,18 @@ import Testing
         #expect(Set(broadcast.map(\.1)) == Set((2...4).map { Self.member($0).address }), "refuted to everyone at once")
         // The refutation travels with the next message.
         let next = Self.sends(instance.tick(now: Self.t0))
-        #expect(next.allSatisfy { $0.0.gossip.contains(Self.member(1, incarnation: 1)) || $0.0.sender == Self.member(1, incarnation: 1) })
+        #expect(
+            next.allSatisfy {
+                $0.0.gossip.contains(Self.member(1, incarnation: 1)) || $0.0.sender == Self.member(1, incarnation: 1)
+            })
     }
 
     @Test func deathOfMyself_isAnsweredWithANewGeneration() {
         var instance = Self.instance()
         let claim = Self.member(1, status: .dead)
-        _ = instance.receive(MembershipMessage(sender: Self.member(2), kind: .ack(sequence: 0), gossip: [claim]), from: Self.member(2).address, now: Self.t0)
+        _ = instance.receive(
+            MembershipMessage(sender: Self.member(2), kind: .ack(sequence: 0), gossip: [claim]),
+            from: Self.member(2).address, now: Self.t0)
         #expect(instance.myself.generation > 1)
         #expect(instance.myself.status == .alive)
         #expect(instance.myself.supersedes(claim))
@@ -101,9 +127,13 @@ import Testing
     @Test func refutation_cancelsTheSuspicion() {
         var instance = Self.instance()
         let suspect = Self.member(2, status: .suspect, by: 3)
-        _ = instance.receive(MembershipMessage(sender: Self.member(3), kind: .ack(sequence: 0), gossip: [suspect]), from: Self.member(3).address, now: Self.t0)
+        _ = instance.receive(
+            MembershipMessage(sender: Self.member(3), kind: .ack(sequence: 0), gossip: [suspect]),
+            from: Self.member(3).address, now: Self.t0)
         #expect(instance.member(suspect.id)?.status == .suspect)
-        _ = instance.receive(MembershipMessage(sender: Self.member(2, incarnation: 1), kind: .ping(sequence: 1)), from: suspect.address, now: Self.t0.advanced(by: .milliseconds(100)))
+        _ = instance.receive(
+            MembershipMessage(sender: Self.member(2, incarnation: 1), kind: .ping(sequence: 1)), from: suspect.address,
+            now: Self.t0.advanced(by: .milliseconds(100)))
         let later = instance.tick(now: Self.t0.advanced(by: instance.settings.suspicionMaximum * 2))
         #expect(instance.member(suspect.id)?.status == .alive)
         #expect(!later.contains { if case .changed(_, let to) = $0 { to.status == .dead } else { false } })
@@ -114,10 +144,14 @@ import Testing
         var confirmed = Self.instance()
         let suspect = Self.member(2, status: .suspect, by: 3)
         for (index, var instance) in [lone, confirmed].enumerated() {
-            _ = instance.receive(MembershipMessage(sender: Self.member(3), kind: .ack(sequence: 0), gossip: [suspect]), from: Self.member(3).address, now: Self.t0)
+            _ = instance.receive(
+                MembershipMessage(sender: Self.member(3), kind: .ack(sequence: 0), gossip: [suspect]),
+                from: Self.member(3).address, now: Self.t0)
             // Node 4 repeats node 3's claim (an echo) or raises its own (a confirmation).
             let claim = index == 1 ? Self.member(2, status: .suspect, by: 4) : suspect
-            _ = instance.receive(MembershipMessage(sender: Self.member(4), kind: .ack(sequence: 0), gossip: [claim]), from: Self.member(4).address, now: Self.t0)
+            _ = instance.receive(
+                MembershipMessage(sender: Self.member(4), kind: .ack(sequence: 0), gossip: [claim]),
+                from: Self.member(4).address, now: Self.t0)
             if index == 0 { lone = instance } else { confirmed = instance }
         }
         // Two independent suspicions of the two that could confirm (K = 2): the minimum timeout.
@@ -129,9 +163,12 @@ import Testing
     }
 
     @Test func precedence_followsSWIM() {
-        let alive0 = Self.member(2), alive1 = Self.member(2, incarnation: 1)
-        let suspect0 = Self.member(2, status: .suspect), suspect1 = Self.member(2, incarnation: 1, status: .suspect)
-        let dead0 = Self.member(2, status: .dead), left0 = Self.member(2, status: .left)
+        let alive0 = Self.member(2)
+        let alive1 = Self.member(2, incarnation: 1)
+        let suspect0 = Self.member(2, status: .suspect)
+        let suspect1 = Self.member(2, incarnation: 1, status: .suspect)
+        let dead0 = Self.member(2, status: .dead)
+        let left0 = Self.member(2, status: .left)
         let restarted = Self.member(2, generation: 2)
         #expect(suspect0.supersedes(alive0))
         #expect(!alive0.supersedes(suspect0))
@@ -156,12 +193,15 @@ import Testing
     }
 
     @Test func joining_asksTheSeeds_untilAMemberAnswers() {
-        var instance = MembershipInstance(myself: Self.member(1), seeds: [Self.member(2).address], now: Self.t0, seed: 1)
+        var instance = MembershipInstance(
+            myself: Self.member(1), seeds: [Self.member(2).address], now: Self.t0, seed: 1)
         let first = Self.sends(instance.tick(now: Self.t0))
         #expect(first.contains { if case .sync = $0.0.kind { $0.1 == Self.member(2).address } else { false } })
         let retry = Self.sends(instance.tick(now: Self.t0.advanced(by: instance.settings.probeInterval)))
         #expect(retry.contains { if case .sync = $0.0.kind { true } else { false } })
-        _ = instance.receive(MembershipMessage(sender: Self.member(2), kind: .syncReply([Self.member(2), Self.member(3)])), from: Self.member(2).address, now: Self.t0)
+        _ = instance.receive(
+            MembershipMessage(sender: Self.member(2), kind: .syncReply([Self.member(2), Self.member(3)])),
+            from: Self.member(2).address, now: Self.t0)
         #expect(instance.members.map(\.id) == [1, 2, 3].map { Self.member($0).id })
     }
 }

@@ -14,7 +14,9 @@ import Testing
         let perNode = Dictionary(grouping: assignment.values, by: { $0 }).mapValues(\.count)
         let mean = Double(Self.shards.shardCount) / Double(count)
         let maximum = Double(perNode.values.max() ?? 0)
-        print("placement: \(count) nodes, max/mean = \(String(format: "%.3f", maximum / mean)), per node \(perNode.values.sorted())")
+        print(
+            "placement: \(count) nodes, max/mean = \(String(format: "%.3f", maximum / mean)), per node \(perNode.values.sorted())"
+        )
         // 1,024 shards thrown at N nodes: the busiest gets about mean + 2σ (1.19 for 10 nodes).
         #expect(maximum / mean <= 1.25)
     }
@@ -30,7 +32,9 @@ import Testing
         let movedOnJoin = before.filter { joined[$0.key] != $0.value }
         #expect(movedOnJoin.allSatisfy { joined[$0.key] == Self.nodes(count + 1).last })
         let fraction = Double(movedOnJoin.count) / Double(Self.shards.shardCount)
-        print("placement: join of node \(count + 1) moves \(String(format: "%.3f", fraction)) of shards (1/N = \(String(format: "%.3f", 1 / Double(count + 1))))")
+        print(
+            "placement: join of node \(count + 1) moves \(String(format: "%.3f", fraction)) of shards (1/N = \(String(format: "%.3f", 1 / Double(count + 1))))"
+        )
         #expect(abs(fraction - 1 / Double(count + 1)) < 0.05)
     }
 

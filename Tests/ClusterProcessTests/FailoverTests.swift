@@ -1,3 +1,4 @@
+import ArtPayClient
 import AuctionCore
 import AuctionRuntime
 import ClusterCore
@@ -8,7 +9,6 @@ import PostgresNIO
 import Storage
 import Synchronization
 import TestSupport
-import ArtPayClient
 import Testing
 
 /// Three real `artpay node` processes on 127.0.0.4–6 against the test PostgreSQL (one test at a
@@ -46,7 +46,8 @@ import Testing
             let created = await client.submit(.create(terms), to: id, via: nodes[index % 3].clusterAddress)
             #expect((try? created?.get())?.seq == 1, "create \(id): \(String(describing: created))")
             let bidId = BidID(rawValue: "first-\(index)")!
-            let bid = PlaceBid(bidId: bidId, bidderId: UserID(rawValue: "alice")!, maximum: Money(minorUnits: 5_000, currency: .eur))
+            let bid = PlaceBid(
+                bidId: bidId, bidderId: UserID(rawValue: "alice")!, maximum: Money(minorUnits: 5_000, currency: .eur))
             if case .success = await client.submit(.placeBid(bid), to: id, via: nodes[(index + 1) % 3].clusterAddress) {
                 acknowledged[id, default: []].append(bidId)
             }
@@ -62,7 +63,10 @@ import Testing
             let target = auctions[round % auctions.count]
             guard let ownerId = Placement.owner(of: shardMap.shard(of: target), among: live),
                 let owner = nodes.first(where: { $0.id == ownerId })
-            else { Issue.record("no owner"); return }
+            else {
+                Issue.record("no owner")
+                return
+            }
             let survivor = nodes.first { $0.id != ownerId && $0.isRunning }!
 
             owner.kill()
@@ -96,9 +100,10 @@ import Testing
             }
         }
         let sorted = failoverTimes.sorted()
-        print("failover: kill -9 of the owner to the first accepted bid, \(rounds) round(s): "
-            + sorted.map { String(format: "%.2f s", $0) }.joined(separator: ", ")
-            + String(format: "; median %.2f s", sorted[sorted.count / 2]))
+        print(
+            "failover: kill -9 of the owner to the first accepted bid, \(rounds) round(s): "
+                + sorted.map { String(format: "%.2f s", $0) }.joined(separator: ", ")
+                + String(format: "; median %.2f s", sorted[sorted.count / 2]))
 
         // Every acknowledged bid is in the log, once.
         let expected = acknowledged
@@ -127,9 +132,13 @@ import Testing
         let closes = Date().addingTimeInterval(3_600).formatted(.iso8601)
         try await admin.call(
             "POST", "/v1/auctions",
-            json: ["id": auction, "title": "Watched lot", "currency": "EUR", "startingPrice": 1_000, "closesAt": closes])
-        try await APIClient(base: http[1]).call("POST", "/v1/users", json: ["username": "alice", "password": "alice-password"])
-        try await APIClient(base: http[1]).call("POST", "/v1/users", json: ["username": "bob", "password": "bob-password"])
+            json: [
+                "id": auction, "title": "Watched lot", "currency": "EUR", "startingPrice": 1_000, "closesAt": closes,
+            ])
+        try await APIClient(base: http[1]).call(
+            "POST", "/v1/users", json: ["username": "alice", "password": "alice-password"])
+        try await APIClient(base: http[1]).call(
+            "POST", "/v1/users", json: ["username": "bob", "password": "bob-password"])
         let bidders = [
             try await APIClient(base: http[1]).loggedIn("alice", "alice-password"),
             try await APIClient(base: http[2]).loggedIn("bob", "bob-password"),
@@ -142,7 +151,10 @@ import Testing
         let seen = Mutex<[Int64]>([])
         let watcher = Task {
             for await (event, _) in EventStreamClient.follow(auction, after: 0, nodes: order.map { http[$0] }) {
-                let count = seen.withLock { $0.append(event.seq ?? -1); return $0.count }
+                let count = seen.withLock {
+                    $0.append(event.seq ?? -1)
+                    return $0.count
+                }
                 if count >= 11 { return }
             }
         }
@@ -151,7 +163,9 @@ import Testing
         let aliceToken = bidders[0].token!
         let started = Date()
         let notificationWatcher = Task {
-            for await (event, _) in EventStreamClient.notifications(token: aliceToken, nodes: order.map { http[$0] }, since: started) {
+            for await (event, _) in EventStreamClient.notifications(
+                token: aliceToken, nodes: order.map { http[$0] }, since: started)
+            {
                 notified.withLock { $0.append(event.id) }
             }
         }
@@ -179,7 +193,9 @@ import Testing
         try await eventually("the watcher saw the first five events") { seen.withLock { $0.count } >= 5 }
         nodes[victim].kill()
         for n in 5...10 { try await bid(n) }
-        try await eventually("the watcher saw all eleven events", timeout: .seconds(30)) { seen.withLock { $0.count } >= 11 }
+        try await eventually("the watcher saw all eleven events", timeout: .seconds(30)) {
+            seen.withLock { $0.count } >= 11
+        }
         watcher.cancel()
         #expect(seen.withLock { $0 } == Array(1...11), "events seen: \(seen.withLock { $0 })")
         // Bids 3, 5, 7 and 9 (seq 4, 6, 8, 10) outbid alice; the watcher saw each once, across the kill.
@@ -260,4 +276,3 @@ final class ProcessCluster: Sendable {
         }
     }
 }
-

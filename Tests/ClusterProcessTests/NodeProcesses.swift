@@ -100,7 +100,8 @@ actor ClusterClient {
     private var next: UInt64 = 0
 
     init(secret: ClusterSecret) {
-        transport = ClusterTransport(node: NodeID(rawValue: "test-client")!, secret: secret, logger: .init(label: "test.client"))
+        transport = ClusterTransport(
+            node: NodeID(rawValue: "test-client")!, secret: secret, logger: .init(label: "test.client"))
     }
 
     func start() {
@@ -115,7 +116,9 @@ actor ClusterClient {
     }
 
     /// Sends `command` to the node at `address`; nil when no answer came within `timeout`.
-    func submit(_ command: AuctionCommand, to auction: AuctionID, via address: NodeAddress, timeout: Duration = .seconds(6))
+    func submit(
+        _ command: AuctionCommand, to auction: AuctionID, via address: NodeAddress, timeout: Duration = .seconds(6)
+    )
         async -> Result<CommandAccepted, EngineError>?
     {
         next += 1

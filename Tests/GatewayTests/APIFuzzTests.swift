@@ -18,13 +18,16 @@ import Testing
         let requests = environment["ARTPAY_FUZZ_REQUESTS"].flatMap(Int.init) ?? 1_500
         let seed = environment["ARTPAY_FUZZ_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
         try await GatewayHarness.run { client, _ in
-            let document = try JSONSerialization.jsonObject(with: Data(try await client.send(.get, "/openapi.json").body.readableBytesView))
+            let document = try JSONSerialization.jsonObject(
+                with: Data(try await client.send(.get, "/openapi.json").body.readableBytesView))
             let operations = Operation.all(in: document as? [String: Any] ?? [:])
             #expect(operations.count > 10)
             let admin = try await client.logIn("root", "root-password")
             let seller = try await client.signUp("fuzz-seller", roles: ["seller"])
             let bidder = try await client.signUp("fuzz-bidder")
-            #expect(try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-fuzz"), token: seller).status == .created)
+            #expect(
+                try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-fuzz"), token: seller).status
+                    == .created)
             let tokens: [String?] = [nil, admin, seller, bidder, "not.a.jwt", String(repeating: "e", count: 5_000)]
             var random = SeededRandom(seed: seed)
             var statuses: [Int: Int] = [:]
@@ -35,24 +38,31 @@ import Testing
                 let body = operation.hasBody || fuzz.chance(0.1) ? fuzz.body(for: operation) : nil
                 var headers = HTTPFields()
                 // Mostly a valid token, so requests get past authentication to the handlers.
-                if let token = fuzz.chance(0.75) ? tokens[1 + fuzz.int(3)] : tokens[fuzz.int(tokens.count)] { headers[.authorization] = fuzz.chance(0.9) ? "Bearer \(token)" : "Basic \(token)" }
+                if let token = fuzz.chance(0.75) ? tokens[1 + fuzz.int(3)] : tokens[fuzz.int(tokens.count)] {
+                    headers[.authorization] = fuzz.chance(0.9) ? "Bearer \(token)" : "Basic \(token)"
+                }
                 if body != nil { headers[.contentType] = fuzz.chance(0.9) ? "application/json" : "text/plain" }
                 if fuzz.chance(0.1) { headers[HTTPField.Name("Last-Event-ID")!] = fuzz.string() }
                 random = fuzz.random
-                let response = try await client.execute(uri: uri, method: operation.method, headers: headers, body: body)
+                let response = try await client.execute(
+                    uri: uri, method: operation.method, headers: headers, body: body)
                 statuses[Int(response.status.code), default: 0] += 1
-                let context = "request \(n) (seed \(seed)): \(operation.method) \(uri) → \(response.status.code) \(String(buffer: response.body).prefix(300))"
+                let context =
+                    "request \(n) (seed \(seed)): \(operation.method) \(uri) → \(response.status.code) \(String(buffer: response.body).prefix(300))"
                 #expect(response.status.code < 500 || Self.retryable(response), "\(context)")
                 if response.status.code >= 400 {
                     #expect(response.headers[.contentType] == "application/problem+json", "\(context)")
-                    let problem = (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView))) as? [String: Any]
+                    let problem =
+                        (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)))
+                        as? [String: Any]
                     #expect(problem?["code"] is String, "\(context)")
                 }
             }
             // Still serving, and still right.
             #expect(try await client.send(.get, "/health/live").status == .ok)
             let bid = try await client.send(
-                .post, "/v1/auctions/lot-fuzz/bids", json: #"{"bidId":"after-fuzz","maximum":500000,"currency":"EUR"}"#, token: bidder)
+                .post, "/v1/auctions/lot-fuzz/bids", json: #"{"bidId":"after-fuzz","maximum":500000,"currency":"EUR"}"#,
+                token: bidder)
             #expect(bid.status == .created || bid.status == .ok, "\(String(buffer: bid.body))")
             print("fuzz seed \(seed): \(requests) requests, statuses \(statuses.sorted { $0.key < $1.key })")
         }
@@ -74,18 +84,30 @@ struct Operation {
 
     static func all(in document: [String: Any]) -> [Operation] {
         var found: [Operation] = []
-        for (path, operations) in (document["paths"] as? [String: [String: Any]] ?? [:]).sorted(by: { $0.key < $1.key }) {
+        for (path, operations) in (document["paths"] as? [String: [String: Any]] ?? [:]).sorted(by: { $0.key < $1.key })
+        {
             for (method, spec) in operations.sorted(by: { $0.key < $1.key }) {
-                guard let spec = spec as? [String: Any], let method = HTTPRequest.Method(method.uppercased()) else { continue }
+                guard let spec = spec as? [String: Any], let method = HTTPRequest.Method(method.uppercased()) else {
+                    continue
+                }
                 let responses = spec["responses"] as? [String: Any] ?? [:]
                 // Streams stay open by design; their refusals are tested where they are served.
                 let ok = responses["200"] as? [String: Any]
-                if (ok?["content"] as? [String: Any])?["text/event-stream"] != nil || responses["101"] != nil { continue }
+                if (ok?["content"] as? [String: Any])?["text/event-stream"] != nil || responses["101"] != nil {
+                    continue
+                }
                 let parameters = spec["parameters"] as? [[String: Any]] ?? []
                 let queryNames = parameters.compactMap { $0["in"] as? String == "query" ? $0["name"] as? String : nil }
-                let schema = (((spec["requestBody"] as? [String: Any])?["content"] as? [String: Any])?["application/json"] as? [String: Any])?["schema"] as? [String: Any]
-                let properties = (schema?["properties"] as? [String: [String: Any]] ?? [:]).mapValues { $0["type"] as? String ?? "any" }
-                found.append(Operation(method: method, path: path, queryNames: queryNames, bodyProperties: properties, hasBody: schema != nil))
+                let schema =
+                    (((spec["requestBody"] as? [String: Any])?["content"] as? [String: Any])?["application/json"]
+                    as? [String: Any])?["schema"] as? [String: Any]
+                let properties = (schema?["properties"] as? [String: [String: Any]] ?? [:]).mapValues {
+                    $0["type"] as? String ?? "any"
+                }
+                found.append(
+                    Operation(
+                        method: method, path: path, queryNames: queryNames, bodyProperties: properties,
+                        hasBody: schema != nil))
             }
         }
         return found
@@ -101,15 +123,20 @@ struct Fuzzer {
 
     mutating func string() -> String {
         let choices = [
-            "", "lot-fuzz", "a", "root", "EUR", "XXX", "eur", "0", "-1", "1e309", "null", "true", "🎨 Untitled", "'; DROP TABLE events; --",
-            "../../etc/passwd", "%00", "\u{0}\u{1}\u{7f}", String(repeating: "x", count: 70), String(repeating: "ü", count: 3_000),
+            "", "lot-fuzz", "a", "root", "EUR", "XXX", "eur", "0", "-1", "1e309", "null", "true", "🎨 Untitled",
+            "'; DROP TABLE events; --",
+            "../../etc/passwd", "%00", "\u{0}\u{1}\u{7f}", String(repeating: "x", count: 70),
+            String(repeating: "ü", count: 3_000),
             "2026-13-45T99:99:99Z", "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "{\"a\":1}", "\\", "\"",
         ]
         return choices[int(choices.count)]
     }
 
     mutating func number() -> String {
-        let choices = ["0", "1", "-1", "5000", "9223372036854775807", "-9223372036854775808", "9223372036854775808", "1.5", "1e18", "-0", "NaN"]
+        let choices = [
+            "0", "1", "-1", "5000", "9223372036854775807", "-9223372036854775808", "9223372036854775808", "1.5", "1e18",
+            "-0", "NaN",
+        ]
         return choices[int(choices.count)]
     }
 
@@ -120,7 +147,9 @@ struct Fuzzer {
         case 2: return number()
         case 3: return json(string())
         case 4: return "[" + (0..<int(4)).map { _ in value(depth: depth + 1) }.joined(separator: ",") + "]"
-        default: return "{" + (0..<int(4)).map { _ in "\(json(string())):\(value(depth: depth + 1))" }.joined(separator: ",") + "}"
+        default:
+            return "{" + (0..<int(4)).map { _ in "\(json(string())):\(value(depth: depth + 1))" }.joined(separator: ",")
+                + "}"
         }
     }
 

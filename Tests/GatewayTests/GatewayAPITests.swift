@@ -15,15 +15,18 @@ import Testing
             #expect(me.status == .ok)
             #expect(me.json["username"] as? String == "alice")
             #expect(me.json["roles"] as? [String] == ["bidder"])
-            let again = try await client.send(.post, "/v1/users", json: #"{"username":"Alice","password":"password-456"}"#)
+            let again = try await client.send(
+                .post, "/v1/users", json: #"{"username":"Alice","password":"password-456"}"#)
             #expect(again.status == .conflict)
             #expect(again.json["code"] as? String == "username_taken")
-            let wrong = try await client.send(.post, "/v1/sessions", json: #"{"username":"alice","password":"not-it-at-all"}"#)
+            let wrong = try await client.send(
+                .post, "/v1/sessions", json: #"{"username":"alice","password":"not-it-at-all"}"#)
             #expect(wrong.status == .unauthorized)
             #expect(wrong.json["code"] as? String == "invalid_credentials")
             #expect(wrong.headers[.contentType] == "application/problem+json")
             #expect(wrong.json["status"] as? Int == 401, "problem+json status is a number")
-            let admin = try await client.send(.post, "/v1/users", json: #"{"username":"mallory","password":"password-123","roles":["admin"]}"#)
+            let admin = try await client.send(
+                .post, "/v1/users", json: #"{"username":"mallory","password":"password-123","roles":["admin"]}"#)
             #expect(admin.status == .badRequest, "admin is never self-service")
         }
     }
@@ -36,7 +39,8 @@ import Testing
 
             let identity = Identity(userId: .init(rawValue: "u-bob")!, username: "bob", roles: [.admin])
             // Forged: signed by a key nobody configured, under the accepted kid.
-            let forger = try await TokenAuthority.make(signing: .init(kid: "k1", privateKeyPEM: TokenAuthority.generatePrivateKeyPEM()))
+            let forger = try await TokenAuthority.make(
+                signing: .init(kid: "k1", privateKeyPEM: TokenAuthority.generatePrivateKeyPEM()))
             let forged = try await forger.issue(for: identity).token
             let forgedAnswer = try await client.send(.get, "/v1/me", token: forged)
             #expect(forgedAnswer.status == .unauthorized)
@@ -57,11 +61,14 @@ import Testing
 
             // Expired.
             let expired = try await harness.tokens.issue(for: identity, now: Date().addingTimeInterval(-7_200)).token
-            #expect((try await client.send(.get, "/v1/me", token: expired).json["detail"] as? String)?.contains("expired") == true)
+            #expect(
+                (try await client.send(.get, "/v1/me", token: expired).json["detail"] as? String)?.contains("expired")
+                    == true)
 
             // Unknown kid.
             let stranger = try await TokenAuthority.make(signing: .init(kid: "k9", privateKeyPEM: harness.signingPEM))
-            let strangerAnswer = try await client.send(.get, "/v1/me", token: try await stranger.issue(for: identity).token)
+            let strangerAnswer = try await client.send(
+                .get, "/v1/me", token: try await stranger.issue(for: identity).token)
             #expect((strangerAnswer.json["detail"] as? String)?.contains("key id") == true)
 
             // A token signed with the previous key (k0) is still accepted during a rotation.
@@ -77,12 +84,16 @@ import Testing
             let admin = try await client.logIn("root", "root-password")
             let seller = try await client.signUp("sam", roles: ["seller"])
             let bidder = try await client.signUp("bea", roles: ["bidder"])
-            let created = try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-roles"), token: seller)
+            let created = try await client.send(
+                .post, "/v1/auctions", json: auctionJSON(id: "lot-roles"), token: seller)
             #expect(created.status == .created)
             let userId = try await client.send(.get, "/v1/me", token: bidder).json["id"] as! String
             let routes: [(String, HTTPRequest.Method, String, () -> String)] = [
                 ("create auction", .post, "/v1/auctions", { auctionJSON(id: "lot-\(UUID().uuidString.prefix(8))") }),
-                ("bid", .post, "/v1/auctions/lot-roles/bids", { #"{"bidId":"\#(UUID().uuidString)","maximum":5000,"currency":"EUR"}"# }),
+                (
+                    "bid", .post, "/v1/auctions/lot-roles/bids",
+                    { #"{"bidId":"\#(UUID().uuidString)","maximum":5000,"currency":"EUR"}"# }
+                ),
                 ("cancel", .post, "/v1/auctions/lot-other/cancel", { #"{"reason":"withdrawn"}"# }),
                 ("grant roles", .put, "/v1/users/\(userId)/roles", { #"{"roles":["bidder"]}"# }),
                 ("me", .get, "/v1/me", { "" }),
@@ -94,18 +105,24 @@ import Testing
             ]
             _ = try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-other"), token: seller)
             for (name, method, uri, body) in routes {
-                for (role, token) in [("none", nil), ("bidder", bidder), ("seller", seller), ("admin", admin)] as [(String, String?)] {
+                for (role, token) in [("none", nil), ("bidder", bidder), ("seller", seller), ("admin", admin)]
+                    as [(String, String?)]
+                {
                     let json = body()
                     let response = try await client.send(method, uri, json: json.isEmpty ? nil : json, token: token)
                     if role == "none" {
                         #expect(response.status == .unauthorized, "\(name) without a token: \(response.status)")
                     } else if allowed[name]!.contains(role) {
-                        #expect(response.status.code < 300, "\(name) as \(role): \(response.status) \(String(buffer: response.body))")
+                        #expect(
+                            response.status.code < 300,
+                            "\(name) as \(role): \(response.status) \(String(buffer: response.body))")
                     } else {
                         #expect(response.status == .forbidden, "\(name) as \(role): \(response.status)")
                     }
                     if name == "cancel", role == "admin" {
-                        _ = try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-other-\(UUID().uuidString.prefix(6))"), token: seller)
+                        _ = try await client.send(
+                            .post, "/v1/auctions", json: auctionJSON(id: "lot-other-\(UUID().uuidString.prefix(6))"),
+                            token: seller)
                     }
                 }
             }
@@ -126,17 +143,20 @@ import Testing
 
     @Test func malformedAndOversizedBodies_getA400Or413NamingTheProblem() async throws {
         try await GatewayHarness.run { client, _ in
-            let unknown = try await client.send(.post, "/v1/users", json: #"{"username":"carl","password":"password-123","isAdmin":true}"#)
+            let unknown = try await client.send(
+                .post, "/v1/users", json: #"{"username":"carl","password":"password-123","isAdmin":true}"#)
             #expect(unknown.status == .badRequest)
             #expect((unknown.json["detail"] as? String)?.contains("isAdmin") == true)
             let missing = try await client.send(.post, "/v1/users", json: #"{"username":"carl"}"#)
             #expect((missing.json["detail"] as? String)?.contains("password") == true)
             let notJSON = try await client.send(.post, "/v1/users", json: "username=carl")
             #expect(notJSON.status == .badRequest)
-            let wrongType = try await client.send(.post, "/v1/users", json: #"{"username":42,"password":"password-123"}"#)
+            let wrongType = try await client.send(
+                .post, "/v1/users", json: #"{"username":42,"password":"password-123"}"#)
             #expect((wrongType.json["detail"] as? String)?.contains("username") == true)
             let huge = try await client.send(
-                .post, "/v1/users", json: #"{"username":"carl","password":"\#(String(repeating: "x", count: 100_000))"}"#)
+                .post, "/v1/users",
+                json: #"{"username":"carl","password":"\#(String(repeating: "x", count: 100_000))"}"#)
             #expect(huge.status == .contentTooLarge)
             #expect(try await client.send(.get, "/v1/nowhere").json["code"] as? String == "not_found")
         }
@@ -147,7 +167,9 @@ import Testing
             let seller = try await client.signUp("sue", roles: ["seller"])
             let bidder = try await client.signUp("ben")
             let rival = try await client.signUp("rita")
-            #expect(try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-1"), token: seller).status == .created)
+            #expect(
+                try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-1"), token: seller).status
+                    == .created)
             let bid = #"{"bidId":"ben-1","maximum":5000,"currency":"EUR"}"#
             let first = try await client.send(.post, "/v1/auctions/lot-1/bids", json: bid, token: bidder)
             #expect(first.status == .created)
@@ -155,17 +177,24 @@ import Testing
             let replay = try await client.send(.post, "/v1/auctions/lot-1/bids", json: bid, token: bidder)
             #expect(replay.status == .ok)
             #expect(replay.json["replayed"] as? Bool == true)
-            let low = try await client.send(.post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"r-1","maximum":500,"currency":"EUR"}"#, token: rival)
+            let low = try await client.send(
+                .post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"r-1","maximum":500,"currency":"EUR"}"#, token: rival
+            )
             #expect(low.status == .unprocessableContent)
             #expect(low.json["code"] as? String == "below_minimum")
             #expect(low.json["minimum"] as? String == "1050")
-            let dollars = try await client.send(.post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"r-2","maximum":9000,"currency":"USD"}"#, token: rival)
+            let dollars = try await client.send(
+                .post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"r-2","maximum":9000,"currency":"USD"}"#,
+                token: rival)
             #expect(dollars.json["code"] as? String == "currency_mismatch")
-            let conflict = try await client.send(.post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"ben-1","maximum":9000,"currency":"EUR"}"#, token: bidder)
+            let conflict = try await client.send(
+                .post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"ben-1","maximum":9000,"currency":"EUR"}"#,
+                token: bidder)
             #expect(conflict.status == .conflict)
             let missing = try await client.send(.post, "/v1/auctions/nothing-here/bids", json: bid, token: bidder)
             #expect(missing.status == .notFound)
-            let negative = try await client.send(.post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"r-3","maximum":-5,"currency":"EUR"}"#, token: rival)
+            let negative = try await client.send(
+                .post, "/v1/auctions/lot-1/bids", json: #"{"bidId":"r-3","maximum":-5,"currency":"EUR"}"#, token: rival)
             #expect(negative.json["code"] as? String == "invalid_amount")
             let view = try await client.send(.get, "/v1/auctions/lot-1")
             #expect(view.json["price"] as? Int == 1_000)
@@ -175,8 +204,11 @@ import Testing
             #expect(metrics.contains("artpay_bids_total{outcome=\"leading\"} 1"))
             #expect(metrics.contains("artpay_bids_total{outcome=\"below_minimum\"} 1"))
             #expect(metrics.contains("artpay_bids_total{outcome=\"replayed\"} 1"))
-            let bidRoute = metrics.split(separator: "\n").first { $0.hasPrefix("artpay_http_requests_total{") && $0.contains("bids") && $0.contains("status=\"201\"") }
-            #expect(bidRoute?.contains("lot-1") == false, "series are per route pattern, not per id: \(bidRoute ?? "none")")
+            let bidRoute = metrics.split(separator: "\n").first {
+                $0.hasPrefix("artpay_http_requests_total{") && $0.contains("bids") && $0.contains("status=\"201\"")
+            }
+            #expect(
+                bidRoute?.contains("lot-1") == false, "series are per route pattern, not per id: \(bidRoute ?? "none")")
             #expect(metrics.contains("artpay_http_request_duration_seconds_bucket{"))
         }
     }
@@ -190,12 +222,15 @@ import Testing
             for (id, start) in [("lot-a", 1_000), ("lot-b", 9_000)] {
                 let created = try await client.send(
                     .post, "/v1/auctions",
-                    json: #"{"id":"\#(id)","title":"Lot","currency":"EUR","startingPrice":\#(start),"closesAt":"\#(closes)","saleId":"s1"}"#,
+                    json:
+                        #"{"id":"\#(id)","title":"Lot","currency":"EUR","startingPrice":\#(start),"closesAt":"\#(closes)","saleId":"s1"}"#,
                     token: seller)
                 #expect(created.status == .created)
             }
-            _ = try await client.send(.post, "/v1/auctions/lot-a/bids", json: #"{"bidId":"a1","maximum":8000,"currency":"EUR"}"#, token: ann)
-            _ = try await client.send(.post, "/v1/auctions/lot-a/bids", json: #"{"bidId":"b1","maximum":3000,"currency":"EUR"}"#, token: bo)
+            _ = try await client.send(
+                .post, "/v1/auctions/lot-a/bids", json: #"{"bidId":"a1","maximum":8000,"currency":"EUR"}"#, token: ann)
+            _ = try await client.send(
+                .post, "/v1/auctions/lot-a/bids", json: #"{"bidId":"b1","maximum":3000,"currency":"EUR"}"#, token: bo)
             try await eventually("the read model has both bids") {
                 let board = try await client.send(.get, "/v1/auctions/lot-a/leaderboard")
                 return (board.json["bidders"] as? [[String: String]])?.count == 2

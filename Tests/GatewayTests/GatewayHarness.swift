@@ -7,8 +7,8 @@ import Hummingbird
 import HummingbirdTesting
 import HummingbirdWebSocket
 import Logging
-import Node
 import NIOCore
+import Node
 import Storage
 import TestSupport
 import Testing
@@ -33,24 +33,29 @@ struct GatewayHarness: Sendable {
             let clock = SystemClock()
             let fanOut = EventFanOut()
             let registry = AuctionRegistry(
-                configuration: .init(node: id), store: store, writer: LogWriter(store: store), clock: clock, logger: logger,
+                configuration: .init(node: id), store: store, writer: LogWriter(store: store), clock: clock,
+                logger: logger,
                 onDurable: fanOut.publish)
             let transport = ClusterTransport(node: id, secret: ClusterSecret("gateway tests secret")!, logger: logger)
             let node = ClusterNode(
-                configuration: .init(id: id, address: NodeAddress(host: "127.0.0.1", port: 1), seeds: []), registry: registry,
+                configuration: .init(id: id, address: NodeAddress(host: "127.0.0.1", port: 1), seeds: []),
+                registry: registry,
                 transport: transport, store: store, fanOut: fanOut, clock: clock, logger: logger)
             let signingPEM = TokenAuthority.generatePrivateKeyPEM()
             let previousPEM = TokenAuthority.generatePrivateKeyPEM()
             let tokens = try await TokenAuthority.make(
                 signing: .init(kid: "k1", privateKeyPEM: signingPEM),
-                verification: [.init(kid: "k0", publicKeyPEM: try TokenAuthority.publicKeyPEM(ofPrivateKey: previousPEM))])
+                verification: [
+                    .init(kid: "k0", publicKeyPEM: try TokenAuthority.publicKeyPEM(ofPrivateKey: previousPEM))
+                ])
             let api = GatewayAPI(
                 node: node, users: store, events: store, tokens: tokens, clock: clock,
                 configuration: .init(passwordCost: 4, rateLimit: rateLimit))
             try await api.ensureAdmin(username: "root", password: "root-password")
             // Live: a real HTTP server on a free loopback port, with WebSocket upgrades.
             let app = Application(
-                router: api.router(isReady: { true }), server: .http1WebSocketUpgrade(webSocketRouter: api.webSocketRouter()),
+                router: api.router(isReady: { true }),
+                server: .http1WebSocketUpgrade(webSocketRouter: api.webSocketRouter()),
                 configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
             let harness = GatewayHarness(api: api, tokens: tokens, signingPEM: signingPEM, previousPEM: previousPEM)
             // The node's loop feeds its read model (leaderboards, listings).
@@ -65,7 +70,8 @@ struct GatewayHarness: Sendable {
 extension TestClientProtocol {
     /// Sends a JSON body (or raw bytes) and returns the response.
     func send(
-        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, token: String? = nil, headers: HTTPFields = [:]
+        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, token: String? = nil,
+        headers: HTTPFields = [:]
     ) async throws -> TestResponse {
         var fields = headers
         if let token { fields[.authorization] = "Bearer \(token)" }
@@ -76,15 +82,19 @@ extension TestClientProtocol {
     /// Registers `username` with `roles` and logs in; returns the token.
     func signUp(_ username: String, roles: [String] = ["bidder"]) async throws -> String {
         let rolesJSON = roles.map { "\"\($0)\"" }.joined(separator: ",")
-        let created = try await send(.post, "/v1/users", json: #"{"username":"\#(username)","password":"password-123","roles":[\#(rolesJSON)]}"#)
+        let created = try await send(
+            .post, "/v1/users", json: #"{"username":"\#(username)","password":"password-123","roles":[\#(rolesJSON)]}"#)
         #expect(created.status == .created, "register \(username): \(String(buffer: created.body))")
         return try await logIn(username, "password-123")
     }
 
     func logIn(_ username: String, _ password: String) async throws -> String {
-        let session = try await send(.post, "/v1/sessions", json: #"{"username":"\#(username)","password":"\#(password)"}"#)
+        let session = try await send(
+            .post, "/v1/sessions", json: #"{"username":"\#(username)","password":"\#(password)"}"#)
         let object = try JSONSerialization.jsonObject(with: Data(session.body.readableBytesView)) as? [String: Any]
-        guard let token = object?["token"] as? String else { throw HarnessError("no token: \(String(buffer: session.body))") }
+        guard let token = object?["token"] as? String else {
+            throw HarnessError("no token: \(String(buffer: session.body))")
+        }
         return token
     }
 }
@@ -99,5 +109,6 @@ extension TestResponse {
 /// A lot closing in an hour, in EUR, created by whoever's token is given.
 func auctionJSON(id: String, starting: Int = 1_000) -> String {
     let closes = Date().addingTimeInterval(3_600).formatted(.iso8601)
-    return #"{"id":"\#(id)","title":"Lot \#(id)","currency":"EUR","startingPrice":\#(starting),"closesAt":"\#(closes)"}"#
+    return
+        #"{"id":"\#(id)","title":"Lot \#(id)","currency":"EUR","startingPrice":\#(starting),"closesAt":"\#(closes)"}"#
 }

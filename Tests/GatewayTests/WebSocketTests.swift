@@ -13,10 +13,14 @@ import Testing
         try await GatewayHarness.run(live: true) { client, _ in
             let seller = try await client.signUp("wanda", roles: ["seller"])
             let bidder = try await client.signUp("walt")
-            #expect(try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-ws"), token: seller).status == .created)
+            #expect(
+                try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-ws"), token: seller).status
+                    == .created)
             for n in 1...3 {
                 let bid = #"{"bidId":"w\#(n)","maximum":\#(2_000 + n * 1_000),"currency":"EUR"}"#
-                #expect(try await client.send(.post, "/v1/auctions/lot-ws/bids", json: bid, token: bidder).status == .created)
+                #expect(
+                    try await client.send(.post, "/v1/auctions/lot-ws/bids", json: bid, token: bidder).status
+                        == .created)
             }
             let received = Received()
             // First connection: everything after the creation (seq 1), then close.
@@ -55,7 +59,10 @@ private final class Received: Sendable {
     func append(_ text: String) -> Int {
         let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
         let entry = (seq: object["seq"] as? Int ?? -1, type: object["type"] as? String ?? "?")
-        return messages.withLock { $0.append(entry); return $0.count }
+        return messages.withLock {
+            $0.append(entry)
+            return $0.count
+        }
     }
 
     var seqs: [Int] { messages.withLock { $0.map(\.seq) } }

@@ -52,7 +52,8 @@ final class LocalCluster: Sendable {
             let clock = SystemClock()
             let fanOut = EventFanOut()
             let registry = AuctionRegistry(
-                configuration: .init(node: id), store: store, writer: LogWriter(store: store), clock: clock, logger: logger,
+                configuration: .init(node: id), store: store, writer: LogWriter(store: store), clock: clock,
+                logger: logger,
                 onDurable: fanOut.publish)
             let node = ClusterNode(
                 configuration: .init(id: id, address: address, seeds: seeds), registry: registry, transport: transport,
@@ -89,7 +90,8 @@ final class LocalCluster: Sendable {
     static func terms(_ id: AuctionID) -> AuctionTerms {
         let now = SystemClock().now()
         return AuctionTerms(
-            auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot", startingPrice: Money(minorUnits: 1_000, currency: .eur),
+            auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot",
+            startingPrice: Money(minorUnits: 1_000, currency: .eur),
             opensAt: now, closesAt: now.advanced(by: .seconds(3_600)))
     }
 
@@ -104,7 +106,9 @@ final class LocalCluster: Sendable {
                 let entry = cluster.nodes[index % 3].node
                 let created = await entry.submit(.create(Self.terms(id)), to: id)
                 #expect(created.value?.seq == 1, "create of \(id): \(created)")
-                let bid = PlaceBid(bidId: BidID(rawValue: "bid-\(index)")!, bidderId: UserID(rawValue: "alice")!, maximum: Money(minorUnits: 2_000, currency: .eur))
+                let bid = PlaceBid(
+                    bidId: BidID(rawValue: "bid-\(index)")!, bidderId: UserID(rawValue: "alice")!,
+                    maximum: Money(minorUnits: 2_000, currency: .eur))
                 let viaOther = await cluster.nodes[(index + 1) % 3].node.submit(.placeBid(bid), to: id)
                 #expect(viaOther.value?.seq == 2)
                 let again = await cluster.nodes[(index + 2) % 3].node.submit(.placeBid(bid), to: id)
@@ -130,7 +134,8 @@ final class LocalCluster: Sendable {
             let cluster = try await LocalCluster.start(count: 3, store: store)
             try await cluster.converged()
             let id = AuctionID(rawValue: "watched-lot")!
-            let owner = Placement.owner(of: ShardMap().shard(of: id), among: (1...3).map { NodeID(rawValue: "node-\($0)")! })!
+            let owner = Placement.owner(
+                of: ShardMap().shard(of: id), among: (1...3).map { NodeID(rawValue: "node-\($0)")! })!
             let ownerIndex = Int(owner.rawValue.dropFirst(5))! - 1
             let watcherIndex = (ownerIndex + 1) % 3
             let bidderIndex = (ownerIndex + 2) % 3
@@ -177,7 +182,9 @@ enum SystemClockNow {
         try await withSQLiteStore { store, _ in
             // One auction exists before the cluster starts: the read models load it from the store.
             let early = AuctionID(rawValue: "lot-early")!
-            let setup = AuctionRegistry(configuration: .init(node: NodeID(rawValue: "setup")!), store: store, writer: LogWriter(store: store), clock: SystemClock())
+            let setup = AuctionRegistry(
+                configuration: .init(node: NodeID(rawValue: "setup")!), store: store, writer: LogWriter(store: store),
+                clock: SystemClock())
             _ = await setup.submit(.create(ClusterNodeTests.terms(early)), to: early)
             await setup.shutdown()
 
@@ -189,7 +196,8 @@ enum SystemClockNow {
                 _ = await cluster.nodes[index % 3].node.submit(.create(ClusterNodeTests.terms(id)), to: id)
                 for bid in 0..<(index % 3) {
                     let placed = PlaceBid(
-                        bidId: BidID(rawValue: "b-\(index)-\(bid)")!, bidderId: UserID(rawValue: bid % 2 == 0 ? "alice" : "bob")!,
+                        bidId: BidID(rawValue: "b-\(index)-\(bid)")!,
+                        bidderId: UserID(rawValue: bid % 2 == 0 ? "alice" : "bob")!,
                         maximum: Money(minorUnits: 2_000 + Int64(bid) * 1_000, currency: .eur))
                     _ = await cluster.nodes[(index + 1) % 3].node.submit(.placeBid(placed), to: id)
                 }
@@ -198,7 +206,9 @@ enum SystemClockNow {
             for running in cluster.nodes {
                 try await eventually("\(running.address) has every auction, current") {
                     for (id, bids) in expectedBids {
-                        guard let summary = running.node.readModel.summary(of: id), summary.bidCount == bids else { return false }
+                        guard let summary = running.node.readModel.summary(of: id), summary.bidCount == bids else {
+                            return false
+                        }
                     }
                     return true
                 }
@@ -218,11 +228,18 @@ enum SystemClockNow {
             let id = AuctionID(rawValue: "lot-orphan")!
             let now = SystemClock().now()
             let terms = AuctionTerms(
-                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Orphan", startingPrice: Money(minorUnits: 1_000, currency: .eur),
+                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Orphan",
+                startingPrice: Money(minorUnits: 1_000, currency: .eur),
                 opensAt: now, closesAt: now.advanced(by: .milliseconds(1_500)), extensionWindow: .zero)
-            let setup = AuctionRegistry(configuration: .init(node: NodeID(rawValue: "gone")!), store: store, writer: LogWriter(store: store), clock: SystemClock())
+            let setup = AuctionRegistry(
+                configuration: .init(node: NodeID(rawValue: "gone")!), store: store, writer: LogWriter(store: store),
+                clock: SystemClock())
             _ = await setup.submit(.create(terms), to: id)
-            _ = await setup.submit(.placeBid(PlaceBid(bidId: BidID(rawValue: "b1")!, bidderId: UserID(rawValue: "alice")!, maximum: Money(minorUnits: 5_000, currency: .eur))), to: id)
+            _ = await setup.submit(
+                .placeBid(
+                    PlaceBid(
+                        bidId: BidID(rawValue: "b1")!, bidderId: UserID(rawValue: "alice")!,
+                        maximum: Money(minorUnits: 5_000, currency: .eur))), to: id)
             await setup.shutdown()
 
             let cluster = try await LocalCluster.start(count: 3, store: store)

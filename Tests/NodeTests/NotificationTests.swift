@@ -9,7 +9,8 @@ import Testing
 @Suite struct NotificationHubTests {
     private func note(_ seq: Int64, at ms: Int64, user: String = "alice") -> BidderNotification {
         BidderNotification(
-            userId: UserID(rawValue: user)!, kind: .outbid, auctionId: AuctionID(rawValue: "lot")!, seq: seq, title: "Lot",
+            userId: UserID(rawValue: user)!, kind: .outbid, auctionId: AuctionID(rawValue: "lot")!, seq: seq,
+            title: "Lot",
             price: Money(minorUnits: 1_000, currency: .eur), endsAt: Timestamp(millisecondsSinceEpoch: 0),
             at: Timestamp(millisecondsSinceEpoch: ms))
     }
@@ -62,7 +63,8 @@ import Testing
             let id = AuctionID(rawValue: "lot-notify")!
             let now = SystemClock().now()
             let terms = AuctionTerms(
-                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Notified", startingPrice: Money(minorUnits: 1_000, currency: .eur),
+                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Notified",
+                startingPrice: Money(minorUnits: 1_000, currency: .eur),
                 opensAt: now, closesAt: now.advanced(by: .seconds(2)), extensionWindow: .zero)
             _ = await cluster.nodes[0].node.submit(.create(terms), to: id)
             let heard = Heard()
@@ -73,17 +75,27 @@ import Testing
                 listeners.append(
                     Task {
                         for await notification in stream {
-                            heard.lines.withLock { $0.append("\(index):\(notification.userId.rawValue):\(notification.kind.rawValue)@\(notification.seq)") }
+                            heard.lines.withLock {
+                                $0.append(
+                                    "\(index):\(notification.userId.rawValue):\(notification.kind.rawValue)@\(notification.seq)"
+                                )
+                            }
                         }
                     })
             }
             defer { for listener in listeners { listener.cancel() } }
             for (n, (bidder, maximum)) in [("alice", 2_000), ("bob", 5_000)].enumerated() {
-                let bid = PlaceBid(bidId: BidID(rawValue: "b\(n)")!, bidderId: UserID(rawValue: bidder)!, maximum: Money(minorUnits: Int64(maximum), currency: .eur))
+                let bid = PlaceBid(
+                    bidId: BidID(rawValue: "b\(n)")!, bidderId: UserID(rawValue: bidder)!,
+                    maximum: Money(minorUnits: Int64(maximum), currency: .eur))
                 _ = await cluster.nodes[n % 3].node.submit(.placeBid(bid), to: id)
             }
-            try await eventually("alice (on nodes 1 and 2) hears outbid, then lost; bob (on node 3) won", timeout: .seconds(20)) {
-                Set(heard.lines.withLock { $0 }) == ["0:alice:outbid@3", "1:alice:outbid@3", "0:alice:lost@4", "1:alice:lost@4", "2:bob:won@4"]
+            try await eventually(
+                "alice (on nodes 1 and 2) hears outbid, then lost; bob (on node 3) won", timeout: .seconds(20)
+            ) {
+                Set(heard.lines.withLock { $0 }) == [
+                    "0:alice:outbid@3", "1:alice:outbid@3", "0:alice:lost@4", "1:alice:lost@4", "2:bob:won@4",
+                ]
             }
             await cluster.stop()
         }

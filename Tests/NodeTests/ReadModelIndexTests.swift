@@ -21,8 +21,12 @@ import Testing
                 let terms = AuctionTerms(
                     auctionId: id, sellerId: UserID(rawValue: "seller")!, saleId: SaleID(rawValue: "sale-\(index % 3)"),
                     title: "Lot \(index)", startingPrice: Money(minorUnits: 1_000, currency: .eur), opensAt: start,
-                    closesAt: start.advanced(by: .seconds(Int64(600 + 60 * (index % 5)))), extensionWindow: .seconds(120))
-                guard case .accept(let events) = auction.decide(.create(terms), now: start) else { Issue.record("create"); return }
+                    closesAt: start.advanced(by: .seconds(Int64(600 + 60 * (index % 5)))),
+                    extensionWindow: .seconds(120))
+                guard case .accept(let events) = auction.decide(.create(terms), now: start) else {
+                    Issue.record("create")
+                    return
+                }
                 for event in events {
                     try auction.apply(event)
                     log.append(StoredEvent(auction: id, seq: auction.seq, epoch: Epoch(1), event: event))
@@ -66,11 +70,15 @@ import Testing
             #expect(snapshot.count == ids.count)
             for summary in summaries { #expect(snapshot.summary(of: summary.auctionId) == summary) }
             let byEnd = summaries.sorted { ($0.endsAt, $0.auctionId) < ($1.endsAt, $1.auctionId) }
-            #expect(snapshot.list({ $0.bidCount % 2 == 0 }, limit: 5) == Array(byEnd.filter { $0.bidCount % 2 == 0 }.prefix(5)))
+            #expect(
+                snapshot.list({ $0.bidCount % 2 == 0 }, limit: 5)
+                    == Array(byEnd.filter { $0.bidCount % 2 == 0 }.prefix(5)))
             for sale in 0..<3 {
                 let expected = summaries.filter { $0.saleId == SaleID(rawValue: "sale-\(sale)") }
                     .sorted { ($0.price.minorUnits, $1.auctionId) > ($1.price.minorUnits, $0.auctionId) }
-                #expect(snapshot.highestPrices(inSale: SaleID(rawValue: "sale-\(sale)")!, limit: 3) == Array(expected.prefix(3)))
+                #expect(
+                    snapshot.highestPrices(inSale: SaleID(rawValue: "sale-\(sale)")!, limit: 3)
+                        == Array(expected.prefix(3)))
             }
             for minutes in [1, 5, 30] {
                 let since = now.advanced(by: .seconds(Int64(-60 * minutes)))
@@ -108,9 +116,15 @@ import Testing
         var epochs: [ShardID: Epoch] = [:]
         for event in log {
             let shard = shards.shard(of: event.auction)
-            if epochs[shard] == nil { epochs[shard] = try await store.acquire(shard: shard, node: NodeID(rawValue: "writer")!).epoch }
+            if epochs[shard] == nil {
+                epochs[shard] = try await store.acquire(shard: shard, node: NodeID(rawValue: "writer")!).epoch
+            }
             try await store.append(
-                AppendBatch(entries: [AppendEntry(auction: event.auction, shard: shard, epoch: epochs[shard]!, firstSeq: event.seq, events: [event.event])]))
+                AppendBatch(entries: [
+                    AppendEntry(
+                        auction: event.auction, shard: shard, epoch: epochs[shard]!, firstSeq: event.seq,
+                        events: [event.event])
+                ]))
         }
     }
 }

@@ -12,7 +12,9 @@ import Testing
     static func sendRaw(_ bytes: [UInt8], to address: NodeAddress) async throws {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: address.host, port: address.port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
             }
         try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: bytes))
@@ -38,12 +40,17 @@ import Testing
     static func authenticatedGarbage(to address: NodeAddress, secret: ClusterSecret) async throws {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: address.host, port: address.port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
             }
         try await channel.executeThenClose { inbound, outbound in
             var handshake = ClusterHandshake(
-                role: .initiator, secret: secret, nonce: Array(repeating: 9, count: 32), node: NodeID(rawValue: "tester")!)
-            func framed(_ buffer: ByteBuffer) -> ByteBuffer { ByteBuffer(bytes: Self.frame(Array(buffer.readableBytesView))) }
+                role: .initiator, secret: secret, nonce: Array(repeating: 9, count: 32),
+                node: NodeID(rawValue: "tester")!)
+            func framed(_ buffer: ByteBuffer) -> ByteBuffer {
+                ByteBuffer(bytes: Self.frame(Array(buffer.readableBytesView)))
+            }
             try await outbound.write(framed(handshake.hello()))
             var pending = ByteBuffer()
             var established = false
@@ -97,7 +104,8 @@ import Testing
                 node: NodeID(rawValue: "intruder")!, secret: ClusterSecret("not the cluster secret at all")!,
                 logger: .init(label: "intruder"))
             let message = MembershipMessage(
-                sender: Member(id: NodeID(rawValue: "intruder")!, generation: 1, address: NodeAddress(host: "127.0.0.1", port: 1)),
+                sender: Member(
+                    id: NodeID(rawValue: "intruder")!, generation: 1, address: NodeAddress(host: "127.0.0.1", port: 1)),
                 kind: .sync([]))
             intruder.send(.membership(message), to: target.address)
             try await eventually("the intruder is refused") { metrics.refusedHandshakes >= 4 }
@@ -108,7 +116,8 @@ import Testing
             let id = AuctionID(rawValue: "after-the-noise")!
             let now = SystemClockNow.now
             let terms = AuctionTerms(
-                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot", startingPrice: Money(minorUnits: 500, currency: .usd),
+                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot",
+                startingPrice: Money(minorUnits: 500, currency: .usd),
                 opensAt: now, closesAt: now.advanced(by: .seconds(600)))
             let created = await cluster.nodes[1].node.submit(.create(terms), to: id)
             #expect(created.value?.seq == 1)

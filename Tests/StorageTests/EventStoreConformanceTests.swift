@@ -67,9 +67,13 @@ import Testing
             let (events, live) = Self.log(id, bids: 5)
             let lease = try await store.acquire(shard: Self.shard, node: Self.node1)
             try await store.append(
-                AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: lease.epoch, firstSeq: 1, events: Array(events[..<3]))]))
+                AppendBatch(entries: [
+                    .init(auction: id, shard: Self.shard, epoch: lease.epoch, firstSeq: 1, events: Array(events[..<3]))
+                ]))
             try await store.append(
-                AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: lease.epoch, firstSeq: 4, events: Array(events[3...]))]))
+                AppendBatch(entries: [
+                    .init(auction: id, shard: Self.shard, epoch: lease.epoch, firstSeq: 4, events: Array(events[3...]))
+                ]))
             let stored = try await store.events(of: id, after: 0, limit: 100)
             #expect(stored.map(\.event) == events)
             #expect(stored.map(\.seq) == Array(1...6))
@@ -94,8 +98,12 @@ import Testing
             let stale = try await store.acquire(shard: Self.shard, node: Self.node1).epoch
             let current = try await store.acquire(shard: Self.shard, node: Self.node2).epoch
             try await store.append(
-                AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: current, firstSeq: 1, events: Array(events[..<2]))]))
-            let staleBatch = AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: stale, firstSeq: 3, events: [events[2]])])
+                AppendBatch(entries: [
+                    .init(auction: id, shard: Self.shard, epoch: current, firstSeq: 1, events: Array(events[..<2]))
+                ]))
+            let staleBatch = AppendBatch(entries: [
+                .init(auction: id, shard: Self.shard, epoch: stale, firstSeq: 3, events: [events[2]])
+            ])
             await #expect(throws: StorageError.self) { try await store.append(staleBatch) }
             try await unfenced.append(staleBatch)
             let epochs = try await store.events(of: id, after: 0, limit: 10).map(\.epoch)
@@ -109,7 +117,12 @@ import Testing
             let epoch = try await store.acquire(shard: Self.shard, node: Self.node1).epoch
             let ids = ["c", "a", "e", "b", "d"].map { AuctionID(rawValue: $0)! }
             try await store.append(
-                AppendBatch(entries: ids.map { .init(auction: $0, shard: Self.shard, epoch: epoch, firstSeq: 1, events: Self.log($0, bids: 1).events) }))
+                AppendBatch(
+                    entries: ids.map {
+                        .init(
+                            auction: $0, shard: Self.shard, epoch: epoch, firstSeq: 1,
+                            events: Self.log($0, bids: 1).events)
+                    }))
             let first = try await store.auctionIDs(after: nil, limit: 2)
             let rest = try await store.auctionIDs(after: first.last, limit: 10)
             #expect(first.map(\.rawValue) == ["a", "b"])
@@ -120,14 +133,22 @@ import Testing
     @Test(arguments: Backend.allCases)
     func append_manyAuctionsInOneBatch_isAtomic(_ backend: Backend) async throws {
         try await withStore(backend) { store, other, _ in
-            let a = AuctionID(rawValue: "a")!, b = AuctionID(rawValue: "b")!
+            let a = AuctionID(rawValue: "a")!
+            let b = AuctionID(rawValue: "b")!
             let lease1 = try await store.acquire(shard: Self.shard, node: Self.node1)
             let lease2 = try await store.acquire(shard: Self.otherShard, node: Self.node1)
-            let good = AppendEntry(auction: a, shard: Self.shard, epoch: lease1.epoch, firstSeq: 1, events: Self.log(a, bids: 1).events)
-            let second = AppendEntry(auction: b, shard: Self.otherShard, epoch: lease2.epoch, firstSeq: 1, events: Self.log(b, bids: 2).events)
+            let good = AppendEntry(
+                auction: a, shard: Self.shard, epoch: lease1.epoch, firstSeq: 1, events: Self.log(a, bids: 1).events)
+            let second = AppendEntry(
+                auction: b, shard: Self.otherShard, epoch: lease2.epoch, firstSeq: 1,
+                events: Self.log(b, bids: 2).events)
             // Another node takes the second shard: the whole batch is refused, the first entry too.
             _ = try await other.acquire(shard: Self.otherShard, node: Self.node2)
-            await #expect(throws: StorageError.fenced([.init(shard: Self.otherShard, writerEpoch: Epoch(1), currentEpoch: Epoch(2))])) {
+            await #expect(
+                throws: StorageError.fenced([
+                    .init(shard: Self.otherShard, writerEpoch: Epoch(1), currentEpoch: Epoch(2))
+                ])
+            ) {
                 try await store.append(AppendBatch(entries: [good, second]))
             }
             let logA = try await store.events(of: a, after: 0, limit: 10)
@@ -149,13 +170,24 @@ import Testing
         try await withStore(backend) { store, other, _ in
             let id = AuctionID(rawValue: "a-1")!
             let events = Self.log(id, bids: 1).events
-            await #expect(throws: StorageError.fenced([.init(shard: Self.shard, writerEpoch: Epoch(1), currentEpoch: nil)])) {
-                try await store.append(AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: Epoch(1), firstSeq: 1, events: events)]))
+            await #expect(
+                throws: StorageError.fenced([.init(shard: Self.shard, writerEpoch: Epoch(1), currentEpoch: nil)])
+            ) {
+                try await store.append(
+                    AppendBatch(entries: [
+                        .init(auction: id, shard: Self.shard, epoch: Epoch(1), firstSeq: 1, events: events)
+                    ]))
             }
             let stale = try await store.acquire(shard: Self.shard, node: Self.node1)
             _ = try await other.acquire(shard: Self.shard, node: Self.node2)
-            await #expect(throws: StorageError.fenced([.init(shard: Self.shard, writerEpoch: stale.epoch, currentEpoch: Epoch(2))])) {
-                try await store.append(AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: stale.epoch, firstSeq: 1, events: events)]))
+            await #expect(
+                throws: StorageError.fenced([.init(shard: Self.shard, writerEpoch: stale.epoch, currentEpoch: Epoch(2))]
+                )
+            ) {
+                try await store.append(
+                    AppendBatch(entries: [
+                        .init(auction: id, shard: Self.shard, epoch: stale.epoch, firstSeq: 1, events: events)
+                    ]))
             }
             let log = try await store.events(of: id, after: 0, limit: 10)
             #expect(log.isEmpty)
@@ -169,7 +201,9 @@ import Testing
             let events = Self.log(id, bids: 3).events
             let epoch = try await store.acquire(shard: Self.shard, node: Self.node1).epoch
             func entry(_ first: Int64, _ range: Range<Int>) -> AppendBatch {
-                AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: epoch, firstSeq: first, events: Array(events[range]))])
+                AppendBatch(entries: [
+                    .init(auction: id, shard: Self.shard, epoch: epoch, firstSeq: first, events: Array(events[range]))
+                ])
             }
             try await store.append(entry(1, 0..<2))
             await #expect(throws: StorageError.seqConflict(auction: id, expectedLastSeq: 3, actualLastSeq: 2)) {
@@ -208,9 +242,15 @@ import Testing
             let epoch = try await store.acquire(shard: Self.shard, node: Self.node1).epoch
             let head = try Auction.replay(id: id, events: events[..<4])
             try await store.append(
-                AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: epoch, firstSeq: 1, events: Array(events[..<4]), snapshot: head)]))
+                AppendBatch(entries: [
+                    .init(
+                        auction: id, shard: Self.shard, epoch: epoch, firstSeq: 1, events: Array(events[..<4]),
+                        snapshot: head)
+                ]))
             try await store.append(
-                AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: epoch, firstSeq: 5, events: Array(events[4...]))]))
+                AppendBatch(entries: [
+                    .init(auction: id, shard: Self.shard, epoch: epoch, firstSeq: 5, events: Array(events[4...]))
+                ]))
             let loaded = try await store.load(id)
             #expect(loaded.snapshot == head)
             #expect(loaded.tail.map(\.seq) == [5, 6, 7])
@@ -224,15 +264,22 @@ import Testing
             let id = AuctionID(rawValue: "a-1")!
             let epoch = try await store.acquire(shard: Self.shard, node: Self.node1).epoch
             try await store.append(
-                AppendBatch(entries: [.init(auction: id, shard: Self.shard, epoch: epoch, firstSeq: 1, events: Self.log(id, bids: 0).events)]))
+                AppendBatch(entries: [
+                    .init(
+                        auction: id, shard: Self.shard, epoch: epoch, firstSeq: 1, events: Self.log(id, bids: 0).events)
+                ]))
             try await raw.execute(
-                "INSERT INTO auction_events (auction_id, seq, shard, epoch, kind, payload, recorded_at) VALUES ('a-1', 2, 7, 1, 'bid_accepted', '{\"bidId\": 5}', '2026-01-01')")
+                "INSERT INTO auction_events (auction_id, seq, shard, epoch, kind, payload, recorded_at) VALUES ('a-1', 2, 7, 1, 'bid_accepted', '{\"bidId\": 5}', '2026-01-01')"
+            )
             try await expectCorrupt(id, seq: 2) { _ = try await store.events(of: id, after: 0, limit: 10) }
             try await raw.execute(
-                "INSERT INTO auction_events (auction_id, seq, shard, epoch, kind, payload, recorded_at) VALUES ('b', 1, 7, 1, 'teleported', '{}', '2026-01-01')")
+                "INSERT INTO auction_events (auction_id, seq, shard, epoch, kind, payload, recorded_at) VALUES ('b', 1, 7, 1, 'teleported', '{}', '2026-01-01')"
+            )
             let other = AuctionID(rawValue: "b")!
             try await expectCorrupt(other, seq: 1, mentioning: "teleported") { _ = try await store.load(other) }
-            try await raw.execute("INSERT INTO auction_snapshots (auction_id, seq, state, taken_at) VALUES ('c', 3, '{\"id\": 1}', '2026-01-01')")
+            try await raw.execute(
+                "INSERT INTO auction_snapshots (auction_id, seq, state, taken_at) VALUES ('c', 3, '{\"id\": 1}', '2026-01-01')"
+            )
             let third = AuctionID(rawValue: "c")!
             try await expectCorrupt(third, seq: 3) { _ = try await store.load(third) }
         }

@@ -70,7 +70,8 @@ import Testing
                 do {
                     try await store.append(
                         AppendBatch(entries: [
-                            AppendEntry(auction: auction, shard: shard, epoch: lease.epoch, firstSeq: last + 1, events: events)
+                            AppendEntry(
+                                auction: auction, shard: shard, epoch: lease.epoch, firstSeq: last + 1, events: events)
                         ]))
                 } catch .seqConflict {
                     // The log moved under it; a zombie keeps writing with its epoch: only fencing stops it.
@@ -115,10 +116,11 @@ import Testing
         for ack in acknowledged {
             let slice = log.filter { ack.seqs.contains($0.seq) }
             #expect(slice.map(\.epoch) == Array(repeating: ack.epoch, count: ack.seqs.count))
-            #expect(slice.map { event -> String in
-                guard case .extended(let extended) = event.event else { return "?" }
-                return extended.byBidId.rawValue
-            } == ack.tags)
+            #expect(
+                slice.map { event -> String in
+                    guard case .extended(let extended) = event.event else { return "?" }
+                    return extended.byBidId.rawValue
+                } == ack.tags)
             // No append may succeed once a newer epoch was granted before it began.
             let newer = grants.filter { $0.epoch > ack.epoch && $0.at < ack.startedAt }
             #expect(newer.isEmpty, "append under \(ack.epoch) began after \(newer.first!.epoch) was granted")
@@ -127,4 +129,3 @@ import Testing
         #expect(Set(log.map(\.epoch)).count > 1)
     }
 }
-

@@ -22,7 +22,9 @@ struct RawSQL: Sendable {
 /// same database (separate connections; its fencing as given) and raw SQL access.
 func withStore(
     _ backend: Backend, otherFencing: Fencing = .enforced,
-    _ body: @Sendable (_ store: any EventStore & UserStore, _ other: any EventStore & UserStore, _ raw: RawSQL) async throws -> Void
+    _ body:
+        @Sendable (_ store: any EventStore & UserStore, _ other: any EventStore & UserStore, _ raw: RawSQL) async throws
+        -> Void
 ) async throws {
     switch backend {
     case .postgres:
@@ -50,9 +52,13 @@ func withStore(
         do {
             try await body(store, other, raw)
         } catch {
-            await store.close(); await other.close(); try? await rawConnection.close()
+            await store.close()
+            await other.close()
+            try? await rawConnection.close()
             throw error
         }
-        await store.close(); await other.close(); try await rawConnection.close()
+        await store.close()
+        await other.close()
+        try await rawConnection.close()
     }
 }

@@ -99,7 +99,9 @@ public enum MembershipCodec {
         let incarnation: UInt64 = try buffer.readWire()
         let statusRaw: UInt8 = try buffer.readWire()
         guard let status = MemberStatus(rawValue: statusRaw) else { throw .unknownTag("member status", statusRaw) }
-        let suspectedBy = try buffer.readWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try readNodeID(from: &buffer) }
+        let suspectedBy = try buffer.readWireOptional { (buffer: inout ByteBuffer) throws(WireError) in
+            try readNodeID(from: &buffer)
+        }
         return Member(
             id: id, generation: generation, address: NodeAddress(host: host, port: port), roles: roles,
             incarnation: incarnation, status: status, suspectedBy: suspectedBy)

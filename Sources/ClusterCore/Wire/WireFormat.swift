@@ -70,7 +70,8 @@ extension ByteBuffer {
         }
     }
 
-    public mutating func readWireOptional<T>(_ read: (inout ByteBuffer) throws(WireError) -> T) throws(WireError) -> T? {
+    public mutating func readWireOptional<T>(_ read: (inout ByteBuffer) throws(WireError) -> T) throws(WireError) -> T?
+    {
         try readWireBool() ? try read(&self) : nil
     }
 

@@ -37,14 +37,18 @@ struct BenchCommand: AsyncParsableCommand {
 
         let pure = PureDecideBench.run(duration: .seconds(min(seconds, 3)))
         print(String(format: "pure decide+apply: %.0f bids/s (single core)", pure))
-        let reads = try await ReadModelBench.run(auctions: auctions, bidsPerAuction: 50, readers: 4, duration: .seconds(min(seconds, 5)))
-        var readLines = "\nRead model: \(auctions) auctions with 50 bids each, 4 readers, one writer applying \(reads.bidsApplied) more bids meanwhile:\n\n| leaderboard read | reads | p50 µs | p99 µs | max µs |\n| --- | ---: | ---: | ---: | ---: |\n"
+        let reads = try await ReadModelBench.run(
+            auctions: auctions, bidsPerAuction: 50, readers: 4, duration: .seconds(min(seconds, 5)))
+        var readLines =
+            "\nRead model: \(auctions) auctions with 50 bids each, 4 readers, one writer applying \(reads.bidsApplied) more bids meanwhile:\n\n| leaderboard read | reads | p50 µs | p99 µs | max µs |\n| --- | ---: | ---: | ---: | ---: |\n"
         for result in reads.results {
-            readLines += "| \(result.name) | \(result.count) | \(result.latency.valueAtPercentile(50)) | \(result.latency.valueAtPercentile(99)) | \(result.latency.max) |\n"
+            readLines +=
+                "| \(result.name) | \(result.count) | \(result.latency.valueAtPercentile(50)) | \(result.latency.valueAtPercentile(99)) | \(result.latency.max) |\n"
         }
         print(readLines)
 
-        let results = try await PostgresClient.withRunning(postgres.configuration(maximumConnections: bidders + 8)) { client in
+        let results = try await PostgresClient.withRunning(postgres.configuration(maximumConnections: bidders + 8)) {
+            client in
             var rows: [(String, LoadResult, String)] = []
             let store = PostgresEventStore(client: client)
             try await store.migrate()
@@ -62,7 +66,9 @@ struct BenchCommand: AsyncParsableCommand {
             }
             return (rows, server)
         }
-        let report = Self.markdown(pure: pure, rows: results.0, server: results.1, bidders: bidders, seconds: seconds) + readLines
+        let report =
+            Self.markdown(pure: pure, rows: results.0, server: results.1, bidders: bidders, seconds: seconds)
+            + readLines
         print("\n" + report)
         if let markdown {
             try report.write(toFile: markdown, atomically: true, encoding: .utf8)
@@ -75,7 +81,9 @@ struct BenchCommand: AsyncParsableCommand {
         for try await value in try await client.query("SELECT current_setting('server_version')").decode(String.self) {
             version = value
         }
-        for try await value in try await client.query("SELECT current_setting('synchronous_commit')").decode(String.self) {
+        for try await value in try await client.query("SELECT current_setting('synchronous_commit')").decode(
+            String.self)
+        {
             commit = value
         }
         return "\(version), synchronous_commit=\(commit)"

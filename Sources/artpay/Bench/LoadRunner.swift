@@ -54,7 +54,8 @@ func runLoad(
                     let sent = clock.now
                     let outcome = await request(bidder, iteration)
                     let micros = (clock.now - sent).components
-                    _ = result.latency.record(UInt64(micros.seconds * 1_000_000 + micros.attoseconds / 1_000_000_000_000))
+                    _ = result.latency.record(
+                        UInt64(micros.seconds * 1_000_000 + micros.attoseconds / 1_000_000_000_000))
                     switch outcome {
                     case .accepted: result.accepted += 1
                     case .rejected: result.rejected += 1

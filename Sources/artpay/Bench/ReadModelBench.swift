@@ -13,7 +13,9 @@ enum ReadModelBench {
         var count: Int
     }
 
-    static func run(auctions count: Int, bidsPerAuction: Int, readers: Int, duration: Duration) async throws -> (results: [Result], bidsApplied: Int) {
+    static func run(auctions count: Int, bidsPerAuction: Int, readers: Int, duration: Duration) async throws -> (
+        results: [Result], bidsApplied: Int
+    ) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("artpay-rm-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -34,7 +36,8 @@ enum ReadModelBench {
                 }
             }
             let terms = AuctionTerms(
-                auctionId: id, sellerId: UserID(rawValue: "seller")!, saleId: SaleID(rawValue: "sale-\(id.rawValue.count % 10)"),
+                auctionId: id, sellerId: UserID(rawValue: "seller")!,
+                saleId: SaleID(rawValue: "sale-\(id.rawValue.count % 10)"),
                 title: "Lot", startingPrice: Money(minorUnits: 1_000, currency: .eur), opensAt: now,
                 closesAt: now.advanced(by: .seconds(86_400)), extensionWindow: .zero)
             take(auction.decide(.create(terms), now: now))
@@ -75,9 +78,15 @@ enum ReadModelBench {
         let results = await withTaskGroup(of: [Result].self) { group in
             for _ in 0..<readers {
                 group.addTask {
-                    var board = Result(name: "top bidders of an auction", latency: Histogram(highestTrackableValue: 10_000_000), count: 0)
-                    var active = Result(name: "most active in 5 minutes", latency: Histogram(highestTrackableValue: 10_000_000), count: 0)
-                    var sale = Result(name: "highest prices of a sale", latency: Histogram(highestTrackableValue: 10_000_000), count: 0)
+                    var board = Result(
+                        name: "top bidders of an auction", latency: Histogram(highestTrackableValue: 10_000_000),
+                        count: 0)
+                    var active = Result(
+                        name: "most active in 5 minutes", latency: Histogram(highestTrackableValue: 10_000_000),
+                        count: 0)
+                    var sale = Result(
+                        name: "highest prices of a sale", latency: Histogram(highestTrackableValue: 10_000_000),
+                        count: 0)
                     var round = 0
                     while clock.now < deadline {
                         round += 1
@@ -85,14 +94,22 @@ enum ReadModelBench {
                         switch round % 3 {
                         case 0: _ = model.topBidders(of: ids[Int.random(in: 0..<ids.count)], limit: 10)
                         case 1: _ = model.mostActive(since: now.advanced(by: .seconds(-300)), limit: 10)
-                        default: _ = model.highestPrices(inSale: SaleID(rawValue: "sale-\(Int.random(in: 4...7))")!, limit: 10)
+                        default:
+                            _ = model.highestPrices(
+                                inSale: SaleID(rawValue: "sale-\(Int.random(in: 4...7))")!, limit: 10)
                         }
                         let elapsed = (clock.now - started).components
                         let micros = UInt64(elapsed.seconds * 1_000_000 + elapsed.attoseconds / 1_000_000_000_000)
                         switch round % 3 {
-                        case 0: _ = board.latency.record(micros); board.count += 1
-                        case 1: _ = active.latency.record(micros); active.count += 1
-                        default: _ = sale.latency.record(micros); sale.count += 1
+                        case 0:
+                            _ = board.latency.record(micros)
+                            board.count += 1
+                        case 1:
+                            _ = active.latency.record(micros)
+                            active.count += 1
+                        default:
+                            _ = sale.latency.record(micros)
+                            sale.count += 1
                         }
                     }
                     return [board, active, sale]

@@ -50,7 +50,8 @@ final class ChaosCluster: Sendable {
     /// Writes each node's configuration: PostgreSQL `database`, a shared secret and signing key, a
     /// bootstrap admin, rate limits out of the workload's way, a short request timeout.
     static func configure(
-        count: Int, firstHost: Int, workDirectory: String, pg: (host: String, port: Int, user: String, database: String),
+        count: Int, firstHost: Int, workDirectory: String,
+        pg: (host: String, port: Int, user: String, database: String),
         disableFencing: Bool
     ) throws -> [Node] {
         let keyPath = workDirectory + "/jwt.pem"
@@ -60,8 +61,10 @@ final class ChaosCluster: Sendable {
             let host = "127.0.0.\(firstHost + index)"
             nodes.append(
                 Node(
-                    index: index, id: "chaos-\(index + 1)", host: host, clusterPort: try freePort(host), httpPort: try freePort(host),
-                    configPath: "\(workDirectory)/node-\(index + 1).json", logPath: "\(workDirectory)/node-\(index + 1).log"))
+                    index: index, id: "chaos-\(index + 1)", host: host, clusterPort: try freePort(host),
+                    httpPort: try freePort(host),
+                    configPath: "\(workDirectory)/node-\(index + 1).json",
+                    logPath: "\(workDirectory)/node-\(index + 1).log"))
         }
         let seeds = nodes.map { "\"\($0.host):\($0.clusterPort)\"" }.joined(separator: ", ")
         for node in nodes {
@@ -85,7 +88,8 @@ final class ChaosCluster: Sendable {
 
     func start(_ index: Int) throws {
         let node = nodes[index]
-        let pid = try Spawn.start(binary, ["node", "--config", node.configPath, "--log-level", "notice"], logPath: node.logPath)
+        let pid = try Spawn.start(
+            binary, ["node", "--config", node.configPath, "--log-level", "notice"], logPath: node.logPath)
         states.withLock { $0[index] = .running(pid: pid) }
         try "\(pid)\n".write(toFile: "\(workDirectory)/node-\(index + 1).pid", atomically: true, encoding: .utf8)
     }
@@ -191,9 +195,14 @@ final class ChaosCluster: Sendable {
     func restartPostgres() throws {
         guard let postgres else { throw ChaosError("pg-restart needs --pg-data-dir and --pg-bin") }
         let pgCtl = "\(postgres.bin)/pg_ctl"
-        let restart = ["-D", postgres.dataDirectory, "-m", "fast", "-w", "-l", postgres.dataDirectory + "/../server.log", "restart"]
+        let restart = [
+            "-D", postgres.dataDirectory, "-m", "fast", "-w", "-l", postgres.dataDirectory + "/../server.log",
+            "restart",
+        ]
         let status =
-            getuid() == 0 ? try Spawn.run("/usr/sbin/runuser", ["-u", "postgres", "--", pgCtl] + restart) : try Spawn.run(pgCtl, restart)
+            getuid() == 0
+            ? try Spawn.run("/usr/sbin/runuser", ["-u", "postgres", "--", pgCtl] + restart)
+            : try Spawn.run(pgCtl, restart)
         guard status == 0 else { throw ChaosError("pg_ctl restart failed (\(status))") }
     }
 
@@ -237,7 +246,8 @@ final class ChaosCluster: Sendable {
     }
 
     static func status(_ url: String) async throws -> Int {
-        let (_, response) = try await URLSession.shared.data(for: URLRequest(url: URL(string: url)!, timeoutInterval: 2))
+        let (_, response) = try await URLSession.shared.data(
+            for: URLRequest(url: URL(string: url)!, timeoutInterval: 2))
         return (response as? HTTPURLResponse)?.statusCode ?? 0
     }
 
@@ -254,7 +264,9 @@ final class ChaosCluster: Sendable {
         address.sin_port = 0
         inet_pton(AF_INET, host, &address.sin_addr)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw ChaosError("no free port on \(host)") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

@@ -23,15 +23,18 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "Seconds of workload under faults.") var duration: Int = 150
     @Option(help: "Nodes in the cluster.") var nodes: Int = 3
     @Option(help: "Seed of the workload and the fault schedule (default: random, printed).") var seed: UInt64?
-    @Option(help: "Faults to inject, comma-separated: kill, pause, partition, pg-restart.") var faults: String = "kill,pause,partition,pg-restart"
+    @Option(help: "Faults to inject, comma-separated: kill, pause, partition, pg-restart.") var faults: String =
+        "kill,pause,partition,pg-restart"
     @Option(help: "Where the history (JSON Lines) goes.") var history: String = "chaos-history.jsonl"
-    @Option(help: "Directory for node configurations and logs (default: a new temporary one, kept).") var workDir: String?
+    @Option(help: "Directory for node configurations and logs (default: a new temporary one, kept).") var workDir:
+        String?
     @Option(help: "Concurrent bidding clients.") var clients: Int = 8
     @Option(help: "Stop after this many requests even before the deadline.") var maxOperations: Int = 500_000
     @Option(help: "Nodes bind 127.0.0.N, N from this on.") var firstHost: Int = 21
     @Option(help: "PostgreSQL data directory (for pg-restart).") var pgDataDir: String?
     @Option(help: "PostgreSQL bin directory (for pg-restart).") var pgBin: String?
-    @Flag(help: "Debug: start the nodes with fencing disabled; the check must then fail.") var unsafeDisableFencing = false
+    @Flag(help: "Debug: start the nodes with fencing disabled; the check must then fail.") var unsafeDisableFencing =
+        false
     @OptionGroup var postgres: PostgresOptions
 
     enum Fault: String, CaseIterable {
@@ -40,7 +43,9 @@ struct ChaosCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
-        guard duration >= 20, nodes >= 3, clients >= 1 else { throw ValidationError("--duration ≥ 20, --nodes ≥ 3, --clients ≥ 1") }
+        guard duration >= 20, nodes >= 3, clients >= 1 else {
+            throw ValidationError("--duration ≥ 20, --nodes ≥ 3, --clients ≥ 1")
+        }
         for name in faults.split(separator: ",") where Fault(rawValue: String(name)) == nil {
             throw ValidationError("unknown fault '\(name)' (kill, pause, partition, pg-restart)")
         }
@@ -54,7 +59,9 @@ struct ChaosCommand: AsyncParsableCommand {
         }
         let work = workDir ?? NSTemporaryDirectory() + "artpay-chaos-\(seed)-\(UUID().uuidString.prefix(6))"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        say("chaos: seed \(seed), \(nodes) nodes, \(duration) s, faults \(enabled.map(\.rawValue).joined(separator: ",")), work dir \(work)")
+        say(
+            "chaos: seed \(seed), \(nodes) nodes, \(duration) s, faults \(enabled.map(\.rawValue).joined(separator: ",")), work dir \(work)"
+        )
 
         let pgConfiguration = postgres.configuration(maximumConnections: 4)
         let database = "chaos_\(seed)_\(UInt32.random(in: 0...UInt32.max))"
@@ -84,7 +91,8 @@ struct ChaosCommand: AsyncParsableCommand {
             }
             let deadline = ContinuousClock.now.advanced(by: .seconds(duration))
             async let bids: Void = workload.run(clients: clients, until: deadline, maxOperations: maxOperations)
-            let rounds = try await nemesis(cluster: cluster, history: writer, seed: seed, faults: enabled, until: deadline)
+            let rounds = try await nemesis(
+                cluster: cluster, history: writer, seed: seed, faults: enabled, until: deadline)
             await bids
             say("chaos: \(workload.operations.load(ordering: .relaxed)) requests, \(rounds) fault rounds; healing")
 
@@ -105,7 +113,9 @@ struct ChaosCommand: AsyncParsableCommand {
             let ends = try await Self.lastSeqs(of: workload.hot, configuration: pgConfiguration, database: database)
             try? await Self.waitUntil("watchers catch up with the logs", seconds: 30) {
                 workload.lastWatched.withLock { last in
-                    workload.hot.enumerated().allSatisfy { index, auction in (last[index + 1] ?? 0) >= (ends[auction] ?? 0) }
+                    workload.hot.enumerated().allSatisfy { index, auction in
+                        (last[index + 1] ?? 0) >= (ends[auction] ?? 0)
+                    }
                 }
             }
             for watcher in watchers { watcher.cancel() }
@@ -113,12 +123,15 @@ struct ChaosCommand: AsyncParsableCommand {
             writer.close()
 
             let entries = try CheckCommand.read(history)
-            let logs = try await PostgresClient.withRunning(Self.configuration(pgConfiguration, database: database)) { client in
-                try await CheckCommand.logs(of: CheckCommand.auctions(in: entries), from: PostgresEventStore(client: client))
+            let logs = try await PostgresClient.withRunning(Self.configuration(pgConfiguration, database: database)) {
+                client in
+                try await CheckCommand.logs(
+                    of: CheckCommand.auctions(in: entries), from: PostgresEventStore(client: client))
             }
             // The logs too, so the run can be checked again (`artpay check --logs`) once PostgreSQL is gone.
             try CheckCommand.writeDump(
-                logs, to: URL(fileURLWithPath: history).deletingLastPathComponent().appendingPathComponent("logs.jsonl").path)
+                logs,
+                to: URL(fileURLWithPath: history).deletingLastPathComponent().appendingPathComponent("logs.jsonl").path)
             report = HistoryChecker.check(history: entries, logs: logs)
         } catch {
             await cluster.cleanUp()
@@ -135,7 +148,8 @@ struct ChaosCommand: AsyncParsableCommand {
     /// The seeded fault schedule: each enabled kind once first (in seeded order), then seeded
     /// picks; a fault holds 3–8 s, then heals; 2–5 s of calm between rounds. Returns the rounds.
     private func nemesis(
-        cluster: ChaosCluster, history: HistoryWriter, seed: UInt64, faults: [Fault], until deadline: ContinuousClock.Instant
+        cluster: ChaosCluster, history: HistoryWriter, seed: UInt64, faults: [Fault],
+        until deadline: ContinuousClock.Instant
     ) async throws -> Int {
         guard !faults.isEmpty else {
             try? await Task.sleep(until: deadline)
@@ -199,7 +213,8 @@ struct ChaosCommand: AsyncParsableCommand {
         return configuration
     }
 
-    static func lastSeqs(of auctions: [AuctionID], configuration: PostgresClient.Configuration, database: String) async throws
+    static func lastSeqs(of auctions: [AuctionID], configuration: PostgresClient.Configuration, database: String)
+        async throws
         -> [AuctionID: Int64]
     {
         try await PostgresClient.withRunning(Self.configuration(configuration, database: database)) { client in

@@ -56,7 +56,8 @@ final class ChaosWorkload: Sendable {
     /// The highest seq each watcher has received.
     let lastWatched = Mutex<[Int: Int64]>([:])
     init(
-        cluster: ChaosCluster, history: HistoryWriter, seed: UInt64, bidders: [(id: UserID, token: String)], sellerToken: String,
+        cluster: ChaosCluster, history: HistoryWriter, seed: UInt64, bidders: [(id: UserID, token: String)],
+        sellerToken: String,
         hot: [AuctionID], cold: [AuctionID]
     ) {
         self.cluster = cluster
@@ -71,23 +72,29 @@ final class ChaosWorkload: Sendable {
     static let currency = "EUR"
 
     /// Registers the users and creates the first auctions (through node 1, retrying elsewhere).
-    static func prepare(cluster: ChaosCluster, history: HistoryWriter, seed: UInt64, bidderCount: Int, hot: Int, cold: Int) async throws
+    static func prepare(
+        cluster: ChaosCluster, history: HistoryWriter, seed: UInt64, bidderCount: Int, hot: Int, cold: Int
+    ) async throws
         -> ChaosWorkload
     {
         let nodes = cluster.nodes.map(\.http)
         func user(_ name: String, roles: [String]) async throws -> (UserID, String) {
             _ = try? await retrying(nodes) {
-                try await APIClient(base: $0).call("POST", "/v1/users", json: ["username": name, "password": "chaos-password", "roles": roles])
+                try await APIClient(base: $0).call(
+                    "POST", "/v1/users", json: ["username": name, "password": "chaos-password", "roles": roles])
             }
             let client = try await retrying(nodes) { try await APIClient(base: $0).loggedIn(name, "chaos-password") }
-            let me = try await retrying(nodes) { try await APIClient(base: $0, token: client.token).call("GET", "/v1/me") }
+            let me = try await retrying(nodes) {
+                try await APIClient(base: $0, token: client.token).call("GET", "/v1/me")
+            }
             return (UserID(rawValue: me["id"] as! String)!, client.token!)
         }
         let seller = try await user("chaos-seller", roles: ["seller"])
         var bidders: [(UserID, String)] = []
         for index in 0..<bidderCount { bidders.append(try await user("chaos-bidder-\(index)", roles: ["bidder"])) }
         let workload = ChaosWorkload(
-            cluster: cluster, history: history, seed: seed, bidders: bidders.map { (id: $0.0, token: $0.1) }, sellerToken: seller.1,
+            cluster: cluster, history: history, seed: seed, bidders: bidders.map { (id: $0.0, token: $0.1) },
+            sellerToken: seller.1,
             hot: (0..<hot).map { AuctionID(rawValue: "s\(seed)-hot-\($0)")! },
             cold: (0..<cold).map { AuctionID(rawValue: "s\(seed)-cold-\($0)")! })
         for id in workload.hot + workload.cold {
@@ -101,12 +108,14 @@ final class ChaosWorkload: Sendable {
         history.record(.auction(WorkloadAuction(auction: id, at: history.now)))
         let body: [String: Any] = [
             "id": id.rawValue, "title": "Chaos lot \(id.rawValue)", "currency": Self.currency, "startingPrice": 1_000,
-            "closesAt": Date().addingTimeInterval(seconds).formatted(.iso8601), "extensionWindowSeconds": extensionWindow,
+            "closesAt": Date().addingTimeInterval(seconds).formatted(.iso8601),
+            "extensionWindowSeconds": extensionWindow,
         ]
         let nodes = cluster.nodes.map(\.http)
         _ = try await Self.retrying(nodes) { node in
             do {
-                return try await APIClient(base: node, token: sellerToken).call("POST", "/v1/auctions", json: body, timeout: 5)
+                return try await APIClient(base: node, token: sellerToken).call(
+                    "POST", "/v1/auctions", json: body, timeout: 5)
             } catch let failure as APIClient.Failure where failure.status == 409 {
                 return [:]  // created by an earlier attempt
             }
@@ -152,7 +161,8 @@ final class ChaosWorkload: Sendable {
             var node = Int(random.next() % UInt64(nodes.count))
             // The same bid id until the outcome is known, at most three times, each on another node.
             for _ in 0..<3 {
-                let outcome = await send(client: client, node: nodes[node], auction: auction, bidId: bidId, bidder: bidder, maximum: maximum)
+                let outcome = await send(
+                    client: client, node: nodes[node], auction: auction, bidId: bidId, bidder: bidder, maximum: maximum)
                 if outcome != .unknown { break }
                 node = (node + 1) % nodes.count
             }
@@ -170,25 +180,31 @@ final class ChaosWorkload: Sendable {
     }
 
     /// One request, recorded with its outcome.
-    private func send(client: Int, node: String, auction: AuctionID, bidId: BidID, bidder: (id: UserID, token: String), maximum: Int64) async
+    private func send(
+        client: Int, node: String, auction: AuctionID, bidId: BidID, bidder: (id: UserID, token: String), maximum: Int64
+    ) async
         -> HistoryOperation.Outcome
     {
         operations.add(1, ordering: .relaxed)
         let invoked = history.now
         var operation = HistoryOperation(
-            client: client, node: node, auction: auction, bidId: bidId, bidder: bidder.id, maximum: maximum, invokedAt: invoked,
+            client: client, node: node, auction: auction, bidId: bidId, bidder: bidder.id, maximum: maximum,
+            invokedAt: invoked,
             completedAt: invoked, outcome: .unknown)
         do {
             let answer = try await APIClient(base: node, token: bidder.token).call(
-                "POST", "/v1/auctions/\(auction)/bids", json: ["bidId": bidId.rawValue, "maximum": maximum, "currency": Self.currency],
+                "POST", "/v1/auctions/\(auction)/bids",
+                json: ["bidId": bidId.rawValue, "maximum": maximum, "currency": Self.currency],
                 timeout: 5)
             operation.outcome = .ok
             operation.seq = (answer["seq"] as? NSNumber)?.int64Value
             if let view = answer["auction"] as? [String: Any], let seq = (view["seq"] as? NSNumber)?.int64Value,
-                let price = (view["price"] as? NSNumber)?.int64Value, let count = (view["bidCount"] as? NSNumber)?.intValue
+                let price = (view["price"] as? NSNumber)?.int64Value,
+                let count = (view["bidCount"] as? NSNumber)?.intValue
             {
                 operation.shown = ShownState(
-                    seq: seq, price: price, leaderId: (view["leaderId"] as? String).flatMap(UserID.init(rawValue:)), bidCount: count)
+                    seq: seq, price: price, leaderId: (view["leaderId"] as? String).flatMap(UserID.init(rawValue:)),
+                    bidCount: count)
                 if let next = (view["minimumNextBid"] as? NSNumber)?.int64Value { raiseMinimum(auction, to: next) }
             }
         } catch let failure as APIClient.Failure {
@@ -198,7 +214,9 @@ final class ChaosWorkload: Sendable {
             case 401, 403, 429: operation.outcome = .failed
             default: operation.outcome = .rejected
             }
-            if let minimum = (failure.body["minimum"] as? String).flatMap(Int64.init) ?? (failure.body["minimum"] as? NSNumber)?.int64Value {
+            if let minimum = (failure.body["minimum"] as? String).flatMap(Int64.init)
+                ?? (failure.body["minimum"] as? NSNumber)?.int64Value
+            {
                 raiseMinimum(auction, to: minimum)
             }
         } catch {
@@ -219,7 +237,9 @@ final class ChaosWorkload: Sendable {
     func watch(_ auction: AuctionID, watcher: Int) async {
         let nodes = cluster.nodes.map(\.http)
         let order = (0..<nodes.count).map { nodes[($0 + watcher) % nodes.count] }
-        for await (event, node) in EventStreamClient.follow(auction.rawValue, after: 0, nodes: order, attempts: 1_000, dropRepeats: false) {
+        for await (event, node) in EventStreamClient.follow(
+            auction.rawValue, after: 0, nodes: order, attempts: 1_000, dropRepeats: false)
+        {
             guard let seq = event.seq else { continue }
             let data = (try? JSONSerialization.jsonObject(with: Data(event.data.utf8))) as? [String: Any] ?? [:]
             history.record(
@@ -231,7 +251,8 @@ final class ChaosWorkload: Sendable {
         }
     }
 
-    static func retrying<T>(_ nodes: [String], attempts: Int = 40, _ call: (String) async throws -> T) async throws -> T {
+    static func retrying<T>(_ nodes: [String], attempts: Int = 40, _ call: (String) async throws -> T) async throws -> T
+    {
         var lastError: (any Error)?
         for attempt in 0..<attempts {
             do {
