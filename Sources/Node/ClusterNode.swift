@@ -75,15 +75,21 @@ public actor ClusterNode {
         public var shardsReleased = 0
     }
 
+    /// Builds the node with its own auction registry and event fan-out, wired here once: every
+    /// durable batch the registry writes reaches the fan-out this node serves subscriptions and its
+    /// read model from, and registry and node place auctions with the same shard map.
     /// - Parameters:
-    ///   - fanOut: the same object the registry publishes durable events to.
-    ///   - store: the shared store, where event subscribers close their gaps.
+    ///   - store: the shared store: the log the registry writes, where event subscribers close gaps.
+    ///   - actor: settings of the auction actors (group commit, close retries).
     public init(
-        configuration: Configuration, registry: AuctionRegistry, transport: ClusterTransport, store: any EventStore,
-        fanOut: EventFanOut, clock: any EngineClock, logger: Logger
+        configuration: Configuration, store: any EventStore, transport: ClusterTransport, clock: any EngineClock,
+        logger: Logger, actor: AuctionActor.Configuration = .init()
     ) {
+        let fanOut = EventFanOut()
         self.configuration = configuration
-        self.registry = registry
+        self.registry = AuctionRegistry(
+            configuration: .init(node: configuration.id, shardMap: configuration.shardMap, actor: actor), store: store,
+            writer: LogWriter(store: store), clock: clock, logger: logger, onDurable: fanOut.publish)
         self.transport = transport
         self.store = store
         self.fanOut = fanOut

@@ -56,18 +56,12 @@ struct NodeCommand: AsyncParsableCommand {
                 "FENCING IS DISABLED (debug.unsafeDisableFencing): stale owners can write; never run this in service")
         }
         let clock = SystemClock()
-        let fanOut = EventFanOut()
-        let registry = AuctionRegistry(
-            configuration: .init(node: settings.cluster.id), store: store, writer: LogWriter(store: store),
-            clock: clock,
-            logger: logger, onDurable: fanOut.publish)
         // Outbound cluster connections leave from the cluster host when it is one IP address.
         let transport = ClusterTransport(
             node: settings.cluster.id, secret: settings.secret, outboundSource: settings.clusterBind.host,
             logger: logger)
         let node = ClusterNode(
-            configuration: settings.cluster, registry: registry, transport: transport, store: store, fanOut: fanOut,
-            clock: clock, logger: logger)
+            configuration: settings.cluster, store: store, transport: transport, clock: clock, logger: logger)
         let tokens = try await TokenAuthority.make(
             signing: settings.signingKey, verification: settings.verificationKeys, lifetime: settings.tokenLifetime)
         let api = GatewayAPI(

@@ -31,16 +31,10 @@ struct GatewayHarness: Sendable {
             logger.logLevel = .critical
             let id = NodeID(rawValue: "node-1")!
             let clock = SystemClock()
-            let fanOut = EventFanOut()
-            let registry = AuctionRegistry(
-                configuration: .init(node: id), store: store, writer: LogWriter(store: store), clock: clock,
-                logger: logger,
-                onDurable: fanOut.publish)
             let transport = ClusterTransport(node: id, secret: ClusterSecret("gateway tests secret")!, logger: logger)
             let node = ClusterNode(
-                configuration: .init(id: id, address: NodeAddress(host: "127.0.0.1", port: 1), seeds: []),
-                registry: registry,
-                transport: transport, store: store, fanOut: fanOut, clock: clock, logger: logger)
+                configuration: .init(id: id, address: NodeAddress(host: "127.0.0.1", port: 1), seeds: []), store: store,
+                transport: transport, clock: clock, logger: logger)
             let signingPEM = TokenAuthority.generatePrivateKeyPEM()
             let previousPEM = TokenAuthority.generatePrivateKeyPEM()
             let tokens = try await TokenAuthority.make(
@@ -62,7 +56,7 @@ struct GatewayHarness: Sendable {
             let loop = Task { await node.run() }
             defer { loop.cancel() }
             try await app.test(live ? .live : .router) { client in try await body(client, harness) }
-            await registry.shutdown()
+            await node.leave()
         }
     }
 }

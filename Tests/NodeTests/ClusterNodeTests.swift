@@ -49,15 +49,9 @@ final class LocalCluster: Sendable {
         let seeds = started.prefix(2).map(\.2)
         var running: [Running] = []
         for (id, transport, address, serving) in started {
-            let clock = SystemClock()
-            let fanOut = EventFanOut()
-            let registry = AuctionRegistry(
-                configuration: .init(node: id), store: store, writer: LogWriter(store: store), clock: clock,
-                logger: logger,
-                onDurable: fanOut.publish)
             let node = ClusterNode(
-                configuration: .init(id: id, address: address, seeds: seeds), registry: registry, transport: transport,
-                store: store, fanOut: fanOut, clock: clock, logger: logger)
+                configuration: .init(id: id, address: address, seeds: seeds), store: store, transport: transport,
+                clock: SystemClock(), logger: logger)
             let loop = Task { await node.run() }
             running.append(Running(node: node, transport: transport, address: address, tasks: [serving, loop]))
         }
