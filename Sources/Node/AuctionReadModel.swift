@@ -64,8 +64,6 @@ public final class AuctionReadModel: Sendable {
     public func mostActive(since: Timestamp, limit: Int) -> [(summary: AuctionSummary, recentBids: Int)] {
         snapshot.mostActive(since: since, limit: limit)
     }
-
-    public var count: Int { snapshot.count }
 }
 
 /// The one place a snapshot is swapped: readers copy it out under the lock, the writer swaps it.
