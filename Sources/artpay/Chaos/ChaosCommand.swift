@@ -76,7 +76,7 @@ struct ChaosCommand: AsyncParsableCommand {
             nodes: configured, binary: Self.executablePath, workDirectory: work,
             postgres: pgBin.flatMap { bin in pgDataDir.map { (bin, $0) } })
         let interrupt = Self.onInterrupt { cluster.emergencyCleanUp() }
-        defer { interrupt.cancel() }
+        defer { for source in interrupt { source.cancel() } }
 
         let writer = try HistoryWriter(path: history)
         var report: CheckReport?
@@ -247,7 +247,7 @@ struct ChaosCommand: AsyncParsableCommand {
     }
 
     /// On SIGINT or SIGTERM: runs `cleanUp` (stop the nodes, delete the rules), then exits 130.
-    static func onInterrupt(_ cleanUp: @escaping @Sendable () -> Void) -> any DispatchSourceSignal {
+    static func onInterrupt(_ cleanUp: @escaping @Sendable () -> Void) -> [any DispatchSourceSignal] {
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
@@ -259,6 +259,6 @@ struct ChaosCommand: AsyncParsableCommand {
             }
             source.resume()
         }
-        return sources[0]
+        return sources
     }
 }
