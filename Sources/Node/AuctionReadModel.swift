@@ -32,9 +32,11 @@ public final class AuctionReadModel: Sendable {
         }
     }
 
-    /// Loads every auction that has a log (call once at start; live events keep it current).
-    public func bootstrap() async {
-        await writer.bootstrap()
+    /// Loads every auction that has a log and is not here yet: at start, and again now and then —
+    /// an auction whose every event was written before this node's subscription reached the owner
+    /// (a node that just joined) is never pushed, and no later event would reveal the gap.
+    public func loadMissing() async {
+        await writer.loadMissing()
     }
 
     /// Applies pushed events (any order, duplicates allowed) and publishes the new snapshot.
@@ -224,7 +226,7 @@ actor ReadModelWriter {
         self.publish = publish
     }
 
-    func bootstrap() async {
+    func loadMissing() async {
         var after: AuctionID?
         while true {
             guard let page = try? await store.auctionIDs(after: after, limit: 500), !page.isEmpty else { break }

@@ -57,6 +57,7 @@ public actor ClusterNode {
     public nonisolated let readModel: AuctionReadModel
     private var feeds: [AuctionID: [ObjectIdentifier: EventFeed]] = [:]
     private var lastRenewal = ContinuousClock.now
+    private var lastReadModelCatchUp = ContinuousClock.now
     private let clock: any EngineClock
     private let logger: Logger
     private var candidates: [NodeID] = []
@@ -117,7 +118,7 @@ public actor ClusterNode {
         fanOut.subscribeToEverything(subscriber: "local-read-model") { events in
             Task { await readModel.apply(events) }
         }
-        Task { await readModel.bootstrap() }
+        Task { await readModel.loadMissing() }
         while !Task.isCancelled {
             let now = clock.now()
             perform(membership.tick(now: now))
@@ -260,6 +261,10 @@ public actor ClusterNode {
         }
         for member in membership.members where member.id != configuration.id && member.status.isLive {
             transport.send(.subscribeToEverything(subscriber: configuration.id), to: member.address)
+        }
+        if ContinuousClock.now - lastReadModelCatchUp > .seconds(5) {
+            lastReadModelCatchUp = ContinuousClock.now
+            Task { await readModel.loadMissing() }
         }
         closeDueAuctions()
         for auction in feeds.keys {

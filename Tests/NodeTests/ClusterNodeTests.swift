@@ -214,6 +214,30 @@ enum SystemClockNow {
     }
 }
 
+/// An auction whose events no node was ever pushed (written before a subscription reached its
+/// writer — here, by a writer outside the cluster) still reaches every read model.
+@Suite(.serialized) struct ReadModelCatchUpTests {
+    @Test func anAuctionNeverPushed_isLoadedFromTheStore() async throws {
+        try await withSQLiteStore { store, _ in
+            let cluster = try await LocalCluster.start(count: 3, store: store)
+            try await cluster.converged()
+            let id = AuctionID(rawValue: "lot-never-pushed")!
+            let outsider = AuctionRegistry(
+                configuration: .init(node: NodeID(rawValue: "outsider")!), store: store,
+                writer: LogWriter(store: store),
+                clock: SystemClock())
+            _ = await outsider.submit(.create(ClusterNodeTests.terms(id)), to: id)
+            await outsider.shutdown()
+            for running in cluster.nodes {
+                try await eventually("\(running.address) loads the auction", timeout: .seconds(20)) {
+                    running.node.readModel.summary(of: id) != nil
+                }
+            }
+            await cluster.stop()
+        }
+    }
+}
+
 @Suite(.serialized) struct CloseAfterRestartTests {
     /// An auction whose actor went away with its node (no timer left anywhere) is still closed, once,
     /// by whoever owns it when its end comes.
