@@ -11,7 +11,9 @@ import Storage
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure decide/apply, the engine's durable bid rate and latency, and a row-lock baseline.")
+        abstract: "Measure decide/apply, the engine's durable bid rate and latency, and a row-lock baseline.",
+        discussion: "Without a subcommand: the in-process measurements. `artpay bench http`: the same bids end to end over HTTP.",
+        subcommands: [HttpBenchCommand.self, BaselineServerCommand.self])
 
     @OptionGroup var postgres: PostgresOptions
 

@@ -1,0 +1,364 @@
+import Foundation
+import Gateway
+import PostgresNIO
+import Storage
+import Synchronization
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// The phases of one `artpay bench http` run, one design at a time so each has the machine to
+/// itself: nodes, then row-lock servers, then Redis servers, then the in-process runs.
+final class HttpBenchRunner: Sendable {
+    /// What the run was asked for (the command's options).
+    struct Options: Sendable {
+        var seconds: Int
+        var warmup: Int
+        var bidders: Int
+        var auctions: Int
+        var spread: Int?
+        var designs: [HttpBenchCommand.Design]
+        var wrk: String
+        var redisServer: String
+        var scripts: String?
+    }
+
+    let command: Options
+    let run: String
+    let work: String
+    let children: BenchChildren
+    let base: PostgresClient.Configuration
+    let databases: (nodes: String, rowlock: String, engine: String)
+    let threads: Int
+    let redisVersion = Mutex<String?>(nil)
+
+    init(
+        command: Options, run: String, work: String, children: BenchChildren,
+        base: PostgresClient.Configuration, databases: (nodes: String, rowlock: String, engine: String), threads: Int
+    ) {
+        self.command = command
+        self.run = run
+        self.work = work
+        self.children = children
+        self.base = base
+        self.databases = databases
+        self.threads = threads
+    }
+
+    typealias Label = HttpBenchCommand.Label
+
+    var binary: String { work + "/artpay" }
+    var keyFile: String { work + "/jwt.pem" }
+    var tokensFile: String { work + "/tokens.txt" }
+    var hosts: [String] { (1...HttpBenchCommand.servers).map { "127.0.0.\($0)" } }
+
+    func measure() async throws -> [HttpBenchRow] {
+        let designs = command.designs
+        // Servers run a copy of this binary: a rebuild during the run cannot swap it under them.
+        try FileManager.default.copyItem(atPath: ChaosCommand.executablePath, toPath: binary)
+        let scripts = try scriptsDirectory()
+        var rows: [HttpBenchRow] = []
+        let users: HttpBenchUsers
+        if designs.contains(.artpay) {
+            let (artpayRows, nodeUsers) = try await measureArtPay(script: scripts + "/bids.lua")
+            rows += artpayRows
+            users = nodeUsers
+        } else {
+            try TokenAuthority.generatePrivateKeyPEM().write(toFile: keyFile, atomically: true, encoding: .utf8)
+            users = try await HttpBenchSetup.mintedUsers(keyFile: keyFile, bidders: command.bidders, run: run)
+            try writeTokens(users)
+        }
+        if designs.contains(.rowlock) {
+            rows += try await measureRowLock(script: scripts + "/bids.lua")
+        }
+        if designs.contains(.redis) || designs.contains(.redisDirect) {
+            rows += try await measureRedis(scripts: scripts, users: users, designs: designs)
+        }
+        if designs.contains(.engine) {
+            rows += try await measureEngine()
+        }
+        return rows
+    }
+
+    // MARK: - ArtPay nodes
+
+    private func measureArtPay(script: String) async throws -> ([HttpBenchRow], HttpBenchUsers) {
+        let nodes = try ChaosCluster.configure(
+            count: HttpBenchCommand.servers, firstHost: 1, workDirectory: work,
+            pg: (base.host ?? "127.0.0.1", base.port ?? 5432, base.username, databases.nodes), disableFencing: false)
+        // Rate limits are already out of the way (100,000 a second per user); the request timeout
+        // goes back to the node's default (15 s) instead of the chaos run's 4 s.
+        for node in nodes { try Self.useDefaultRequestTimeout(node.configPath) }
+        let cluster = ChaosCluster(nodes: nodes, binary: binary, workDirectory: work, postgres: nil)
+        children.onCleanUp { cluster.emergencyCleanUp() }
+        do {
+            for index in nodes.indices { try cluster.start(index) }
+            say("bench http: starting 3 nodes (\(nodes.map(\.http).joined(separator: ", ")))")
+            try await BenchNetwork.waitUntil("every node is ready and sees 3 members", seconds: 120) {
+                if let crashed = cluster.reapCrashed().first {
+                    say("bench http: node \(nodes[crashed].id) exited; see \(nodes[crashed].logPath)")
+                }
+                return await cluster.converged()
+            }
+            let urls = nodes.map(\.http)
+            let users = try await HttpBenchSetup.users(
+                nodes: urls, bidders: command.bidders, run: run,
+                admin: (username: "chaos-admin", password: "chaos-admin-password"))
+            try writeTokens(users)
+            let hot = "\(run)-a-hot"
+            let sale = "\(run)-sale"
+            let uniform = (0..<command.auctions).map { "\(run)-a-u\($0)" }
+            say("bench http: \(command.bidders) bidders logged in; creating \(uniform.count + 1) auctions")
+            try await HttpBenchSetup.createAuctions(nodes: urls, sellerToken: users.sellerToken, ids: [hot], sale: nil)
+            try await HttpBenchSetup.createAuctions(
+                nodes: urls, sellerToken: users.sellerToken, ids: uniform, sale: sale)
+            try await HttpBenchSetup.waitForReadModels(
+                nodes: urls, hot: hot, sale: sale, count: uniform.count, seconds: 60)
+            let pids = nodes.indices.compactMap { index -> pid_t? in
+                if case .running(let pid) = cluster.state(index) { return pid }
+                return nil
+            }
+            let rows = try await loadTests(
+                design: Label.artpay, code: "a", script: script, targets: urls, serverPids: pids, hot: hot,
+                uniform: uniform)
+            if let crashed = cluster.reapCrashed().first {
+                throw ChaosError("node \(nodes[crashed].id) exited during the run; see \(nodes[crashed].logPath)")
+            }
+            await cluster.stopAll()
+            return (rows, users)
+        } catch {
+            await cluster.cleanUp()
+            throw error
+        }
+    }
+
+    static func useDefaultRequestTimeout(_ path: String) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard var config = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+            var http = config["http"] as? [String: Any]
+        else { throw ChaosError("unexpected node configuration \(path)") }
+        http.removeValue(forKey: "requestTimeoutSeconds")
+        config["http"] = http
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+            .write(to: URL(fileURLWithPath: path))
+    }
+
+    // MARK: - Row-lock servers
+
+    private func measureRowLock(script: String) async throws -> [HttpBenchRow] {
+        let hot = "\(run)-r-hot"
+        let uniform = (0..<command.auctions).map { "\(run)-r-u\($0)" }
+        var configuration = base
+        configuration.database = databases.rowlock
+        try await PostgresClient.withRunning(configuration) { client in
+            try await RowLockBaseline.createTables(client)
+            try await RowLockBaseline.createAuctions(client, ids: [hot] + uniform)
+        }
+        let perServer = command.bidders / HttpBenchCommand.servers
+        let pg = [
+            "--pg-host", base.host ?? "127.0.0.1", "--pg-port", "\(base.port ?? 5432)", "--pg-user", base.username,
+            "--pg-database", databases.rowlock,
+        ]
+        let servers = try await startBaselineServers(
+            name: "rowlock", arguments: ["--design", "rowlock", "--pool", "\(perServer + 3)"] + pg)
+        do {
+            let rows = try await loadTests(
+                design: Label.rowlock, code: "r", script: script, targets: servers.urls, serverPids: servers.pids,
+                hot: hot, uniform: uniform)
+            await children.stop(servers.pids)
+            return rows
+        } catch {
+            await children.stop(servers.pids, grace: .seconds(2))
+            throw error
+        }
+    }
+
+    // MARK: - Redis
+
+    private func measureRedis(scripts: String, users: HttpBenchUsers, designs: [HttpBenchCommand.Design])
+        async throws -> [HttpBenchRow]
+    {
+        let directory = work + "/redis"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let redis = try await RedisBids.startServer(
+            binary: command.redisServer, directory: directory, children: children)
+        let pool = RedisPool(host: "127.0.0.1", port: redis.port, size: 8)
+        var rows: [HttpBenchRow] = []
+        do {
+            if let info = try await pool.call(["INFO", "server"]).string,
+                let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("redis_version:") })
+            {
+                redisVersion.withLock { $0 = String(line.dropFirst("redis_version:".count)) }
+            }
+            let sha = try await RedisBids.loadScript(pool, path: scripts + "/place-bid.redis.lua")
+            say("bench http: redis-server on 127.0.0.1:\(redis.port) (appendfsync always), script \(sha)")
+            if designs.contains(.redis) {
+                let hot = "\(run)-x-hot"
+                let uniform = (0..<command.auctions).map { "\(run)-x-u\($0)" }
+                try await RedisBids.createAuctions(pool, ids: [hot] + uniform, seller: users.sellerId)
+                let servers = try await startBaselineServers(
+                    name: "redis",
+                    arguments: ["--design", "redis", "--pool", "8", "--redis-port", "\(redis.port)", "--redis-sha", sha])
+                do {
+                    rows += try await loadTests(
+                        design: Label.redis, code: "x", script: scripts + "/bids.lua", targets: servers.urls,
+                        serverPids: servers.pids + [redis.pid], hot: hot, uniform: uniform)
+                    await children.stop(servers.pids)
+                } catch {
+                    await children.stop(servers.pids, grace: .seconds(2))
+                    throw error
+                }
+            }
+            if designs.contains(.redisDirect) {
+                let hot = "\(run)-d-hot"
+                let uniform = (0..<command.auctions).map { "\(run)-d-u\($0)" }
+                try await RedisBids.createAuctions(pool, ids: [hot] + uniform, seller: users.sellerId)
+                for (load, ids) in [("1 hot lot", [hot]), ("\(command.auctions) lots", uniform)] {
+                    let before = (harness: CPUTime.process(getpid()), redis: CPUTime.process(redis.pid))
+                    let machine = CPUTime.machineBusy()
+                    let result = await RedisBids.runDirect(
+                        pool, sha: sha, ids: ids, bidders: command.bidders, duration: .seconds(command.seconds),
+                        run: "\(run)-d\(ids.count)")
+                    let wall = result.elapsed.benchSeconds
+                    let harness = (CPUTime.process(getpid()) - before.harness) / wall * 100
+                    let server = (CPUTime.process(redis.pid) - before.redis) / wall * 100
+                    let rest = (CPUTime.machineBusy() - machine) / wall * 100 - harness - server
+                    let row = HttpBenchRow(
+                        design: Label.redisDirect, load: load, result: result,
+                        cpu: String(
+                            format: "redis-server %.0f%%, bidders (this process) %.0f%%, rest %.0f%%", server, harness,
+                            max(0, rest)))
+                    say(HttpBenchCommand.line(row))
+                    rows.append(row)
+                }
+            }
+        } catch {
+            await pool.close()
+            await children.stop([redis.pid], grace: .seconds(2))
+            throw error
+        }
+        await pool.close()
+        await children.stop([redis.pid])
+        return rows
+    }
+
+    // MARK: - In-process engine
+
+    private func measureEngine() async throws -> [HttpBenchRow] {
+        var configuration = base
+        configuration.database = databases.engine
+        configuration.options.maximumConnections = command.bidders + 8
+        let (bidders, seconds, auctions, run) = (command.bidders, command.seconds, command.auctions, run)
+        return try await PostgresClient.withRunning(configuration) { client in
+            let store = PostgresEventStore(client: client)
+            try await store.migrate()
+            var rows: [HttpBenchRow] = []
+            for (load, count) in [("1 hot lot", 1), ("\(auctions) lots", auctions)] {
+                let before = (harness: CPUTime.process(getpid()), machine: CPUTime.machineBusy())
+                let started = ContinuousClock.now
+                let engine = try await EngineBench.run(
+                    store: store, run: "\(run)-e\(count)", auctions: count, bidders: bidders,
+                    duration: .seconds(seconds))
+                let wall = (ContinuousClock.now - started).benchSeconds
+                let harness = (CPUTime.process(getpid()) - before.harness) / wall * 100
+                let rest = (CPUTime.machineBusy() - before.machine) / wall * 100 - harness
+                let row = HttpBenchRow(
+                    design: Label.engine, load: load, result: engine.result,
+                    cpu: String(format: "engine + bidders (this process) %.0f%%, rest %.0f%%", harness, max(0, rest)))
+                say(HttpBenchCommand.line(row) + "; \(engine.note)")
+                rows.append(row)
+            }
+            return rows
+        }
+    }
+
+    // MARK: - Shared
+
+    /// The hot-lot and uniform tests of one design: warm-up, then the measured run, same wrks.
+    private func loadTests(
+        design: String, code: String, script: String, targets: [String], serverPids: [pid_t], hot: String,
+        uniform: [String]
+    ) async throws -> [HttpBenchRow] {
+        var rows: [HttpBenchRow] = []
+        let perServer = command.bidders / HttpBenchCommand.servers
+        for (load, loadCode, ids) in [("1 hot lot", "h", [hot]), ("\(command.auctions) lots", "u", uniform)] {
+            let auctionsFile = "\(work)/\(code)\(loadCode).auctions"
+            let boardFile = "\(work)/\(code)\(loadCode).board"
+            try (ids.joined(separator: "\n") + "\n").write(toFile: auctionsFile, atomically: true, encoding: .utf8)
+            try Data(count: 8 * ids.count).write(to: URL(fileURLWithPath: boardFile))
+            let wrk = WrkLoad(
+                wrk: command.wrk, script: script, targets: targets, tokensFile: tokensFile, auctionsFile: auctionsFile,
+                boardFile: boardFile, connections: perServer, threads: threads,
+                spread: command.spread ?? command.bidders, work: work)
+            if command.warmup > 0 {
+                let warm = try await wrk.run(
+                    seconds: command.warmup, label: "\(code)\(loadCode)-warmup", runId: "\(run)-\(code)\(loadCode)w",
+                    children: children, serverPids: serverPids, design: design, load: load)
+                say("  warm-up: " + HttpBenchCommand.line(warm))
+            }
+            let row = try await wrk.run(
+                seconds: command.seconds, label: "\(code)\(loadCode)", runId: "\(run)-\(code)\(loadCode)m",
+                children: children, serverPids: serverPids, design: design, load: load)
+            say(HttpBenchCommand.line(row))
+            rows.append(row)
+        }
+        return rows
+    }
+
+    /// Starts one `artpay bench baseline-server` per host; returns once each answers /health/ready.
+    private func startBaselineServers(name: String, arguments: [String]) async throws -> (
+        urls: [String], pids: [pid_t]
+    ) {
+        var urls: [String] = []
+        var pids: [pid_t] = []
+        do {
+            for (index, host) in hosts.enumerated() {
+                let port = try BenchNetwork.freePort(host)
+                urls.append("http://\(host):\(port)")
+                pids.append(
+                    try children.start(
+                        "\(name)-\(index + 1)", binary,
+                        [
+                            "bench", "baseline-server", "--host", host, "--port", "\(port)", "--signing-key-file",
+                            keyFile,
+                        ] + arguments, log: "\(work)/\(name)-\(index + 1).log"))
+            }
+            say("bench http: starting 3 \(name) servers (\(urls.joined(separator: ", ")))")
+            try await BenchNetwork.waitUntil("every \(name) server is ready", seconds: 30) {
+                for (url, pid) in zip(urls, pids) {
+                    if children.hasExited(pid) { return false }
+                    guard (try? await ChaosCluster.status(url + "/health/ready")) == 200 else { return false }
+                }
+                return true
+            }
+        } catch {
+            await children.stop(pids, grace: .seconds(2))
+            throw ChaosError("\(name) servers did not start (\(error)); logs in \(work)/\(name)-*.log")
+        }
+        return (urls, pids)
+    }
+
+    private func writeTokens(_ users: HttpBenchUsers) throws {
+        try (users.bidderTokens.joined(separator: "\n") + "\n").write(
+            toFile: tokensFile, atomically: true, encoding: .utf8)
+    }
+
+    /// scripts/bench-http: `--scripts`, or under the current directory, or near the binary.
+    private func scriptsDirectory() throws -> String {
+        let executable = URL(fileURLWithPath: ChaosCommand.executablePath).deletingLastPathComponent()
+        let candidates =
+            [command.scripts].compactMap { $0 } + [
+                FileManager.default.currentDirectoryPath + "/scripts/bench-http",
+                executable.appendingPathComponent("../../scripts/bench-http").path,
+                executable.appendingPathComponent("../../../scripts/bench-http").path,
+            ]
+        for candidate in candidates
+        where FileManager.default.fileExists(atPath: candidate + "/bids.lua")
+            && FileManager.default.fileExists(atPath: candidate + "/place-bid.redis.lua")
+        {
+            return candidate
+        }
+        throw ChaosError("scripts/bench-http not found (looked in \(candidates.joined(separator: ", "))); use --scripts")
+    }
+}
