@@ -4,15 +4,20 @@
 ///
 /// `seq` counts the events applied: the next event decided gets `seq + 1`. An auction that has not
 /// been created yet has `state == nil` and `seq == 0`.
-public struct Auction: Hashable, Sendable, Codable {
+public struct Auction: Hashable, Sendable {
     public let id: AuctionID
     public private(set) var seq: Int64
     public private(set) var state: AuctionState?
+    /// Every accepted bid by its id: the answer to a resubmission (invariant 5). Kept beside the
+    /// state, not inside it, so that the state (what read models fold and summaries show) is small
+    /// and copying it never copies the auction's whole bid history.
+    public private(set) var receipts: [BidID: BidReceipt]
 
     public init(id: AuctionID) {
         self.id = id
         self.seq = 0
         self.state = nil
+        self.receipts = [:]
     }
 
     /// What the auction makes of `command` at `now`.
@@ -31,15 +36,14 @@ public struct Auction: Hashable, Sendable, Codable {
                 return .accept(try decideCreate(terms, now: now))
             case .placeBid(let bid):
                 let state = try existing()
-                if let receipt = try state.previousReceipt(
-                    bidId: bid.bidId, bidderId: bid.bidderId, amount: bid.maximum)
+                if let receipt = try previousReceipt(bidId: bid.bidId, bidderId: bid.bidderId, amount: bid.maximum)
                 {
                     return .alreadyAccepted(receipt)
                 }
                 return .accept(try state.decideBid(bid, now: now))
             case .buyNow(let purchase):
                 let state = try existing()
-                if let receipt = try state.previousReceipt(
+                if let receipt = try previousReceipt(
                     bidId: purchase.bidId, bidderId: purchase.bidderId, amount: purchase.price)
                 {
                     return .alreadyAccepted(receipt)
@@ -71,80 +75,24 @@ public struct Auction: Hashable, Sendable, Codable {
     /// only a corrupt or foreign log produces; the state is then unchanged.
     public mutating func apply(_ event: AuctionEvent) throws(EventApplicationError) {
         let seq = self.seq + 1
-        func broken(_ reason: String) -> EventApplicationError {
-            EventApplicationError(auctionId: id, seq: seq, reason: reason)
+        if let bidId = event.acceptedBidId, receipts[bidId] != nil {
+            throw EventApplicationError(auctionId: id, seq: seq, reason: "bid id \(bidId) accepted twice")
         }
-        if case .created(let created) = event {
-            guard state == nil else { throw broken("created twice") }
-            guard created.terms.auctionId == id else { throw broken("created for another auction") }
-            state = AuctionState(created: created)
-            self.seq = seq
-            return
-        }
-        try check(event, seq: seq)
-        // Mutate in place: a copy of the state held across the mutation would copy every receipt.
+        try AuctionState.advance(&state, with: event, auction: id, seq: seq)
+        // In place: the receipts are never shared with a copy of the state, so this costs O(1).
         switch event {
-        case .created:
-            preconditionFailure("handled above")
         case .bidAccepted(let bid):
-            let leads = bid.leaderBidId == bid.bidId
-            if leads { state!.leader = Leader(bidderId: bid.bidderId, bidId: bid.bidId, maximum: bid.maximum) }
-            state!.price = bid.price
-            state!.bidCount += 1
-            state!.receipts[bid.bidId] = BidReceipt(
+            receipts[bid.bidId] = BidReceipt(
                 bidId: bid.bidId, bidderId: bid.bidderId, maximum: bid.maximum, seq: seq, at: bid.at,
-                outcome: leads ? .leading : .outbid, price: bid.price)
+                outcome: bid.leaderBidId == bid.bidId ? .leading : .outbid, price: bid.price)
         case .boughtNow(let purchase):
-            state!.leader = Leader(bidderId: purchase.bidderId, bidId: purchase.bidId, maximum: purchase.price)
-            state!.price = purchase.price
-            state!.bidCount += 1
-            state!.receipts[purchase.bidId] = BidReceipt(
+            receipts[purchase.bidId] = BidReceipt(
                 bidId: purchase.bidId, bidderId: purchase.bidderId, maximum: purchase.price, seq: seq,
                 at: purchase.at, outcome: .boughtNow, price: purchase.price)
-        case .extended(let extended):
-            state!.endsAt = extended.endsAt
-        case .closed(let closed):
-            state!.status = .closed(closed.result)
-        case .cancelled(let cancelled):
-            state!.status = .cancelled(reason: cancelled.reason)
-        }
-        self.seq = seq
-    }
-
-    /// Throws when `event` (other than `created`) cannot follow the current state.
-    private func check(_ event: AuctionEvent, seq: Int64) throws(EventApplicationError) {
-        func broken(_ reason: String) -> EventApplicationError {
-            EventApplicationError(auctionId: id, seq: seq, reason: reason)
-        }
-        guard let current = state else { throw broken("\(event.kind.rawValue) before created") }
-        guard current.status == .running else { throw broken("\(event.kind.rawValue) after the auction ended") }
-        switch event {
-        case .created:
-            throw broken("created twice")
-        case .bidAccepted(let bid):
-            guard bid.maximum.currency == current.terms.currency, bid.price.currency == current.terms.currency else {
-                throw broken("bid in a foreign currency")
-            }
-            guard current.receipts[bid.bidId] == nil else { throw broken("bid id \(bid.bidId) accepted twice") }
-            if bid.leaderBidId == bid.bidId {
-                guard bid.leaderId == bid.bidderId else { throw broken("leader does not match the bid") }
-            } else {
-                guard current.leader?.bidId == bid.leaderBidId, current.leader?.bidderId == bid.leaderId else {
-                    throw broken("bid names a leader the auction does not have")
-                }
-            }
-        case .boughtNow(let purchase):
-            guard purchase.price.currency == current.terms.currency else {
-                throw broken("purchase in a foreign currency")
-            }
-            guard current.receipts[purchase.bidId] == nil else {
-                throw broken("bid id \(purchase.bidId) accepted twice")
-            }
-        case .extended(let extended):
-            guard extended.endsAt > current.endsAt else { throw broken("extension does not move the end later") }
-        case .closed, .cancelled:
+        case .created, .extended, .closed, .cancelled:
             break
         }
+        self.seq = seq
     }
 
     /// The state after applying `events` in order (a replay of a log, or of a snapshot's tail).
@@ -162,6 +110,46 @@ public struct Auction: Hashable, Sendable, Codable {
     }
 }
 
+/// The stored form of a snapshot (JSON in the log): `{id, seq, state: {…, receipts}}` — the receipts
+/// are stored inside the state, as they were before they moved out of it in memory, so snapshots
+/// written by earlier versions load unchanged.
+extension Auction: Codable {
+    private enum CodingKeys: String, CodingKey {
+        case id, seq, state
+    }
+
+    private enum StateKeys: String, CodingKey {
+        case receipts
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(AuctionID.self, forKey: .id)
+        seq = try container.decode(Int64.self, forKey: .seq)
+        state = try container.decodeIfPresent(AuctionState.self, forKey: .state)
+        if state != nil {
+            let nested = try container.nestedContainer(keyedBy: StateKeys.self, forKey: .state)
+            receipts = try nested.decode([BidID: BidReceipt].self, forKey: .receipts)
+        } else {
+            receipts = [:]
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(seq, forKey: .seq)
+        guard let state else {
+            try container.encodeNil(forKey: .state)
+            return
+        }
+        let stateEncoder = container.superEncoder(forKey: .state)
+        try state.encode(to: stateEncoder)
+        var nested = stateEncoder.container(keyedBy: StateKeys.self)
+        try nested.encode(receipts, forKey: .receipts)
+    }
+}
+
 /// An event that cannot follow the state it was applied to: the log is corrupt or not this auction's.
 public struct EventApplicationError: Error, Hashable, Sendable, CustomStringConvertible {
     public var auctionId: AuctionID
@@ -171,7 +159,7 @@ public struct EventApplicationError: Error, Hashable, Sendable, CustomStringConv
     public var description: String { "event \(seq) of auction \(auctionId) does not apply: \(reason)" }
 }
 
-extension AuctionState {
+extension Auction {
     /// The receipt of an earlier acceptance of `bidId`, nil when the id is new. The same id with other
     /// content is a conflict, never a second bid.
     func previousReceipt(bidId: BidID, bidderId: UserID, amount: Money) throws(AuctionRejection) -> BidReceipt? {
@@ -179,6 +167,9 @@ extension AuctionState {
         guard receipt.bidderId == bidderId, receipt.maximum == amount else { throw .bidIdConflict(bidId) }
         return receipt
     }
+}
+
+extension AuctionState {
 
     /// The checks every bid and purchase pass: amount, currency, timing, seller.
     private func checkBiddable(bidderId: UserID, amount: Money, now: Timestamp) throws(AuctionRejection) {

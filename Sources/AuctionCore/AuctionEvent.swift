@@ -24,6 +24,15 @@ public enum AuctionEvent: Hashable, Sendable {
         }
     }
 
+    /// The bid or purchase this event accepted, if it accepted one.
+    public var acceptedBidId: BidID? {
+        switch self {
+        case .bidAccepted(let bid): bid.bidId
+        case .boughtNow(let purchase): purchase.bidId
+        case .created, .extended, .closed, .cancelled: nil
+        }
+    }
+
     public enum Kind: String, Hashable, Sendable, Codable, CaseIterable {
         case created = "created"
         case bidAccepted = "bid_accepted"

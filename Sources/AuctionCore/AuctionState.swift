@@ -13,8 +13,6 @@ public struct AuctionState: Hashable, Sendable, Codable {
     /// Accepted bids, outbid ones included.
     public internal(set) var bidCount: Int
     public internal(set) var status: Status
-    /// Every accepted bid by its id: the answer to a resubmission (invariant 5).
-    public internal(set) var receipts: [BidID: BidReceipt]
 
     public enum Status: Hashable, Sendable, Codable {
         case running
@@ -39,7 +37,59 @@ public struct AuctionState: Hashable, Sendable, Codable {
         leader = nil
         bidCount = 0
         status = .running
-        receipts = [:]
+    }
+
+    /// Folds event number `seq` of auction `id` into `state` (nil before `created`). Throws, leaving
+    /// `state` unchanged, when the event cannot follow it — only a corrupt or foreign log does that.
+    ///
+    /// Why a function of its own: `Auction.apply` adds the bid receipts on top of it, while read
+    /// models fold only this, so they keep no per-bid history of their own.
+    public static func advance(
+        _ state: inout AuctionState?, with event: AuctionEvent, auction id: AuctionID, seq: Int64
+    ) throws(EventApplicationError) {
+        func broken(_ reason: String) -> EventApplicationError {
+            EventApplicationError(auctionId: id, seq: seq, reason: reason)
+        }
+        if case .created(let created) = event {
+            guard state == nil else { throw broken("created twice") }
+            guard created.terms.auctionId == id else { throw broken("created for another auction") }
+            state = AuctionState(created: created)
+            return
+        }
+        guard let current = state else { throw broken("\(event.kind.rawValue) before created") }
+        guard current.status == .running else { throw broken("\(event.kind.rawValue) after the auction ended") }
+        switch event {
+        case .created:
+            throw broken("created twice")
+        case .bidAccepted(let bid):
+            guard bid.maximum.currency == current.terms.currency, bid.price.currency == current.terms.currency else {
+                throw broken("bid in a foreign currency")
+            }
+            if bid.leaderBidId == bid.bidId {
+                guard bid.leaderId == bid.bidderId else { throw broken("leader does not match the bid") }
+                state!.leader = Leader(bidderId: bid.bidderId, bidId: bid.bidId, maximum: bid.maximum)
+            } else {
+                guard current.leader?.bidId == bid.leaderBidId, current.leader?.bidderId == bid.leaderId else {
+                    throw broken("bid names a leader the auction does not have")
+                }
+            }
+            state!.price = bid.price
+            state!.bidCount += 1
+        case .boughtNow(let purchase):
+            guard purchase.price.currency == current.terms.currency else {
+                throw broken("purchase in a foreign currency")
+            }
+            state!.leader = Leader(bidderId: purchase.bidderId, bidId: purchase.bidId, maximum: purchase.price)
+            state!.price = purchase.price
+            state!.bidCount += 1
+        case .extended(let extended):
+            guard extended.endsAt > current.endsAt else { throw broken("extension does not move the end later") }
+            state!.endsAt = extended.endsAt
+        case .closed(let closed):
+            state!.status = .closed(closed.result)
+        case .cancelled(let cancelled):
+            state!.status = .cancelled(reason: cancelled.reason)
+        }
     }
 
     public func phase(at now: Timestamp) -> Phase {

@@ -44,13 +44,16 @@ public struct AuctionSummary: Hashable, Sendable, Codable {
 
 extension Auction {
     /// The public view of the auction; nil before it is created.
-    public var summary: AuctionSummary? {
-        guard let state else { return nil }
-        return AuctionSummary(
-            auctionId: id, seq: seq, sellerId: state.terms.sellerId, saleId: state.terms.saleId,
-            title: state.terms.title, price: state.price, minimumNextBid: state.minimumNextBid,
-            leaderId: state.leader?.bidderId, bidCount: state.bidCount, opensAt: state.terms.opensAt,
-            endsAt: state.endsAt, hasReserve: state.terms.reservePrice != nil, reserveMet: state.reserveMet,
-            buyNowPrice: state.buyNowAvailable ? state.terms.buyNowPrice : nil, status: state.status)
+    public var summary: AuctionSummary? { state?.summary(auction: id, seq: seq) }
+}
+
+extension AuctionState {
+    /// The public view of this state as auction `id` at `seq`.
+    public func summary(auction id: AuctionID, seq: Int64) -> AuctionSummary {
+        AuctionSummary(
+            auctionId: id, seq: seq, sellerId: terms.sellerId, saleId: terms.saleId, title: terms.title, price: price,
+            minimumNextBid: minimumNextBid, leaderId: leader?.bidderId, bidCount: bidCount, opensAt: terms.opensAt,
+            endsAt: endsAt, hasReserve: terms.reservePrice != nil, reserveMet: reserveMet,
+            buyNowPrice: buyNowAvailable ? terms.buyNowPrice : nil, status: status)
     }
 }

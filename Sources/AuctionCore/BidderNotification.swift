@@ -43,19 +43,31 @@ public struct BidderNotification: Hashable, Sendable, Codable {
 }
 
 extension Auction {
-    /// The notifications `event` caused, called on the auction right after applying it. The caller
-    /// passes what the state no longer tells: who led before, and who has bid (every bidder, the
-    /// one of this event included), so this costs nothing per receipt. Pure.
+    /// The notifications `event` caused, called on the auction right after applying it (see
+    /// ``AuctionState/notifications(auction:seq:after:previousLeader:bidders:)``).
     public func notifications(
         after event: AuctionEvent, previousLeader: UserID?, bidders: some Collection<UserID>
     ) -> [BidderNotification] {
-        guard let state else { return [] }
+        state?.notifications(auction: id, seq: seq, after: event, previousLeader: previousLeader, bidders: bidders)
+            ?? []
+    }
+}
+
+extension AuctionState {
+    /// The notifications `event` (number `seq` of auction `id`) caused, called on the state right
+    /// after folding it in. The caller passes what the state no longer tells: who led before, and
+    /// who has bid (every bidder, the one of this event included), so this costs nothing per earlier
+    /// bid. Pure.
+    public func notifications(
+        auction id: AuctionID, seq: Int64, after event: AuctionEvent, previousLeader: UserID?,
+        bidders: some Collection<UserID>
+    ) -> [BidderNotification] {
         func note(_ user: UserID, _ kind: BidderNotification.Kind, at time: Timestamp) -> BidderNotification {
             BidderNotification(
-                userId: user, kind: kind, auctionId: id, seq: seq, title: state.terms.title, price: state.price,
-                endsAt: state.endsAt, at: time)
+                userId: user, kind: kind, auctionId: id, seq: seq, title: terms.title, price: price, endsAt: endsAt,
+                at: time)
         }
-        let everyone = bidders.sorted { $0.rawValue < $1.rawValue }
+        func everyone() -> [UserID] { bidders.sorted { $0.rawValue < $1.rawValue } }
         switch event {
         case .bidAccepted(let bid):
             var outbid: Set<UserID> = []
@@ -63,17 +75,17 @@ extension Auction {
             if bid.bidderId != bid.leaderId { outbid.insert(bid.bidderId) }
             return outbid.sorted { $0.rawValue < $1.rawValue }.map { note($0, .outbid, at: bid.at) }
         case .extended(let extended):
-            // The bid that moved the end is in the same batch, just before.
-            let at = state.receipts[extended.byBidId]?.at ?? state.terms.opensAt
-            return everyone.map { note($0, .extended, at: at) }
+            // The bid that moved the end was placed one extension window before the new end.
+            let at = extended.endsAt.advanced(by: .zero - terms.extensionWindow)
+            return everyone().map { note($0, .extended, at: at) }
         case .closed(let closed):
             var winner: UserID?
             if case .sold(let winnerId, _, _) = closed.result { winner = winnerId }
-            var recipients = everyone
+            var recipients = everyone()
             if let winner, !recipients.contains(winner) { recipients.append(winner) }
             return recipients.map { note($0, $0 == winner ? .won : .lost, at: closed.at) }
         case .cancelled(let cancelled):
-            return everyone.map { note($0, .cancelled, at: cancelled.at) }
+            return everyone().map { note($0, .cancelled, at: cancelled.at) }
         case .created, .boughtNow:
             return []
         }

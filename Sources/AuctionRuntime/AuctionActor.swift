@@ -112,7 +112,7 @@ public actor AuctionActor {
             pendingEvents += events
             outcome = .success(
                 CommandAccepted(
-                    seq: auction.seq, receipt: command.bidId.flatMap { auction.state?.receipts[$0] },
+                    seq: auction.seq, receipt: command.bidId.flatMap { auction.receipts[$0] },
                     summary: auction.summary!, replayed: false))
             startFlushing()
         }

@@ -7,24 +7,48 @@ protocol StrictRequest: Decodable {
 }
 
 extension StrictRequest {
+    /// Decodes `data` in one pass: the field names are checked against `fields` on the same parsed
+    /// document the values are then read from.
     static func decode(_ data: Data) throws(APIError) -> Self {
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw APIError.malformed("The body must be a JSON object.")
-        }
-        if let unknown = Set(object.keys).subtracting(fields).sorted().first {
-            throw APIError.malformed("Unknown field '\(unknown)'.")
-        }
         do {
-            return try JSONDecoder().decode(Self.self, from: data)
+            return try JSONDecoder().decode(Strict<Self>.self, from: data).value
+        } catch let error as UnknownField {
+            throw APIError.malformed("Unknown field '\(error.name)'.")
         } catch DecodingError.keyNotFound(let key, _) {
             throw APIError.malformed("Missing field '\(key.stringValue)'.")
+        } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
+            throw APIError.malformed("The body must be a JSON object.")
         } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
             throw APIError.malformed(
                 "Field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type.")
+        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+            throw APIError.malformed("The body must be a JSON object.")
         } catch {
             throw APIError.malformed("The body is not valid JSON for this request.")
         }
     }
+}
+
+/// A request body whose field names were checked before its values were decoded.
+private struct Strict<Request: StrictRequest>: Decodable {
+    var value: Request
+
+    init(from decoder: any Decoder) throws {
+        let names = try decoder.container(keyedBy: AnyCodingKey.self).allKeys.map(\.stringValue)
+        if let unknown = names.filter({ !Request.fields.contains($0) }).min() { throw UnknownField(name: unknown) }
+        value = try Request(from: decoder)
+    }
+}
+
+private struct UnknownField: Error {
+    var name: String
+}
+
+private struct AnyCodingKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }
 
 struct RegisterRequest: StrictRequest {

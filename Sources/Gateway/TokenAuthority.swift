@@ -1,6 +1,7 @@
 import AuctionCore
 public import Foundation
 import JWTKit
+import Synchronization
 
 /// Issues and verifies the API's access tokens: JWTs signed with ES256 (P-256), with `kid`, `sub`,
 /// `name`, `roles`, `iat` and `exp`.
@@ -66,6 +67,10 @@ public final class TokenAuthority: Sendable {
     private let signingKid: String
     private let acceptedKids: Set<String>
     public let lifetime: Duration
+    /// Tokens whose signature verified, with what they proved: a token is immutable, so checking
+    /// its signature again (an ES256 verification, the dearest step of a request) would prove the
+    /// same. Only the expiry is checked again on each use.
+    private let verified = Mutex(VerifiedTokens(capacity: 20_000))
 
     private init(keys: JWTKeyCollection, signingKid: String, acceptedKids: Set<String>, lifetime: Duration) {
         self.keys = keys
@@ -112,7 +117,15 @@ public final class TokenAuthority: Sendable {
     }
 
     /// The identity a token proves, or why it proves none.
-    public func verify(_ token: String) async throws(Failure) -> Identity {
+    public func verify(_ token: String, now: Date = Date()) async throws(Failure) -> Identity {
+        switch verified.withLock({ $0.lookUp(token) }) {
+        case (let identity, let expiresAt)? where now < expiresAt:
+            return identity
+        case _?:
+            throw .expired
+        case nil:
+            break
+        }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerData = Self.base64URLDecode(String(parts[0])),
             let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any]
@@ -133,13 +146,47 @@ public final class TokenAuthority: Sendable {
             throw .badSignature
         }
         guard let userId = UserID(rawValue: claims.sub.value) else { throw .invalidClaims }
-        return Identity(
+        let identity = Identity(
             userId: userId, username: claims.name, roles: Set(claims.roles.compactMap(Role.init(rawValue:))))
+        verified.withLock { $0.remember(token, identity: identity, expiresAt: claims.exp.value) }
+        return identity
     }
 
     static func base64URLDecode(_ text: String) -> Data? {
         var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
         return Data(base64Encoded: base64)
+    }
+}
+
+/// A bounded memory of verified tokens: two generations of at most `capacity` each; when the young
+/// one is full it becomes the old one and the previous old one is forgotten, so tokens in use stay
+/// (a hit in the old generation moves the token to the young one) and memory stays bounded.
+struct VerifiedTokens {
+    private var young: [String: (Identity, Date)] = [:]
+    private var old: [String: (Identity, Date)] = [:]
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    mutating func lookUp(_ token: String) -> (Identity, Date)? {
+        if let found = young[token] { return found }
+        guard let found = old[token] else { return nil }
+        insert(token, found)
+        return found
+    }
+
+    mutating func remember(_ token: String, identity: Identity, expiresAt: Date) {
+        insert(token, (identity, expiresAt))
+    }
+
+    private mutating func insert(_ token: String, _ entry: (Identity, Date)) {
+        if young.count >= capacity {
+            old = young
+            young = [:]
+        }
+        young[token] = entry
     }
 }

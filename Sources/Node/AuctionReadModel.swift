@@ -1,4 +1,5 @@
 public import AuctionCore
+import HashTreeCollections
 public import Storage
 import Synchronization
 
@@ -9,12 +10,23 @@ import Synchronization
 /// Reads never wait for the writer: one actor applies events and, after each batch, publishes an
 /// immutable ``ReadModelSnapshot`` whose indexes (by end time, by price per sale, ranked bidders)
 /// are kept on apply, so a read is a lock-protected pointer copy plus a walk of a sorted index.
+/// The snapshot is made of persistent structures (hash tries, chunked sorted arrays), so the
+/// writer's next change copies only the paths it touches, never a whole collection: the cost of
+/// applying a bid does not grow with the number of auctions or with the auction's history. The
+/// read model keeps each auction's state, not its bids: per bid it keeps nothing but counters.
 ///
 /// Invariant: an auction's state here only moves forward in seq; a gap (a missed push, an auction
 /// first seen mid-log) is filled from the store before later events are applied.
 public final class AuctionReadModel: Sendable {
     private let writer: ReadModelWriter
     private let published: PublishedSnapshot
+    private let inbox = Mutex(Inbox())
+
+    private struct Inbox: Sendable {
+        var events: [StoredEvent] = []
+        /// Whether a task is applying the inbox; it ends when it finds the inbox empty.
+        var draining = false
+    }
     /// Outbid, won, lost, extended, cancelled — derived here, as events are applied in order.
     public let notifications: NotificationHub
 
@@ -42,6 +54,34 @@ public final class AuctionReadModel: Sendable {
     /// Applies pushed events (any order, duplicates allowed) and publishes the new snapshot.
     public func apply(_ events: [StoredEvent]) async {
         await writer.apply(events)
+    }
+
+    /// Queues pushed events to be applied in the order offered, without waiting: the owners'
+    /// fan-out calls this for every durable batch. Batches that queue up while the writer is busy
+    /// are applied together (one snapshot published for all of them).
+    public func offer(_ events: [StoredEvent]) {
+        guard !events.isEmpty else { return }
+        let startDraining = inbox.withLock { inbox in
+            inbox.events += events
+            if inbox.draining { return false }
+            inbox.draining = true
+            return true
+        }
+        guard startDraining else { return }
+        Task { await self.drainInbox() }
+    }
+
+    private func drainInbox() async {
+        while true {
+            let batch = inbox.withLock { inbox in
+                let batch = inbox.events
+                inbox.events = []
+                if batch.isEmpty { inbox.draining = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            await writer.apply(batch)
+        }
     }
 
     /// The latest published state: consistent within itself, never blocked by the writer.
@@ -82,7 +122,9 @@ public struct BidderStanding: Sendable, Hashable {
 }
 
 /// An immutable view of every auction with the indexes the read endpoints walk. Value semantics:
-/// the writer mutates its own copy and publishes it whole.
+/// the writer mutates its own copy and publishes it whole; every collection in it is persistent
+/// (a copy shares structure with the original), so publishing costs O(1) and the writer's next
+/// change copies only what it touches.
 public struct ReadModelSnapshot: Sendable {
     struct Entry: Sendable {
         var summary: AuctionSummary
@@ -103,11 +145,11 @@ public struct ReadModelSnapshot: Sendable {
         static func < (a: Self, b: Self) -> Bool { (a.price, b.id) > (b.price, a.id) }
     }
 
-    var entries: [AuctionID: Entry] = [:]
-    var byEnd = SortedArray<EndKey>()
-    var bySalePrice: [SaleID: SortedArray<PriceKey>] = [:]
-    /// When each auction's bids of the last hour (before its newest bid) were placed, oldest first.
-    var recentBids: [AuctionID: [Timestamp]] = [:]
+    var entries: TreeDictionary<AuctionID, Entry> = [:]
+    var byEnd = ChunkedSortedArray<EndKey>()
+    var bySalePrice: TreeDictionary<SaleID, ChunkedSortedArray<PriceKey>> = [:]
+    /// Bids per second of the last hour (before its newest bid) of each auction that has bids.
+    var recentBids: TreeDictionary<AuctionID, BidsPerSecond> = [:]
 
     public var count: Int { entries.count }
 
@@ -116,7 +158,7 @@ public struct ReadModelSnapshot: Sendable {
     /// Auctions matching `filter`, soonest end first, at most `limit`.
     public func list(_ filter: (AuctionSummary) -> Bool, limit: Int) -> [AuctionSummary] {
         var found: [AuctionSummary] = []
-        for key in byEnd.elements {
+        for key in byEnd {
             guard found.count < limit else { break }
             if let summary = entries[key.id]?.summary, filter(summary) { found.append(summary) }
         }
@@ -131,10 +173,12 @@ public struct ReadModelSnapshot: Sendable {
 
     /// The auctions of `sale` by visible price, highest first.
     public func highestPrices(inSale sale: SaleID, limit: Int) -> [AuctionSummary] {
-        (bySalePrice[sale]?.elements.prefix(limit) ?? []).compactMap { entries[$0.id]?.summary }
+        guard let index = bySalePrice[sale] else { return [] }
+        return index.prefix(limit).compactMap { entries[$0.id]?.summary }
     }
 
-    /// Auctions by the number of bids accepted since `since`, most first (ties: soonest end).
+    /// Auctions by the number of bids accepted since `since` (counted in whole seconds: the bids of
+    /// the second `since` falls in count), most first (ties: soonest end).
     public func mostActive(since: Timestamp, limit: Int) -> [(summary: AuctionSummary, recentBids: Int)] {
         var top: [(summary: AuctionSummary, recentBids: Int)] = []
         func ranksBefore(
@@ -144,10 +188,9 @@ public struct ReadModelSnapshot: Sendable {
                 b.recentBids, a.summary.endsAt, a.summary.auctionId
             )
         }
-        for (id, times) in recentBids {
-            guard let last = times.last, last >= since else { continue }
-            let recent = times.count - times.partitioningIndex { $0 >= since }
-            guard let summary = entries[id]?.summary else { continue }
+        for (id, bids) in recentBids {
+            let recent = bids.count(since: since)
+            guard recent > 0, let summary = entries[id]?.summary else { continue }
             let candidate = (summary: summary, recentBids: recent)
             if top.count == limit, let worst = top.last, !ranksBefore(candidate, worst) { continue }
             let position = top.partitioningIndex { !ranksBefore($0, candidate) }
@@ -159,29 +202,117 @@ public struct ReadModelSnapshot: Sendable {
 
     /// Replaces the indexed view of one auction.
     mutating func set(_ id: AuctionID, summary: AuctionSummary, ranked: [BidderStanding]) {
-        if let old = entries[id]?.summary {
-            byEnd.remove(EndKey(endsAt: old.endsAt, id: id))
-            if let sale = old.saleId { bySalePrice[sale]?.remove(PriceKey(price: old.price.minorUnits, id: id)) }
+        let old = entries.updateValue(Entry(summary: summary, ranked: ranked), forKey: id)?.summary
+        if old?.endsAt != summary.endsAt {
+            if let old { byEnd.remove(EndKey(endsAt: old.endsAt, id: id)) }
+            byEnd.insert(EndKey(endsAt: summary.endsAt, id: id))
         }
-        entries[id] = Entry(summary: summary, ranked: ranked)
-        byEnd.insert(EndKey(endsAt: summary.endsAt, id: id))
-        if let sale = summary.saleId {
-            bySalePrice[sale, default: SortedArray()].insert(PriceKey(price: summary.price.minorUnits, id: id))
+        if old?.saleId != summary.saleId || old?.price != summary.price {
+            if let old, let sale = old.saleId {
+                bySalePrice[sale]?.remove(PriceKey(price: old.price.minorUnits, id: id))
+            }
+            if let sale = summary.saleId {
+                bySalePrice[sale, default: ChunkedSortedArray()].insert(PriceKey(price: summary.price.minorUnits, id: id))
+            }
         }
     }
 }
 
-/// A sorted array with binary-search insert and remove: the indexes of ``ReadModelSnapshot``.
-struct SortedArray<Element: Comparable & Sendable>: Sendable {
-    private(set) var elements: [Element] = []
+/// How many bids an auction accepted in each second of the hour before its newest bid: what "most
+/// active" counts. At most 3,601 entries however busy the auction, so what the read model keeps
+/// per auction is bounded, not proportional to its bids.
+struct BidsPerSecond: Sendable {
+    private var seconds: [Int64] = []
+    private var counts: [Int] = []
+    static let window: Int64 = 3_600
+
+    var isEmpty: Bool { seconds.isEmpty }
+
+    static func second(of time: Timestamp) -> Int64 {
+        let milliseconds = time.millisecondsSinceEpoch
+        return milliseconds >= 0 ? milliseconds / 1_000 : -((-milliseconds + 999) / 1_000)
+    }
+
+    mutating func record(_ time: Timestamp) {
+        let second = Self.second(of: time)
+        if let last = seconds.last, second <= last {
+            // Bids arrive in log order, so at most a late one lands in an earlier second.
+            let index = seconds.partitioningIndex { $0 >= second }
+            if seconds[index] == second {
+                counts[index] += 1
+            } else {
+                seconds.insert(second, at: index)
+                counts.insert(1, at: index)
+            }
+        } else {
+            seconds.append(second)
+            counts.append(1)
+        }
+        let keep = seconds.partitioningIndex { $0 >= seconds.last! - Self.window }
+        if keep > 0 {
+            seconds.removeFirst(keep)
+            counts.removeFirst(keep)
+        }
+    }
+
+    /// Bids in the seconds from the one `since` falls in on.
+    func count(since: Timestamp) -> Int {
+        guard let last = seconds.last, last >= Self.second(of: since) else { return 0 }
+        let first = seconds.partitioningIndex { $0 >= Self.second(of: since) }
+        return counts[first...].reduce(0, +)
+    }
+}
+
+/// A sorted collection kept as a list of sorted chunks of bounded size: the indexes of
+/// ``ReadModelSnapshot``. Why not one sorted array: a snapshot and the writer share the storage,
+/// so the writer's first change after a publish would copy the whole array — O(auctions) per
+/// batch. Here a change copies the list of chunk references and one chunk.
+struct ChunkedSortedArray<Element: Comparable & Sendable>: Sendable, Sequence {
+    private var chunks: [[Element]] = []
+    private(set) var count = 0
+    /// A chunk is split in two when it grows beyond twice this.
+    let chunkSize: Int
+
+    init(chunkSize: Int = 256) {
+        precondition(chunkSize > 0)
+        self.chunkSize = chunkSize
+    }
+
+    /// The chunk `element` belongs in: the first whose last element is not below it (or the last).
+    private func chunkIndex(for element: Element) -> Int {
+        Swift.min(chunks.partitioningIndex { $0.last! >= element }, chunks.count - 1)
+    }
 
     mutating func insert(_ element: Element) {
-        elements.insert(element, at: elements.partitioningIndex { $0 >= element })
+        count += 1
+        guard !chunks.isEmpty else {
+            chunks = [[element]]
+            return
+        }
+        let index = chunkIndex(for: element)
+        chunks[index].insert(element, at: chunks[index].partitioningIndex { $0 >= element })
+        if chunks[index].count > 2 * chunkSize {
+            let upper = Array(chunks[index][chunkSize...])
+            chunks[index].removeSubrange(chunkSize...)
+            chunks.insert(upper, at: index + 1)
+        }
     }
 
     mutating func remove(_ element: Element) {
-        let index = elements.partitioningIndex { $0 >= element }
-        if index < elements.count, elements[index] == element { elements.remove(at: index) }
+        guard !chunks.isEmpty else { return }
+        let index = chunkIndex(for: element)
+        let position = chunks[index].partitioningIndex { $0 >= element }
+        guard position < chunks[index].count, chunks[index][position] == element else { return }
+        count -= 1
+        if chunks[index].count == 1 {
+            chunks.remove(at: index)
+        } else {
+            chunks[index].remove(at: position)
+        }
+    }
+
+    func makeIterator() -> FlattenSequence<[[Element]]>.Iterator {
+        chunks.joined().makeIterator()
     }
 }
 
@@ -208,7 +339,13 @@ extension RandomAccessCollection {
 /// The single writer of the read model: applies events in seq order per auction, keeps the
 /// per-bidder standings, and publishes a snapshot after every batch.
 actor ReadModelWriter {
-    private var auctions: [AuctionID: Auction] = [:]
+    /// What the read model knows of one auction: its state at `seq`, without bid receipts.
+    private struct Projected {
+        var seq: Int64 = 0
+        var state: AuctionState?
+    }
+
+    private var auctions: [AuctionID: Projected] = [:]
     private var standings: [AuctionID: [UserID: BidderStanding]] = [:]
     private var snapshot = ReadModelSnapshot()
     private let store: any EventStore
@@ -230,8 +367,12 @@ actor ReadModelWriter {
         var after: AuctionID?
         while true {
             guard let page = try? await store.auctionIDs(after: after, limit: 500), !page.isEmpty else { break }
-            for id in page where auctions[id] == nil { await reload(id) }
-            publish(snapshot)
+            var loaded = false
+            for id in page where auctions[id] == nil {
+                await reload(id)
+                loaded = true
+            }
+            if loaded { publish(snapshot) }
             after = page.last
             if page.count < 500 { break }
         }
@@ -269,78 +410,78 @@ actor ReadModelWriter {
 
     /// Applies `event` if it is the next one of its auction, with its notifications; false otherwise.
     private func step(_ event: StoredEvent, _ notes: inout [BidderNotification]) -> Bool {
-        let current = auctions[event.auction]?.seq ?? 0
-        guard event.seq == current + 1,
-            var auction = auctions[event.auction] ?? (current == 0 ? Auction(id: event.auction) : nil)
-        else { return false }
-        let previousLeader = auction.state?.leader?.bidderId
-        guard (try? auction.apply(event.event)) != nil else { return false }
-        auctions[event.auction] = auction
+        let id = event.auction
+        var projected = auctions[id] ?? Projected()
+        guard event.seq == projected.seq + 1 else { return false }
+        let previousLeader = projected.state?.leader?.bidderId
+        do {
+            try AuctionState.advance(&projected.state, with: event.event, auction: id, seq: event.seq)
+        } catch {
+            return false
+        }
+        projected.seq = event.seq
+        auctions[id] = projected
         switch event.event {
         case .bidAccepted(let bid):
-            fold(receiptOf: bid.bidId, in: event.auction)
-            noteBids(event.auction, at: [bid.at])
+            fold(bidder: bid.bidderId, price: bid.price, in: id)
+            snapshot.recentBids[id, default: BidsPerSecond()].record(bid.at)
         case .boughtNow(let purchase):
-            fold(receiptOf: purchase.bidId, in: event.auction)
-        default: break
+            fold(bidder: purchase.bidderId, price: purchase.price, in: id)
+        case .created, .extended, .closed, .cancelled:
+            break
         }
-        notes += auction.notifications(
-            after: event.event, previousLeader: previousLeader, bidders: (standings[event.auction] ?? [:]).keys
-        ).filter { $0.at >= notifyFrom }
+        if let state = projected.state {
+            notes += state.notifications(
+                auction: id, seq: event.seq, after: event.event, previousLeader: previousLeader,
+                bidders: standings[id]?.keys ?? [:].keys
+            ).filter { $0.at >= notifyFrom }
+        }
         return true
     }
 
+    /// Replaces what is known of `id` with its log (snapshot and tail): the only place the read
+    /// model looks at bid receipts, to rebuild the standings and recent bids, and then drops them.
     private func reload(_ id: AuctionID) async {
         guard let loaded = try? await store.load(id).restore(id), let state = loaded.state,
             loaded.seq > (auctions[id]?.seq ?? 0)
         else { return }
-        auctions[id] = loaded
+        auctions[id] = Projected(seq: loaded.seq, state: state)
         standings[id] = [:]
-        for receipt in state.receipts.values { fold(receipt, in: id) }
-        snapshot.recentBids[id] = nil
-        noteBids(id, at: state.receipts.values.map(\.at).sorted())
+        var recent = BidsPerSecond()
+        for receipt in loaded.receipts.values.sorted(by: { $0.at < $1.at }) {
+            fold(bidder: receipt.bidderId, price: receipt.price, in: id)
+            recent.record(receipt.at)
+        }
+        snapshot.recentBids[id] = recent.isEmpty ? nil : recent
         index(id)
     }
 
-    private func fold(receiptOf bid: BidID, in id: AuctionID) {
-        if let receipt = auctions[id]?.state?.receipts[bid] { fold(receipt, in: id) }
-    }
-
-    private func fold(_ receipt: BidReceipt, in id: AuctionID) {
-        var standing =
-            standings[id]?[receipt.bidderId]
-            ?? BidderStanding(bidderId: receipt.bidderId, highestPrice: receipt.price, bids: 0)
-        standing.highestPrice = max(standing.highestPrice, receipt.price)
-        standing.bids += 1
-        standings[id, default: [:]][receipt.bidderId] = standing
-    }
-
-    /// Records bid times (oldest first) and forgets those older than an hour before the newest.
-    private func noteBids(_ id: AuctionID, at times: [Timestamp]) {
-        var kept = snapshot.recentBids[id] ?? []
-        kept.append(contentsOf: times)
-        if let newest = kept.last {
-            let cutoff = newest.advanced(by: .seconds(-3_600))
-            let keep = kept.partitioningIndex { $0 >= cutoff }
-            if keep > 0 { kept.removeFirst(keep) }
-        }
-        snapshot.recentBids[id] = kept.isEmpty ? nil : kept
+    private func fold(bidder: UserID, price: Money, in id: AuctionID) {
+        standings[id, default: [:]][bidder, default: BidderStanding(bidderId: bidder, highestPrice: price, bids: 0)]
+            .record(price)
     }
 
     /// Recomputes the published entry of `id`: its summary and ranked bidders.
     private func index(_ id: AuctionID) {
-        guard let auction = auctions[id], let state = auction.state, let summary = auction.summary else { return }
-        var byBidder = standings[id] ?? [:]
+        guard let projected = auctions[id], let state = projected.state else { return }
         let leader = state.leader?.bidderId
         // The leader stands at the current price, which the proxy raised on their behalf.
-        if let leader, var standing = byBidder[leader] {
-            standing.highestPrice = max(standing.highestPrice, state.price)
-            byBidder[leader] = standing
+        let standings = (standings[id] ?? [:]).values.map { standing in
+            var standing = standing
+            if standing.bidderId == leader { standing.highestPrice = max(standing.highestPrice, state.price) }
+            return standing
         }
-        let ranked = byBidder.values.sorted {
+        let ranked = standings.sorted {
             ($0.bidderId == leader ? 1 : 0, $0.highestPrice.minorUnits, $1.bidderId.rawValue)
                 > ($1.bidderId == leader ? 1 : 0, $1.highestPrice.minorUnits, $0.bidderId.rawValue)
         }
-        snapshot.set(id, summary: summary, ranked: ranked)
+        snapshot.set(id, summary: state.summary(auction: id, seq: projected.seq), ranked: ranked)
+    }
+}
+
+extension BidderStanding {
+    fileprivate mutating func record(_ price: Money) {
+        highestPrice = max(highestPrice, price)
+        bids += 1
     }
 }

@@ -45,6 +45,8 @@ public actor ClusterNode {
     private struct PendingForward {
         var to: NodeAddress
         var continuation: CheckedContinuation<Result<CommandAccepted, EngineError>, Never>
+        /// Answers `ownerUnavailable` when the owner is silent too long; cancelled by the answer.
+        var timeout: Task<Void, Never>?
     }
 
     public let configuration: Configuration
@@ -116,7 +118,7 @@ public actor ClusterNode {
         }
         let readModel = self.readModel
         fanOut.subscribeToEverything(subscriber: "local-read-model") { events in
-            Task { await readModel.apply(events) }
+            readModel.offer(events)
         }
         Task { await readModel.loadMissing() }
         while !Task.isCancelled {
@@ -181,8 +183,8 @@ public actor ClusterNode {
         let result = await withCheckedContinuation { continuation in
             pending[id] = PendingForward(to: address, continuation: continuation)
             transport.send(.request(id: id, hops: hops, auction: auction, command: command), to: address)
-            Task { [weak self] in
-                try? await Task.sleep(for: timeout)
+            pending[id]?.timeout = Task { [weak self] in
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }
                 await self?.fail(id, .ownerUnavailable("no answer from \(address) in time"))
             }
         }
@@ -193,7 +195,13 @@ public actor ClusterNode {
     }
 
     private func fail(_ id: UInt64, _ error: EngineError) {
-        pending.removeValue(forKey: id)?.continuation.resume(returning: .failure(error))
+        answer(id, .failure(error))
+    }
+
+    private func answer(_ id: UInt64, _ result: Result<CommandAccepted, EngineError>) {
+        guard let forward = pending.removeValue(forKey: id) else { return }
+        forward.timeout?.cancel()
+        forward.continuation.resume(returning: result)
     }
 
     // MARK: - Frames
@@ -206,7 +214,7 @@ public actor ClusterNode {
             let result = await route(command, to: auction, hops: hops)
             reply(.response(id: id, result: result))
         case .response(let id, let result):
-            pending.removeValue(forKey: id)?.continuation.resume(returning: result)
+            answer(id, result)
         case .subscribe(let auction, let subscriber):
             let shard = configuration.shardMap.shard(of: auction)
             guard Placement.owner(of: shard, among: candidates) == configuration.id else { return }
@@ -215,7 +223,7 @@ public actor ClusterNode {
             }
         case .events(let auction, let events):
             deliverLocally(auction, events)
-            await readModel.apply(events)
+            readModel.offer(events)
         case .subscribeToEverything(let subscriber):
             fanOut.subscribeToEverything(subscriber: subscriber.rawValue) { events in
                 guard let auction = events.first?.auction else { return }
@@ -257,7 +265,7 @@ public actor ClusterNode {
         lastRenewal = ContinuousClock.now
         let readModel = self.readModel
         fanOut.subscribeToEverything(subscriber: "local-read-model") { events in
-            Task { await readModel.apply(events) }
+            readModel.offer(events)
         }
         for member in membership.members where member.id != configuration.id && member.status.isLive {
             transport.send(.subscribeToEverything(subscriber: configuration.id), to: member.address)

@@ -32,7 +32,7 @@ import Testing
         }
         #expect(auction.running.price == F.usd(3_100))
         #expect(auction.running.leader?.bidderId == F.alice)
-        #expect(auction.running.receipts[BidID(rawValue: "b1")!]?.outcome == .outbid)
+        #expect(auction.receipts[BidID(rawValue: "b1")!]?.outcome == .outbid)
     }
 
     @Test func equalMaxima_theEarlierBidKeepsTheLead() {
@@ -104,7 +104,7 @@ import Testing
     @Test func resubmittedBid_returnsTheSameReceipt_andAppendsNothing() {
         var auction = F.created()
         auction.handle(F.bid("a1", F.alice, 5_000))
-        let receipt = auction.running.receipts[BidID(rawValue: "a1")!]!
+        let receipt = auction.receipts[BidID(rawValue: "a1")!]!
         auction.handle(F.bid("b1", F.bob, 9_000))
         let before = auction
         #expect(auction.handle(F.bid("a1", F.alice, 5_000)) == .alreadyAccepted(receipt))
@@ -272,5 +272,30 @@ extension Auction.Decision {
             Issue.record("expected invalid_terms")
             return
         }
+    }
+}
+
+/// Snapshots are stored as JSON; the receipts live beside the state in memory but inside it in the
+/// stored form, the shape earlier versions wrote.
+@Suite struct AuctionSnapshotFormTests {
+    @Test func snapshot_keepsReceiptsInsideTheState_andRoundTrips() throws {
+        typealias F = Fixture
+        var auction = F.created()
+        auction.mustApply(auction.decide(F.bid("a1", F.alice, 5_000), now: F.duringSale))
+        auction.mustApply(auction.decide(F.bid("b1", F.bob, 9_000), now: F.duringSale))
+        let data = try JSONEncoder().encode(auction)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let state = try #require(object["state"] as? [String: Any])
+        let receipts = try #require(state["receipts"] as? [String: Any])
+        #expect(Set(receipts.keys) == ["a1", "b1"])
+        #expect(object["receipts"] == nil)
+        let decoded = try JSONDecoder().decode(Auction.self, from: data)
+        #expect(decoded == auction)
+        #expect(decoded.receipts[BidID(rawValue: "b1")!]?.outcome == .leading)
+    }
+
+    @Test func snapshot_ofAnAuctionNotCreated_roundTrips() throws {
+        let auction = Auction(id: Fixture.auctionId)
+        #expect(try JSONDecoder().decode(Auction.self, from: JSONEncoder().encode(auction)) == auction)
     }
 }

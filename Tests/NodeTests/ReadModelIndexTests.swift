@@ -82,8 +82,12 @@ import Testing
             }
             for minutes in [1, 5, 30] {
                 let since = now.advanced(by: .seconds(Int64(-60 * minutes)))
+                // Most active counts in whole seconds: every bid of the second `since` falls in counts.
+                let sinceSecond = since.millisecondsSinceEpoch / 1_000
                 let expected = ids.compactMap { id -> (AuctionSummary, Int)? in
-                    let count = auctions[id]!.state!.receipts.values.filter { $0.at >= since }.count
+                    let count = auctions[id]!.receipts.values.filter {
+                        $0.at.millisecondsSinceEpoch / 1_000 >= sinceSecond
+                    }.count
                     return count > 0 ? (auctions[id]!.summary!, count) : nil
                 }
                 .sorted { ($0.1, $1.0.endsAt, $1.0.auctionId) > ($1.1, $0.0.endsAt, $0.0.auctionId) }
@@ -94,7 +98,7 @@ import Testing
             for id in ids {
                 let state = auctions[id]!.state!
                 var best: [UserID: (Money, Int)] = [:]
-                for receipt in state.receipts.values {
+                for receipt in auctions[id]!.receipts.values {
                     let (price, count) = best[receipt.bidderId] ?? (receipt.price, 0)
                     best[receipt.bidderId] = (max(price, receipt.price), count + 1)
                 }
