@@ -6,14 +6,30 @@ import Logging
 import PostgresNIO
 import Storage
 
-/// `artpay bench`: the engine against the design users would otherwise write, on one PostgreSQL,
-/// in one run. See docs/benchmarks.md for the figures and how to read them.
+/// `artpay bench`: the benchmarks. Without a subcommand, `artpay bench in-process`; `artpay bench
+/// http` measures the same bids end to end over HTTP. (A container with a default subcommand, so
+/// that each subcommand owns its options: a parent's options would take `--seconds` from them.)
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure decide/apply, the engine's durable bid rate and latency, and a row-lock baseline.",
-        discussion: "Without a subcommand: the in-process measurements. `artpay bench http`: the same bids end to end over HTTP.",
-        subcommands: [HttpBenchCommand.self, BaselineServerCommand.self])
+        abstract: "Measure the engine (in-process, the default) or bids end to end over HTTP (bench http).",
+        discussion: """
+            `artpay bench [options]` runs `artpay bench in-process [options]`: decide/apply, the engine's \
+            durable bid rate and latency, a row-lock baseline and read-model reads (see `artpay bench \
+            in-process --help`). `artpay bench http [options]`: nodes, row-lock and Redis + Lua servers \
+            over HTTP under one wrk load (see `artpay bench http --help`).
+            """,
+        subcommands: [InProcessBenchCommand.self, HttpBenchCommand.self, BaselineServerCommand.self],
+        defaultSubcommand: InProcessBenchCommand.self)
+}
+
+/// `artpay bench in-process` (the default of `artpay bench`): the engine against the design users
+/// would otherwise write, on one PostgreSQL, in one run. See docs/benchmarks.md for the figures and
+/// how to read them.
+struct InProcessBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "in-process",
+        abstract: "Measure decide/apply, the engine's durable bid rate and latency, and a row-lock baseline.")
 
     @OptionGroup var postgres: PostgresOptions
 

@@ -102,7 +102,9 @@ struct HttpBenchCommand: AsyncParsableCommand {
         let base = postgres.configuration(maximumConnections: 4)
         let databases = ["nodes", "rowlock", "engine"].map { "bench_http_\(run)_\($0)" }
         let server = try await PostgresClient.withRunning(base) { client in
-            for database in databases { try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(database)")) }
+            for database in databases {
+                try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(database)"))
+            }
             return try await Self.describe(client)
         }
         let options = HttpBenchRunner.Options(
@@ -167,7 +169,7 @@ struct HttpBenchCommand: AsyncParsableCommand {
                     baseline.acceptedPerSecond > 0
                 else { return nil }
                 return String(
-                    format: "%@ %.2f×", hot ? "1 hot lot" : "\(command.auctions) lots",
+                    format: "%@ %.2f×", hot ? "1 hot lot" : lots(command.auctions),
                     artpay.acceptedPerSecond / baseline.acceptedPerSecond)
             }
             if !parts.isEmpty {
@@ -179,7 +181,7 @@ struct HttpBenchCommand: AsyncParsableCommand {
                 engine.requestsPerSecond > 0
             else { return nil }
             return String(
-                format: "%@ %.3f (%.1f%%)", hot ? "1 hot lot" : "\(command.auctions) lots",
+                format: "%@ %.3f (%.1f%%)", hot ? "1 hot lot" : lots(command.auctions),
                 artpay.requestsPerSecond / engine.requestsPerSecond,
                 100 * artpay.requestsPerSecond / engine.requestsPerSecond)
         }
@@ -189,6 +191,7 @@ struct HttpBenchCommand: AsyncParsableCommand {
         }
         text += "\n" + ratios.joined(separator: "\n") + (ratios.isEmpty ? "" : "\n")
         let perServer = command.bidders / servers
+        let spread = command.spread ?? command.bidders
         let cores = ProcessInfo.processInfo.activeProcessorCount
         text += """
 
@@ -196,9 +199,9 @@ struct HttpBenchCommand: AsyncParsableCommand {
             HTTP, \(command.bidders) keep-alive connections, \(perServer) per server, one wrk per server \
             (`wrk -t\(threads) -c\(perServer) --timeout 20s -s scripts/bench-http/bids.lua`); in-process, \
             \(command.bidders) tasks. \(command.warmup) s warm-up (not counted), then \(command.seconds) s per test. \
-            A bid offers the minimum on a price board shared by all bidders plus 0–\(command.spread ?? command.bidders) \
-            increments. Requests/s counts every answer; accepted bids/s the 201s; failures are answers other than \
-            201 and 422 and socket errors. Latency over HTTP: the three wrks' distributions merged (each wrk's \
+            A bid offers the minimum on a price board shared by all bidders plus 0–\(spread) increments. \
+            Requests/s counts every answer; accepted bids/s the 201s; failures are answers other than 201 and 422, \
+            and socket errors. Latency over HTTP: the three wrks' distributions merged (each wrk's \
             1,089 quantiles weighted by its requests); max: the largest. CPU: user + system time of the servers \
             (nodes, baseline servers and redis-server), of the wrks, and the rest of the machine (PostgreSQL, \
             this harness), during the measured seconds. PostgreSQL \(postgres)\
@@ -218,6 +221,10 @@ struct HttpBenchCommand: AsyncParsableCommand {
             row.max, row.rejected, row.failureCount, row.cpu)
     }
 
+    static func lots(_ count: Int) -> String {
+        "\(grouped(Double(count))) lots"
+    }
+
     static func grouped(_ value: Double) -> String {
         Int(value.rounded()).formatted(.number.grouping(.automatic).locale(Locale(identifier: "en_US")))
     }
@@ -235,9 +242,10 @@ struct HttpBenchCommand: AsyncParsableCommand {
     static func describe(_ client: PostgresClient) async throws -> String {
         var parts: [String] = []
         for setting in ["server_version", "synchronous_commit"] {
-            for try await value in try await client.query(PostgresQuery(unsafeSQL: "SELECT current_setting('\(setting)')"))
-                .decode(String.self)
-            {
+            for try await value in try await client.query(
+                PostgresQuery(unsafeSQL: "SELECT current_setting('\(setting)')")
+            )
+            .decode(String.self) {
                 parts.append(setting == "server_version" ? value : "\(setting)=\(value)")
             }
         }
@@ -247,7 +255,8 @@ struct HttpBenchCommand: AsyncParsableCommand {
     static func drop(_ databases: [String], _ base: PostgresClient.Configuration) async {
         _ = try? await PostgresClient.withRunning(base) { client in
             for database in databases {
-                _ = try? await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(database) WITH (FORCE)"))
+                _ = try? await client.query(
+                    PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(database) WITH (FORCE)"))
             }
         }
     }

@@ -199,7 +199,9 @@ final class HttpBenchRunner: Sendable {
                 try await RedisBids.createAuctions(pool, ids: [hot] + uniform, seller: users.sellerId)
                 let servers = try await startBaselineServers(
                     name: "redis",
-                    arguments: ["--design", "redis", "--pool", "8", "--redis-port", "\(redis.port)", "--redis-sha", sha])
+                    arguments: [
+                        "--design", "redis", "--pool", "8", "--redis-port", "\(redis.port)", "--redis-sha", sha,
+                    ])
                 do {
                     rows += try await loadTests(
                         design: Label.redis, code: "x", script: scripts + "/bids.lua", targets: servers.urls,
@@ -214,7 +216,7 @@ final class HttpBenchRunner: Sendable {
                 let hot = "\(run)-d-hot"
                 let uniform = (0..<command.auctions).map { "\(run)-d-u\($0)" }
                 try await RedisBids.createAuctions(pool, ids: [hot] + uniform, seller: users.sellerId)
-                for (load, ids) in [("1 hot lot", [hot]), ("\(command.auctions) lots", uniform)] {
+                for (load, ids) in [("1 hot lot", [hot]), (HttpBenchCommand.lots(command.auctions), uniform)] {
                     let before = (harness: CPUTime.process(getpid()), redis: CPUTime.process(redis.pid))
                     let machine = CPUTime.machineBusy()
                     let result = await RedisBids.runDirect(
@@ -254,7 +256,7 @@ final class HttpBenchRunner: Sendable {
             let store = PostgresEventStore(client: client)
             try await store.migrate()
             var rows: [HttpBenchRow] = []
-            for (load, count) in [("1 hot lot", 1), ("\(auctions) lots", auctions)] {
+            for (load, count) in [("1 hot lot", 1), (HttpBenchCommand.lots(auctions), auctions)] {
                 let before = (harness: CPUTime.process(getpid()), machine: CPUTime.machineBusy())
                 let started = ContinuousClock.now
                 let engine = try await EngineBench.run(
@@ -282,7 +284,8 @@ final class HttpBenchRunner: Sendable {
     ) async throws -> [HttpBenchRow] {
         var rows: [HttpBenchRow] = []
         let perServer = command.bidders / HttpBenchCommand.servers
-        for (load, loadCode, ids) in [("1 hot lot", "h", [hot]), ("\(command.auctions) lots", "u", uniform)] {
+        let tests = [("1 hot lot", "h", [hot]), (HttpBenchCommand.lots(command.auctions), "u", uniform)]
+        for (load, loadCode, ids) in tests {
             let auctionsFile = "\(work)/\(code)\(loadCode).auctions"
             let boardFile = "\(work)/\(code)\(loadCode).board"
             try (ids.joined(separator: "\n") + "\n").write(toFile: auctionsFile, atomically: true, encoding: .utf8)
@@ -359,6 +362,7 @@ final class HttpBenchRunner: Sendable {
         {
             return candidate
         }
-        throw ChaosError("scripts/bench-http not found (looked in \(candidates.joined(separator: ", "))); use --scripts")
+        throw ChaosError(
+            "scripts/bench-http not found (looked in \(candidates.joined(separator: ", "))); use --scripts")
     }
 }

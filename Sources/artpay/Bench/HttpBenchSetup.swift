@@ -24,7 +24,9 @@ enum HttpBenchSetup {
     static func users(
         nodes: [String], bidders: Int, run: String, admin: (username: String, password: String)
     ) async throws -> HttpBenchUsers {
-        let adminClient = try await retrying(nodes) { try await APIClient(base: $0).loggedIn(admin.username, admin.password) }
+        let adminClient = try await retrying(nodes) {
+            try await APIClient(base: $0).loggedIn(admin.username, admin.password)
+        }
         let adminMe = try await APIClient(base: adminClient.base, token: adminClient.token).call("GET", "/v1/me")
         guard (adminMe["roles"] as? [String])?.contains("admin") == true else {
             throw ChaosError("the bootstrap admin has no admin role: \(adminMe)")
@@ -60,7 +62,9 @@ enum HttpBenchSetup {
             }
         }
         let client = try await retrying(rotated) { try await APIClient(base: $0).loggedIn(username, password) }
-        let me = try await retrying(rotated) { try await APIClient(base: $0, token: client.token).call("GET", "/v1/me") }
+        let me = try await retrying(rotated) {
+            try await APIClient(base: $0, token: client.token).call("GET", "/v1/me")
+        }
         guard let id = me["id"] as? String, let token = client.token else { throw ChaosError("no id for \(username)") }
         return (id, token)
     }
