@@ -202,9 +202,10 @@ struct HttpBenchCommand: AsyncParsableCommand {
             A bid offers the minimum on a price board shared by all bidders plus 0–\(spread) increments. \
             Requests/s counts every answer; accepted bids/s the 201s; failures are answers other than 201 and 422, \
             and socket errors. Latency over HTTP: the three wrks' distributions merged (each wrk's \
-            1,089 quantiles weighted by its requests); max: the largest. CPU: user + system time of the servers \
-            (nodes, baseline servers and redis-server), of the wrks, and the rest of the machine (PostgreSQL, \
-            this harness), during the measured seconds. PostgreSQL \(postgres)\
+            1,089 quantiles weighted by its requests); max: the largest. CPU: user + system time, in percent of one \
+            core, during the measured seconds, of the servers under test (nodes, baseline servers, redis-server), \
+            of every PostgreSQL process, of the wrks, of this process (in-process rows) and of everything else on \
+            the machine ("other"). PostgreSQL \(postgres)\
             \(redis.map { "; Redis \($0), appendonly yes, appendfsync always" } ?? "").
 
             Command: `artpay \(CommandLine.arguments.dropFirst().joined(separator: " "))`

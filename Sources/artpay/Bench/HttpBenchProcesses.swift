@@ -93,6 +93,19 @@ enum CPUTime {
         return (user + system) / ticksPerSecond
     }
 
+    /// CPU seconds used by each process whose command name is `name`.
+    static func processes(named name: String) -> [pid_t: Double] {
+        var result: [pid_t: Double] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry),
+                let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8),
+                comm.trimmingCharacters(in: .whitespacesAndNewlines) == name
+            else { continue }
+            result[pid] = process(pid)
+        }
+        return result
+    }
+
     /// CPU seconds the whole machine has been busy (all cores), from /proc/stat.
     static func machineBusy() -> Double {
         guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
@@ -110,6 +123,57 @@ enum CPUTime {
         getrusage(__rusage_who_t(RUSAGE_CHILDREN.rawValue), &usage)
         func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
         return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
+}
+
+/// CPU times at one moment, to say where a load test's CPU went: the servers under test, the
+/// PostgreSQL processes, children reaped meanwhile (the wrks), this process, and everything else
+/// on the machine (e.g. a build running next to the benchmark).
+struct CPUSample {
+    var at: ContinuousClock.Instant
+    var servers: Double
+    var postgres: [pid_t: Double]
+    var reaped: Double
+    var harness: Double
+    var machine: Double
+
+    static func take(servers: [pid_t]) -> CPUSample {
+        CPUSample(
+            at: .now, servers: servers.map(CPUTime.process).reduce(0, +),
+            postgres: CPUTime.processes(named: "postgres"),
+            reaped: CPUTime.reapedChildren(), harness: CPUTime.process(getpid()), machine: CPUTime.machineBusy())
+    }
+
+    /// Percent of one core each used from `before` to this sample.
+    func usage(since before: CPUSample) -> CPUUsage {
+        let wall = Swift.max((at - before.at).benchSeconds, 1e-3)
+        func percent(_ seconds: Double) -> Double { Swift.max(0, seconds / wall * 100) }
+        let postgresSeconds = postgres.reduce(0) { $0 + $1.value - (before.postgres[$1.key] ?? 0) }
+        var usage = CPUUsage(
+            servers: percent(servers - before.servers), postgres: percent(postgresSeconds),
+            wrk: percent(reaped - before.reaped), harness: percent(harness - before.harness), other: 0)
+        usage.other = Swift.max(
+            0, percent(machine - before.machine) - usage.servers - usage.postgres - usage.wrk - usage.harness)
+        return usage
+    }
+}
+
+struct CPUUsage {
+    var servers: Double
+    var postgres: Double
+    var wrk: Double
+    var harness: Double
+    var other: Double
+
+    /// "nodes 106%, PostgreSQL 40%, wrk 14%, other 3%" (parts named by the caller; nil = left out).
+    func text(servers serversName: String?, wrk wrkName: String?, harness harnessName: String?) -> String {
+        var parts: [String] = []
+        if let serversName { parts.append(String(format: "%@ %.0f%%", serversName, servers)) }
+        parts.append(String(format: "PostgreSQL %.0f%%", postgres))
+        if let wrkName { parts.append(String(format: "%@ %.0f%%", wrkName, wrk)) }
+        if let harnessName { parts.append(String(format: "%@ %.0f%%", harnessName, harness)) }
+        parts.append(String(format: "other %.0f%%", other))
+        return parts.joined(separator: ", ")
     }
 }
 

@@ -120,7 +120,8 @@ final class HttpBenchRunner: Sendable {
                 return nil
             }
             let rows = try await loadTests(
-                design: Label.artpay, code: "a", script: script, targets: urls, serverPids: pids, hot: hot,
+                design: Label.artpay, code: "a", script: script, targets: urls, serverPids: pids, serverName: "nodes",
+                hot: hot,
                 uniform: uniform)
             if let crashed = cluster.reapCrashed().first {
                 throw ChaosError("node \(nodes[crashed].id) exited during the run; see \(nodes[crashed].logPath)")
@@ -165,6 +166,7 @@ final class HttpBenchRunner: Sendable {
         do {
             let rows = try await loadTests(
                 design: Label.rowlock, code: "r", script: script, targets: servers.urls, serverPids: servers.pids,
+                serverName: "servers",
                 hot: hot, uniform: uniform)
             await children.stop(servers.pids)
             return rows
@@ -205,7 +207,8 @@ final class HttpBenchRunner: Sendable {
                 do {
                     rows += try await loadTests(
                         design: Label.redis, code: "x", script: scripts + "/bids.lua", targets: servers.urls,
-                        serverPids: servers.pids + [redis.pid], hot: hot, uniform: uniform)
+                        serverPids: servers.pids + [redis.pid], serverName: "servers + redis-server", hot: hot,
+                        uniform: uniform)
                     await children.stop(servers.pids)
                 } catch {
                     await children.stop(servers.pids, grace: .seconds(2))
@@ -217,20 +220,14 @@ final class HttpBenchRunner: Sendable {
                 let uniform = (0..<command.auctions).map { "\(run)-d-u\($0)" }
                 try await RedisBids.createAuctions(pool, ids: [hot] + uniform, seller: users.sellerId)
                 for (load, ids) in [("1 hot lot", [hot]), (HttpBenchCommand.lots(command.auctions), uniform)] {
-                    let before = (harness: CPUTime.process(getpid()), redis: CPUTime.process(redis.pid))
-                    let machine = CPUTime.machineBusy()
+                    let before = CPUSample.take(servers: [redis.pid])
                     let result = await RedisBids.runDirect(
                         pool, sha: sha, ids: ids, bidders: command.bidders, duration: .seconds(command.seconds),
                         run: "\(run)-d\(ids.count)")
-                    let wall = result.elapsed.benchSeconds
-                    let harness = (CPUTime.process(getpid()) - before.harness) / wall * 100
-                    let server = (CPUTime.process(redis.pid) - before.redis) / wall * 100
-                    let rest = (CPUTime.machineBusy() - machine) / wall * 100 - harness - server
+                    let cpu = CPUSample.take(servers: [redis.pid]).usage(since: before)
                     let row = HttpBenchRow(
                         design: Label.redisDirect, load: load, result: result,
-                        cpu: String(
-                            format: "redis-server %.0f%%, bidders (this process) %.0f%%, rest %.0f%%", server, harness,
-                            max(0, rest)))
+                        cpu: cpu.text(servers: "redis-server", wrk: nil, harness: "bidders (this process)"))
                     say(HttpBenchCommand.line(row))
                     rows.append(row)
                 }
@@ -257,17 +254,14 @@ final class HttpBenchRunner: Sendable {
             try await store.migrate()
             var rows: [HttpBenchRow] = []
             for (load, count) in [("1 hot lot", 1), (HttpBenchCommand.lots(auctions), auctions)] {
-                let before = (harness: CPUTime.process(getpid()), machine: CPUTime.machineBusy())
-                let started = ContinuousClock.now
+                let before = CPUSample.take(servers: [])
                 let engine = try await EngineBench.run(
                     store: store, run: "\(run)-e\(count)", auctions: count, bidders: bidders,
                     duration: .seconds(seconds))
-                let wall = (ContinuousClock.now - started).benchSeconds
-                let harness = (CPUTime.process(getpid()) - before.harness) / wall * 100
-                let rest = (CPUTime.machineBusy() - before.machine) / wall * 100 - harness
+                let cpu = CPUSample.take(servers: []).usage(since: before)
                 let row = HttpBenchRow(
                     design: Label.engine, load: load, result: engine.result,
-                    cpu: String(format: "engine + bidders (this process) %.0f%%, rest %.0f%%", harness, max(0, rest)))
+                    cpu: cpu.text(servers: nil, wrk: nil, harness: "engine + bidders (this process)"))
                 say(HttpBenchCommand.line(row) + "; \(engine.note)")
                 rows.append(row)
             }
@@ -279,7 +273,8 @@ final class HttpBenchRunner: Sendable {
 
     /// The hot-lot and uniform tests of one design: warm-up, then the measured run, same wrks.
     private func loadTests(
-        design: String, code: String, script: String, targets: [String], serverPids: [pid_t], hot: String,
+        design: String, code: String, script: String, targets: [String], serverPids: [pid_t], serverName: String,
+        hot: String,
         uniform: [String]
     ) async throws -> [HttpBenchRow] {
         var rows: [HttpBenchRow] = []
@@ -297,12 +292,14 @@ final class HttpBenchRunner: Sendable {
             if command.warmup > 0 {
                 let warm = try await wrk.run(
                     seconds: command.warmup, label: "\(code)\(loadCode)-warmup", runId: "\(run)-\(code)\(loadCode)w",
-                    children: children, serverPids: serverPids, design: design, load: load)
+                    children: children, serverPids: serverPids, serverName: serverName, design: design,
+                    load: load)
                 say("  warm-up: " + HttpBenchCommand.line(warm))
             }
             let row = try await wrk.run(
                 seconds: command.seconds, label: "\(code)\(loadCode)", runId: "\(run)-\(code)\(loadCode)m",
-                children: children, serverPids: serverPids, design: design, load: load)
+                children: children, serverPids: serverPids, serverName: serverName, design: design,
+                load: load)
             say(HttpBenchCommand.line(row))
             rows.append(row)
         }

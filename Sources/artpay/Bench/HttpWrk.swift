@@ -61,16 +61,12 @@ struct WrkLoad: Sendable {
         (1...989).map { Double($0) / 10 } + (9_900...9_999).map { Double($0) / 100 }
 
     /// Runs the wrks for `seconds`; `label` names the logs, `runId` makes the bid ids unique.
-    /// `serverPids` are sampled for their CPU time.
+    /// `serverPids` (called `serverName` in the report) are sampled for their CPU time.
     func run(
-        seconds: Int, label: String, runId: String, children: BenchChildren, serverPids: [pid_t],
+        seconds: Int, label: String, runId: String, children: BenchChildren, serverPids: [pid_t], serverName: String,
         design: String, load: String
     ) async throws -> HttpBenchRow {
-        let cpuBefore = (
-            servers: serverPids.map(CPUTime.process).reduce(0, +), machine: CPUTime.machineBusy(),
-            children: CPUTime.reapedChildren()
-        )
-        let started = ContinuousClock.now
+        let cpuBefore = CPUSample.take(servers: serverPids)
         var pids: [pid_t] = []
         var logs: [String] = []
         do {
@@ -96,11 +92,7 @@ struct WrkLoad: Sendable {
             await children.stop(left, grace: .seconds(1))
             throw ChaosError("wrk did not finish within \(seconds + 60) s (\(label)); logs in \(work)")
         }
-        let wall = (ContinuousClock.now - started).benchSeconds
-        let cpuAfter = (
-            servers: serverPids.map(CPUTime.process).reduce(0, +), machine: CPUTime.machineBusy(),
-            children: CPUTime.reapedChildren()
-        )
+        let cpu = CPUSample.take(servers: serverPids).usage(since: cpuBefore)
 
         var row = HttpBenchRow(design: design, load: load)
         var points: [(value: Double, weight: Double)] = []
@@ -139,10 +131,7 @@ struct WrkLoad: Sendable {
             points.append((Double(int("latencyMax")), Double(requests) * (100 - previous) / 100))
         }
         (row.p50, row.p99) = (Self.percentile(50, of: points) / 1_000, Self.percentile(99, of: points) / 1_000)
-        let servers = (cpuAfter.servers - cpuBefore.servers) / wall * 100
-        let wrks = (cpuAfter.children - cpuBefore.children) / wall * 100
-        let rest = (cpuAfter.machine - cpuBefore.machine) / wall * 100 - servers - wrks
-        row.cpu = String(format: "servers %.0f%%, wrk %.0f%%, rest %.0f%%", servers, wrks, Swift.max(0, rest))
+        row.cpu = cpu.text(servers: serverName, wrk: "wrk", harness: nil)
         return row
     }
 
