@@ -44,11 +44,14 @@ public final class AuctionReadModel: Sendable {
         }
     }
 
-    /// Loads every auction that has a log and is not here yet: at start, and again now and then —
-    /// an auction whose every event was written before this node's subscription reached the owner
-    /// (a node that just joined) is never pushed, and no later event would reveal the gap.
-    public func loadMissing() async {
-        await writer.loadMissing()
+    /// Catches up from the store on every log that grew since the last call and that pushes did not
+    /// bring: auctions never pushed (created before this node's subscription reached their owner)
+    /// and events a push missed — a partitioned node misses an auction's `closed`, after which no
+    /// later event would reveal the gap. Call it now and then (the node does, every 2 s); it costs
+    /// what changed since the last call, not what exists. A log found ahead of this model is read
+    /// only if it is still ahead on the next call, so pushes in flight are not read twice.
+    public func catchUp() async {
+        await writer.catchUp()
     }
 
     /// Applies pushed events (any order, duplicates allowed) and publishes the new snapshot.
@@ -348,6 +351,12 @@ actor ReadModelWriter {
     private var auctions: [AuctionID: Projected] = [:]
     private var standings: [AuctionID: [UserID: BidderStanding]] = [:]
     private var snapshot = ReadModelSnapshot()
+    /// Where the last catch-up stopped reading the store's log heads.
+    private var cursor = LogCursor.start
+    /// Logs the last catch-up found ahead of this model, with the seq they ended at.
+    private var lagging: [AuctionID: Int64] = [:]
+    private var catchingUp = false
+    private var caughtUpOnce = false
     private let store: any EventStore
     private let notifications: NotificationHub
     private let notifyFrom: Timestamp
@@ -363,19 +372,60 @@ actor ReadModelWriter {
         self.publish = publish
     }
 
-    func loadMissing() async {
-        var after: AuctionID?
-        while true {
-            guard let page = try? await store.auctionIDs(after: after, limit: 500), !page.isEmpty else { break }
-            var loaded = false
-            for id in page where auctions[id] == nil {
-                await reload(id)
-                loaded = true
-            }
-            if loaded { publish(snapshot) }
-            after = page.last
-            if page.count < 500 { break }
+    func catchUp() async {
+        // One catch-up at a time: a slow one (a first one over many logs) is not started twice.
+        guard !catchingUp else { return }
+        catchingUp = true
+        defer { catchingUp = false }
+        var notes: [BidderNotification] = []
+        var touched: Set<AuctionID> = []
+        let overdue = lagging
+        lagging = [:]
+        for (id, lastSeq) in overdue where lastSeq > (auctions[id]?.seq ?? 0) {
+            if await fill(id, through: lastSeq, &notes) { touched.insert(id) }
         }
+        // The first catch-up loads what exists; later ones read what changed since.
+        let starting = !caughtUpOnce
+        while true {
+            guard let page = try? await store.logHeads(after: cursor, limit: 1_000) else { break }
+            cursor = page.next
+            for head in page.heads where head.lastSeq > (auctions[head.auction]?.seq ?? 0) {
+                if starting {
+                    await reload(head.auction)
+                } else {
+                    lagging[head.auction] = head.lastSeq
+                }
+            }
+            if page.heads.count < 1_000 {
+                caughtUpOnce = true
+                break
+            }
+        }
+        for id in touched { index(id) }
+        publish(snapshot)
+        notifications.publish(notes)
+    }
+
+    /// Applies the logged events of `id` after what is known here, through `lastSeq`, one by one with
+    /// their notifications (an auction not known at all is loaded whole). Whether anything changed.
+    private func fill(_ id: AuctionID, through lastSeq: Int64, _ notes: inout [BidderNotification]) async -> Bool {
+        guard auctions[id] != nil else {
+            await reload(id)
+            return false
+        }
+        var changed = false
+        while (auctions[id]?.seq ?? 0) < lastSeq {
+            let current = auctions[id]?.seq ?? 0
+            guard
+                let missing = try? await store.events(
+                    of: id, after: current, limit: Swift.min(Int(lastSeq - current), 1_000)),
+                !missing.isEmpty
+            else { break }
+            for event in missing where step(event, &notes) { changed = true }
+            // The actor may interleave at each await: stop when nothing moved.
+            if auctions[id]?.seq ?? 0 == current { break }
+        }
+        return changed
     }
 
     func apply(_ events: [StoredEvent]) async {
@@ -385,17 +435,9 @@ actor ReadModelWriter {
             let id = event.auction
             if event.seq <= auctions[id]?.seq ?? 0 { continue }
             // A missed push (or an auction first seen mid-log): fill the gap from the log event by
-            // event, so its notifications are not lost either. (The actor may interleave at each
-            // await, so the seq is read again after it.)
-            while event.seq > (auctions[id]?.seq ?? 0) + 1 {
-                let current = auctions[id]?.seq ?? 0
-                guard
-                    let missing = try? await store.events(
-                        of: id, after: current, limit: min(Int(event.seq - current - 1), 1_000)),
-                    !missing.isEmpty
-                else { break }
-                for earlier in missing where step(earlier, &notes) { touched.insert(id) }
-                if auctions[id]?.seq ?? 0 == current { break }
+            // event, so its notifications are not lost either.
+            if event.seq > (auctions[id]?.seq ?? 0) + 1, await fill(id, through: event.seq - 1, &notes) {
+                touched.insert(id)
             }
             if step(event, &notes) {
                 touched.insert(id)

@@ -120,7 +120,7 @@ public actor ClusterNode {
         fanOut.subscribeToEverything(subscriber: "local-read-model") { events in
             readModel.offer(events)
         }
-        Task { await readModel.loadMissing() }
+        Task { await readModel.catchUp() }
         while !Task.isCancelled {
             let now = clock.now()
             perform(membership.tick(now: now))
@@ -270,9 +270,9 @@ public actor ClusterNode {
         for member in membership.members where member.id != configuration.id && member.status.isLive {
             transport.send(.subscribeToEverything(subscriber: configuration.id), to: member.address)
         }
-        if ContinuousClock.now - lastReadModelCatchUp > .seconds(5) {
+        if ContinuousClock.now - lastReadModelCatchUp > .seconds(2) {
             lastReadModelCatchUp = ContinuousClock.now
-            Task { await readModel.loadMissing() }
+            Task { await readModel.catchUp() }
         }
         closeDueAuctions()
         for auction in feeds.keys {

@@ -31,8 +31,56 @@ public protocol EventStore: Sendable {
     /// Up to `limit` events of `auction` with `seq > afterSeq`, in order.
     func events(of auction: AuctionID, after afterSeq: Int64, limit: Int) async throws(StorageError) -> [StoredEvent]
 
-    /// The ids of auctions that have a log, in id order, after `after` (paging), at most `limit`.
-    func auctionIDs(after: AuctionID?, limit: Int) async throws(StorageError) -> [AuctionID]
+    /// The heads of the logs that grew after `cursor` (``LogCursor/start``: every log), at most
+    /// `limit`, in the order their appends committed, with the cursor to ask from next.
+    ///
+    /// This is how a reader that may have missed pushes (a node that joined late, was partitioned, or
+    /// lost a connection) catches up at the cost of what changed, not of what exists. A log appears
+    /// at most once per page, with the seq it ends at. Invariant: following the cursor never skips
+    /// an append — one that commits after a page was read has a position after that page's cursor
+    /// (in PostgreSQL a head is listed only once no transaction older than it is still running).
+    func logHeads(after cursor: LogCursor, limit: Int) async throws(StorageError) -> LogHeadsPage
+}
+
+/// Where a reader of ``EventStore/logHeads(after:limit:)`` stands: the commit position of the last
+/// head it read. Opaque to callers; only the store that returned it compares it.
+public struct LogCursor: Hashable, Sendable, Comparable {
+    /// PostgreSQL: the appending transaction's id; SQLite: 0 (one writer commits in order).
+    public var transaction: UInt64
+    /// The append's number, unique and increasing within one transaction.
+    public var change: Int64
+
+    public init(transaction: UInt64, change: Int64) {
+        self.transaction = transaction
+        self.change = change
+    }
+
+    /// Before every append.
+    public static let start = LogCursor(transaction: 0, change: 0)
+
+    public static func < (a: Self, b: Self) -> Bool { (a.transaction, a.change) < (b.transaction, b.change) }
+}
+
+/// Where one auction's log ends.
+public struct LogHead: Hashable, Sendable {
+    public var auction: AuctionID
+    public var lastSeq: Int64
+
+    public init(auction: AuctionID, lastSeq: Int64) {
+        self.auction = auction
+        self.lastSeq = lastSeq
+    }
+}
+
+/// One page of changed log heads, and the cursor after it (the one asked from, when it is empty).
+public struct LogHeadsPage: Sendable {
+    public var heads: [LogHead]
+    public var next: LogCursor
+
+    public init(heads: [LogHead], next: LogCursor) {
+        self.heads = heads
+        self.next = next
+    }
 }
 
 /// Whether `append` refuses writers with a stale epoch. Always `enforced` in service: with it off,

@@ -190,18 +190,32 @@ public struct PostgresEventStore: EventStore {
         return try rows.storedEvents(of: auction, after: afterSeq)
     }
 
-    public func auctionIDs(after: AuctionID?, limit: Int) async throws(StorageError) -> [AuctionID] {
-        let raw: [String] = try await guarded {
-            var ids: [String] = []
-            let rows = try await client.query(
+    public func logHeads(after cursor: LogCursor, limit: Int) async throws(StorageError) -> LogHeadsPage {
+        // Heads of transactions still running, and of everything after the oldest of them, wait:
+        // a head becomes visible only once nothing that could commit before it is running.
+        let rows: [(String, Int64, String, Int64)] = try await guarded {
+            var found: [(String, Int64, String, Int64)] = []
+            let result = try await client.query(
                 """
-                SELECT auction_id FROM auction_events WHERE seq = 1 AND auction_id > \(after?.rawValue ?? "")
-                ORDER BY auction_id LIMIT \(Int64(limit))
+                SELECT auction_id, last_seq, changed_tx::text, change FROM auction_heads
+                WHERE (changed_tx, change) > (\(String(cursor.transaction))::xid8, \(cursor.change))
+                  AND changed_tx < pg_snapshot_xmin(pg_current_snapshot())
+                ORDER BY changed_tx, change LIMIT \(Int64(limit))
                 """, logger: logger)
-            for try await id in rows.decode(String.self) { ids.append(id) }
-            return ids
+            for try await row in result.decode((String, Int64, String, Int64).self) { found.append(row) }
+            return found
         }
-        return raw.compactMap(AuctionID.init(rawValue:))
+        var next = cursor
+        var heads: [LogHead] = []
+        heads.reserveCapacity(rows.count)
+        for (auction, lastSeq, transaction, change) in rows {
+            guard let id = AuctionID(rawValue: auction), let transaction = UInt64(transaction) else {
+                throw .unavailable("malformed log head of \(auction)")
+            }
+            heads.append(LogHead(auction: id, lastSeq: lastSeq))
+            next = LogCursor(transaction: transaction, change: change)
+        }
+        return LogHeadsPage(heads: heads, next: next)
     }
 
     /// Runs database work, mapping every failure to a `StorageError` that is safe to log.

@@ -103,5 +103,77 @@ enum PostgresSchema {
                 """
             ]
         ),
+        // Log heads: one row per auction with the seq its log ends at and the commit position of
+        // the append that moved it (transaction id, then a sequence number), so readers catch up on
+        // what changed instead of scanning every log. `artpay_append` keeps it in the same statement.
+        SchemaMigration(
+            version: 3,
+            statements: [
+                "CREATE SEQUENCE auction_head_changes",
+                """
+                CREATE TABLE auction_heads (
+                    auction_id text PRIMARY KEY,
+                    last_seq bigint NOT NULL,
+                    changed_tx xid8 NOT NULL,
+                    change bigint NOT NULL
+                )
+                """,
+                "CREATE INDEX auction_heads_by_change ON auction_heads (changed_tx, change)",
+                """
+                INSERT INTO auction_heads (auction_id, last_seq, changed_tx, change)
+                SELECT auction_id, max(seq), '1'::xid8, nextval('auction_head_changes')
+                FROM auction_events GROUP BY auction_id
+                """,
+                """
+                CREATE OR REPLACE FUNCTION artpay_append(
+                    p_shards integer[], p_epochs bigint[],
+                    p_auctions text[], p_expected bigint[],
+                    e_auction text[], e_seq bigint[], e_shard integer[], e_epoch bigint[], e_kind text[],
+                    e_payload text[],
+                    s_auction text[], s_seq bigint[], s_state text[]
+                ) RETURNS TABLE (o_outcome text, o_shard integer, o_auction text, o_expected bigint, o_actual bigint)
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    RETURN QUERY
+                        WITH locked AS (
+                            SELECT l.shard AS s, l.epoch AS e FROM shard_leases l
+                            WHERE l.shard = ANY(p_shards) FOR SHARE
+                        )
+                        SELECT 'fenced'::text, w.s, NULL::text, w.e, locked.e
+                        FROM unnest(p_shards, p_epochs) AS w(s, e) LEFT JOIN locked ON locked.s = w.s
+                        WHERE locked.e IS DISTINCT FROM w.e;
+                    IF FOUND THEN RETURN; END IF;
+
+                    RETURN QUERY
+                        SELECT 'seq_conflict'::text, NULL::integer, x.a, x.expected, h.last
+                        FROM unnest(p_auctions, p_expected) AS x(a, expected)
+                        CROSS JOIN LATERAL (
+                            SELECT coalesce(max(ev.seq), 0) AS last FROM auction_events ev WHERE ev.auction_id = x.a
+                        ) h
+                        WHERE h.last <> x.expected;
+                    IF FOUND THEN RETURN; END IF;
+
+                    INSERT INTO auction_events (auction_id, seq, shard, epoch, kind, payload)
+                    SELECT t.a, t.s, t.sh, t.ep, t.k, t.p::jsonb
+                    FROM unnest(e_auction, e_seq, e_shard, e_epoch, e_kind, e_payload) AS t(a, s, sh, ep, k, p);
+
+                    INSERT INTO auction_heads AS cur (auction_id, last_seq, changed_tx, change)
+                    SELECT t.a, max(t.s), pg_current_xact_id(), nextval('auction_head_changes')
+                    FROM unnest(e_auction, e_seq) AS t(a, s) GROUP BY t.a
+                    ON CONFLICT (auction_id) DO UPDATE
+                        SET last_seq = excluded.last_seq, changed_tx = excluded.changed_tx, change = excluded.change;
+
+                    INSERT INTO auction_snapshots AS cur (auction_id, seq, state)
+                    SELECT t.a, t.s, t.st::jsonb FROM unnest(s_auction, s_seq, s_state) AS t(a, s, st)
+                    ON CONFLICT (auction_id) DO UPDATE
+                        SET seq = excluded.seq, state = excluded.state, taken_at = now()
+                        WHERE cur.seq < excluded.seq;
+
+                    RETURN QUERY SELECT 'ok'::text, NULL::integer, NULL::text, NULL::bigint, NULL::bigint;
+                END
+                $$
+                """,
+            ]
+        ),
     ]
 }

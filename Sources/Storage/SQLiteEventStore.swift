@@ -138,6 +138,12 @@ public actor SQLiteEventStore: EventStore {
                             .text(payload),
                         ])
                 }
+                _ = try await db.query(
+                    """
+                    INSERT INTO auction_heads (auction_id, last_seq, change)
+                    VALUES (?, ?, (SELECT coalesce(max(change), 0) + 1 FROM auction_heads))
+                    ON CONFLICT (auction_id) DO UPDATE SET last_seq = excluded.last_seq, change = excluded.change
+                    """, [.text(entry.auction.rawValue), .integer(Int(entry.lastSeq))])
                 if let snapshot = entry.snapshot {
                     _ = try await db.query(
                         """
@@ -197,13 +203,26 @@ public actor SQLiteEventStore: EventStore {
         return try raw.storedEvents(of: auction, after: afterSeq)
     }
 
-    public func auctionIDs(after: AuctionID?, limit: Int) async throws(StorageError) -> [AuctionID] {
+    public func logHeads(after cursor: LogCursor, limit: Int) async throws(StorageError) -> LogHeadsPage {
+        // One writer at a time (BEGIN IMMEDIATE): changes are numbered in commit order.
         let rows: [SQLiteRow] = try await exclusive {
             try await connection.query(
-                "SELECT auction_id FROM auction_events WHERE seq = 1 AND auction_id > ? ORDER BY auction_id LIMIT ?",
-                [.text(after?.rawValue ?? ""), .integer(limit)])
+                "SELECT auction_id, last_seq, change FROM auction_heads WHERE change > ? ORDER BY change LIMIT ?",
+                [.integer(Int(cursor.change)), .integer(limit)])
         }
-        return rows.compactMap { $0.column("auction_id")?.string.flatMap(AuctionID.init(rawValue:)) }
+        var next = cursor
+        var heads: [LogHead] = []
+        heads.reserveCapacity(rows.count)
+        for row in rows {
+            guard let id = row.column("auction_id")?.string.flatMap(AuctionID.init(rawValue:)),
+                let lastSeq = row.column("last_seq")?.integer, let change = row.column("change")?.integer
+            else {
+                throw .unavailable("malformed log head row")
+            }
+            heads.append(LogHead(auction: id, lastSeq: Int64(lastSeq)))
+            next = LogCursor(transaction: 0, change: Int64(change))
+        }
+        return LogHeadsPage(heads: heads, next: next)
     }
 
     // MARK: - Turn-taking and transactions
@@ -304,6 +323,25 @@ enum SQLiteSchema {
                     created_at INTEGER NOT NULL
                 )
                 """
+            ]
+        ),
+        // Log heads (see the PostgreSQL schema's version 3); changes are numbered in commit order.
+        SchemaMigration(
+            version: 3,
+            statements: [
+                """
+                CREATE TABLE auction_heads (
+                    auction_id TEXT PRIMARY KEY,
+                    last_seq INTEGER NOT NULL,
+                    change INTEGER NOT NULL
+                )
+                """,
+                "CREATE INDEX auction_heads_by_change ON auction_heads (change)",
+                """
+                INSERT INTO auction_heads (auction_id, last_seq, change)
+                SELECT auction_id, max(seq), row_number() OVER (ORDER BY auction_id)
+                FROM auction_events GROUP BY auction_id
+                """,
             ]
         ),
     ]

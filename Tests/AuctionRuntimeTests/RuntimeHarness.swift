@@ -67,8 +67,8 @@ final class GatedStore: EventStore {
     func events(of auction: AuctionID, after afterSeq: Int64, limit: Int) async throws(StorageError) -> [StoredEvent] {
         try await inner.events(of: auction, after: afterSeq, limit: limit)
     }
-    func auctionIDs(after: AuctionID?, limit: Int) async throws(StorageError) -> [AuctionID] {
-        try await inner.auctionIDs(after: after, limit: limit)
+    func logHeads(after cursor: LogCursor, limit: Int) async throws(StorageError) -> LogHeadsPage {
+        try await inner.logHeads(after: cursor, limit: limit)
     }
 }
 

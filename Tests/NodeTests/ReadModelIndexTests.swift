@@ -115,6 +115,65 @@ import Testing
         }
     }
 
+    /// A node that missed an auction's last event (it was partitioned when the auction closed) hears
+    /// of it from the store's log heads on its next catch-ups: the read model shows the close, and
+    /// the bidders get their won / lost notifications.
+    @Test(.timeLimit(.minutes(1))) func aMissedLastEvent_isCaughtUp_withItsNotifications() async throws {
+        try await withSQLiteStore { store, _ in
+            let start = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
+            let id = AuctionID(rawValue: "lot-missed-close")!
+            let alice = UserID(rawValue: "alice")!
+            let bob = UserID(rawValue: "bob")!
+            var auction = Auction(id: id)
+            var log: [StoredEvent] = []
+            func take(_ command: AuctionCommand, at now: Timestamp) throws {
+                guard case .accept(let events) = auction.decide(command, now: now) else {
+                    Issue.record("\(command) refused")
+                    return
+                }
+                for event in events {
+                    try auction.apply(event)
+                    log.append(StoredEvent(auction: id, seq: auction.seq, epoch: Epoch(1), event: event))
+                }
+            }
+            try take(
+                .create(
+                    AuctionTerms(
+                        auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot",
+                        startingPrice: Money(minorUnits: 1_000, currency: .eur), opensAt: start,
+                        closesAt: start.advanced(by: .seconds(60)), extensionWindow: .zero)), at: start)
+            try take(
+                .placeBid(
+                    PlaceBid(
+                        bidId: BidID(rawValue: "a1")!, bidderId: alice, maximum: Money(minorUnits: 2_000, currency: .eur)
+                    )), at: start.advanced(by: .seconds(1)))
+            try take(
+                .placeBid(
+                    PlaceBid(
+                        bidId: BidID(rawValue: "b1")!, bidderId: bob, maximum: Money(minorUnits: 3_000, currency: .eur))),
+                at: start.advanced(by: .seconds(2)))
+            try take(.close, at: start.advanced(by: .seconds(61)))
+            #expect(log.count == 4)
+
+            let model = AuctionReadModel(store: store, notifyFrom: start)
+            await model.catchUp()  // an empty store: nothing yet
+            var aliceHears = model.notifications.subscribe(alice, from: .now).makeAsyncIterator()
+            var bobHears = model.notifications.subscribe(bob, from: .now).makeAsyncIterator()
+            try await appendAll(Array(log.prefix(3)), to: store)
+            await model.apply(Array(log.prefix(3)))
+            #expect(await aliceHears.next()?.kind == .outbid)
+            try await appendAll(Array(log.suffix(1)), to: store)  // written, never pushed here
+            #expect(model.summary(of: id)?.status == .running)
+
+            await model.catchUp()  // sees the log ahead; a push may still be on its way
+            await model.catchUp()  // still ahead: reads it
+            #expect(model.summary(of: id)?.seq == 4)
+            #expect(model.summary(of: id)?.status == auction.state?.status)
+            #expect(await aliceHears.next()?.kind == .lost)
+            #expect(await bobHears.next()?.kind == .won)
+        }
+    }
+
     private func appendAll(_ log: [StoredEvent], to store: some EventStore) async throws {
         let shards = ShardMap()
         var epochs: [ShardID: Epoch] = [:]

@@ -112,21 +112,86 @@ import Testing
     }
 
     @Test(arguments: Backend.allCases)
-    func auctionIDs_pageThroughEveryAuctionWithALog(_ backend: Backend) async throws {
+    func logHeads_listWhatChangedAfterTheCursor_inCommitOrder(_ backend: Backend) async throws {
         try await withStore(backend) { store, _, _ in
             let epoch = try await store.acquire(shard: Self.shard, node: Self.node1).epoch
             let ids = ["c", "a", "e", "b", "d"].map { AuctionID(rawValue: $0)! }
+            let logs = ids.map { Self.log($0, bids: 3).events }
+            for (id, events) in zip(ids, logs) {
+                try await store.append(
+                    AppendBatch(entries: [
+                        .init(auction: id, shard: Self.shard, epoch: epoch, firstSeq: 1, events: Array(events[..<2]))
+                    ]))
+            }
+            let first = try await store.logHeads(after: .start, limit: 2)
+            let rest = try await store.logHeads(after: first.next, limit: 10)
+            #expect(first.heads.map(\.auction.rawValue) == ["c", "a"])
+            #expect(rest.heads.map(\.auction.rawValue) == ["e", "b", "d"])
+            #expect((first.heads + rest.heads).allSatisfy { $0.lastSeq == 2 })
+            let nothing = try await store.logHeads(after: rest.next, limit: 10)
+            #expect(nothing.heads.isEmpty)
+            #expect(nothing.next == rest.next)
+
+            // "a" grows again: it is listed once more, after the cursor, with its new end.
             try await store.append(
-                AppendBatch(
-                    entries: ids.map {
-                        .init(
-                            auction: $0, shard: Self.shard, epoch: epoch, firstSeq: 1,
-                            events: Self.log($0, bids: 1).events)
-                    }))
-            let first = try await store.auctionIDs(after: nil, limit: 2)
-            let rest = try await store.auctionIDs(after: first.last, limit: 10)
-            #expect(first.map(\.rawValue) == ["a", "b"])
-            #expect(rest.map(\.rawValue) == ["c", "d", "e"])
+                AppendBatch(entries: [
+                    .init(auction: ids[1], shard: Self.shard, epoch: epoch, firstSeq: 3, events: Array(logs[1][2...]))
+                ]))
+            let later = try await store.logHeads(after: rest.next, limit: 10)
+            #expect(later.heads == [LogHead(auction: ids[1], lastSeq: Int64(logs[1].count))])
+            let everything = try await store.logHeads(after: .start, limit: 10)
+            #expect(everything.heads.map(\.auction.rawValue) == ["c", "e", "b", "d", "a"])
+        }
+    }
+
+    /// Writers commit concurrently while a reader follows the cursor: when they are done, the reader
+    /// has seen every log's last head — no append was skipped because it committed out of order.
+    @Test(arguments: Backend.allCases)
+    func logHeads_followedWhileWritersRace_neverSkipAnAppend(_ backend: Backend) async throws {
+        try await withStore(backend) { store, other, _ in
+            let epoch = try await store.acquire(shard: Self.shard, node: Self.node1).epoch
+            let writers = 6
+            let appendsPerWriter = 25
+            let ids = (0..<writers).map { AuctionID(rawValue: "race-\($0)")! }
+            let logs = ids.map { Self.log($0, bids: appendsPerWriter).events }
+            let reader = Task { () -> [AuctionID: Int64] in
+                var seen: [AuctionID: Int64] = [:]
+                var cursor = LogCursor.start
+                let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+                while ContinuousClock.now < deadline {
+                    let page = try await other.logHeads(after: cursor, limit: 7)
+                    for head in page.heads { seen[head.auction] = max(seen[head.auction] ?? 0, head.lastSeq) }
+                    cursor = page.next
+                    let done = ids.enumerated().allSatisfy { seen[$0.element] == Int64(logs[$0.offset].count) }
+                    if done { break }
+                    if page.heads.isEmpty { await Task.yield() }
+                }
+                return seen
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, id) in ids.enumerated() {
+                    group.addTask {
+                        let events = logs[index]
+                        try await store.append(
+                            AppendBatch(entries: [
+                                .init(
+                                    auction: id, shard: Self.shard, epoch: epoch, firstSeq: 1,
+                                    events: Array(events[..<2]))
+                            ]))
+                        for seq in 3...events.count {
+                            try await store.append(
+                                AppendBatch(entries: [
+                                    .init(
+                                        auction: id, shard: Self.shard, epoch: epoch, firstSeq: Int64(seq),
+                                        events: [events[seq - 1]])
+                                ]))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let seen = try await reader.value
+            for (index, id) in ids.enumerated() { #expect(seen[id] == Int64(logs[index].count), "\(id)") }
         }
     }
 
