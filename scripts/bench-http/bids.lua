@@ -1,6 +1,6 @@
 -- wrk script of `artpay bench http`: closed-loop bidders over HTTP, one wrk per node.
 --
---   wrk -t21 -c21 -d10s --timeout 20s -s bids.lua http://127.0.0.1:8100 -- \
+--   wrk -t1 -c21 -d10s --timeout 20s -s bids.lua http://127.0.0.1:8100 -- \
 --       TOKENS AUCTIONS BOARD RUN SPREAD FIRST_BIDDER CONNECTIONS_PER_THREAD
 --
 -- TOKENS: one bearer token per line; thread t (from 0) of this wrk bids as bidders
@@ -14,11 +14,13 @@
 -- SPREAD: a bid offers the board's minimum plus 0..SPREAD increments (the standard EUR table of
 --   Sources/AuctionCore/IncrementTable.swift).
 --
--- With one connection per thread (-t = -c, the default of `artpay bench http`) each connection is a
--- fixed bidder and every answer is matched to its request. wrk's Lua API does not say which
--- connection a request or an answer belongs to, so with several connections per thread the
--- thread's bidders take turns per request, and a 422 can only teach the board when there is one
--- auction (201 answers name their auction).
+-- wrk's Lua API does not say which connection a request or an answer belongs to. With several
+-- connections per thread (`-t1 -c21`, the default of `artpay bench http`: half the CPU per request
+-- of one thread per connection) the thread's bidders take turns per request, so each has about one
+-- bid in flight, and a 422 can only teach the board when there is one auction (201 answers name
+-- their auction; on many auctions the board learns from the 201s of every connection). With one
+-- connection per thread (-t = -c) each connection is a fixed bidder and every answer is matched to
+-- its request.
 --
 -- Counts per thread: 201 accepted, 422 rejected, anything else failed (by status). done() prints
 -- one line `ARTPAY-WRK {json}` with the counts, wrk's socket errors, the duration and the latency

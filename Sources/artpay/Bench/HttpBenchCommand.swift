@@ -21,11 +21,14 @@ struct HttpBenchCommand: AsyncParsableCommand {
             (4) Redis + Lua called directly and (5) the in-process engine (`artpay bench`'s EngineBench).
 
             Load: one wrk per server with scripts/bench-http/bids.lua; --bidders closed-loop bidders \
-            split evenly over the servers, one HTTP connection each (one wrk thread per connection by \
-            default, so each connection is one bidder with its own token). A bid offers the minimum on a \
-            price board shared by every connection (the highest minimum any answer showed) plus 0 to \
-            --spread increments. Each test: --warmup seconds unmeasured, then --seconds measured; a \
-            hot-lot test (every bid on one lot) and a uniform test (a random lot of --auctions).
+            split evenly over the servers, one HTTP connection each (`wrk -t1 -c21` by default). wrk's Lua \
+            API does not say which connection a request goes out on, so the bidders of a wrk thread take \
+            turns per request (each has about one bid in flight); with --wrk-threads equal to the \
+            connections per server, each connection is one fixed bidder, at about twice wrk's CPU per \
+            request. A bid offers the minimum on a price board shared by every connection (the highest \
+            minimum any answer showed) plus 0 to --spread increments. Each test: --warmup seconds \
+            unmeasured, then --seconds measured; a hot-lot test (every bid on one lot) and a uniform test (a \
+            random lot of --auctions).
 
             Needs wrk and redis-server (Debian packages) and a PostgreSQL that may create databases; \
             `scripts/bench http` installs them, builds release and brings a throwaway PostgreSQL. \
@@ -43,7 +46,7 @@ struct HttpBenchCommand: AsyncParsableCommand {
     @Option(help: "Seconds each load test is measured.") var seconds = 10
     @Option(help: "Seconds of load before each measurement, not counted.") var warmup = 2
     @Option(help: "Bidders, i.e. HTTP connections, split evenly over the 3 servers (one wrk each).") var bidders = 63
-    @Option(help: "wrk threads per server (default: one per connection, so each connection is one bidder).")
+    @Option(help: "wrk threads per server (default 1; one per connection makes each connection a fixed bidder).")
     var wrkThreads: Int?
     @Option(help: "Lots in the uniform test (at most 1,000).") var auctions = 1_000
     @Option(help: "A bid offers the board's minimum plus 0 to this many increments (default: --bidders).")
@@ -93,7 +96,7 @@ struct HttpBenchCommand: AsyncParsableCommand {
         let interrupt = children.killAllOnInterrupt()
         defer { for source in interrupt { source.cancel() } }
         let perServer = bidders / Self.servers
-        let threads = wrkThreads ?? perServer
+        let threads = wrkThreads ?? 1
         say(
             "bench http: run \(run), \(selected.map(\.rawValue).joined(separator: ",")), \(bidders) bidders "
                 + "(\(perServer) connections per server, wrk -t\(threads) -c\(perServer)), \(warmup) s warm-up + "
