@@ -57,6 +57,7 @@ final class HttpBenchRunner: Sendable {
         let designs = command.designs
         // Servers run a copy of this binary: a rebuild during the run cannot swap it under them.
         try FileManager.default.copyItem(atPath: ChaosCommand.executablePath, toPath: binary)
+        children.onCleanUp { [binary] in try? FileManager.default.removeItem(atPath: binary) }
         let scripts = try scriptsDirectory()
         var rows: [HttpBenchRow] = []
         let users: HttpBenchUsers
