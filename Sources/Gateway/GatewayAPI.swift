@@ -51,12 +51,18 @@ public struct GatewayAPI: Sendable {
         self.configuration = configuration
     }
 
+    /// What a node serves over HTTP: the router, each request within the request timeout.
+    public func responder(
+        isReady: @escaping @Sendable () async -> Bool
+    ) -> RequestDeadline<Router<GatewayContext>> {
+        RequestDeadline(router(isReady: isReady), limit: configuration.requestTimeout)
+    }
+
     /// The router with every route and middleware of the API, health and metrics included.
     public func router(isReady: @escaping @Sendable () async -> Bool) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
         router.add(middleware: MetricsMiddleware(metrics: metrics))
         router.add(middleware: ProblemMiddleware())
-        router.add(middleware: RequestTimeoutMiddleware(limit: configuration.requestTimeout))
         router.get("/health/live") { _, _ -> HTTPResponse.Status in .ok }
         router.get("/health/ready") { _, _ -> HTTPResponse.Status in await isReady() ? .ok : .serviceUnavailable }
         router.get("/v1/cluster") { _, _ -> Response in try Self.json(await node.snapshot) }

@@ -1,6 +1,7 @@
 import HTTPTypes
 public import Hummingbird
 import Logging
+import Storage
 import Synchronization
 
 /// Turns every error into a problem+json answer: API errors as they are, Hummingbird's HTTP
@@ -34,45 +35,66 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// Answers 503 `request_timeout` (with `Retry-After`) when a handler has not produced its
-/// response within `limit`, and cancels it: a stuck store or a peer that never answers must not
-/// hold a connection and a client forever. Streams are not cut: their handlers return the response
-/// head at once and the body flows afterwards. A bid cut off this way may still have been accepted;
-/// the client retries with the same bid id and gets its outcome.
-public struct RequestTimeoutMiddleware<Context: RequestContext>: RouterMiddleware {
+/// Builds the router's responder wrapped in a ``DeadlineResponder``: what a node serves.
+public struct RequestDeadline<Builder: HTTPResponderBuilder>: HTTPResponderBuilder where Builder.Responder.Context: RequestContext {
+    let builder: Builder
     let limit: Duration
+    let maximumBodySize: Int
 
-    public init(limit: Duration) {
+    /// - Parameters:
+    ///   - limit: how long a request may take from its head to its response head.
+    ///   - maximumBodySize: bodies are read in full before routing, at most this many bytes.
+    public init(_ builder: Builder, limit: Duration, maximumBodySize: Int = 64 * 1_024) {
+        self.builder = builder
         self.limit = limit
+        self.maximumBodySize = maximumBodySize
     }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
-        async throws
-        -> Response
-    {
-        let limit = self.limit
-        return try await withoutActuallyEscaping(next) { next in
-            // The child task calls `next` only while this function waits for the group, so the
-            // closure never outlives the call it was lent for.
-            let handler = LentHandler(call: next)
-            return try await withThrowingTaskGroup(of: Response.self) { group in
-                group.addTask { try await handler.call(request, context) }
-                group.addTask {
-                    try await Task.sleep(for: limit)
-                    throw APIError(
-                        .serviceUnavailable, code: "request_timeout",
-                        detail:
-                            "The request took longer than \(limit.components.seconds) s and was stopped; retry (a bid with the same bid id).",
-                        headers: [.retryAfter: "1"])
-                }
-                defer { group.cancelAll() }
-                return try await group.next()!
-            }
+    public func buildResponder() -> DeadlineResponder<Builder.Responder> {
+        DeadlineResponder(inner: builder.buildResponder(), limit: limit, maximumBodySize: maximumBodySize)
+    }
+}
+
+/// Answers 503 `request_timeout` (with `Retry-After`) when the handler has not produced its
+/// response head within `limit`, and cancels it: a stuck store or a peer that never answers must
+/// not hold a connection and a client forever. The answer comes on time even when the handler
+/// ignores the cancellation — it is left behind, so it runs on the request's body read in full
+/// beforehand (bodies are small), never on the connection. Streams are not cut: their handlers
+/// return the response head at once and the body flows afterwards. A bid cut off this way may
+/// still have been accepted; the client retries with the same bid id and gets its outcome.
+public struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context: RequestContext {
+    public typealias Context = Inner.Context
+    let inner: Inner
+    let limit: Duration
+    let maximumBodySize: Int
+
+    public func respond(to request: Request, context: Context) async throws -> Response {
+        let started = ContinuousClock.now
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: maximumBodySize)
+        } catch {
+            // Outside the router: answered here, not by the router's error handling.
+            return try APIError(
+                .contentTooLarge, code: "body_too_large", detail: "Request bodies are at most \(maximumBodySize) bytes."
+            ).response(from: request, context: context)
         }
-    }
-
-    private struct LentHandler: @unchecked Sendable {
-        let call: (Request, Context) async throws -> Response
+        request.body = RequestBody(buffer: body)
+        let inner = self.inner
+        let bufferedRequest = request
+        do {
+            return try await withDeadline(limit - (ContinuousClock.now - started)) {
+                try await inner.respond(to: bufferedRequest, context: context)
+            }
+        } catch is DeadlineExceeded {
+            return try APIError(
+                .serviceUnavailable, code: "request_timeout",
+                detail:
+                    "The request took longer than \(limit.components.seconds) s and was stopped; retry (a bid with the same bid id).",
+                headers: [.retryAfter: "1"]
+            ).response(from: request, context: context)
+        }
     }
 }
 

@@ -11,17 +11,24 @@ public struct PostgresEventStore: EventStore {
     let client: PostgresClient
     let logger: Logger
     let fencing: Fencing
+    /// How long one call may take before it fails with `unavailable` (an unknown outcome for an
+    /// append): a restarted or unreachable server, or a connection that went silent, never holds
+    /// a caller — or the node's few append slots — for longer.
+    let timeout: Duration
 
     public init(
-        client: PostgresClient, fencing: Fencing = .enforced, logger: Logger = Logger(label: "artpay.storage.postgres")
+        client: PostgresClient, fencing: Fencing = .enforced, timeout: Duration = .seconds(5),
+        logger: Logger = Logger(label: "artpay.storage.postgres")
     ) {
         self.client = client
         self.fencing = fencing
+        self.timeout = timeout
         self.logger = logger
     }
 
     public func migrate() async throws(StorageError) {
-        try await guarded {
+        // Migrations may rewrite large tables: they get minutes, not the per-call limit.
+        try await guarded(limit: .seconds(600)) {
             try await client.withTransaction(logger: logger) { connection in
                 // Nodes starting together take turns; the lock ends with the transaction.
                 try await connection.query("SELECT pg_advisory_xact_lock(7274297)", logger: logger)
@@ -218,14 +225,19 @@ public struct PostgresEventStore: EventStore {
         return LogHeadsPage(heads: heads, next: next)
     }
 
-    /// Runs database work, mapping every failure to a `StorageError` that is safe to log.
-    private func guarded<T>(
-        uniqueViolation: StorageError? = nil, _ work: () async throws -> T
+    /// Runs database work within the call limit, mapping every failure to a `StorageError` that is
+    /// safe to log.
+    private func guarded<T: Sendable>(
+        uniqueViolation: StorageError? = nil, limit: Duration? = nil, _ work: @escaping @Sendable () async throws -> T
     ) async throws(StorageError) -> T {
         do {
-            return try await work()
+            return try await withDeadline(limit ?? timeout, work)
         } catch let error as StorageError {
             throw error
+        } catch let error as DeadlineExceeded {
+            throw .unavailable("PostgreSQL gave \(error.description)")
+        } catch is CancellationError {
+            throw .unavailable("cancelled")
         } catch let error as PSQLError {
             if let server = error.serverInfo {
                 let state = server[.sqlState] ?? "?????"
@@ -282,13 +294,16 @@ extension PostgresClient {
 
 extension PostgresEventStore: UserStore {
     public func createUser(_ user: StoredUser) async throws(UserStoreError) {
+        let (client, logger) = (client, logger)
         do {
-            try await client.query(
-                """
-                INSERT INTO users (id, username, password_hash, roles, created_at)
-                VALUES (\(user.id.rawValue), \(user.username), \(user.passwordHash), \(user.roles.joined(separator: ",")),
-                        \(user.createdAt.millisecondsSinceEpoch))
-                """, logger: logger)
+            _ = try await withDeadline(timeout) {
+                try await client.query(
+                    """
+                    INSERT INTO users (id, username, password_hash, roles, created_at)
+                    VALUES (\(user.id.rawValue), \(user.username), \(user.passwordHash), \(user.roles.joined(separator: ",")),
+                            \(user.createdAt.millisecondsSinceEpoch))
+                    """, logger: logger)
+            }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             throw .usernameTaken
         } catch {
@@ -307,12 +322,17 @@ extension PostgresEventStore: UserStore {
     }
 
     public func setRoles(_ roles: [String], of id: UserID) async throws(UserStoreError) {
-        var updated = 0
+        let updated: Int
+        let (client, logger) = (client, logger)
         do {
-            let rows = try await client.query(
-                "UPDATE users SET roles = \(roles.joined(separator: ",")) WHERE id = \(id.rawValue) RETURNING id",
-                logger: logger)
-            for try await _ in rows { updated += 1 }
+            updated = try await withDeadline(timeout) {
+                var updated = 0
+                let rows = try await client.query(
+                    "UPDATE users SET roles = \(roles.joined(separator: ",")) WHERE id = \(id.rawValue) RETURNING id",
+                    logger: logger)
+                for try await _ in rows { updated += 1 }
+                return updated
+            }
         } catch {
             throw .unavailable("PostgreSQL: \(String(describing: (error as? PSQLError)?.code ?? .connectionError))")
         }
@@ -320,12 +340,17 @@ extension PostgresEventStore: UserStore {
     }
 
     private func fetchUser(_ query: PostgresQuery) async throws(UserStoreError) -> StoredUser? {
-        var found: (String, String, String, String, Int64)?
+        let found: (String, String, String, String, Int64)?
+        let (client, logger) = (client, logger)
         do {
-            for try await row in try await client.query(query, logger: logger).decode(
-                (String, String, String, String, Int64).self)
-            {
-                found = row
+            found = try await withDeadline(timeout) {
+                var found: (String, String, String, String, Int64)?
+                for try await row in try await client.query(query, logger: logger).decode(
+                    (String, String, String, String, Int64).self)
+                {
+                    found = row
+                }
+                return found
             }
         } catch {
             throw .unavailable("PostgreSQL: \(String(describing: (error as? PSQLError)?.code ?? .connectionError))")

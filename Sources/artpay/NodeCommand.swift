@@ -42,7 +42,8 @@ struct NodeCommand: AsyncParsableCommand {
             configuration.options.maximumConnections = 16
             let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
             services.append(.init(service: client))
-            store = PostgresEventStore(client: client, fencing: settings.fencing, logger: logger)
+            store = PostgresEventStore(
+                client: client, fencing: settings.fencing, timeout: settings.storeCallTimeout, logger: logger)
         case .sqlite(let path):
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty {
@@ -74,7 +75,7 @@ struct NodeCommand: AsyncParsableCommand {
         let cluster = ClusterService(
             node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger,
             bootstrapAdmin: bootstrapAdmin)
-        let router = api.router(isReady: { await cluster.isReady })
+        let router = api.responder(isReady: { await cluster.isReady })
         // Connections idle for a minute are closed (event streams send a heartbeat every 15 s,
         // WebSockets a ping every 30 s).
         let http = Application(

@@ -21,6 +21,8 @@ struct NodeSettings: Sendable {
     var httpPort: Int
     var secret: ClusterSecret
     var store: Store
+    /// `store.callTimeoutSeconds`: how long one store call may take before it counts as failed.
+    var storeCallTimeout: Duration
     var signingKey: TokenAuthority.SigningKey
     var verificationKeys: [TokenAuthority.VerificationKey]
     var tokenLifetime: Duration
@@ -137,6 +139,8 @@ struct NodeSettings: Sendable {
                 id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),
             clusterBind: (bindHost, bindPort), httpHost: reader.string(forKey: "http.host", default: "127.0.0.1"),
             httpPort: reader.int(forKey: "http.port", default: 8_100), secret: secret, store: store,
+            storeCallTimeout: .milliseconds(
+                Int64(max(0.1, reader.double(forKey: "store.callTimeoutSeconds", default: 5)) * 1_000)),
             signingKey: .init(kid: signingKid, privateKeyPEM: signingPEM), verificationKeys: verification,
             tokenLifetime: .seconds(reader.int(forKey: "auth.tokenLifetimeSeconds", default: 3_600)), api: api,
             bootstrapAdmin: admin,

@@ -48,7 +48,7 @@ struct GatewayHarness: Sendable {
             try await api.ensureAdmin(username: "root", password: "root-password")
             // Live: a real HTTP server on a free loopback port, with WebSocket upgrades.
             let app = Application(
-                router: api.router(isReady: { true }),
+                router: api.responder(isReady: { true }),
                 server: .http1WebSocketUpgrade(webSocketRouter: api.webSocketRouter()),
                 configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
             let harness = GatewayHarness(api: api, tokens: tokens, signingPEM: signingPEM, previousPEM: previousPEM)

@@ -51,7 +51,6 @@ struct BaselineServerCommand: AsyncParsableCommand {
         let router = Router(context: GatewayContext.self)
         router.add(middleware: MetricsMiddleware(metrics: HTTPMetrics()))
         router.add(middleware: ProblemMiddleware())
-        router.add(middleware: RequestTimeoutMiddleware(limit: .seconds(requestTimeoutSeconds)))
         router.get("/health/ready") { _, _ -> HTTPResponse.Status in .ok }
         let api = router.group("/v1")
             .add(middleware: AuthenticationMiddleware(tokens: tokens))
@@ -73,7 +72,8 @@ struct BaselineServerCommand: AsyncParsableCommand {
             try await BaselineBids.handle(request, context, decider)
         }
         let app = Application(
-            router: router, server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+            router: RequestDeadline(router, limit: .seconds(requestTimeoutSeconds)),
+            server: .http1(configuration: .init(idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(host, port: port)), services: services, logger: logger)
         try await app.runService()
     }
