@@ -22,6 +22,10 @@ struct DevCommand: AsyncParsableCommand {
     var firstCloseSeconds: Int = 180
     @Option(help: "Stop after this many minutes (0: run until Ctrl-C).")
     var minutes: Int = 0
+    @Option(help: "Cluster port of every node (each on its own loopback address).")
+    var clusterPort: Int = 7_100
+    @Option(help: "HTTP port of every node.")
+    var httpPort: Int = 8_100
 
     static let users: [(String, String, [String])] = [
         ("sofia", "sofia-password", ["seller"]), ("marco", "marco-password", ["seller"]),
@@ -39,15 +43,15 @@ struct DevCommand: AsyncParsableCommand {
                 atPath: keyPath, contents: Data(TokenAuthority.generatePrivateKeyPEM().utf8),
                 attributes: [.posixPermissions: 0o600])
         }
-        let seeds = (1...3).map { "\"127.0.0.\($0):7100\"" }.joined(separator: ", ")
+        let seeds = (1...3).map { "\"127.0.0.\($0):\(clusterPort)\"" }.joined(separator: ", ")
         var nodes: [DevNode] = []
         for index in 1...3 {
             let config = devDirectory.appendingPathComponent("node-\(index).json")
             let json = """
                 {
                   "node": { "id": "node-\(index)" },
-                  "cluster": { "host": "127.0.0.\(index)", "port": 7100, "seeds": [\(seeds)], "secret": "artpay-dev-cluster-secret" },
-                  "http": { "host": "127.0.0.\(index)", "port": 8100 },
+                  "cluster": { "host": "127.0.0.\(index)", "port": \(clusterPort), "seeds": [\(seeds)], "secret": "artpay-dev-cluster-secret" },
+                  "http": { "host": "127.0.0.\(index)", "port": \(httpPort) },
                   "store": { "kind": "sqlite", "sqlite": { "path": "\(root.appendingPathComponent("dev.sqlite").path)" } },
                   "auth": { "signingKeyFile": "\(keyPath)", "signingKid": "dev", "passwordCost": 10,
                             "admin": { "username": "admin", "password": "admin-password" } }
@@ -56,7 +60,7 @@ struct DevCommand: AsyncParsableCommand {
             try json.write(to: config, atomically: true, encoding: .utf8)
             nodes.append(
                 DevNode(
-                    name: "node-\(index)", http: "http://127.0.0.\(index):8100", config: config.path,
+                    name: "node-\(index)", http: "http://127.0.0.\(index):\(httpPort)", config: config.path,
                     log: devDirectory.appendingPathComponent("node-\(index).log").path))
         }
         var logger = Logger(label: "artpay.dev")
@@ -70,13 +74,17 @@ struct DevCommand: AsyncParsableCommand {
     }
 }
 
-/// One child `artpay node` process of the dev cluster.
+/// One child `artpay node` process of the dev cluster, started with posix_spawn and reaped by pid
+/// (see `Spawn`): Foundation's `Process` lost track of a child killed with kill -9 and left
+/// `artpay dev` waiting forever on Ctrl-C.
 final class DevNode: @unchecked Sendable {
     let name: String
     let http: String
     let config: String
     let log: String
-    private(set) var process: Process?
+    private let lock = NSLock()
+    private var pid: pid_t?
+    private var exited = false
 
     init(name: String, http: String, config: String, log: String) {
         self.name = name
@@ -86,30 +94,43 @@ final class DevNode: @unchecked Sendable {
     }
 
     func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).resolvingSymlinksInPath()
-        if !FileManager.default.isExecutableFile(atPath: process.executableURL!.path) {
-            process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var executable = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).resolvingSymlinksInPath().path
+        if !FileManager.default.isExecutableFile(atPath: executable) {
+            executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         }
-        process.arguments = ["node", "--config", config, "--log-level", "notice"]
         _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        self.process = process
+        let started = try Spawn.start(executable, ["node", "--config", config, "--log-level", "notice"], logPath: log)
+        lock.withLock {
+            pid = started
+            exited = false
+        }
     }
 
-    var isRunning: Bool { process?.isRunning ?? false }
+    /// The node's pid while it runs (a reaped pid is never returned, so it is never signalled).
+    var runningPID: pid_t? {
+        lock.withLock {
+            guard let pid, !exited else { return nil }
+            if Spawn.hasExited(pid) { exited = true }
+            return exited ? nil : pid
+        }
+    }
 
+    var isRunning: Bool { runningPID != nil }
+
+    /// Asks the node to leave the cluster and stop (SIGTERM), without waiting.
+    func requestStop() {
+        if let pid = runningPID { kill(pid, SIGTERM) }
+    }
+
+    /// Stops the node: SIGTERM, up to 10 s for a graceful stop, then SIGKILL; returns once reaped.
     func stop() {
-        guard let process, process.isRunning else { return }
-        process.terminate()
-        // A graceful stop takes a moment; one that hangs is cut short.
+        requestStop()
         let deadline = Date().addingTimeInterval(10)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        while isRunning, Date() < deadline { usleep(20_000) }
+        guard let pid = runningPID else { return }
+        kill(pid, SIGKILL)
+        Spawn.waitForExit(pid)
+        lock.withLock { exited = true }
     }
 }
 
@@ -122,7 +143,7 @@ struct DevClusterService: Service {
     func run() async throws {
         defer {
             // Ask all nodes to stop at once, then wait for each.
-            nodes.forEach { $0.process?.terminate() }
+            nodes.forEach { $0.requestStop() }
             nodes.forEach { $0.stop() }
         }
         for node in nodes { try node.start() }
@@ -191,14 +212,19 @@ struct DevClusterService: Service {
             if let reserve { body["reservePrice"] = reserve }
             if let buyNow { body["buyNowPrice"] = buyNow }
             let created = try await client.call("POST", "/v1/auctions", json: body)
-            lots.append((created["id"] as! String, title, currency, created["minimumNextBid"] as? Int ?? starting))
+            guard let id = created["id"] as? String else {
+                throw ValidationError("creating a demo lot answered without an id: \(created)")
+            }
+            lots.append((id, title, currency, created["minimumNextBid"] as? Int ?? starting))
         }
         return lots
     }
 
     private func printWelcome(_ lots: [(id: String, title: String, currency: String, minimum: Int)]) {
         print("\nArtPay is running: 3 nodes, embedded store .artpay/dev.sqlite")
-        for node in nodes { print("  \(node.name): \(node.http)  (/v1/cluster, /metrics, /health/ready)") }
+        for node in nodes {
+            print("  \(node.name): \(node.http)  (/v1/cluster, /metrics, /health/ready), pid \(node.runningPID ?? 0)")
+        }
         print("\nDemo logins (username / password):")
         print("  admin / admin-password (admin)")
         for (username, password, roles) in DevCommand.users {
@@ -218,7 +244,7 @@ struct DevClusterService: Service {
             Watch it live:   curl -N \(nodes[2].http)/v1/auctions/\(lot.id)/events
             Or with the CLI: swift run artpay bid \(lot.id) \(lot.minimum + 10_000) --user alice --password alice-password
 
-            Kill a node (kill -9 on its pid, see `ps`) to watch failover in the status line. Ctrl-C stops everything.
+            Kill a node (kill -9 <pid> with a pid above) to watch failover in the status line. Ctrl-C stops everything.
 
             """)
     }

@@ -3,6 +3,7 @@ import Gateway
 import Hummingbird
 import HummingbirdTesting
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite struct RequestTimeoutTests {
@@ -32,7 +33,7 @@ import Testing
             let echo = try await client.execute(uri: "/echo", method: .post, body: ByteBuffer(string: "a body"))
             #expect(String(buffer: echo.body) == "a body", "the body read before routing reaches the handler")
         }
-        try await eventually { cancelled.value.withLock { $0 } }
+        try await eventually("the stuck handler is cancelled") { cancelled.value.withLock { $0 } }
     }
 
     /// A handler that ignores cancellation (a call that hangs on a dead connection) still gets its
@@ -56,18 +57,6 @@ import Testing
             #expect(String(buffer: quick.body) == "fine")
         }
         release.open()
-    }
-}
-
-/// Polls `condition` until it holds, for at most 5 s.
-private func eventually(_ condition: () -> Bool) async throws {
-    let deadline = ContinuousClock.now.advanced(by: .seconds(5))
-    while !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("condition did not hold within 5 s")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(10))
     }
 }
 
