@@ -129,10 +129,17 @@ public struct BidderStanding: Sendable, Hashable {
 /// (a copy shares structure with the original), so publishing costs O(1) and the writer's next
 /// change copies only what it touches.
 public struct ReadModelSnapshot: Sendable {
-    struct Entry: Sendable {
-        var summary: AuctionSummary
+    /// One auction's published view. A class: the hash trie copies the entries of a node it changes,
+    /// and an entry is then one reference, not a summary's many strings.
+    final class Entry: Sendable {
+        let summary: AuctionSummary
         /// The leader first, then by highest price reached, then by bidder id.
-        var ranked: [BidderStanding]
+        let ranked: [BidderStanding]
+
+        init(summary: AuctionSummary, ranked: [BidderStanding]) {
+            self.summary = summary
+            self.ranked = ranked
+        }
     }
 
     struct EndKey: Comparable, Sendable {
@@ -276,7 +283,7 @@ struct ChunkedSortedArray<Element: Comparable & Sendable>: Sendable, Sequence {
     /// A chunk is split in two when it grows beyond twice this.
     let chunkSize: Int
 
-    init(chunkSize: Int = 256) {
+    init(chunkSize: Int = 64) {
         precondition(chunkSize > 0)
         self.chunkSize = chunkSize
     }
@@ -453,16 +460,17 @@ actor ReadModelWriter {
     /// Applies `event` if it is the next one of its auction, with its notifications; false otherwise.
     private func step(_ event: StoredEvent, _ notes: inout [BidderNotification]) -> Bool {
         let id = event.auction
-        var projected = auctions[id] ?? Projected()
-        guard event.seq == projected.seq + 1 else { return false }
-        let previousLeader = projected.state?.leader?.bidderId
+        guard event.seq == (auctions[id]?.seq ?? 0) + 1 else { return false }
+        let previousLeader = auctions[id]?.state?.leader?.bidderId
         do {
-            try AuctionState.advance(&projected.state, with: event.event, auction: id, seq: event.seq)
+            // In place: `advance` leaves the state unchanged when it throws.
+            try AuctionState.advance(
+                &auctions[id, default: Projected()].state, with: event.event, auction: id, seq: event.seq)
         } catch {
+            if auctions[id]?.state == nil { auctions[id] = nil }
             return false
         }
-        projected.seq = event.seq
-        auctions[id] = projected
+        auctions[id]!.seq = event.seq
         switch event.event {
         case .bidAccepted(let bid):
             fold(bidder: bid.bidderId, price: bid.price, in: id)
@@ -472,7 +480,7 @@ actor ReadModelWriter {
         case .created, .extended, .closed, .cancelled:
             break
         }
-        if let state = projected.state {
+        if let state = auctions[id]?.state {
             notes += state.notifications(
                 auction: id, seq: event.seq, after: event.event, previousLeader: previousLeader,
                 bidders: standings[id]?.keys ?? [:].keys

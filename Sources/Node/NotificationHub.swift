@@ -1,4 +1,5 @@
 public import AuctionCore
+import DequeModule
 import Synchronization
 
 /// Hands each bidder's notifications to their open streams on this node, and keeps the latest few
@@ -10,7 +11,7 @@ import Synchronization
 public final class NotificationHub: Sendable {
     private struct State {
         var subscribers: [UserID: [Int: AsyncStream<BidderNotification>.Continuation]] = [:]
-        var recent: [UserID: [BidderNotification]] = [:]
+        var recent: [UserID: Deque<BidderNotification>] = [:]
         var nextToken = 0
     }
 
@@ -29,10 +30,12 @@ public final class NotificationHub: Sendable {
         guard !notifications.isEmpty else { return }
         state.withLock { state in
             for notification in notifications {
-                var kept = state.recent[notification.userId] ?? []
-                kept.append(notification)
-                if kept.count > retainedPerUser { kept.removeFirst(kept.count - retainedPerUser) }
-                state.recent[notification.userId] = kept
+                // In place: copying a bidder's retained notifications per notification was the read
+                // model's dearest step under load.
+                state.recent[notification.userId, default: []].append(notification)
+                if state.recent[notification.userId]!.count > retainedPerUser {
+                    state.recent[notification.userId]!.removeFirst()
+                }
                 for continuation in (state.subscribers[notification.userId] ?? [:]).values {
                     continuation.yield(notification)
                 }
