@@ -193,6 +193,11 @@ struct HttpBenchCommand: AsyncParsableCommand {
                 "- ArtPay over HTTP ÷ engine in-process, requests/s: \(inProcess.joined(separator: "; "))")
         }
         text += "\n" + ratios.joined(separator: "\n") + (ratios.isEmpty ? "" : "\n")
+        if let busiest = rows.max(by: { $0.otherCPU < $1.otherCPU }), busiest.otherCPU >= 20 {
+            text += String(
+                format: "\n**Other processes used up to %.0f%% of a core during the tests (\"other\" above):** "
+                    + "these figures are from a busy machine; compare rows of a quiet run.\n", busiest.otherCPU)
+        }
         let perServer = command.bidders / servers
         let spread = command.spread ?? command.bidders
         let cores = ProcessInfo.processInfo.activeProcessorCount

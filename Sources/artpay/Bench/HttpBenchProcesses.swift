@@ -113,8 +113,9 @@ enum CPUTime {
         else { return 0 }
         let values = line.split(separator: " ").dropFirst().compactMap { Double($0) }
         guard values.count >= 8 else { return 0 }
-        // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
-        return (values[0] + values[1] + values[2] + values[5] + values[6] + values[7]) / ticksPerSecond
+        // user nice system idle iowait irq softirq steal: busy is user, nice, system, irq and softirq
+        // (steal is time the hypervisor gave to someone else).
+        return (values[0] + values[1] + values[2] + values[5] + values[6]) / ticksPerSecond
     }
 
     /// CPU seconds used by children of this process that have ended and been reaped.

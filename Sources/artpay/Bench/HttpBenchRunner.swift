@@ -228,7 +228,8 @@ final class HttpBenchRunner: Sendable {
                     let cpu = CPUSample.take(servers: [redis.pid]).usage(since: before)
                     let row = HttpBenchRow(
                         design: Label.redisDirect, load: load, result: result,
-                        cpu: cpu.text(servers: "redis-server", wrk: nil, harness: "bidders (this process)"))
+                        cpu: cpu,
+                        cpuText: cpu.text(servers: "redis-server", wrk: nil, harness: "bidders (this process)"))
                     say(HttpBenchCommand.line(row))
                     rows.append(row)
                 }
@@ -262,7 +263,7 @@ final class HttpBenchRunner: Sendable {
                 let cpu = CPUSample.take(servers: []).usage(since: before)
                 let row = HttpBenchRow(
                     design: Label.engine, load: load, result: engine.result,
-                    cpu: cpu.text(servers: nil, wrk: nil, harness: "engine + bidders (this process)"))
+                    cpu: cpu, cpuText: cpu.text(servers: nil, wrk: nil, harness: "engine + bidders (this process)"))
                 say(HttpBenchCommand.line(row) + "; \(engine.note)")
                 rows.append(row)
             }

@@ -17,6 +17,8 @@ struct HttpBenchRow: Sendable {
     var max = 0.0
     /// Where the CPU went while the test ran (percent of one core).
     var cpu = ""
+    /// CPU used meanwhile by processes outside the test (percent of one core).
+    var otherCPU = 0.0
 
     var failureCount: Int { failures.values.reduce(0, +) }
 
@@ -26,7 +28,7 @@ struct HttpBenchRow: Sendable {
     }
 
     /// A row from an in-process load test.
-    init(design: String, load: String, result: LoadResult, cpu: String) {
+    init(design: String, load: String, result: LoadResult, cpu: CPUUsage, cpuText: String) {
         self.design = design
         self.load = load
         requests = result.requests
@@ -39,7 +41,8 @@ struct HttpBenchRow: Sendable {
         p50 = result.percentileMilliseconds(50)
         p99 = result.percentileMilliseconds(99)
         max = Double(result.latency.max) / 1_000
-        self.cpu = cpu
+        self.cpu = cpuText
+        otherCPU = cpu.other
     }
 }
 
@@ -132,6 +135,7 @@ struct WrkLoad: Sendable {
         }
         (row.p50, row.p99) = (Self.percentile(50, of: points) / 1_000, Self.percentile(99, of: points) / 1_000)
         row.cpu = cpu.text(servers: serverName, wrk: "wrk", harness: nil)
+        row.otherCPU = cpu.other
         return row
     }
 
