@@ -414,12 +414,9 @@ actor ReadModelWriter {
     }
 
     /// Applies the logged events of `id` after what is known here, through `lastSeq`, one by one with
-    /// their notifications (an auction not known at all is loaded whole). Whether anything changed.
+    /// their notifications — also for an auction first seen mid-log, so its bidders miss nothing.
+    /// Whether anything changed.
     private func fill(_ id: AuctionID, through lastSeq: Int64, _ notes: inout [BidderNotification]) async -> Bool {
-        guard auctions[id] != nil else {
-            await reload(id)
-            return false
-        }
         var changed = false
         while (auctions[id]?.seq ?? 0) < lastSeq {
             let current = auctions[id]?.seq ?? 0

@@ -344,6 +344,8 @@ enum SQLiteSchema {
                 """,
             ]
         ),
+        // PostgreSQL's version 4 tunes its append function's plans; nothing to do here.
+        SchemaMigration(version: 4, statements: []),
     ]
 }
 

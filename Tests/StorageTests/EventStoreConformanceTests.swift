@@ -1,5 +1,6 @@
 import AuctionCore
 import Storage
+import TestSupport
 import Testing
 
 /// One suite, both backends: the contract of `EventStore` (see its doc comment).
@@ -123,6 +124,11 @@ import Testing
                         .init(auction: id, shard: Self.shard, epoch: epoch, firstSeq: 1, events: Array(events[..<2]))
                     ]))
             }
+            // PostgreSQL lists a head once no older transaction runs anywhere on the server (other
+            // tests share it): wait until all five are listed.
+            try await eventually("every head is listed", timeout: .seconds(60)) {
+                try await store.logHeads(after: .start, limit: 10).heads.count == 5
+            }
             let first = try await store.logHeads(after: .start, limit: 2)
             let rest = try await store.logHeads(after: first.next, limit: 10)
             #expect(first.heads.map(\.auction.rawValue) == ["c", "a"])
@@ -137,6 +143,9 @@ import Testing
                 AppendBatch(entries: [
                     .init(auction: ids[1], shard: Self.shard, epoch: epoch, firstSeq: 3, events: Array(logs[1][2...]))
                 ]))
+            try await eventually("the grown log is listed again", timeout: .seconds(60)) {
+                try await !store.logHeads(after: rest.next, limit: 10).heads.isEmpty
+            }
             let later = try await store.logHeads(after: rest.next, limit: 10)
             #expect(later.heads == [LogHead(auction: ids[1], lastSeq: Int64(logs[1].count))])
             let everything = try await store.logHeads(after: .start, limit: 10)
