@@ -456,12 +456,17 @@ public struct GatewayAPI: Sendable {
     }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return Response(
+        Response(
             status: status, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(data: try encoder.encode(value))))
     }
+
+    /// One encoder for every answer (it is not changed after this, so sharing it is safe).
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return encoder
+    }()
 
     static func unwrap(_ result: Result<CommandAccepted, EngineError>) throws(APIError) -> CommandAccepted {
         switch result {

@@ -7,9 +7,14 @@ import Foundation
 /// PostgreSQL); it must stay readable by tools and by future versions of this code. New fields
 /// are added as optional, kinds are never renamed.
 public enum EventCodec {
-    public static func encode(_ event: AuctionEvent) -> (kind: String, payload: String) {
+    /// Shared: never changed after this, so safe to use from any thread.
+    private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
+        return encoder
+    }()
+
+    public static func encode(_ event: AuctionEvent) -> (kind: String, payload: String) {
         let data: Data
         // Encoding these plain value types into JSON cannot fail.
         switch event {
@@ -46,9 +51,7 @@ public enum EventCodec {
     }
 
     public static func encodeSnapshot(_ auction: Auction) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return String(decoding: try! encoder.encode(auction), as: UTF8.self)
+        String(decoding: try! encoder.encode(auction), as: UTF8.self)
     }
 
     public static func decodeSnapshot(_ state: String, auction: AuctionID, seq: Int64) throws(StorageError) -> Auction {

@@ -199,12 +199,13 @@ public struct PostgresEventStore: EventStore {
 
     public func logHeads(after cursor: LogCursor, limit: Int) async throws(StorageError) -> LogHeadsPage {
         // Heads of transactions still running, and of everything after the oldest of them, wait:
-        // a head becomes visible only once nothing that could commit before it is running.
+        // a head becomes visible only once nothing that could commit before it is running. (The
+        // text form of the id gets a name of its own: ORDER BY would otherwise sort by the text.)
         let rows: [(String, Int64, String, Int64)] = try await guarded {
             var found: [(String, Int64, String, Int64)] = []
             let result = try await client.query(
                 """
-                SELECT auction_id, last_seq, changed_tx::text, change FROM auction_heads
+                SELECT auction_id, last_seq, changed_tx::text AS position_tx, change FROM auction_heads
                 WHERE (changed_tx, change) > (\(String(cursor.transaction))::xid8, \(cursor.change))
                   AND changed_tx < pg_snapshot_xmin(pg_current_snapshot())
                 ORDER BY changed_tx, change LIMIT \(Int64(limit))

@@ -1,3 +1,4 @@
+import AuctionCore
 import Foundation
 import Testing
 
@@ -23,5 +24,25 @@ import Testing
         #expect(object["title"] as? String == "Unprocessable Content")
         let keys = error.json.split(separator: ",").compactMap { $0.split(separator: ":").first }
         #expect(keys.first == "{\"code\"")
+    }
+}
+
+/// API timestamps are formatted by hand: the same date and time as Foundation's ISO 8601 style,
+/// and milliseconds exact (Foundation's, through a Double, sometimes read one lower).
+@Suite struct TimestampFormatTests {
+    @Test func format_matchesFoundationsISO8601() {
+        var generator = SystemRandomNumberGenerator()
+        var samples: [Int64] = [0, 1, 999, 86_399_999, 86_400_000, 951_782_400_000, 1_798_761_599_999, 4_102_444_800_000]
+        for _ in 0..<2_000 { samples.append(Int64.random(in: 0...4_102_444_800_000, using: &generator)) }
+        for milliseconds in samples {
+            let date = Date(timeIntervalSince1970: Double(milliseconds) / 1_000)
+            let expected = date.formatted(
+                .iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: true)
+                    .timeSeparator(.colon).dateSeparator(.dash))
+            let formatted = Timestamps.format(Timestamp(millisecondsSinceEpoch: milliseconds))
+            #expect(formatted.prefix(20) == expected.prefix(20), "\(milliseconds)")
+            #expect(formatted.count == 24 && formatted.hasSuffix("Z"))
+            #expect(Timestamps.parse(formatted)?.millisecondsSinceEpoch == milliseconds)
+        }
     }
 }
