@@ -80,6 +80,8 @@ struct ChaosCommand: AsyncParsableCommand {
 
         let writer = try HistoryWriter(path: history)
         var report: CheckReport?
+        var wedged: [String] = []
+        var stale: [String] = []
         do {
             for index in configured.indices { try cluster.start(index) }
             try await Self.waitUntil("the cluster converges", seconds: 90) { await cluster.converged() }
@@ -119,6 +121,15 @@ struct ChaosCommand: AsyncParsableCommand {
                 }
             }
             for watcher in watchers { watcher.cancel() }
+            // Liveness: after the heal, every auction answers through every node, and every read
+            // model comes to equal the log.
+            let everything = workload.hot + workload.cold + workload.short.withLock { $0.map(\.id) }
+            wedged = await ChaosLiveness.probeEveryAuction(
+                everything, through: cluster, token: workload.bidders[0].token)
+            stale = await ChaosLiveness.compareReadModels(everything, through: cluster)
+            say(
+                "chaos: liveness: \(everything.count) auctions probed through \(cluster.nodes.count) nodes, "
+                    + "\(wedged.count) without an answer, \(stale.count) read-model differences")
             await cluster.stopAll()
             writer.close()
 
@@ -142,7 +153,9 @@ struct ChaosCommand: AsyncParsableCommand {
         guard let report else { throw ExitCode(2) }
         say("chaos: seed \(seed); history \(history); node logs in \(work)")
         say(report.summary)
-        if !report.passed { throw ExitCode(1) }
+        for line in wedged { say("LIVENESS: no answer from \(line)") }
+        for line in stale { say("LIVENESS: read model behind: \(line)") }
+        if !report.passed || !wedged.isEmpty || !stale.isEmpty { throw ExitCode(1) }
     }
 
     /// The seeded fault schedule: each enabled kind once first (in seeded order), then seeded
