@@ -55,6 +55,8 @@ public struct MembershipInstance: Sendable {
     private var nextSyncAt: Timestamp
     private var probeOrder: [NodeID] = []
     private var relays: [UInt64: Relay] = [:]
+    /// Set while this node reaches no majority: its suspicions restart when it reaches one again.
+    private var suspicionsOnHold = false
     /// Members whose current record still has to be gossiped, with how often it was sent.
     private var gossipSent: [NodeID: Int] = [:]
 
@@ -86,11 +88,41 @@ public struct MembershipInstance: Sendable {
     public var nextDeadline: Timestamp {
         var deadline = min(nextProbeAt, nextSyncAt)
         if let probe, !probe.indirectSent, !probe.acked { deadline = min(deadline, probe.indirectAt) }
-        for record in records.values {
-            if let expiry = suspicionExpiry(record) { deadline = min(deadline, expiry) }
+        // Without a majority suspicions do not expire, so their deadlines wait too.
+        if seesMajority {
+            for record in records.values {
+                if let expiry = suspicionExpiry(record) { deadline = min(deadline, expiry) }
+            }
         }
         return deadline
     }
+
+    /// Whether this node reaches a majority of the cluster: itself and the members it sees `alive`
+    /// (not merely suspect) are more than half of every member it knows that has not left.
+    ///
+    /// Why: a node cut off from the rest must neither bury the others nor take their work. Without
+    /// a majority it declares nobody dead (suspicions wait; a heal turns them into refutations
+    /// instead of deaths that would spread to the majority) and its shell takes no shards and
+    /// releases those it holds (Akka's "keep majority"). Members that left gracefully no longer
+    /// count, so a planned scale-down keeps the quorum; dead members still do, since a partition
+    /// and a crash look the same from inside.
+    /// A node that has heard from nobody yet counts its seeds as the cluster, so a restarted node
+    /// takes nothing before it has joined (a node without other seeds is a cluster of one).
+    ///
+    /// Lifeguard's local health counts too: a node whose own last probes all went unanswered is
+    /// more likely cut off itself than surrounded by failures, so it counts as reaching no
+    /// majority however many members it still lists as alive (in a large cluster a cut-off node
+    /// suspects one member per probe period and would list most as alive for a long time).
+    public var seesMajority: Bool {
+        guard failedProbesInARow < Self.unhealthyAfterFailedProbes else { return false }
+        let known = records.isEmpty ? 1 + seeds.count : 1 + records.values.count { $0.member.status != .left }
+        let reached = 1 + records.values.count { $0.member.status == .alive }
+        return reached * 2 > known
+    }
+
+    /// Probes in a row without an answer (direct or indirect) after which this node doubts itself.
+    static let unhealthyAfterFailedProbes = 3
+    private var failedProbesInARow = 0
 
     private var liveOthers: [Member] {
         records.values.map(\.member).filter(\.status.isLive).sorted { $0.id < $1.id }
@@ -118,10 +150,13 @@ public struct MembershipInstance: Sendable {
         }
 
         if now >= nextProbeAt {
-            if let finished = probe, !finished.acked, let record = records[finished.target],
-                record.member.status == .alive
-            {
-                merge(record.member.with(status: .suspect, suspectedBy: myself.id), now: now, into: &out)
+            if let finished = probe, !finished.acked {
+                failedProbesInARow += 1
+                // A node that doubts itself (or reaches no majority) raises no suspicion either:
+                // after a heal it would spread to nodes that never lost sight of the suspect.
+                if seesMajority, let record = records[finished.target], record.member.status == .alive {
+                    merge(record.member.with(status: .suspect, suspectedBy: myself.id), now: now, into: &out)
+                }
             }
             probe = nil
             if let target = nextProbeTarget() {
@@ -179,6 +214,7 @@ public struct MembershipInstance: Sendable {
             if var current = probe, current.sequence == sequence {
                 current.acked = true
                 probe = current
+                failedProbesInARow = 0
             } else if let relay = relays.removeValue(forKey: sequence) {
                 out.append(send(.ack(sequence: relay.originSequence), to: relay.origin))
             }
@@ -275,6 +311,23 @@ public struct MembershipInstance: Sendable {
     }
 
     private mutating func expireSuspicions(now: Timestamp, into out: inout [MembershipDirective]) {
+        // No death verdicts from a node that does not reach a majority (see `seesMajority`); when
+        // it reaches one again, its suspicions start over: those members get a full suspicion
+        // period to refute now that they can be heard (refutation before burial).
+        guard seesMajority else {
+            suspicionsOnHold = true
+            return
+        }
+        if suspicionsOnHold {
+            // Suspicions raised before this node lost its majority are withdrawn here (they were
+            // most likely its own isolation); a member that really failed meanwhile is buried by
+            // the majority, which kept watching it.
+            suspicionsOnHold = false
+            for (id, record) in records where record.member.status == .suspect {
+                records[id] = Record(member: record.member.with(status: .alive))
+            }
+            return
+        }
         for (id, record) in records {
             guard let expiry = suspicionExpiry(record), expiry <= now else { continue }
             var dead = record.member

@@ -163,6 +163,10 @@ public actor ClusterNode {
             return .failure(.ownerUnavailable("no live member takes auctions"))
         }
         if owner == configuration.id {
+            // A node cut off from the majority takes no shard: the majority will own it.
+            guard membership.seesMajority else {
+                return .failure(.ownerUnavailable("this node does not reach a majority of the cluster"))
+            }
             return await registry.submit(command, to: auction)
         }
         guard hops < 2 else { return .failure(.ownerUnavailable("views of the cluster disagree")) }
@@ -287,6 +291,7 @@ public actor ClusterNode {
     /// that still run: a loaded actor that was fenced meanwhile (its timer's close failed) is then
     /// dropped with its lease, and the next round closes it under a new one.
     private func closeDueAuctions() {
+        guard membership.seesMajority else { return }
         let now = clock.now()
         let horizon = now.advanced(by: .seconds(60))
         let (readModel, registry, shardMap, me, candidates) = (
@@ -357,8 +362,11 @@ public actor ClusterNode {
         candidates = Placement.candidates(membership.members)
         let candidates = self.candidates
         let me = configuration.id
+        // Without a majority every shard goes (see `MembershipInstance.seesMajority`).
+        let keepsShards = membership.seesMajority
         Task { [registry, weak self] in
-            for shard in await registry.ownedShards.keys where Placement.owner(of: shard, among: candidates) != me {
+            for shard in await registry.ownedShards.keys
+            where !keepsShards || Placement.owner(of: shard, among: candidates) != me {
                 await registry.release(shard)
                 await self?.countRelease()
             }
@@ -390,7 +398,7 @@ public actor ClusterNode {
                 shardsHeld: owned.map { .init(shard: $0.key.rawValue, epoch: $0.value.rawValue) }.sorted {
                     $0.shard < $1.shard
                 },
-                counters: counters)
+                reachesMajority: membership.seesMajority, counters: counters)
         }
     }
 
@@ -471,5 +479,7 @@ public struct ClusterSnapshot: Sendable, Codable {
     public var shardsPlacedHere: Int
     /// Shards this node holds a lease on (it served a command on them since the last view change).
     public var shardsHeld: [HeldShard]
+    /// Whether this node reaches a majority of the cluster; without one it holds and takes no shard.
+    public var reachesMajority: Bool
     public var counters: ClusterNode.Counters
 }

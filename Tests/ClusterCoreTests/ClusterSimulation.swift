@@ -96,10 +96,24 @@ struct ClusterSimulation {
 
     mutating func partition(_ index: Int) {
         for other in nodes.indices where other != index { cut.insert([min(index, other), max(index, other)]) }
+        isolatedSince[index] = now
     }
 
     mutating func heal() {
         cut = []
+        isolatedSince = [:]
+    }
+
+    /// When each node cut off from every other one was cut off.
+    private var isolatedSince: [Int: Int64] = [:]
+    /// Shards taken by a node cut off from all others for longer than it takes to notice
+    /// (`minorityGrace`): a minority must take nothing.
+    private(set) var acquisitionsWhileIsolated: [(node: NodeID, shard: ShardID, at: Int64)] = []
+    var minorityGrace: Int64 = 5_000
+
+    private func isolated(_ index: Int) -> Bool {
+        guard let since = isolatedSince[index] else { return false }
+        return now - since > minorityGrace
     }
 
     func isUp(_ index: Int) -> Bool { nodes[index].instance != nil }
@@ -214,6 +228,7 @@ struct ClusterSimulation {
         let shard = shardMap.shard(of: auction)
         guard let owner = Placement.owner(of: shard, among: nodes[index].candidates) else { return reply(bid, false) }
         if owner == nodes[index].id {
+            guard nodes[index].instance?.seesMajority == true else { return reply(bid, false) }
             return reply(bid, execute(bid, auction: auction, shard: shard, at: index))
         }
         guard hops < 2, let target = nodes.firstIndex(where: { $0.id == owner }) else { return reply(bid, false) }
@@ -234,6 +249,7 @@ struct ClusterSimulation {
     private mutating func execute(_ bid: PlaceBid, auction id: AuctionID, shard: ShardID, at index: Int) -> Bool {
         let node = nodes[index].id
         if nodes[index].leases[shard] == nil {
+            if isolated(index) { acquisitionsWhileIsolated.append((node, shard, now)) }
             nodes[index].leases[shard] = store.acquire(shard, by: node, at: now)
             nodes[index].auctions = nodes[index].auctions.filter { shardMap.shard(of: $0.key) != shard }
         }
@@ -268,7 +284,9 @@ struct ClusterSimulation {
         guard let instance = nodes[index].instance else { return }
         nodes[index].candidates = Placement.candidates(instance.members)
         let me = nodes[index].id
-        for shard in nodes[index].leases.keys where Placement.owner(of: shard, among: nodes[index].candidates) != me {
+        let keepsShards = instance.seesMajority
+        for shard in nodes[index].leases.keys
+        where !keepsShards || Placement.owner(of: shard, among: nodes[index].candidates) != me {
             nodes[index].leases[shard] = nil
             nodes[index].auctions = nodes[index].auctions.filter { shardMap.shard(of: $0.key) != shard }
         }
