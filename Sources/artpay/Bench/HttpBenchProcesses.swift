@@ -178,7 +178,8 @@ struct CPUUsage {
     }
 }
 
-enum BenchNetwork {
+/// Loopback ports for the processes the chaos runs and benchmarks start.
+enum LocalNetwork {
     /// A port nothing listens on at `host` now.
     static func freePort(_ host: String) throws -> Int {
         let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

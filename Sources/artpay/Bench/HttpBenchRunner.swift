@@ -96,7 +96,7 @@ final class HttpBenchRunner: Sendable {
         do {
             for index in nodes.indices { try cluster.start(index) }
             say("bench http: starting 3 nodes (\(nodes.map(\.http).joined(separator: ", ")))")
-            try await BenchNetwork.waitUntil("every node is ready and sees 3 members", seconds: 120) {
+            try await LocalNetwork.waitUntil("every node is ready and sees 3 members", seconds: 120) {
                 if let crashed = cluster.reapCrashed().first {
                     say("bench http: node \(nodes[crashed].id) exited; see \(nodes[crashed].logPath)")
                 }
@@ -316,7 +316,7 @@ final class HttpBenchRunner: Sendable {
         var pids: [pid_t] = []
         do {
             for (index, host) in hosts.enumerated() {
-                let port = try BenchNetwork.freePort(host)
+                let port = try LocalNetwork.freePort(host)
                 urls.append("http://\(host):\(port)")
                 pids.append(
                     try children.start(
@@ -327,7 +327,7 @@ final class HttpBenchRunner: Sendable {
                         ] + arguments, log: "\(work)/\(name)-\(index + 1).log"))
             }
             say("bench http: starting 3 \(name) servers (\(urls.joined(separator: ", ")))")
-            try await BenchNetwork.waitUntil("every \(name) server is ready", seconds: 30) {
+            try await LocalNetwork.waitUntil("every \(name) server is ready", seconds: 30) {
                 for (url, pid) in zip(urls, pids) {
                     if children.hasExited(pid) { return false }
                     guard (try? await ChaosCluster.status(url + "/health/ready")) == 200 else { return false }

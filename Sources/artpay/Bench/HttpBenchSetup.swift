@@ -116,7 +116,7 @@ enum HttpBenchSetup {
 
     /// Waits until every node's read model lists the hot lot and all `count` lots of `sale`.
     static func waitForReadModels(nodes: [String], hot: String, sale: String, count: Int, seconds: Int) async throws {
-        try await BenchNetwork.waitUntil("every node's read model has the \(count + 1) auctions", seconds: seconds) {
+        try await LocalNetwork.waitUntil("every node's read model has the \(count + 1) auctions", seconds: seconds) {
             for node in nodes {
                 guard
                     let hotLot = try? await APIClient(base: node).call("GET", "/v1/auctions/\(hot)", timeout: 5),

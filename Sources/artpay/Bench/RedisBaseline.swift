@@ -10,14 +10,14 @@ enum RedisBids {
     static func startServer(
         binary: String, directory: String, children: BenchChildren
     ) async throws -> (pid: pid_t, port: Int) {
-        let port = try BenchNetwork.freePort("127.0.0.1")
+        let port = try LocalNetwork.freePort("127.0.0.1")
         let pid = try children.start(
             "redis-server", binary,
             [
                 "--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory, "--appendonly", "yes",
                 "--appendfsync", "always", "--save", "", "--daemonize", "no", "--protected-mode", "no",
             ], log: directory + "/redis.log")
-        try await BenchNetwork.waitUntil("redis-server answers on port \(port)", seconds: 20) {
+        try await LocalNetwork.waitUntil("redis-server answers on port \(port)", seconds: 20) {
             guard !children.hasExited(pid),
                 let connection = try? await RedisConnection.connect(host: "127.0.0.1", port: port)
             else { return false }

@@ -61,8 +61,8 @@ final class ChaosCluster: Sendable {
             let host = "127.0.0.\(firstHost + index)"
             nodes.append(
                 Node(
-                    index: index, id: "chaos-\(index + 1)", host: host, clusterPort: try freePort(host),
-                    httpPort: try freePort(host),
+                    index: index, id: "chaos-\(index + 1)", host: host, clusterPort: try LocalNetwork.freePort(host),
+                    httpPort: try LocalNetwork.freePort(host),
                     configPath: "\(workDirectory)/node-\(index + 1).json",
                     logPath: "\(workDirectory)/node-\(index + 1).log"))
         }
@@ -254,26 +254,6 @@ final class ChaosCluster: Sendable {
     static func getJSON(_ url: String) async throws -> [String: Any] {
         let (data, _) = try await URLSession.shared.data(for: URLRequest(url: URL(string: url)!, timeoutInterval: 2))
         return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
-    }
-
-    private static func freePort(_ host: String) throws -> Int {
-        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        inet_pton(AF_INET, host, &address.sin_addr)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0 else { throw ChaosError("no free port on \(host)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(socket, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 
