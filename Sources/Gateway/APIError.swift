@@ -1,4 +1,4 @@
-import AuctionCore
+public import AuctionCore
 import AuctionRuntime
 import Foundation
 public import Hummingbird
@@ -86,7 +86,8 @@ public struct APIError: Error, Sendable, HTTPResponseError {
         }
     }
 
-    static func rejected(_ rejection: AuctionRejection) -> APIError {
+    /// The answer for a rule rejection (public: the benchmark's baseline servers answer alike).
+    public static func rejected(_ rejection: AuctionRejection) -> APIError {
         var extra: [String: String] = [:]
         switch rejection {
         case .belowMinimum(let minimum):

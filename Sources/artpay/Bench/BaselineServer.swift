@@ -146,7 +146,7 @@ enum BaselineBids {
                 extra: ["requiredRole": "bidder"])
         }
         guard let id = context.parameters.get("id").flatMap(AuctionID.init(rawValue:)) else {
-            throw rejected(.auctionNotFound)
+            throw APIError.rejected(.auctionNotFound)
         }
         let buffer = try await request.body.collect(upTo: context.maxUploadSize)
         let body: Body
@@ -167,7 +167,7 @@ enum BaselineBids {
             currency: currency)
         switch decision {
         case .rejected(let rejection):
-            throw rejected(rejection)
+            throw APIError.rejected(rejection)
         case .placed(let placed):
             let view = BidView(
                 bidId: bidId.rawValue, outcome: placed.outcome, replayed: placed.replayed, seq: placed.seq,
@@ -182,27 +182,6 @@ enum BaselineBids {
                 status: placed.replayed ? .ok : .created, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(data: try encoder.encode(view))))
         }
-    }
-
-    /// The node's answer for a rule rejection (`APIError.rejected` in the Gateway).
-    static func rejected(_ rejection: AuctionRejection) -> APIError {
-        var extra: [String: String] = [:]
-        switch rejection {
-        case .belowMinimum(let minimum):
-            extra = ["minimum": "\(minimum.minorUnits)", "currency": minimum.currency.code]
-        case .maximumNotAboveCurrent(let current):
-            extra = ["currentMaximum": "\(current.minorUnits)", "currency": current.currency.code]
-        case .currencyMismatch(let expected): extra = ["currency": expected.code]
-        case .amountTooLarge(let limit): extra = ["limit": "\(limit)"]
-        default: break
-        }
-        let status: HTTPResponse.Status
-        switch rejection {
-        case .auctionNotFound: status = .notFound
-        case .auctionAlreadyExists, .bidIdConflict: status = .conflict
-        default: status = .unprocessableContent
-        }
-        return APIError(status, code: rejection.code, detail: rejection.message, extra: extra)
     }
 }
 
