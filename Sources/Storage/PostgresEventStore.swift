@@ -229,13 +229,15 @@ public struct PostgresEventStore: EventStore {
     /// Runs database work within the call limit, mapping every failure to a `StorageError` that is
     /// safe to log.
     private func guarded<T: Sendable>(
-        uniqueViolation: StorageError? = nil, limit: Duration? = nil, _ work: @escaping @Sendable () async throws -> T
+        uniqueViolation: StorageError? = nil, limit: Duration? = nil, call: String = #function,
+        _ work: @escaping @Sendable () async throws -> T
     ) async throws(StorageError) -> T {
         do {
             return try await withDeadline(limit ?? timeout, work)
         } catch let error as StorageError {
             throw error
         } catch let error as DeadlineExceeded {
+            logger.warning("store call over its deadline", metadata: ["call": "\(call)", "limit": "\(limit ?? timeout)"])
             throw .unavailable("PostgreSQL gave \(error.description)")
         } catch is CancellationError {
             throw .unavailable("cancelled")

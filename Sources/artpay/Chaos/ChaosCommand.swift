@@ -33,6 +33,10 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "Nodes bind 127.0.0.N, N from this on.") var firstHost: Int = 21
     @Option(help: "PostgreSQL data directory (for pg-restart).") var pgDataDir: String?
     @Option(help: "PostgreSQL bin directory (for pg-restart).") var pgBin: String?
+    @Option(help: "Liveness: the largest share (percent) of requests sent in calm that may end unknown.")
+    var maxCalmUnknownPercent: Double = 1
+    @Option(help: "Liveness: seconds after PostgreSQL is up again within which accepted bids/s must be back to 80 %.")
+    var maxRecoverySeconds: Double = 2
     @Flag(help: "Debug: start the nodes with fencing disabled; the check must then fail.") var unsafeDisableFencing =
         false
     @OptionGroup var postgres: PostgresOptions
@@ -82,6 +86,8 @@ struct ChaosCommand: AsyncParsableCommand {
         var report: CheckReport?
         var wedged: [String] = []
         var stale: [String] = []
+        var impact = FaultImpact()
+        var moves: [ShardLeaseSampler.Round] = []
         do {
             for index in configured.indices { try cluster.start(index) }
             try await Self.waitUntil("the cluster converges", seconds: 90) { await cluster.converged() }
@@ -93,8 +99,9 @@ struct ChaosCommand: AsyncParsableCommand {
             }
             let deadline = ContinuousClock.now.advanced(by: .seconds(duration))
             async let bids: Void = workload.run(clients: clients, until: deadline, maxOperations: maxOperations)
+            let leases = ShardLeaseSampler(configuration: Self.configuration(pgConfiguration, database: database))
             let rounds = try await nemesis(
-                cluster: cluster, history: writer, seed: seed, faults: enabled, until: deadline)
+                cluster: cluster, history: writer, seed: seed, faults: enabled, until: deadline, leases: leases)
             await bids
             say("chaos: \(workload.operations.load(ordering: .relaxed)) requests, \(rounds) fault rounds; healing")
 
@@ -144,6 +151,8 @@ struct ChaosCommand: AsyncParsableCommand {
                 logs,
                 to: URL(fileURLWithPath: history).deletingLastPathComponent().appendingPathComponent("logs.jsonl").path)
             report = HistoryChecker.check(history: entries, logs: logs)
+            impact = FaultImpact.measure(history: entries)
+            moves = await leases.rounds
         } catch {
             await cluster.cleanUp()
             writer.close()
@@ -153,16 +162,24 @@ struct ChaosCommand: AsyncParsableCommand {
         guard let report else { throw ExitCode(2) }
         say("chaos: seed \(seed); history \(history); node logs in \(work)")
         say(report.summary)
+        say(impact.summary)
+        say(ShardLeaseSampler.summary(moves))
+        let slow = impact.violations(
+            maxCalmUnknownShare: maxCalmUnknownPercent / 100, maxRecoverySeconds: maxRecoverySeconds)
         for line in wedged { say("LIVENESS: no answer from \(line)") }
         for line in stale { say("LIVENESS: read model behind: \(line)") }
-        if !report.passed || !wedged.isEmpty || !stale.isEmpty { throw ExitCode(1) }
+        for line in slow { say("LIVENESS: \(line)") }
+        if !report.passed || !wedged.isEmpty || !stale.isEmpty || !slow.isEmpty { throw ExitCode(1) }
     }
 
     /// The seeded fault schedule: each enabled kind once first (in seeded order), then seeded
-    /// picks; a fault holds 3–8 s, then heals; 2–5 s of calm between rounds. Returns the rounds.
+    /// picks (a kind named twice in `--faults` is picked twice as often); a fault holds 3–8 s, then
+    /// heals; a PostgreSQL restart is followed by 2–4 s of watching it recover; 2–5 s of calm
+    /// between rounds. Shard epochs are sampled at the start of every round, so each round's
+    /// ownership moves are counted. Returns the rounds.
     private func nemesis(
         cluster: ChaosCluster, history: HistoryWriter, seed: UInt64, faults: [Fault],
-        until deadline: ContinuousClock.Instant
+        until deadline: ContinuousClock.Instant, leases: ShardLeaseSampler
     ) async throws -> Int {
         guard !faults.isEmpty else {
             try? await Task.sleep(until: deadline)
@@ -182,6 +199,7 @@ struct ChaosCommand: AsyncParsableCommand {
             let target = Int(random.next() % UInt64(cluster.nodes.count))
             let name = cluster.nodes[target].id
             let hold = Duration.milliseconds(3_000 + Int64(random.next() % 5_000))
+            await leases.startRound(fault == .pgRestart ? "pg-restart" : "\(fault.rawValue) \(name)")
             switch fault {
             case .kill:
                 note("kill", name)
@@ -204,9 +222,13 @@ struct ChaosCommand: AsyncParsableCommand {
             case .pgRestart:
                 note("pg-restart", "postgresql")
                 try cluster.restartPostgres()
+                note("pg-up", "postgresql")
+                try? await Task.sleep(for: .milliseconds(2_000 + Int64(random.next() % 2_000)))
             }
             rounds += 1
         }
+        try? await Task.sleep(for: .seconds(2))
+        await leases.startRound(nil)
         return rounds
     }
 

@@ -1,0 +1,109 @@
+import AuctionCore
+@testable import ChaosCheck
+import Testing
+
+/// A synthetic run: one client answered every 10 ms (100 answers/s), with faults placed by hand.
+struct ImpactScenario {
+    var history: [HistoryEntry] = []
+    private var count = 0
+
+    /// Answers sent every 10 ms in [from, to) seconds, each taking 5 ms, with `outcome`.
+    mutating func answers(from: Double, to: Double, outcome: HistoryOperation.Outcome = .ok, every: Int64 = 10_000) {
+        var at = Int64(from * 1e6)
+        while at < Int64(to * 1e6) {
+            count += 1
+            history.append(
+                .operation(
+                    HistoryOperation(
+                        client: 0, node: "n1", auction: AuctionID(rawValue: "lot")!,
+                        bidId: BidID(rawValue: "b\(count)")!, bidder: UserID(rawValue: "u")!, maximum: 1,
+                        invokedAt: at, completedAt: at + 5_000, outcome: outcome)))
+            at += every
+        }
+    }
+
+    mutating func fault(_ kind: String, _ target: String, at seconds: Double) {
+        history.append(.fault(InjectedFault(at: Int64(seconds * 1e6), kind: kind, target: target)))
+    }
+}
+
+@Suite struct FaultImpactTests {
+    @Test func aRestartThatCostsOnlyItsDowntime_recoversAtOnce() {
+        var run = ImpactScenario()
+        run.answers(from: 0, to: 10)
+        run.fault("pg-restart", "postgresql", at: 10)
+        run.fault("pg-up", "postgresql", at: 10.5)
+        run.answers(from: 10.5, to: 20)
+        let impact = FaultImpact.measure(history: run.history)
+        #expect(impact.recoveries.count == 1)
+        #expect(impact.recoveries[0].recoverySeconds == 0)
+        #expect(abs(impact.recoveries[0].answeredPerSecondBefore - 100) < 0.5)
+        #expect(impact.violations(maxCalmUnknownShare: 0.01, maxRecoverySeconds: 2).isEmpty)
+    }
+
+    @Test func aStallAfterPostgresIsBack_isAViolation() {
+        var run = ImpactScenario()
+        run.answers(from: 0, to: 10)
+        run.fault("pg-restart", "postgresql", at: 10)
+        run.fault("pg-up", "postgresql", at: 10.5)
+        // Nothing answered for 3 s after PostgreSQL is up (a wedged auction holding the clients).
+        run.answers(from: 13.5, to: 20)
+        let impact = FaultImpact.measure(history: run.history)
+        let seconds = try! #require(impact.recoveries.first?.recoverySeconds)
+        // The first one-second window with 80 % of the rate starts 0.2 s before the answers resume.
+        #expect(abs(seconds - 2.8) < 0.05)
+        let found = impact.violations(maxCalmUnknownShare: 0.01, maxRecoverySeconds: 2)
+        #expect(found.count == 1)
+        #expect(found.first?.contains("restart #1") == true)
+    }
+
+    @Test func aRateThatNeverComesBackBeforeTheNextFault_isAViolation() {
+        var run = ImpactScenario()
+        run.answers(from: 0, to: 10)
+        run.fault("pg-restart", "postgresql", at: 10)
+        run.fault("pg-up", "postgresql", at: 10.5)
+        run.answers(from: 10.5, to: 15, every: 20_000)  // half the rate before
+        run.fault("kill", "n2", at: 15)
+        run.fault("restart", "n2", at: 18)
+        run.answers(from: 15, to: 25)
+        let impact = FaultImpact.measure(history: run.history)
+        #expect(impact.recoveries.first?.recoverySeconds == nil)
+        #expect(impact.violations(maxCalmUnknownShare: 0.01, maxRecoverySeconds: 2).count == 1)
+    }
+
+    @Test func requestsAreCountedByPhase_andUnknownsInCalmAreBounded() {
+        var run = ImpactScenario()
+        run.answers(from: 0, to: 5)
+        run.fault("pause", "n2", at: 5)
+        run.answers(from: 5, to: 8, outcome: .unknown)
+        run.fault("resume", "n2", at: 8)
+        run.answers(from: 8, to: 11, outcome: .unknown)  // the grace period after the heal
+        run.answers(from: 11, to: 20)
+        var impact = FaultImpact.measure(history: run.history)
+        #expect(impact.phases["pause"] == FaultImpact.Phase(requests: 300, unknown: 300))
+        #expect(impact.phases["after pause"] == FaultImpact.Phase(requests: 300, unknown: 300))
+        #expect(impact.phases["calm"] == FaultImpact.Phase(requests: 1_400, unknown: 0))
+        #expect(impact.violations(maxCalmUnknownShare: 0.01, maxRecoverySeconds: 2).isEmpty)
+
+        run.answers(from: 20, to: 21, outcome: .unknown)
+        impact = FaultImpact.measure(history: run.history)
+        #expect(impact.phases["calm"] == FaultImpact.Phase(requests: 1_500, unknown: 100))
+        #expect(impact.violations(maxCalmUnknownShare: 0.01, maxRecoverySeconds: 2).count == 1)
+    }
+
+    @Test func eachFaultIsPairedWithItsOwnHeal() {
+        let windows = FaultImpact.faultWindows([
+            InjectedFault(at: 1, kind: "kill", target: "n1"),
+            InjectedFault(at: 2, kind: "partition", target: "n2"),
+            InjectedFault(at: 3, kind: "restart", target: "n1"),
+            InjectedFault(at: 4, kind: "heal", target: "n2"),
+            InjectedFault(at: 5, kind: "crash", target: "n3"),
+        ])
+        #expect(
+            windows == [
+                .init(kind: "kill", target: "n1", start: 1, end: 3),
+                .init(kind: "partition", target: "n2", start: 2, end: 4),
+                .init(kind: "crash", target: "n3", start: 5, end: nil),
+            ])
+    }
+}
