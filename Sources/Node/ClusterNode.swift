@@ -65,6 +65,9 @@ public actor ClusterNode {
     private var candidates: [NodeID] = []
     private var pending: [UInt64: PendingForward] = [:]
     private var nextRequest: UInt64 = 0
+    /// When each command now running on this node as owner started: the watchdog's view.
+    private var running: [UInt64: ContinuousClock.Instant] = [:]
+    private var nextRunning: UInt64 = 0
     public private(set) var counters = Counters()
 
     /// What the node did, for `/metrics` and `/v1/cluster`.
@@ -76,6 +79,9 @@ public actor ClusterNode {
         public var refutations = 0
         public var deaths = 0
         public var shardsReleased = 0
+        /// Commands this node ran as owner that answered only after `forwardTimeout`: the node
+        /// that forwarded them had given up (the watchdog's count).
+        public var overdueCommands = 0
     }
 
     /// Builds the node with its own auction registry and event fan-out, wired here once: every
@@ -167,13 +173,29 @@ public actor ClusterNode {
             guard membership.seesMajority else {
                 return .failure(.ownerUnavailable("this node does not reach a majority of the cluster"))
             }
-            return await registry.submit(command, to: auction)
+            return await runHere(command, on: auction)
         }
         guard hops < 2 else { return .failure(.ownerUnavailable("views of the cluster disagree")) }
         guard let address = membership.member(owner)?.address else {
             return .failure(.ownerUnavailable("unknown owner"))
         }
         return await forward(command, to: auction, hops: hops + 1, at: address)
+    }
+
+    /// Runs `command` on the local actor, watched: a command still running after `forwardTimeout`
+    /// is overdue (whoever forwarded it answered `ownerUnavailable` already) — a wedged auction or
+    /// store shows here before any client complains.
+    private func runHere(_ command: AuctionCommand, on auction: AuctionID) async -> Result<
+        CommandAccepted, EngineError
+    > {
+        nextRunning += 1
+        let token = nextRunning
+        let started = ContinuousClock.now
+        running[token] = started
+        let result = await registry.submit(command, to: auction)
+        running[token] = nil
+        if ContinuousClock.now - started > configuration.forwardTimeout { counters.overdueCommands += 1 }
+        return result
     }
 
     private func forward(
@@ -435,6 +457,17 @@ public actor ClusterNode {
         metric(
             "artpay_forwarded_command_seconds_sum", "counter", "Total time of forwarded commands.",
             [("", String(format: "%.3f", Double(counters.forwardMillisecondsTotal) / 1_000))])
+        let now = ContinuousClock.now
+        metric(
+            "artpay_commands_running", "gauge", "Commands running on this node as their auction's owner.",
+            [("", "\(running.count)")])
+        metric(
+            "artpay_commands_overdue", "gauge",
+            "Commands running on this node for longer than the forward timeout (a wedged auction or store).",
+            [("", "\(running.values.filter { now - $0 > configuration.forwardTimeout }.count)")])
+        metric(
+            "artpay_commands_overdue_total", "counter", "Commands that answered only after the forward timeout.",
+            [("", "\(counters.overdueCommands)")])
         metric(
             "artpay_shard_acquisitions_total", "counter", "Shard leases taken (each bumps the epoch).",
             [("", "\(await registry.shardAcquisitions)")])

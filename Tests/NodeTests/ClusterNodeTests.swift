@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import Node
 import Storage
+import Synchronization
 import TestSupport
 import Testing
 
@@ -20,15 +21,17 @@ final class LocalCluster: Sendable {
     }
 
     let secret = ClusterSecret("local test cluster secret")!
-    let store: SQLiteEventStore
+    let store: any EventStore
     let nodes: [Running]
 
-    private init(store: SQLiteEventStore, nodes: [Running]) {
+    private init(store: any EventStore, nodes: [Running]) {
         self.store = store
         self.nodes = nodes
     }
 
-    static func start(count: Int, store: SQLiteEventStore) async throws -> LocalCluster {
+    static func start(
+        count: Int, store: any EventStore, forwardTimeout: Duration = .seconds(2)
+    ) async throws -> LocalCluster {
         var logger = Logger(label: "test.cluster")
         logger.logLevel = .error
         let secret = ClusterSecret("local test cluster secret")!
@@ -50,7 +53,8 @@ final class LocalCluster: Sendable {
         var running: [Running] = []
         for (id, transport, address, serving) in started {
             let node = ClusterNode(
-                configuration: .init(id: id, address: address, seeds: seeds), store: store, transport: transport,
+                configuration: .init(id: id, address: address, seeds: seeds, forwardTimeout: forwardTimeout),
+                store: store, transport: transport,
                 clock: SystemClock(), logger: logger)
             let loop = Task { await node.run() }
             running.append(Running(node: node, transport: transport, address: address, tasks: [serving, loop]))
@@ -268,6 +272,70 @@ enum SystemClockNow {
             }
             let log = try await store.events(of: id, after: 0, limit: 10)
             #expect(log.filter { if case .closed = $0.event { true } else { false } }.count == 1)
+            await cluster.stop()
+        }
+    }
+}
+
+/// A store whose appends wait while `held` is set: a stuck database, seen from the node.
+final class HeldAppendStore: EventStore {
+    let base: any EventStore
+    let held = Mutex(false)
+
+    init(_ base: any EventStore) { self.base = base }
+
+    func migrate() async throws(StorageError) { try await base.migrate() }
+    func acquire(shard: ShardID, node: NodeID) async throws(StorageError) -> ShardLease {
+        try await base.acquire(shard: shard, node: node)
+    }
+    func lease(of shard: ShardID) async throws(StorageError) -> ShardLease? { try await base.lease(of: shard) }
+    func append(_ batch: AppendBatch) async throws(StorageError) {
+        while held.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+        try await base.append(batch)
+    }
+    func load(_ auction: AuctionID) async throws(StorageError) -> StoredAuction { try await base.load(auction) }
+    func events(of auction: AuctionID, after afterSeq: Int64, limit: Int) async throws(StorageError) -> [StoredEvent] {
+        try await base.events(of: auction, after: afterSeq, limit: limit)
+    }
+    func logHeads(after cursor: LogCursor, limit: Int) async throws(StorageError) -> LogHeadsPage {
+        try await base.logHeads(after: cursor, limit: limit)
+    }
+}
+
+@Suite(.serialized) struct CommandWatchdogTests {
+    /// A command stuck at its owner past the forward timeout shows in the watchdog's gauge while it
+    /// runs, and in its counter once it answers.
+    @Test func aCommandStuckAtItsOwner_isCountedOverdue() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let store = HeldAppendStore(sqlite)
+            let cluster = try await LocalCluster.start(count: 1, store: store, forwardTimeout: .milliseconds(200))
+            try await cluster.converged()
+            let node = cluster.nodes[0].node
+            let id = AuctionID(rawValue: "lot-watched")!
+            #expect(await node.submit(.create(ClusterNodeTests.terms(id)), to: id).value?.seq == 1)
+            func sample(_ name: String) async -> String? {
+                await node.metricsText().split(separator: "\n").first { $0.hasPrefix(name + " ") }
+                    .map { String($0.dropFirst(name.count + 1)) }
+            }
+            #expect(await sample("artpay_commands_overdue") == "0")
+            #expect(await sample("artpay_commands_overdue_total") == "0")
+
+            store.held.withLock { $0 = true }
+            let bid = Task {
+                await node.submit(
+                    .placeBid(
+                        PlaceBid(
+                            bidId: BidID(rawValue: "b1")!, bidderId: UserID(rawValue: "alice")!,
+                            maximum: Money(minorUnits: 2_000, currency: .eur))), to: id)
+            }
+            try await eventually("the stuck bid shows as overdue") {
+                await sample("artpay_commands_overdue") == "1"
+            }
+            #expect(await sample("artpay_commands_running") == "1")
+            store.held.withLock { $0 = false }
+            #expect(await bid.value.value?.seq == 2)
+            #expect(await sample("artpay_commands_overdue") == "0")
+            #expect(await sample("artpay_commands_overdue_total") == "1")
             await cluster.stop()
         }
     }

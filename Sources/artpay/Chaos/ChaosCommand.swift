@@ -86,6 +86,7 @@ struct ChaosCommand: AsyncParsableCommand {
         var report: CheckReport?
         var wedged: [String] = []
         var stale: [String] = []
+        var unnotified: [String] = []
         var impact = FaultImpact()
         var moves: [ShardLeaseSampler.Round] = []
         do {
@@ -96,6 +97,10 @@ struct ChaosCommand: AsyncParsableCommand {
             say("chaos: cluster up, workload starting")
             let watchers = workload.hot.enumerated().map { index, auction in
                 Task { await workload.watch(auction, watcher: index + 1) }
+            }
+            let runStarted = Date()
+            let followers = workload.bidders.indices.map { index in
+                Task { await workload.followNotifications(of: index, since: runStarted) }
             }
             let deadline = ContinuousClock.now.advanced(by: .seconds(duration))
             async let bids: Void = workload.run(clients: clients, until: deadline, maxOperations: maxOperations)
@@ -128,12 +133,35 @@ struct ChaosCommand: AsyncParsableCommand {
                 }
             }
             for watcher in watchers { watcher.cancel() }
+            // Every bidder heard how each auction they bid on ended (the short ones end in the run).
+            let ended = try await PostgresClient.withRunning(Self.configuration(pgConfiguration, database: database)) {
+                client in
+                try await CheckCommand.logs(
+                    of: Set(workload.short.withLock { $0.map(\.id) }), from: PostgresEventStore(client: client))
+            }
+            let expected = NotificationCheck.expectedEndNotifications(
+                logs: ended, for: Set(workload.bidders.map(\.id)))
+            func missingNotifications() -> [String] {
+                NotificationCheck.missing(expected: expected, received: workload.notified.withLock { $0 })
+            }
+            try? await Self.waitUntil("every bidder has heard how their auctions ended", seconds: 20) {
+                missingNotifications().isEmpty
+            }
+            unnotified = missingNotifications()
+            for follower in followers { follower.cancel() }
+            say(
+                "chaos: notifications: \(expected.values.map(\.count).reduce(0, +)) end notifications due to "
+                    + "\(expected.count) bidders, \(unnotified.count) missing")
             // Liveness: after the heal, every auction answers through every node, and every read
             // model comes to equal the log.
             let everything = workload.hot + workload.cold + workload.short.withLock { $0.map(\.id) }
             wedged = await ChaosLiveness.probeEveryAuction(
                 everything, through: cluster, token: workload.bidders[0].token)
             stale = await ChaosLiveness.compareReadModels(everything, through: cluster)
+            let overdue = await ChaosLiveness.overdueCommands(through: cluster)
+            say(
+                "chaos: watchdog: commands answered after the forward timeout, per node since its last start: "
+                    + overdue.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             say(
                 "chaos: liveness: \(everything.count) auctions probed through \(cluster.nodes.count) nodes, "
                     + "\(wedged.count) without an answer, \(stale.count) read-model differences")
@@ -169,7 +197,10 @@ struct ChaosCommand: AsyncParsableCommand {
         for line in wedged { say("LIVENESS: no answer from \(line)") }
         for line in stale { say("LIVENESS: read model behind: \(line)") }
         for line in slow { say("LIVENESS: \(line)") }
-        if !report.passed || !wedged.isEmpty || !stale.isEmpty || !slow.isEmpty { throw ExitCode(1) }
+        for line in unnotified.prefix(20) { say("LIVENESS: notification: \(line)") }
+        if !report.passed || !wedged.isEmpty || !stale.isEmpty || !slow.isEmpty || !unnotified.isEmpty {
+            throw ExitCode(1)
+        }
     }
 
     /// The seeded fault schedule: each enabled kind once first (in seeded order), then seeded

@@ -42,6 +42,21 @@ enum ChaosLiveness {
         }
     }
 
+    /// The watchdog's counts (`artpay_commands_overdue_total`, since each node's last start): commands
+    /// that answered only after the forward timeout — each one a client that gave up on its owner.
+    static func overdueCommands(through cluster: ChaosCluster) async -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for node in cluster.nodes {
+            guard let url = URL(string: node.http + "/metrics"),
+                let (data, _) = try? await URLSession.shared.data(for: URLRequest(url: url, timeoutInterval: 2))
+            else { continue }
+            let line = String(decoding: data, as: UTF8.self).split(separator: "\n")
+                .first { $0.hasPrefix("artpay_commands_overdue_total ") }
+            counts[node.id] = line.flatMap { Int($0.split(separator: " ").last ?? "") }
+        }
+        return counts
+    }
+
     /// nil when the auction answered within `bound`; otherwise what happened.
     private static func probe(_ auction: AuctionID, at node: String, token: String, bound: Duration) async -> String? {
         let deadline = ContinuousClock.now.advanced(by: bound)

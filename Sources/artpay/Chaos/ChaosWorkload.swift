@@ -55,6 +55,8 @@ final class ChaosWorkload: Sendable {
     let operations = Atomic<Int>(0)
     /// The highest seq each watcher has received.
     let lastWatched = Mutex<[Int: Int64]>([:])
+    /// The ids of the end notifications (won, lost, cancelled) each bidder received, on any node.
+    let notified = Mutex<[UserID: Set<String>]>([:])
     init(
         cluster: ChaosCluster, history: HistoryWriter, seed: UInt64, bidders: [(id: UserID, token: String)],
         sellerToken: String,
@@ -248,6 +250,19 @@ final class ChaosWorkload: Sendable {
                         watcher: watcher, auction: auction, seq: seq, type: event.type,
                         bidId: (data["bidId"] as? String).flatMap(BidID.init(rawValue:)), node: node, at: history.now)))
             lastWatched.withLock { $0[watcher] = max($0[watcher] ?? 0, seq) }
+        }
+    }
+
+    /// Follows bidder `index`'s notifications across the nodes (a different node order per bidder;
+    /// a reconnect sends the last id seen) and keeps the ids of the end notifications.
+    func followNotifications(of index: Int, since: Date) async {
+        let bidder = bidders[index]
+        let nodes = cluster.nodes.map(\.http)
+        let order = (0..<nodes.count).map { nodes[($0 + index) % nodes.count] }
+        for await (event, _) in EventStreamClient.notifications(
+            token: bidder.token, nodes: order, since: since, attempts: 1_000)
+        where ["won", "lost", "cancelled"].contains(event.type) {
+            notified.withLock { _ = $0[bidder.id, default: []].insert(event.id) }
         }
     }
 
