@@ -21,23 +21,42 @@ public struct DeadlineExceeded: Error, Hashable, Sendable, CustomStringConvertib
 public func withDeadline<T: Sendable>(
     _ limit: Duration, _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    let race = DeadlineRace<T>()
+    try await firstAnswer(operation) { fail in
+        let nanoseconds = limit.components.seconds * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000
+        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(nanoseconds)) {
+            fail(DeadlineExceeded(limit: limit))
+        }
+        return { timer.cancel() }
+    }
+}
+
+/// Runs `operation` and returns what it returns, unless `interrupt` fails it first: `interrupt`
+/// gets a `fail` callback (calling it after the answer does nothing) and returns how to disarm
+/// itself once the answer is in. Whatever comes first answers the caller; a failure cancels the
+/// operation and leaves it behind. The caller's cancellation answers `CancellationError`.
+func firstAnswer<T: Sendable>(
+    _ operation: @escaping @Sendable () async throws -> T,
+    interruptedBy interrupt: @escaping @Sendable (_ fail: @escaping @Sendable (any Error) -> Void) -> (
+        @Sendable () -> Void
+    )
+) async throws -> T {
+    let race = Race<T>()
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { continuation in
-            race.start(continuation: continuation, limit: limit, operation: operation)
+            race.start(continuation: continuation, operation: operation, interrupt: interrupt)
         }
     } onCancel: {
         race.finish(.failure(CancellationError()))
     }
 }
 
-/// The one answer of ``withDeadline(_:_:)``: the first of the operation, the timer and a
-/// cancellation to finish resumes the caller; the others find nothing left to do.
-private final class DeadlineRace<T: Sendable>: Sendable {
+/// The one answer of ``firstAnswer(_:interruptedBy:)``: the first of the operation, the
+/// interruption and a cancellation to finish resumes the caller; the others find nothing to do.
+private final class Race<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
         var work: Task<Void, Never>?
-        var timer: Scheduled<Void>?
+        var disarm: (@Sendable () -> Void)?
         var finished = false
         var pendingOutcome: Result<T, any Error>?
     }
@@ -45,8 +64,8 @@ private final class DeadlineRace<T: Sendable>: Sendable {
     private let state = Mutex(State())
 
     func start(
-        continuation: CheckedContinuation<T, any Error>, limit: Duration,
-        operation: @escaping @Sendable () async throws -> T
+        continuation: CheckedContinuation<T, any Error>, operation: @escaping @Sendable () async throws -> T,
+        interrupt: @escaping @Sendable (_ fail: @escaping @Sendable (any Error) -> Void) -> (@Sendable () -> Void)
     ) {
         let early = state.withLock { state -> Result<T, any Error>? in
             // Cancelled before it started.
@@ -65,24 +84,21 @@ private final class DeadlineRace<T: Sendable>: Sendable {
                 self.finish(.failure(error))
             }
         }
-        let nanoseconds = limit.components.seconds * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000
-        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(nanoseconds)) {
-            self.finish(.failure(DeadlineExceeded(limit: limit)))
-        }
-        let cancelNow = state.withLock { state -> Bool in
+        let disarm = interrupt { self.finish(.failure($0)) }
+        let finishedMeanwhile = state.withLock { state -> Bool in
             state.work = work
-            state.timer = timer
+            state.disarm = disarm
             return state.finished
         }
-        if cancelNow {
-            timer.cancel()
+        if finishedMeanwhile {
+            disarm()
             work.cancel()
         }
     }
 
     func finish(_ outcome: Result<T, any Error>) {
-        let (continuation, work, timer) = state.withLock {
-            state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, Scheduled<Void>?) in
+        let (continuation, work, disarm) = state.withLock {
+            state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, (@Sendable () -> Void)?) in
             guard !state.finished else { return (nil, nil, nil) }
             state.finished = true
             guard let continuation = state.continuation else {
@@ -90,10 +106,10 @@ private final class DeadlineRace<T: Sendable>: Sendable {
                 return (nil, nil, nil)
             }
             state.continuation = nil
-            return (continuation, state.work, state.timer)
+            return (continuation, state.work, state.disarm)
         }
         guard let continuation else { return }
-        timer?.cancel()
+        disarm?()
         if case .failure = outcome { work?.cancel() }
         continuation.resume(with: outcome)
     }

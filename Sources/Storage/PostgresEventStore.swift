@@ -15,6 +15,8 @@ public struct PostgresEventStore: EventStore {
     /// append): a restarted or unreachable server, or a connection that went silent, never holds
     /// a caller — or the node's few append slots — for longer.
     let timeout: Duration
+    /// Keeps calls off connections that closed under them (see ``PostgresAnswerGuard``).
+    let answers = PostgresAnswerGuard()
 
     public init(
         client: PostgresClient, fencing: Fencing = .enforced, timeout: Duration = .seconds(5),
@@ -56,8 +58,8 @@ public struct PostgresEventStore: EventStore {
     }
 
     public func acquire(shard: ShardID, node: NodeID) async throws(StorageError) -> ShardLease {
-        let epoch: Int64 = try await guarded {
-            let rows = try await client.query(
+        let epoch: Int64 = try await guardedQuery { connection in
+            let rows = try await connection.query(
                 """
                 INSERT INTO shard_leases (shard, epoch, owner) VALUES (\(shard.rawValue), 1, \(node.rawValue))
                 ON CONFLICT (shard) DO UPDATE
@@ -71,8 +73,8 @@ public struct PostgresEventStore: EventStore {
     }
 
     public func lease(of shard: ShardID) async throws(StorageError) -> ShardLease? {
-        let row: (Int64, String)? = try await guarded {
-            let rows = try await client.query(
+        let row: (Int64, String)? = try await guardedQuery { connection in
+            let rows = try await connection.query(
                 "SELECT epoch, owner FROM shard_leases WHERE shard = \(shard.rawValue)", logger: logger)
             for try await row in rows.decode((Int64, String).self) { return row }
             return nil
@@ -131,9 +133,9 @@ public struct PostgresEventStore: EventStore {
         typealias Outcome = (String, Int32?, String?, Int64?, Int64?)
         let race = StorageError.seqConflict(
             auction: batch.entries[0].auction, expectedLastSeq: batch.entries[0].firstSeq - 1, actualLastSeq: nil)
-        let outcomes: [Outcome] = try await guarded(uniqueViolation: race) {
+        let outcomes: [Outcome] = try await guardedQuery(uniqueViolation: race) { connection in
             var outcomes: [Outcome] = []
-            for try await row in try await client.query(query, logger: logger).decode(Outcome.self) {
+            for try await row in try await connection.query(query, logger: logger).decode(Outcome.self) {
                 outcomes.append(row)
             }
             return outcomes
@@ -159,8 +161,8 @@ public struct PostgresEventStore: EventStore {
     }
 
     public func load(_ auction: AuctionID) async throws(StorageError) -> StoredAuction {
-        let snapshotRow: (Int64, String)? = try await guarded {
-            let rows = try await client.query(
+        let snapshotRow: (Int64, String)? = try await guardedQuery { connection in
+            let rows = try await connection.query(
                 "SELECT seq, state::text FROM auction_snapshots WHERE auction_id = \(auction.rawValue)",
                 logger: logger)
             for try await row in rows.decode((Int64, String).self) { return row }
@@ -184,9 +186,9 @@ public struct PostgresEventStore: EventStore {
     public func events(
         of auction: AuctionID, after afterSeq: Int64, limit: Int
     ) async throws(StorageError) -> [StoredEvent] {
-        let rows: [(Int64, Int64, String, String)] = try await guarded {
+        let rows: [(Int64, Int64, String, String)] = try await guardedQuery { connection in
             var rows: [(Int64, Int64, String, String)] = []
-            let sequence = try await client.query(
+            let sequence = try await connection.query(
                 """
                 SELECT seq, epoch, kind, payload::text FROM auction_events
                 WHERE auction_id = \(auction.rawValue) AND seq > \(afterSeq) ORDER BY seq LIMIT \(Int64(limit))
@@ -201,9 +203,9 @@ public struct PostgresEventStore: EventStore {
         // Heads of transactions still running, and of everything after the oldest of them, wait:
         // a head becomes visible only once nothing that could commit before it is running. (The
         // text form of the id gets a name of its own: ORDER BY would otherwise sort by the text.)
-        let rows: [(String, Int64, String, Int64)] = try await guarded {
+        let rows: [(String, Int64, String, Int64)] = try await guardedQuery { connection in
             var found: [(String, Int64, String, Int64)] = []
-            let result = try await client.query(
+            let result = try await connection.query(
                 """
                 SELECT auction_id, last_seq, changed_tx::text AS position_tx, change FROM auction_heads
                 WHERE (changed_tx, change) > (\(String(cursor.transaction))::xid8, \(cursor.change))
@@ -226,6 +228,18 @@ public struct PostgresEventStore: EventStore {
         return LogHeadsPage(heads: heads, next: next)
     }
 
+    /// Runs `work` on a live pooled connection (``PostgresAnswerGuard``) within the call limit,
+    /// mapping every failure to a `StorageError` that is safe to log.
+    private func guardedQuery<T: Sendable>(
+        uniqueViolation: StorageError? = nil, call: String = #function,
+        _ work: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StorageError) -> T {
+        let (client, answers) = (client, answers)
+        return try await guarded(uniqueViolation: uniqueViolation, call: call) {
+            try await answers.run(on: client, work)
+        }
+    }
+
     /// Runs database work within the call limit, mapping every failure to a `StorageError` that is
     /// safe to log.
     private func guarded<T: Sendable>(
@@ -241,6 +255,11 @@ public struct PostgresEventStore: EventStore {
             throw .unavailable("PostgreSQL gave \(error.description)")
         } catch is CancellationError {
             throw .unavailable("cancelled")
+        } catch let error as ConnectionClosedWithoutAnswer {
+            logger.warning("store call lost with its connection", metadata: ["call": "\(call)"])
+            throw .unavailable("PostgreSQL: \(error.description)")
+        } catch is PostgresAnswerGuard.ConnectionClosedBeforeSend {
+            throw .unavailable("PostgreSQL: no open connection")
         } catch let error as PSQLError {
             if let server = error.serverInfo {
                 let state = server[.sqlState] ?? "?????"
@@ -299,13 +318,15 @@ extension PostgresEventStore: UserStore {
     public func createUser(_ user: StoredUser) async throws(UserStoreError) {
         let (client, logger) = (client, logger)
         do {
-            _ = try await withDeadline(timeout) {
-                try await client.query(
-                    """
-                    INSERT INTO users (id, username, password_hash, roles, created_at)
-                    VALUES (\(user.id.rawValue), \(user.username), \(user.passwordHash), \(user.roles.joined(separator: ",")),
-                            \(user.createdAt.millisecondsSinceEpoch))
-                    """, logger: logger)
+            try await withDeadline(timeout) { [answers] in
+                try await answers.run(on: client) { connection in
+                    _ = try await connection.query(
+                        """
+                        INSERT INTO users (id, username, password_hash, roles, created_at)
+                        VALUES (\(user.id.rawValue), \(user.username), \(user.passwordHash), \(user.roles.joined(separator: ",")),
+                                \(user.createdAt.millisecondsSinceEpoch))
+                        """, logger: logger)
+                }
             }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             throw .usernameTaken
@@ -328,13 +349,15 @@ extension PostgresEventStore: UserStore {
         let updated: Int
         let (client, logger) = (client, logger)
         do {
-            updated = try await withDeadline(timeout) {
-                var updated = 0
-                let rows = try await client.query(
-                    "UPDATE users SET roles = \(roles.joined(separator: ",")) WHERE id = \(id.rawValue) RETURNING id",
-                    logger: logger)
-                for try await _ in rows { updated += 1 }
-                return updated
+            updated = try await withDeadline(timeout) { [answers] in
+                try await answers.run(on: client) { connection in
+                    var updated = 0
+                    let rows = try await connection.query(
+                        "UPDATE users SET roles = \(roles.joined(separator: ",")) WHERE id = \(id.rawValue) RETURNING id",
+                        logger: logger)
+                    for try await _ in rows { updated += 1 }
+                    return updated
+                }
             }
         } catch {
             throw .unavailable("PostgreSQL: \(String(describing: (error as? PSQLError)?.code ?? .connectionError))")
@@ -346,14 +369,16 @@ extension PostgresEventStore: UserStore {
         let found: (String, String, String, String, Int64)?
         let (client, logger) = (client, logger)
         do {
-            found = try await withDeadline(timeout) {
-                var found: (String, String, String, String, Int64)?
-                for try await row in try await client.query(query, logger: logger).decode(
-                    (String, String, String, String, Int64).self)
-                {
-                    found = row
+            found = try await withDeadline(timeout) { [answers] in
+                try await answers.run(on: client) { connection in
+                    var found: (String, String, String, String, Int64)?
+                    for try await row in try await connection.query(query, logger: logger).decode(
+                        (String, String, String, String, Int64).self)
+                    {
+                        found = row
+                    }
+                    return found
                 }
-                return found
             }
         } catch {
             throw .unavailable("PostgreSQL: \(String(describing: (error as? PSQLError)?.code ?? .connectionError))")
