@@ -62,7 +62,7 @@ public struct FaultImpact: Sendable, Equatable {
     /// fault; `before` the window the pre-restart rate is measured over; `threshold` the share of
     /// that rate that counts as recovered, over one-second windows stepped by 100 ms.
     public static func measure(
-        history: [HistoryEntry], grace: Int64 = 3_000_000, before: Int64 = 3_000_000, threshold: Double = 0.8
+        history: [HistoryEntry], grace: Int64 = 3_000_000, before: Int64 = 1_000_000, threshold: Double = 0.8
     ) -> FaultImpact {
         var operations: [HistoryOperation] = []
         var faults: [InjectedFault] = []
@@ -125,7 +125,9 @@ public struct FaultImpact: Sendable, Equatable {
         for (index, recovery) in recoveries.enumerated() where recovery.answeredPerSecondBefore > 0 {
             let at = fixed(Double(recovery.restartedAt) / 1e6, 1)
             guard let seconds = recovery.recoverySeconds else {
-                found.append("PostgreSQL restart #\(index + 1) (at \(at) s): answered bids never came back to 80 % of the rate before it")
+                found.append(
+                    "PostgreSQL restart #\(index + 1) (at \(at) s): answered bids never came back to 80 % of the rate "
+                        + "before it")
                 continue
             }
             if seconds > maxRecoverySeconds {
@@ -147,7 +149,7 @@ public struct FaultImpact: Sendable, Equatable {
         }
         if !recoveries.isEmpty {
             lines.append(
-                "PostgreSQL restarts (answered bids/s in the 3 s before, seconds from up until ≥ 80 % of that; "
+                "PostgreSQL restarts (answered bids/s in the 1 s before, seconds from up until ≥ 80 % of that; "
                     + "accepted bids/s before and in the 2 s after up):")
             for (index, recovery) in recoveries.enumerated() {
                 let recovered = recovery.recoverySeconds.map { "\(fixed($0, 1)) s" } ?? "not recovered"

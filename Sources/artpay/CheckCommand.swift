@@ -36,6 +36,10 @@ struct CheckCommand: AsyncParsableCommand {
         }
         let report = HistoryChecker.check(history: entries, logs: logs)
         print(report.summary)
+        // What the faults cost, from the history alone (the run's liveness bounds, reported here).
+        let impact = FaultImpact.measure(history: entries)
+        print(impact.summary)
+        for line in impact.violations(maxCalmUnknownShare: 0.01, maxRecoverySeconds: 2) { print("LIVENESS: \(line)") }
         if !report.passed { throw ExitCode(1) }
     }
 
