@@ -25,11 +25,15 @@ public actor ClusterNode {
         public var forwardTimeout: Duration
         /// How long `submit` keeps retrying a command whose owner is failing over.
         public var retryBudget: Duration
+        /// After another node took one of this node's shards (a fenced append), how long this node
+        /// waits for its view to change before it takes the shard back — see `route`.
+        public var fencedHoldOff: Duration
 
         public init(
             id: NodeID, address: NodeAddress, roles: Set<NodeRole> = Set(NodeRole.allCases), seeds: [NodeAddress],
             membership: MembershipSettings = .init(), shardMap: ShardMap = ShardMap(),
-            forwardTimeout: Duration = .seconds(2), retryBudget: Duration = .seconds(3)
+            forwardTimeout: Duration = .seconds(2), retryBudget: Duration = .seconds(3),
+            fencedHoldOff: Duration = .seconds(2)
         ) {
             self.id = id
             self.address = address
@@ -39,6 +43,7 @@ public actor ClusterNode {
             self.shardMap = shardMap
             self.forwardTimeout = forwardTimeout
             self.retryBudget = retryBudget
+            self.fencedHoldOff = fencedHoldOff
         }
     }
 
@@ -63,6 +68,11 @@ public actor ClusterNode {
     private let clock: any EngineClock
     private let logger: Logger
     private var candidates: [NodeID] = []
+    /// Bumped whenever the candidates change: what "the view changed" means below.
+    private var viewVersion = 0
+    /// Shards another node took from this one while this node's view said it owned them, with the
+    /// view they were lost under and when.
+    private var fencedShards: [ShardID: (view: Int, at: ContinuousClock.Instant)] = [:]
     private var pending: [UInt64: PendingForward] = [:]
     private var nextRequest: UInt64 = 0
     /// When each command now running on this node as owner started: the watchdog's view.
@@ -173,7 +183,20 @@ public actor ClusterNode {
             guard membership.seesMajority else {
                 return .failure(.ownerUnavailable("this node does not reach a majority of the cluster"))
             }
-            return await runHere(command, on: auction)
+            // Another node took this shard although this node's view says it is ours: one of the two
+            // views is behind (after a partition heals, the cut-off node and the majority disagree
+            // for a moment about who is alive). Taking it straight back would fence the other node,
+            // which would take it back in turn — the epoch ping-pong. So wait, unanswered (the
+            // client retries), until this node's view changes or `fencedHoldOff` has passed.
+            if let fenced = fencedShards[shard] {
+                if fenced.view == viewVersion, ContinuousClock.now - fenced.at < configuration.fencedHoldOff {
+                    return .failure(.ownerUnavailable("another node took \(shard); waiting for the view to settle"))
+                }
+                fencedShards[shard] = nil
+            }
+            let result = await runHere(command, on: auction)
+            if case .failure(.notOwner) = result { fencedShards[shard] = (viewVersion, ContinuousClock.now) }
+            return result
         }
         guard hops < 2 else { return .failure(.ownerUnavailable("views of the cluster disagree")) }
         guard let address = membership.member(owner)?.address else {
@@ -381,7 +404,12 @@ public actor ClusterNode {
     }
 
     private func viewDidChange() {
+        let previous = candidates
         candidates = Placement.candidates(membership.members)
+        if candidates != previous {
+            viewVersion += 1
+            fencedShards = [:]
+        }
         let candidates = self.candidates
         let me = configuration.id
         // Without a majority every shard goes (see `MembershipInstance.seesMajority`).
@@ -481,6 +509,8 @@ public actor ClusterNode {
         metric(
             "artpay_transport_refused_total", "counter", "Cluster connections or frames refused.",
             [
+                ("{reason=\"tls\"}", "\(transport.refusedTLS)"),
+                ("{reason=\"identity\"}", "\(transport.refusedIdentities)"),
                 ("{reason=\"handshake\"}", "\(transport.refusedHandshakes)"),
                 ("{reason=\"malformed_frame\"}", "\(transport.malformedFrames)"),
                 ("{reason=\"oversized_frame\"}", "\(transport.oversizedFrames)"),

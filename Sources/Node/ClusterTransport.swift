@@ -3,12 +3,16 @@ public import ClusterCore
 public import Logging
 public import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import Synchronization
 
-/// TCP between cluster nodes: length-prefixed frames over connections that open with
-/// `ClusterHandshake`. Each node keeps one outbound connection per peer address, opened on first
-/// send and reopened with exponential backoff after a failure; inbound connections are accepted
-/// from anyone but carry nothing until the peer proved the cluster secret.
+/// TCP between cluster nodes: mutual TLS 1.3 (`ClusterTLS`), then length-prefixed frames over
+/// connections that open with `ClusterHandshake`. Each node keeps one outbound connection per peer
+/// address, opened on first send and reopened with exponential backoff after a failure; inbound
+/// connections carry nothing until the peer presented a certificate of a trusted cluster CA,
+/// claimed the node id that certificate names and proved the cluster secret (a second factor,
+/// exchanged inside TLS, so it cannot be tested offline) — all within `handshakeDeadline`.
 ///
 /// Delivery is best effort, like UDP for SWIM: a frame for an unreachable peer is dropped (the
 /// membership protocol and forwarding retries are built for that). A refused handshake, a
@@ -22,6 +26,11 @@ public final class ClusterTransport: Sendable {
     public let metrics = TransportMetrics()
     let node: NodeID
     let secret: ClusterSecret
+    let tls: ClusterTLS
+    private let serverTLS: NIOSSLContext
+    private let clientTLS: NIOSSLContext
+    /// How long a connection may take from accept (or connect) to an authenticated peer.
+    let handshakeDeadline: TimeAmount
     let group: any EventLoopGroup
     let logger: Logger
     /// The local address outbound connections leave from (the node's cluster host), so that peers
@@ -31,12 +40,21 @@ public final class ClusterTransport: Sendable {
     private let handler = Mutex<FrameHandler?>(nil)
     private let links: OutboundLinks
 
+    /// Fails when the TLS material cannot make a context, or names another node than `node`.
     public init(
-        node: NodeID, secret: ClusterSecret, group: (any EventLoopGroup)? = nil, outboundSource: String? = nil,
-        logger: Logger
-    ) {
+        node: NodeID, secret: ClusterSecret, tls: ClusterTLS, group: (any EventLoopGroup)? = nil,
+        outboundSource: String? = nil, handshakeDeadline: TimeAmount = .seconds(5), logger: Logger
+    ) throws {
+        guard tls.node == node else {
+            throw ClusterTLSError.invalidRequest(
+                "the node certificate names node '\(tls.node)', but this node is '\(node)'")
+        }
         self.node = node
         self.secret = secret
+        self.tls = tls
+        self.serverTLS = try tls.serverContext()
+        self.clientTLS = try tls.clientContext()
+        self.handshakeDeadline = handshakeDeadline
         self.group = group ?? MultiThreadedEventLoopGroup.singleton
         self.outboundSource = outboundSource.flatMap { host in
             ["0.0.0.0", "::"].contains(host) ? nil : try? SocketAddress(ipAddress: host, port: 0)
@@ -55,9 +73,11 @@ public final class ClusterTransport: Sendable {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .bind(host: host, port: port) { channel in
+            .bind(host: host, port: port) { [serverTLS] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try Self.framed(channel)
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: serverTLS))
+                    try channel.pipeline.syncOperations.addHandler(TLSRefusalCounter(metrics: self.metrics))
+                    return try Self.framed(channel)
                 }
             }
         bound?(server.channel.localAddress?.port ?? port)
@@ -93,7 +113,8 @@ public final class ClusterTransport: Sendable {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 var frames = inbound.makeAsyncIterator()
-                let peer = try await handshake(.acceptor, frames: &frames, outbound: outbound)
+                let peer = try await handshake(
+                    .acceptor, channel: connection.channel, frames: &frames, outbound: outbound)
                 try await exchange(with: peer, frames: &frames, outbound: outbound, writes: nil)
             }
         } catch {
@@ -110,12 +131,18 @@ public final class ClusterTransport: Sendable {
                 try await bootstrap
                 .connectTimeout(.seconds(1))
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                .connect(host: address.host, port: address.port) { channel in
-                    channel.eventLoop.makeCompletedFuture { try Self.framed(channel) }
+                .connect(host: address.host, port: address.port) { [clientTLS] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: clientTLS, serverHostname: nil))
+                        try channel.pipeline.syncOperations.addHandler(TLSRefusalCounter(metrics: self.metrics))
+                        return try Self.framed(channel)
+                    }
                 }
             try await connection.executeThenClose { inbound, outbound in
                 var frames = inbound.makeAsyncIterator()
-                let peer = try await handshake(.initiator, frames: &frames, outbound: outbound)
+                let peer = try await handshake(
+                    .initiator, channel: connection.channel, frames: &frames, outbound: outbound)
                 try await exchange(with: peer, frames: &frames, outbound: outbound, writes: writes)
             }
             return true
@@ -125,7 +152,37 @@ public final class ClusterTransport: Sendable {
         }
     }
 
+    /// TLS (done by the pipeline before the first frame arrives), then `ClusterHandshake`; the
+    /// peer's claimed id must be the one its certificate names. A connection that has not got
+    /// that far within `handshakeDeadline` is closed.
     private func handshake(
+        _ role: ClusterHandshake.Role, channel: any Channel,
+        frames: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    ) async throws -> NodeID {
+        let timedOut = Flag()
+        let deadline = channel.eventLoop.scheduleTask(in: handshakeDeadline) {
+            timedOut.raise()
+            channel.close(promise: nil)
+        }
+        defer { deadline.cancel() }
+        do {
+            let peer = try await clusterHandshake(role, frames: &frames, outbound: outbound)
+            let certified = try await channel.pipeline.handler(type: NIOSSLHandler.self).map(\.peerCertificate).get()
+            guard let certified, ClusterTLS.nodeID(in: certified) == peer else {
+                metrics.refusedIdentity()
+                throw IdentityMismatch(claimed: peer)
+            }
+            metrics.established()
+            return peer
+        } catch {
+            // A connection that never completed TLS is counted by `TLSRefusalCounter`.
+            guard timedOut.isRaised else { throw error }
+            throw HandshakeTimedOut()
+        }
+    }
+
+    private func clusterHandshake(
         _ role: ClusterHandshake.Role, frames: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator,
         outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     ) async throws -> NodeID {
@@ -139,7 +196,6 @@ public final class ClusterTransport: Sendable {
             case .send(let reply):
                 try await outbound.write(reply)
             case .established(let peer):
-                metrics.established()
                 return peer
             case .fail(let failure, let refusal):
                 if let refusal { try? await outbound.write(refusal) }
@@ -195,6 +251,12 @@ public final class ClusterTransport: Sendable {
             logger.warning("closed a connection that sent an oversized frame", metadata: ["peer": "\(peer)"])
         case let failure as ClusterHandshake.Failure:
             logger.warning("refused a cluster connection", metadata: ["peer": "\(peer)", "reason": "\(failure)"])
+        case let mismatch as IdentityMismatch:
+            logger.warning(
+                "refused a cluster peer whose certificate names another node",
+                metadata: ["peer": "\(peer)", "claimed": "\(mismatch.claimed)"])
+        case is NIOSSLError, is BoringSSLError, is HandshakeTimedOut:
+            logger.warning("refused a cluster connection at TLS", metadata: ["peer": "\(peer)", "reason": "\(error)"])
         case let wire as WireError:
             logger.warning(
                 "closed a connection that sent a malformed frame", metadata: ["peer": "\(peer)", "reason": "\(wire)"])
@@ -206,7 +268,54 @@ public final class ClusterTransport: Sendable {
     }
 
     struct HandshakeIncomplete: Error {}
+    struct HandshakeTimedOut: Error {}
+    /// Set once, read from another thread.
+    final class Flag: Sendable {
+        private let raised = Atomic<Bool>(false)
+        var isRaised: Bool { raised.load(ordering: .relaxed) }
+        func raise() { raised.store(true, ordering: .relaxed) }
+    }
+    struct IdentityMismatch: Error {
+        var claimed: NodeID
+    }
     struct WritesFinished: Error {}
+}
+
+/// Counts a connection that ends before its TLS handshake completed — plaintext, an untrusted,
+/// expired or missing certificate, or silence until the handshake deadline — as one TLS refusal.
+/// In the pipeline, right after the TLS handler, so the count does not depend on who reads the
+/// connection's frames or when.
+final class TLSRefusalCounter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let metrics: TransportMetrics
+    private var settled = false
+
+    init(metrics: TransportMetrics) {
+        self.metrics = metrics
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent { settled = true }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        refuseOnce()
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        refuseOnce()
+        context.fireChannelInactive()
+    }
+
+    private func refuseOnce() {
+        guard !settled else { return }
+        settled = true
+        metrics.refusedTLSHandshake()
+    }
 }
 
 /// The outbound connection of each peer address, with reconnect backoff.

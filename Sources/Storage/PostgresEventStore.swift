@@ -251,7 +251,8 @@ public struct PostgresEventStore: EventStore {
         } catch let error as StorageError {
             throw error
         } catch let error as DeadlineExceeded {
-            logger.warning("store call over its deadline", metadata: ["call": "\(call)", "limit": "\(limit ?? timeout)"])
+            logger.warning(
+                "store call over its deadline", metadata: ["call": "\(call)", "limit": "\(limit ?? timeout)"])
             throw .unavailable("PostgreSQL gave \(error.description)")
         } catch is CancellationError {
             throw .unavailable("cancelled")
@@ -353,8 +354,9 @@ extension PostgresEventStore: UserStore {
                 try await answers.run(on: client) { connection in
                     var updated = 0
                     let rows = try await connection.query(
-                        "UPDATE users SET roles = \(roles.joined(separator: ",")) WHERE id = \(id.rawValue) RETURNING id",
-                        logger: logger)
+                        """
+                        UPDATE users SET roles = \(roles.joined(separator: ",")) WHERE id = \(id.rawValue) RETURNING id
+                        """, logger: logger)
                     for try await _ in rows { updated += 1 }
                     return updated
                 }

@@ -1,8 +1,10 @@
 import ArgumentParser
 import ArtPayClient
+import AuctionCore
 import Foundation
 import Gateway
 import Logging
+import Node
 import ServiceLifecycle
 
 #if canImport(Glibc)
@@ -44,13 +46,20 @@ struct DevCommand: AsyncParsableCommand {
                 attributes: [.posixPermissions: 0o600])
         }
         let seeds = (1...3).map { "\"127.0.0.\($0):\(clusterPort)\"" }.joined(separator: ", ")
+        // A fresh cluster CA and node certificates on every start: cluster traffic is mutual TLS.
+        let certificates = devDirectory.appendingPathComponent("certs")
+        try FileManager.default.createDirectory(at: certificates, withIntermediateDirectories: true)
+        let tls = try ClusterCertificates.writeLocalCluster(
+            (1...3).map { (NodeID(rawValue: "node-\($0)")!, "127.0.0.\($0)") }, into: certificates.path)
         var nodes: [DevNode] = []
         for index in 1...3 {
             let config = devDirectory.appendingPathComponent("node-\(index).json")
+            let files = tls.nodes[NodeID(rawValue: "node-\(index)")!]!
             let json = """
                 {
                   "node": { "id": "node-\(index)" },
-                  "cluster": { "host": "127.0.0.\(index)", "port": \(clusterPort), "seeds": [\(seeds)], "secret": "artpay-dev-cluster-secret" },
+                  "cluster": { "host": "127.0.0.\(index)", "port": \(clusterPort), "seeds": [\(seeds)], "secret": "artpay-dev-cluster-secret",
+                               "tls": \(ClusterCertificates.configJSON(authority: tls.authority, files)) },
                   "http": { "host": "127.0.0.\(index)", "port": \(httpPort) },
                   "store": { "kind": "sqlite", "sqlite": { "path": "\(root.appendingPathComponent("dev.sqlite").path)" } },
                   "auth": { "signingKeyFile": "\(keyPath)", "signingKid": "dev", "passwordCost": 10,

@@ -58,9 +58,9 @@ struct NodeCommand: AsyncParsableCommand {
         }
         let clock = SystemClock()
         // Outbound cluster connections leave from the cluster host when it is one IP address.
-        let transport = ClusterTransport(
-            node: settings.cluster.id, secret: settings.secret, outboundSource: settings.clusterBind.host,
-            logger: logger)
+        let transport = try ClusterTransport(
+            node: settings.cluster.id, secret: settings.secret, tls: settings.tls,
+            outboundSource: settings.clusterBind.host, logger: logger)
         let node = ClusterNode(
             configuration: settings.cluster, store: store, transport: transport, clock: clock, logger: logger)
         let tokens = try await TokenAuthority.make(

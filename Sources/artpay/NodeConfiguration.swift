@@ -20,6 +20,8 @@ struct NodeSettings: Sendable {
     var httpHost: String
     var httpPort: Int
     var secret: ClusterSecret
+    /// `cluster.tls.*`: the node's certificate and key and the trusted cluster CAs (required).
+    var tls: ClusterTLS
     var store: Store
     /// `store.callTimeoutSeconds`: how long one store call may take before it counts as failed.
     var storeCallTimeout: Duration
@@ -106,6 +108,27 @@ struct NodeSettings: Sendable {
             }
             return text
         }
+        // Cluster TLS (paths relative to the configuration file, like the signing key).
+        let authorityFiles = reader.stringArray(forKey: "cluster.tls.caFiles") ?? []
+        guard !authorityFiles.isEmpty else {
+            throw Invalid(
+                description:
+                    "\(file): 'cluster.tls.caFiles' is missing: cluster traffic is mutual TLS; create a CA and node "
+                    + "certificates with `artpay certs create-ca` and `artpay certs create-node`")
+        }
+        let tls: ClusterTLS
+        do {
+            tls = try ClusterTLS(
+                authoritiesPEM: try authorityFiles.map { try readFile($0, "cluster.tls.caFiles") },
+                certificatePEM: try readFile(try required("cluster.tls.certificateFile"), "cluster.tls.certificateFile"),
+                privateKeyPEM: try readFile(try required("cluster.tls.keyFile"), "cluster.tls.keyFile"))
+        } catch let error as ClusterTLSError {
+            throw Invalid(description: "\(file): \(error)")
+        }
+        guard tls.node == id else {
+            throw Invalid(
+                description: "\(file): the node certificate is for node '\(tls.node)', but 'node.id' is '\(id)'")
+        }
         let signingKid = reader.string(forKey: "auth.signingKid", default: "k1")
         let signingPEM: String
         if let inline = reader.string(forKey: "auth.signingKey", isSecret: true) {
@@ -138,7 +161,7 @@ struct NodeSettings: Sendable {
             cluster: ClusterNode.Configuration(
                 id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),
             clusterBind: (bindHost, bindPort), httpHost: reader.string(forKey: "http.host", default: "127.0.0.1"),
-            httpPort: reader.int(forKey: "http.port", default: 8_100), secret: secret, store: store,
+            httpPort: reader.int(forKey: "http.port", default: 8_100), secret: secret, tls: tls, store: store,
             storeCallTimeout: .milliseconds(
                 Int64(max(0.1, reader.double(forKey: "store.callTimeoutSeconds", default: 5)) * 1_000)),
             signingKey: .init(kid: signingKid, privateKeyPEM: signingPEM), verificationKeys: verification,

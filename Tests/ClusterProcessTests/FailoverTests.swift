@@ -244,7 +244,8 @@ final class ProcessCluster: Sendable {
             let config = """
                 {
                   "node": { "id": "\(node.id)" },
-                  "cluster": { "host": "\(node.clusterAddress.host)", "port": \(node.clusterAddress.port), "seeds": [\(seeds)], "secret": "\(secret)" },
+                  "cluster": { "host": "\(node.clusterAddress.host)", "port": \(node.clusterAddress.port), "seeds": [\(seeds)], "secret": "\(secret)",
+                               "tls": \(try TestCertificates.configJSON(for: node.id, host: node.clusterAddress.host, in: directory.path)) },
                   "http": { "host": "\(node.httpAddress.host)", "port": \(node.httpAddress.port) },
                   "store": { "kind": "postgres", "postgres": { "host": "\(pg.host)", "port": \(pg.port), "user": "\(pg.user)", "database": "\(database)" } },
                   "auth": { "signingKeyFile": "\(keyPath)", "passwordCost": 4, "admin": { "username": "root", "password": "root-password" } }

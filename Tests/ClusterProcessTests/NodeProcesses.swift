@@ -100,8 +100,9 @@ actor ClusterClient {
     private var next: UInt64 = 0
 
     init(secret: ClusterSecret) {
-        transport = ClusterTransport(
-            node: NodeID(rawValue: "test-client")!, secret: secret, logger: .init(label: "test.client"))
+        let id = NodeID(rawValue: "test-client")!
+        transport = try! ClusterTransport(
+            node: id, secret: secret, tls: TestCertificates.tls(for: id), logger: .init(label: "test.client"))
     }
 
     func start() {

@@ -31,7 +31,9 @@ struct GatewayHarness: Sendable {
             logger.logLevel = .critical
             let id = NodeID(rawValue: "node-1")!
             let clock = SystemClock()
-            let transport = ClusterTransport(node: id, secret: ClusterSecret("gateway tests secret")!, logger: logger)
+            let transport = try ClusterTransport(
+                node: id, secret: ClusterSecret("gateway tests secret")!, tls: TestCertificates.tls(for: id),
+                logger: logger)
             let node = ClusterNode(
                 configuration: .init(id: id, address: NodeAddress(host: "127.0.0.1", port: 1), seeds: []), store: store,
                 transport: transport, clock: clock, logger: logger)

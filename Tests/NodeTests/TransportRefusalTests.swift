@@ -1,22 +1,36 @@
 import AuctionCore
 import ClusterCore
+import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Node
+import Synchronization
 import TestSupport
 import Testing
 
-/// Peers that should not be let in: each is refused and counted, and the cluster keeps serving.
 @Suite(.serialized) struct TransportRefusalTests {
-    /// Connects a raw TCP client to `address`, writes `bytes`, and waits until the node closes it.
-    static func sendRaw(_ bytes: [UInt8], to address: NodeAddress) async throws {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    /// A raw TCP connection to `address`, over TLS with `tls`'s certificate when given.
+    static func connect(
+        to address: NodeAddress, tls: ClusterTLS?
+    ) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        let context = try tls?.clientContext()
+        return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: address.host, port: address.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    if let context {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: context, serverHostname: nil))
+                    }
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
-        try await channel.executeThenClose { inbound, outbound in
+    }
+
+    /// Writes `bytes` to `address` (in clear, or over TLS) and waits until the node closes it.
+    static func sendRaw(_ bytes: [UInt8], to address: NodeAddress, tls: ClusterTLS? = nil) async throws {
+        let channel = try await connect(to: address, tls: tls)
+        try? await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: bytes))
             // Read until the node closes the connection (it must).
             for try await _ in inbound {}
@@ -36,18 +50,15 @@ import Testing
         return frame(payload)
     }
 
-    /// Completes the handshake with the right secret, then sends an unknown frame.
-    static func authenticatedGarbage(to address: NodeAddress, secret: ClusterSecret) async throws {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: address.host, port: address.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
-        try await channel.executeThenClose { inbound, outbound in
+    /// Over TLS with `tls`'s certificate, runs the cluster handshake claiming to be `claimed`, then
+    /// sends a frame this version does not know; returns when the node closes the connection.
+    static func handshakeThenGarbage(
+        to address: NodeAddress, secret: ClusterSecret, tls: ClusterTLS, claiming claimed: NodeID
+    ) async throws {
+        let channel = try await connect(to: address, tls: tls)
+        try? await channel.executeThenClose { inbound, outbound in
             var handshake = ClusterHandshake(
-                role: .initiator, secret: secret, nonce: Array(repeating: 9, count: 32),
-                node: NodeID(rawValue: "tester")!)
+                role: .initiator, secret: secret, nonce: Array(repeating: 9, count: 32), node: claimed)
             func framed(_ buffer: ByteBuffer) -> ByteBuffer {
                 ByteBuffer(bytes: Self.frame(Array(buffer.readableBytesView)))
             }
@@ -76,52 +87,222 @@ import Testing
         }
     }
 
+    static func stillServing(_ cluster: LocalCluster, _ name: String) async {
+        let id = AuctionID(rawValue: name)!
+        let now = SystemClockNow.now
+        let terms = AuctionTerms(
+            auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot",
+            startingPrice: Money(minorUnits: 500, currency: .usd),
+            opensAt: now, closesAt: now.advanced(by: .seconds(600)))
+        let created = await cluster.nodes[1].node.submit(.create(terms), to: id)
+        #expect(created.value?.seq == 1, "\(created)")
+    }
+
     @Test func badPeers_areRefusedAndCounted_andTheClusterKeepsServing() async throws {
         try await withSQLiteStore { store, _ in
             let cluster = try await LocalCluster.start(count: 2, store: store)
             try await cluster.converged()
             let target = cluster.nodes[0]
             let metrics = target.transport.metrics
+            let tester = TestCertificates.tls(for: NodeID(rawValue: "tester")!)
 
-            // Garbage instead of a handshake.
+            // In clear: garbage, a hello, a huge length — refused at TLS.
             try await Self.sendRaw(Self.frame(Array("GET / HTTP/1.1\r\n".utf8)), to: target.address)
-            // Another protocol version.
-            try await Self.sendRaw(Self.hello(version: 99), to: target.address)
-            // Not an ArtPay peer at all.
-            try await Self.sendRaw(Self.hello(version: 1, magic: Array("HTTP".utf8)), to: target.address)
-            try await eventually("three refused handshakes") { metrics.refusedHandshakes >= 3 }
+            try await Self.sendRaw(Self.hello(version: 1), to: target.address)
+            try await Self.sendRaw([0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3], to: target.address)
+            try await eventually("three plaintext connections refused") { metrics.refusedTLS >= 3 }
+            #expect(metrics.refusedHandshakes == 0)
+
+            // Over TLS with a good certificate: another protocol version, not an ArtPay peer.
+            try await Self.sendRaw(Self.hello(version: 99), to: target.address, tls: tester)
+            try await Self.sendRaw(Self.hello(version: 1, magic: Array("HTTP".utf8)), to: target.address, tls: tester)
+            try await eventually("two refused handshakes") { metrics.refusedHandshakes >= 2 }
 
             // A frame announcing more than the maximum length.
-            try await Self.sendRaw([0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3], to: target.address)
+            try await Self.sendRaw([0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3], to: target.address, tls: tester)
             try await eventually("an oversized frame") { metrics.oversizedFrames >= 1 }
 
-            // A peer that knows the secret, then sends a frame this version does not know.
-            try await Self.authenticatedGarbage(to: target.address, secret: cluster.secret)
+            // A peer with a certificate and the secret, then a frame this version does not know.
+            try await Self.handshakeThenGarbage(
+                to: target.address, secret: cluster.secret, tls: tester, claiming: NodeID(rawValue: "tester")!)
             try await eventually("a malformed frame") { metrics.malformedFrames >= 1 }
 
-            // A node with the wrong secret.
-            let intruder = ClusterTransport(
-                node: NodeID(rawValue: "intruder")!, secret: ClusterSecret("not the cluster secret at all")!,
-                logger: .init(label: "intruder"))
+            // A node with a good certificate but the wrong secret.
+            let intruderID = NodeID(rawValue: "intruder")!
+            let intruder = try ClusterTransport(
+                node: intruderID, secret: ClusterSecret("not the cluster secret at all")!,
+                tls: TestCertificates.tls(for: intruderID), logger: .init(label: "intruder"))
             let message = MembershipMessage(
-                sender: Member(
-                    id: NodeID(rawValue: "intruder")!, generation: 1, address: NodeAddress(host: "127.0.0.1", port: 1)),
+                sender: Member(id: intruderID, generation: 1, address: NodeAddress(host: "127.0.0.1", port: 1)),
                 kind: .sync([]))
             intruder.send(.membership(message), to: target.address)
-            try await eventually("the intruder is refused") { metrics.refusedHandshakes >= 4 }
+            try await eventually("the intruder is refused") { metrics.refusedHandshakes >= 3 }
             intruder.shutdown()
             #expect(await target.node.members.allSatisfy { $0.id.rawValue != "intruder" })
 
-            // Still serving: a command through the other node reaches its owner.
-            let id = AuctionID(rawValue: "after-the-noise")!
+            await Self.stillServing(cluster, "after-the-noise")
+            await cluster.stop()
+        }
+    }
+
+    /// Certificates that must not get in: another CA's, an expired one, and a good certificate of
+    /// one node used to speak as another (a real member). Each is refused and counted; the
+    /// membership does not change and the cluster keeps serving.
+    @Test func certificatesThatDoNotProveTheClaimedNode_areRefused() async throws {
+        try await withSQLiteStore { store, _ in
+            let cluster = try await LocalCluster.start(count: 2, store: store)
+            try await cluster.converged()
+            let target = cluster.nodes[0]
+            let metrics = target.transport.metrics
+            let hello = Self.hello(version: 1)
+
+            let otherCA = try ClusterCertificates.createAuthority(name: "Someone else's CA")
+            let foreign = try ClusterCertificates.issueNode(
+                id: NodeID(rawValue: "foreign")!, hosts: ["127.0.0.1"], authority: otherCA)
+            let foreignTLS = try ClusterTLS(
+                authoritiesPEM: [TestCertificates.authority.certificatePEM], certificatePEM: foreign.certificatePEM,
+                privateKeyPEM: foreign.privateKeyPEM)
+            try await Self.sendRaw(hello, to: target.address, tls: foreignTLS)
+            try await eventually("another CA's certificate is refused") { metrics.refusedTLS >= 1 }
+
+            let expired = TestCertificates.tls(for: NodeID(rawValue: "expired")!, days: -1)
+            try await Self.sendRaw(hello, to: target.address, tls: expired)
+            try await eventually("an expired certificate is refused") { metrics.refusedTLS >= 2 }
+
+            // A good certificate for "impostor", claiming to be node-2.
+            let impostor = TestCertificates.tls(for: NodeID(rawValue: "impostor")!)
+            try await Self.handshakeThenGarbage(
+                to: target.address, secret: cluster.secret, tls: impostor, claiming: NodeID(rawValue: "node-2")!)
+            try await eventually("the impostor is refused") { metrics.refusedIdentities >= 1 }
+            #expect(metrics.malformedFrames == 0, "nothing after the handshake was read")
+
+            let members = await target.node.members.map(\.id.rawValue).sorted()
+            #expect(members == ["node-1", "node-2"])
+            await Self.stillServing(cluster, "after-the-impostors")
+            await cluster.stop()
+        }
+    }
+
+    /// What crosses the cluster port is encrypted: a bid forwarded through a relay that records every
+    /// byte shows neither its bid id nor its amount.
+    @Test func clusterTraffic_showsNoBidInClear() async throws {
+        try await withSQLiteStore { store, _ in
+            let cluster = try await LocalCluster.start(count: 1, store: store)
+            try await cluster.converged()
+            let target = cluster.nodes[0]
+            let relay = try await RecordingRelay.start(to: target.address)
+
+            let clientID = NodeID(rawValue: "spy-client")!
+            let client = try ClusterTransport(
+                node: clientID, secret: cluster.secret, tls: TestCertificates.tls(for: clientID),
+                logger: .init(label: "client"))
+            let answered = Mutex(0)
+            client.onFrame { frame, _ in
+                if case .response = frame { answered.withLock { $0 += 1 } }
+            }
+            let id = AuctionID(rawValue: "lot-in-clear")!
             let now = SystemClockNow.now
             let terms = AuctionTerms(
                 auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot",
                 startingPrice: Money(minorUnits: 500, currency: .usd),
                 opensAt: now, closesAt: now.advanced(by: .seconds(600)))
-            let created = await cluster.nodes[1].node.submit(.create(terms), to: id)
-            #expect(created.value?.seq == 1)
+            client.send(.request(id: 1, hops: 1, auction: id, command: .create(terms)), to: relay.address)
+            try await eventually("the create is answered") { answered.withLock { $0 } >= 1 }
+            let bid = PlaceBid(
+                bidId: BidID(rawValue: "bid-id-visible-in-clear")!, bidderId: UserID(rawValue: "alice")!,
+                maximum: Money(minorUnits: 987_654_321, currency: .usd))
+            client.send(.request(id: 2, hops: 1, auction: id, command: .placeBid(bid)), to: relay.address)
+            try await eventually("the bid is answered") { answered.withLock { $0 } >= 2 }
+            client.shutdown()
+
+            let seen = relay.recorded
+            #expect(seen.count > 500, "the relay saw the traffic (\(seen.count) bytes)")
+            var amount = Int64(987_654_321).bigEndian
+            let amountBytes = withUnsafeBytes(of: &amount) { Array($0) }
+            for needle in [Array("bid-id-visible-in-clear".utf8), Array("lot-in-clear".utf8), Array("alice".utf8),
+                Array("987654321".utf8), amountBytes]
+            {
+                #expect(!Self.contains(seen, needle), "\(String(decoding: needle, as: UTF8.self)) crossed in clear")
+            }
+            await relay.stop()
             await cluster.stop()
         }
+    }
+
+    static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard needle.count <= haystack.count else { return false }
+        for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
+            if Array(haystack[start..<(start + needle.count)]) == needle { return true }
+        }
+        return false
+    }
+}
+
+/// A TCP relay on loopback that forwards one connection to `target` and records every byte in
+/// both directions — what someone on the network path sees.
+final class RecordingRelay: Sendable {
+    let address: NodeAddress
+    private let bytes = Mutex<[UInt8]>([])
+    private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
+
+    var recorded: [UInt8] { bytes.withLock { $0 } }
+
+    private init(address: NodeAddress) {
+        self.address = address
+    }
+
+    static func start(to target: NodeAddress) async throws -> RecordingRelay {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let relay = RecordingRelay(address: NodeAddress(host: "127.0.0.1", port: server.channel.localAddress!.port!))
+        let task = Task<Void, Never> {
+            try? await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { connections in
+                    for try await inbound in connections {
+                        group.addTask { try? await relay.pipe(inbound, to: target) }
+                    }
+                }
+            }
+        }
+        relay.task.withLock { $0 = task }
+        return relay
+    }
+
+    private func pipe(_ client: NIOAsyncChannel<ByteBuffer, ByteBuffer>, to target: NodeAddress) async throws {
+        let upstream = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: target.host, port: target.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        try await client.executeThenClose { clientIn, clientOut in
+            try await upstream.executeThenClose { upIn, upOut in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for try await chunk in clientIn {
+                            self.bytes.withLock { $0 += Array(chunk.readableBytesView) }
+                            try await upOut.write(chunk)
+                        }
+                    }
+                    group.addTask {
+                        for try await chunk in upIn {
+                            self.bytes.withLock { $0 += Array(chunk.readableBytesView) }
+                            try await clientOut.write(chunk)
+                        }
+                    }
+                    try await group.next()
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+
+    func stop() async {
+        let task = self.task.withLock { $0 }
+        task?.cancel()
     }
 }

@@ -1,5 +1,7 @@
+import AuctionCore
 import Foundation
 import Gateway
+import Node
 import Synchronization
 
 #if canImport(FoundationNetworking)
@@ -67,11 +69,14 @@ final class ChaosCluster: Sendable {
                     logPath: "\(workDirectory)/node-\(index + 1).log"))
         }
         let seeds = nodes.map { "\"\($0.host):\($0.clusterPort)\"" }.joined(separator: ", ")
+        let tls = try ClusterCertificates.writeLocalCluster(
+            nodes.map { (NodeID(rawValue: $0.id)!, $0.host) }, into: workDirectory)
         for node in nodes {
             let config = """
                 {
                   "node": { "id": "\(node.id)" },
-                  "cluster": { "host": "\(node.host)", "port": \(node.clusterPort), "seeds": [\(seeds)], "secret": "chaos-run-cluster-secret" },
+                  "cluster": { "host": "\(node.host)", "port": \(node.clusterPort), "seeds": [\(seeds)], "secret": "chaos-run-cluster-secret",
+                               "tls": \(ClusterCertificates.configJSON(authority: tls.authority, tls.nodes[NodeID(rawValue: node.id)!]!)) },
                   "http": { "host": "\(node.host)", "port": \(node.httpPort), "requestTimeoutSeconds": 4,
                             "rateLimit": { "capacity": 100000, "refillPerSecond": 100000 } },
                   "store": { "kind": "postgres", "postgres": { "host": "\(pg.host)", "port": \(pg.port), "user": "\(pg.user)", "database": "\(pg.database)" } },
