@@ -87,6 +87,9 @@ public actor AuctionRegistry {
 
     /// Stops the actors of `shard` and forgets its lease (the shard moves to another node).
     public func release(_ shard: ShardID) async {
+        if let epoch = leases[shard] {
+            logger.info("released shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
+        }
         leases[shard] = nil
         for (id, actor) in actors where actor.shard == shard {
             actors[id] = nil
@@ -171,7 +174,7 @@ public actor AuctionRegistry {
         if case .success(let epoch) = result, leases[shard] == nil {
             leases[shard] = epoch
             shardAcquisitions += 1
-            logger.debug("acquired shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
+            logger.info("acquired shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
         }
         return leases[shard].map { .success($0) } ?? result
     }

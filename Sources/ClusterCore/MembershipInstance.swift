@@ -120,6 +120,20 @@ public struct MembershipInstance: Sendable {
         return reached * 2 > known
     }
 
+    /// Whether this node may keep and take shards: as `seesMajority`, except that a member that is
+    /// only suspected still counts as reached. A suspicion is often stale — after a heal the node
+    /// that was cut off gossips the suspicions it raised while it still thought itself healthy, and
+    /// they are refuted within a probe period — and dropping every shard on it would cost each of
+    /// them an epoch and each auction a reload (measured: a third epoch change of a shard in about
+    /// one partition round in seven). A death, or this node's own failed probes (local health),
+    /// still takes the shards away at once.
+    public var holdsShards: Bool {
+        guard failedProbesInARow < Self.unhealthyAfterFailedProbes else { return false }
+        let known = records.isEmpty ? 1 + seeds.count : 1 + records.values.count { $0.member.status != .left }
+        let reached = 1 + records.values.count { $0.member.status.isLive }
+        return reached * 2 > known
+    }
+
     /// Probes in a row without an answer (direct or indirect) after which this node doubts itself.
     static let unhealthyAfterFailedProbes = 3
     private var failedProbesInARow = 0

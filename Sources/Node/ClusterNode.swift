@@ -180,7 +180,7 @@ public actor ClusterNode {
         }
         if owner == configuration.id {
             // A node cut off from the majority takes no shard: the majority will own it.
-            guard membership.seesMajority else {
+            guard membership.holdsShards else {
                 return .failure(.ownerUnavailable("this node does not reach a majority of the cluster"))
             }
             // Another node took this shard although this node's view says it is ours: one of the two
@@ -336,7 +336,7 @@ public actor ClusterNode {
     /// that still run: a loaded actor that was fenced meanwhile (its timer's close failed) is then
     /// dropped with its lease, and the next round closes it under a new one.
     private func closeDueAuctions() {
-        guard membership.seesMajority else { return }
+        guard membership.holdsShards else { return }
         let now = clock.now()
         let horizon = now.advanced(by: .seconds(60))
         let (readModel, registry, shardMap, me, candidates) = (
@@ -412,8 +412,8 @@ public actor ClusterNode {
         }
         let candidates = self.candidates
         let me = configuration.id
-        // Without a majority every shard goes (see `MembershipInstance.seesMajority`).
-        let keepsShards = membership.seesMajority
+        // Without a majority every shard goes (see `MembershipInstance.holdsShards`).
+        let keepsShards = membership.holdsShards
         Task { [registry, weak self] in
             for shard in await registry.ownedShards.keys
             where !keepsShards || Placement.owner(of: shard, among: candidates) != me {

@@ -228,7 +228,7 @@ struct ClusterSimulation {
         let shard = shardMap.shard(of: auction)
         guard let owner = Placement.owner(of: shard, among: nodes[index].candidates) else { return reply(bid, false) }
         if owner == nodes[index].id {
-            guard nodes[index].instance?.seesMajority == true else { return reply(bid, false) }
+            guard nodes[index].instance?.holdsShards == true else { return reply(bid, false) }
             return reply(bid, execute(bid, auction: auction, shard: shard, at: index))
         }
         guard hops < 2, let target = nodes.firstIndex(where: { $0.id == owner }) else { return reply(bid, false) }
@@ -284,7 +284,7 @@ struct ClusterSimulation {
         guard let instance = nodes[index].instance else { return }
         nodes[index].candidates = Placement.candidates(instance.members)
         let me = nodes[index].id
-        let keepsShards = instance.seesMajority
+        let keepsShards = instance.holdsShards
         for shard in nodes[index].leases.keys
         where !keepsShards || Placement.owner(of: shard, among: nodes[index].candidates) != me {
             nodes[index].leases[shard] = nil

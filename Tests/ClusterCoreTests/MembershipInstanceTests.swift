@@ -29,6 +29,29 @@ import Testing
         directives.compactMap { if case .send(let message, let to) = $0 { (message, to) } else { nil } }
     }
 
+    /// After a heal, node 1 (which saw node 2 cut off and dead) hears node 2's stale suspicion of
+    /// node 3: it no longer sees a majority alive, so it declares nobody dead — but it keeps its
+    /// shards, since a suspicion is refuted within a probe period and dropping them would move
+    /// every one of them twice.
+    @Test func aStaleSuspicion_stopsDeathsButNotShardOwnership() {
+        var instance = Self.instance(knowing: 2)
+        #expect(instance.seesMajority && instance.holdsShards)
+        _ = instance.receive(
+            MembershipMessage(sender: Self.member(3), kind: .syncReply([Self.member(2, status: .dead, by: 3)])),
+            from: Self.member(3).address, now: Self.t0)
+        #expect(instance.seesMajority && instance.holdsShards, "2 of 3 alive")
+        _ = instance.receive(
+            MembershipMessage(sender: Self.member(3), kind: .syncReply([Self.member(3, status: .suspect, by: 2)])),
+            from: Self.member(3).address, now: Self.t0)
+        #expect(instance.members.first { $0.id.rawValue == "node-3" }?.status == .suspect)
+        #expect(!instance.seesMajority, "only itself alive")
+        #expect(instance.holdsShards, "a suspect still counts for keeping shards")
+        _ = instance.receive(
+            MembershipMessage(sender: Self.member(3), kind: .syncReply([Self.member(3, status: .dead, by: 1)])),
+            from: Self.member(3).address, now: Self.t0)
+        #expect(!instance.holdsShards, "a death takes them away")
+    }
+
     @Test func onPing_repliesWithAckOfTheSameSequence() {
         var instance = Self.instance()
         let out = Self.sends(

@@ -38,9 +38,14 @@ final class ChaosCluster: Sendable {
     private let partitionTable: String
     private let partitioned = Mutex<Int?>(nil)
 
+    /// The nodes' `--log-level` (`info` adds membership changes and shard acquisitions and releases).
+    let nodeLogLevel: String
+
     init(
-        nodes: [Node], binary: String, workDirectory: String, postgres: (bin: String, dataDirectory: String)?
+        nodes: [Node], binary: String, workDirectory: String, postgres: (bin: String, dataDirectory: String)?,
+        nodeLogLevel: String = "notice"
     ) {
+        self.nodeLogLevel = nodeLogLevel
         self.nodes = nodes
         self.binary = binary
         self.workDirectory = workDirectory
@@ -94,7 +99,7 @@ final class ChaosCluster: Sendable {
     func start(_ index: Int) throws {
         let node = nodes[index]
         let pid = try Spawn.start(
-            binary, ["node", "--config", node.configPath, "--log-level", "notice"], logPath: node.logPath)
+            binary, ["node", "--config", node.configPath, "--log-level", nodeLogLevel], logPath: node.logPath)
         states.withLock { $0[index] = .running(pid: pid) }
         try "\(pid)\n".write(toFile: "\(workDirectory)/node-\(index + 1).pid", atomically: true, encoding: .utf8)
     }

@@ -32,6 +32,8 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "Stop after this many requests even before the deadline.") var maxOperations: Int = 500_000
     @Option(help: "Nodes bind 127.0.0.N, N from this on.") var firstHost: Int = 21
     @Option(help: "PostgreSQL data directory (for pg-restart).") var pgDataDir: String?
+    @Option(help: "The nodes' log level (info adds membership changes and shard acquisitions).")
+    var nodeLogLevel = "notice"
     @Option(help: "PostgreSQL bin directory (for pg-restart).") var pgBin: String?
     @Option(help: "Liveness: the largest share (percent) of requests sent in calm that may end unknown.")
     var maxCalmUnknownPercent: Double = 1
@@ -78,7 +80,7 @@ struct ChaosCommand: AsyncParsableCommand {
             disableFencing: unsafeDisableFencing)
         let cluster = ChaosCluster(
             nodes: configured, binary: Self.executablePath, workDirectory: work,
-            postgres: pgBin.flatMap { bin in pgDataDir.map { (bin, $0) } })
+            postgres: pgBin.flatMap { bin in pgDataDir.map { (bin, $0) } }, nodeLogLevel: nodeLogLevel)
         let interrupt = Self.onInterrupt { cluster.emergencyCleanUp() }
         defer { for source in interrupt { source.cancel() } }
 
