@@ -68,11 +68,9 @@ public actor ClusterNode {
     private let clock: any EngineClock
     private let logger: Logger
     private var candidates: [NodeID] = []
-    /// Bumped whenever the candidates change: what "the view changed" means below.
-    private var viewVersion = 0
-    /// Shards another node took from this one while this node's view said it owned them, with the
-    /// view they were lost under and when.
-    private var fencedShards: [ShardID: (view: Int, at: ContinuousClock.Instant)] = [:]
+    /// Shards another node took from this one while this node's view said it owned them, and when;
+    /// forgotten when the view changes.
+    private var fencedShards: [ShardID: ContinuousClock.Instant] = [:]
     private var pending: [UInt64: PendingForward] = [:]
     private var nextRequest: UInt64 = 0
     /// When each command now running on this node as owner started: the watchdog's view.
@@ -186,16 +184,16 @@ public actor ClusterNode {
             // Another node took this shard although this node's view says it is ours: one of the two
             // views is behind (after a partition heals, the cut-off node and the majority disagree
             // for a moment about who is alive). Taking it straight back would fence the other node,
-            // which would take it back in turn — the epoch ping-pong. So wait, unanswered (the
-            // client retries), until this node's view changes or `fencedHoldOff` has passed.
-            if let fenced = fencedShards[shard] {
-                if fenced.view == viewVersion, ContinuousClock.now - fenced.at < configuration.fencedHoldOff {
+            // which would take it back in turn — the epoch ping-pong. So answer a retryable
+            // `ownerUnavailable` until this node's view changes or `fencedHoldOff` has passed.
+            if let fencedAt = fencedShards[shard] {
+                if ContinuousClock.now - fencedAt < configuration.fencedHoldOff {
                     return .failure(.ownerUnavailable("another node took \(shard); waiting for the view to settle"))
                 }
                 fencedShards[shard] = nil
             }
             let result = await runHere(command, on: auction)
-            if case .failure(.notOwner) = result { fencedShards[shard] = (viewVersion, ContinuousClock.now) }
+            if case .failure(.notOwner) = result { fencedShards[shard] = ContinuousClock.now }
             return result
         }
         guard hops < 2 else { return .failure(.ownerUnavailable("views of the cluster disagree")) }
@@ -406,10 +404,7 @@ public actor ClusterNode {
     private func viewDidChange() {
         let previous = candidates
         candidates = Placement.candidates(membership.members)
-        if candidates != previous {
-            viewVersion += 1
-            fencedShards = [:]
-        }
+        if candidates != previous { fencedShards = [:] }
         let candidates = self.candidates
         let me = configuration.id
         // Without a majority every shard goes (see `MembershipInstance.holdsShards`).
