@@ -36,9 +36,17 @@ public actor AuctionRegistry {
     public private(set) var fencedAppends = 0
     private var acquiring: [ShardID: Task<Result<Epoch, EngineError>, Never>] = [:]
 
+    /// For registries built without a node's logger (benchmarks, tools, tests): notices and above,
+    /// so a lease taken per shard does not print a line each.
+    public static var quietLogger: Logger {
+        var logger = Logger(label: "artpay.registry")
+        logger.logLevel = .notice
+        return logger
+    }
+
     public init(
         configuration: Configuration, store: any EventStore, writer: LogWriter, clock: any EngineClock,
-        logger: Logger = Logger(label: "artpay.registry"), onDurable: (@Sendable ([StoredEvent]) -> Void)? = nil
+        logger: Logger = AuctionRegistry.quietLogger, onDurable: (@Sendable ([StoredEvent]) -> Void)? = nil
     ) {
         self.configuration = configuration
         self.store = store
