@@ -20,14 +20,17 @@ public struct GatewayAPI: Sendable {
         public var rateLimit: RateLimitMiddleware.Policy
         /// How long a handler may take to produce its response (streams only need their head).
         public var requestTimeout: Duration
+        /// Caps on HTTP connections and deadlines on reading requests (``httpServer()``).
+        public var connections: ConnectionLimits
 
         public init(
             passwordCost: UInt8 = 12, rateLimit: RateLimitMiddleware.Policy = .init(capacity: 120, refillPerSecond: 20),
-            requestTimeout: Duration = .seconds(15)
+            requestTimeout: Duration = .seconds(15), connections: ConnectionLimits = .init()
         ) {
             self.passwordCost = passwordCost
             self.rateLimit = rateLimit
             self.requestTimeout = requestTimeout
+            self.connections = connections
         }
     }
 
@@ -38,6 +41,8 @@ public struct GatewayAPI: Sendable {
     let clock: any EngineClock
     let configuration: Configuration
     public let metrics = HTTPMetrics()
+    /// The open HTTP connections of ``httpServer()``, against `configuration.connections`.
+    public let connections: ConnectionCounter
 
     public init(
         node: ClusterNode, users: any UserStore, events: any EventStore, tokens: TokenAuthority, clock: any EngineClock,
@@ -49,6 +54,7 @@ public struct GatewayAPI: Sendable {
         self.tokens = tokens
         self.clock = clock
         self.configuration = configuration
+        self.connections = ConnectionCounter(limits: configuration.connections)
     }
 
     /// What a node serves over HTTP: the router, each request within the request timeout.
@@ -74,7 +80,7 @@ public struct GatewayAPI: Sendable {
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: .init(byteBuffer: ByteBuffer(string: await node.metricsText() + metrics.text())))
+                body: .init(byteBuffer: ByteBuffer(string: await node.metricsText() + metrics.text() + connections.metricsText())))
         }
         let api = router.group("/v1")
             .add(middleware: AuthenticationMiddleware(tokens: tokens))

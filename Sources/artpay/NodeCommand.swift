@@ -23,7 +23,7 @@ struct NodeCommand: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func run() async throws {
-        let settings: NodeSettings
+        var settings: NodeSettings
         do {
             settings = try await NodeSettings.load(file: config)
         } catch let invalid as NodeSettings.Invalid {
@@ -32,6 +32,16 @@ struct NodeCommand: AsyncParsableCommand {
         var logger = Logger(label: "artpay.node")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         logger[metadataKey: "node"] = "\(settings.cluster.id)"
+        let descriptors = DescriptorLimit.raiseToHardLimit()
+        let wantedConnections = settings.api.connections.maximumConnections
+        settings.api.connections.maximumConnections = ConnectionLimits.maximumConnections(
+            wanted: wantedConnections, descriptorLimit: descriptors)
+        logger.notice(
+            "file descriptors",
+            metadata: [
+                "limit": "\(descriptors)", "httpConnectionCap": "\(settings.api.connections.maximumConnections)",
+                "perAddressCap": "\(settings.api.connections.maximumConnectionsPerAddress)",
+            ])
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         let store: any EventStore & UserStore
@@ -76,12 +86,11 @@ struct NodeCommand: AsyncParsableCommand {
             node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger,
             bootstrapAdmin: bootstrapAdmin)
         let router = api.responder(isReady: { await cluster.isReady })
-        // Connections idle for a minute are closed (event streams send a heartbeat every 15 s,
-        // WebSockets a ping every 30 s).
+        // Keep-alive connections idle for a minute are closed (event streams send a heartbeat every
+        // 15 s, WebSockets a ping every 30 s); the connection guard caps connections and bounds how
+        // long a request may take to arrive.
         let http = Application(
-            router: router,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: api.webSocketRouter(), configuration: .init(http1: .init(idleTimeout: .seconds(60)))),
+            router: router, server: api.httpServer(),
             configuration: .init(address: .hostname(settings.httpHost, port: settings.httpPort)), logger: logger)
         services.append(.init(service: cluster))
         services.append(.init(service: http))

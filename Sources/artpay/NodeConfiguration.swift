@@ -150,13 +150,22 @@ struct NodeSettings: Sendable {
         {
             admin = (username, password)
         }
+        func seconds(_ key: ConfigKey, default value: Double) -> Duration {
+            .milliseconds(Int64(max(0.1, reader.double(forKey: key, default: value)) * 1_000))
+        }
         let api = GatewayAPI.Configuration(
             passwordCost: UInt8(clamping: reader.int(forKey: "auth.passwordCost", default: 12)),
             rateLimit: .init(
                 capacity: reader.int(forKey: "http.rateLimit.capacity", default: 120),
                 refillPerSecond: reader.double(forKey: "http.rateLimit.refillPerSecond", default: 20)),
             requestTimeout: .milliseconds(
-                Int64(reader.double(forKey: "http.requestTimeoutSeconds", default: 15) * 1_000)))
+                Int64(reader.double(forKey: "http.requestTimeoutSeconds", default: 15) * 1_000)),
+            connections: ConnectionLimits(
+                maximumConnections: max(16, reader.int(forKey: "http.maxConnections", default: 10_000)),
+                maximumConnectionsPerAddress: max(0, reader.int(forKey: "http.maxConnectionsPerAddress", default: 1_024)),
+                requestHeadTimeout: seconds("http.requestHeadTimeoutSeconds", default: 10),
+                requestBodyTimeout: seconds("http.requestBodyTimeoutSeconds", default: 30),
+                idleTimeout: seconds("http.idleTimeoutSeconds", default: 60)))
         return NodeSettings(
             cluster: ClusterNode.Configuration(
                 id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),

@@ -23,7 +23,7 @@ struct GatewayHarness: Sendable {
 
     static func run(
         rateLimit: RateLimitMiddleware.Policy = .init(capacity: 10_000, refillPerSecond: 10_000),
-        live: Bool = false,
+        live: Bool = false, connections: ConnectionLimits = .init(),
         _ body: @Sendable (any TestClientProtocol, GatewayHarness) async throws -> Void
     ) async throws {
         try await withSQLiteStore { store, _ in
@@ -46,12 +46,12 @@ struct GatewayHarness: Sendable {
                 ])
             let api = GatewayAPI(
                 node: node, users: store, events: store, tokens: tokens, clock: clock,
-                configuration: .init(passwordCost: 4, rateLimit: rateLimit))
+                configuration: .init(passwordCost: 4, rateLimit: rateLimit, connections: connections))
             try await api.ensureAdmin(username: "root", password: "root-password")
-            // Live: a real HTTP server on a free loopback port, with WebSocket upgrades.
+            // Live: a real HTTP server on a free loopback port, as a node serves it (WebSocket
+            // upgrades, the connection guard).
             let app = Application(
-                router: api.responder(isReady: { true }),
-                server: .http1WebSocketUpgrade(webSocketRouter: api.webSocketRouter()),
+                router: api.responder(isReady: { true }), server: api.httpServer(),
                 configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
             let harness = GatewayHarness(api: api, tokens: tokens, signingPEM: signingPEM, previousPEM: previousPEM)
             // The node's loop feeds its read model (leaderboards, listings).

@@ -1,0 +1,171 @@
+import Foundation
+import Gateway
+import HummingbirdTesting
+import NIOCore
+import NIOPosix
+import Synchronization
+import TestSupport
+import Testing
+
+/// The HTTP connection guard over real sockets: caps per address and in total (the node keeps
+/// serving the connections it has and anyone else), deadlines on an unfinished request, and an
+/// answer-and-close on malformed HTTP.
+@Suite(.serialized) struct ConnectionGuardTests {
+    static let limits = ConnectionLimits(
+        maximumConnections: 30, maximumConnectionsPerAddress: 10, requestHeadTimeout: .seconds(1),
+        requestBodyTimeout: .seconds(1), idleTimeout: .seconds(60))
+
+    @Test func perAddressCap_refusesBeyondIt_othersAreServed_andIdleSlotsAreFreedByTheHeadDeadline() async throws {
+        try await GatewayHarness.run(live: true, connections: Self.limits) { client, harness in
+            let port = try #require(client.port)
+            var idle: [RawConnection] = []
+            for _ in 0..<10 { idle.append(try await RawConnection.open(port: port, from: "127.0.0.3")) }
+            try await eventually("10 connections counted") { harness.api.connections.open(from: "127.0.0.3") == 10 }
+            let refused = try await RawConnection.open(port: port, from: "127.0.0.3")
+            try await eventually("the 11th from the same address is answered and closed") { refused.isClosed }
+            #expect(refused.text.hasPrefix("HTTP/1.1 503"))
+            #expect(refused.text.contains("too_many_connections"))
+            #expect(refused.text.contains("Retry-After: 1"))
+            // Another address is served meanwhile.
+            let other = try await RawConnection.open(port: port, from: "127.0.0.2")
+            other.send("GET /health/live HTTP/1.1\r\nHost: node\r\n\r\n")
+            try await eventually("another address is served") { other.text.hasPrefix("HTTP/1.1 200") }
+            // The idle ones never sent a request: 408 and closed after the head deadline, which
+            // frees their slots.
+            for connection in idle {
+                try await eventually("an idle connection is closed", timeout: .seconds(10)) { connection.isClosed }
+                #expect(connection.text.hasPrefix("HTTP/1.1 408"))
+            }
+            try await eventually("their slots are free") { harness.api.connections.open(from: "127.0.0.3") == 0 }
+            let again = try await RawConnection.open(port: port, from: "127.0.0.3")
+            again.send("GET /health/live HTTP/1.1\r\nHost: node\r\n\r\n")
+            try await eventually("the address is served again") { again.text.hasPrefix("HTTP/1.1 200") }
+            let closings = harness.api.connections.closings
+            #expect(closings["too_many_connections_from_address"] == 1)
+            #expect(closings["request_head_timeout", default: 0] >= 10)
+            other.close()
+            again.close()
+        }
+    }
+
+    @Test func totalCap_refusesNewConnections_whileOpenOnesKeepWorking() async throws {
+        try await GatewayHarness.run(live: true, connections: Self.limits) { client, harness in
+            let port = try #require(client.port)
+            // A client that was there before the flood, with a keep-alive connection.
+            let regular = try await RawConnection.open(port: port, from: "127.0.0.9")
+            regular.send("GET /health/live HTTP/1.1\r\nHost: node\r\n\r\n")
+            try await eventually("served before the flood") { regular.text.hasPrefix("HTTP/1.1 200") }
+            var flood: [RawConnection] = []
+            for address in 2...4 {
+                for _ in 0..<10 { flood.append(try await RawConnection.open(port: port, from: "127.0.0.\(address)")) }
+            }
+            try await eventually("the flood fills the node") { harness.api.connections.open == 30 }
+            // The flood itself went beyond the cap: its last ones were refused.
+            try await eventually("the flood's refusals counted") {
+                let refused = flood.filter(\.isClosed).count
+                return refused >= 1 && harness.api.connections.closings["too_many_connections"] == refused
+            }
+            let refusedBefore = harness.api.connections.closings["too_many_connections", default: 0]
+            let refused = try await RawConnection.open(port: port, from: "127.0.0.5")
+            try await eventually("a new connection beyond the total cap is refused") { refused.isClosed }
+            #expect(refused.text.hasPrefix("HTTP/1.1 503"))
+            // The connection that was open keeps being served.
+            regular.send("GET /health/ready HTTP/1.1\r\nHost: node\r\n\r\n")
+            try await eventually("the open connection still answers") {
+                regular.text.components(separatedBy: "HTTP/1.1 200").count == 3
+            }
+            #expect(harness.api.connections.closings["too_many_connections"] == refusedBefore + 1)
+            regular.close()
+            for connection in flood { connection.close() }
+        }
+    }
+
+    @Test(arguments: [
+        ("conflicting lengths", "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("NUL in a header", "GET /health/live HTTP/1.1\r\nHost: x\r\nX-A: a\u{0}b\r\n\r\n"),
+        ("100 KB request line", "GET /" + String(repeating: "a", count: 100_000) + " HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("not HTTP", "\u{16}\u{03}\u{01}\u{02}\u{00}\u{01}\u{00}\u{01}\u{fc}\u{03}\u{03}\r\n\r\n"),
+    ])
+    func malformedHTTP_isAnswered400_andClosed(_ name: String, _ request: String) async throws {
+        try await GatewayHarness.run(live: true, connections: Self.limits) { client, harness in
+            let connection = try await RawConnection.open(port: try #require(client.port), from: "127.0.0.1")
+            connection.send(request)
+            try await eventually("\(name): closed", timeout: .seconds(5)) { connection.isClosed }
+            #expect(connection.text.hasPrefix("HTTP/1.1 400"), "\(name): \(connection.text.prefix(80))")
+            #expect(connection.text.contains("malformed_http"))
+            #expect(harness.api.connections.closings["malformed_http"] == 1)
+        }
+    }
+
+    @Test func aBodyThatDoesNotArriveInTime_closesTheConnection() async throws {
+        try await GatewayHarness.run(live: true, connections: Self.limits) { client, harness in
+            let connection = try await RawConnection.open(port: try #require(client.port), from: "127.0.0.1")
+            connection.send(
+                "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            try await eventually("closed after the body deadline", timeout: .seconds(10)) { connection.isClosed }
+            #expect(harness.api.connections.closings["request_body_timeout"] == 1)
+        }
+    }
+
+    @Test func keepAliveRequests_afterTheFirst_areNotCutByTheHeadDeadline() async throws {
+        try await GatewayHarness.run(live: true, connections: Self.limits) { client, _ in
+            let connection = try await RawConnection.open(port: try #require(client.port), from: "127.0.0.1")
+            connection.send("GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            try await eventually("first answer") { connection.text.hasPrefix("HTTP/1.1 200") }
+            // Longer than the head deadline between requests: the keep-alive idle timer applies.
+            try await Task.sleep(for: .milliseconds(1_500))
+            #expect(!connection.isClosed)
+            connection.send("GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            try await eventually("second answer") { connection.text.components(separatedBy: "HTTP/1.1 200").count == 3 }
+            connection.close()
+        }
+    }
+}
+
+/// A plain TCP connection from a chosen loopback address that records what it receives and
+/// whether the server closed it.
+final class RawConnection: Sendable {
+    private final class Recorder: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let state = Mutex((bytes: [UInt8](), closed: false))
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            state.withLock { $0.bytes += buffer.readableBytesView }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            state.withLock { $0.closed = true }
+        }
+    }
+
+    private let channel: any Channel
+    private let recorder: Recorder
+
+    private init(channel: any Channel, recorder: Recorder) {
+        self.channel = channel
+        self.recorder = recorder
+    }
+
+    static func open(port: Int, from source: String) async throws -> RawConnection {
+        let recorder = Recorder()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(recorder) }
+            }
+            .bind(to: try SocketAddress(ipAddress: source, port: 0))
+            .connect(host: "127.0.0.1", port: port).get()
+        return RawConnection(channel: channel, recorder: recorder)
+    }
+
+    func send(_ text: String) {
+        channel.writeAndFlush(ByteBuffer(string: text), promise: nil)
+    }
+
+    var text: String { String(decoding: recorder.state.withLock { $0.bytes }, as: UTF8.self) }
+    var isClosed: Bool { recorder.state.withLock { $0.closed } }
+
+    func close() {
+        channel.close(promise: nil)
+    }
+}
