@@ -190,17 +190,16 @@ public struct GuardedHTTPChannel<Inner: ServerChildChannel>: ServerChildChannel 
 }
 
 extension ConnectionLimits {
-    /// The part-level handler to pass as Hummingbird's `additionalChannelHandlers`: every request's
-    /// body must be complete within ``requestBodyTimeout`` of its head.
-    func requestBodyDeadline(counter: ConnectionCounter) -> RequestBodyDeadline {
-        RequestBodyDeadline(timeout: requestBodyTimeout, counter: counter)
+    /// The part-level handler to pass as Hummingbird's `additionalChannelHandlers`.
+    func exchangeGuard(counter: ConnectionCounter) -> ExchangeGuard {
+        ExchangeGuard(timeout: requestBodyTimeout, counter: counter)
     }
 }
 
 /// First in the pipeline, on raw bytes: refuses a connection over the caps with a 503, closes one
 /// whose first request head is not complete within the deadline with a 408, and answers a parse
 /// error with a 400 and closes. Once the first answer is on its way, later requests are Hummingbird's
-/// (its idle timer runs from then on) and ``RequestBodyDeadline``'s.
+/// (its idle timer runs from then on) and ``ExchangeGuard``'s.
 final class FirstRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -371,16 +370,22 @@ final class ParseErrorWatcher: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Closes a connection whose request body is not complete within `timeout` of its head: a client
-/// that sends a body a byte a minute would otherwise hold its connection for as long as it likes
-/// (Hummingbird's idle timer does not run while a request is in progress).
-final class RequestBodyDeadline: ChannelInboundHandler, RemovableChannelHandler {
+/// Watches each exchange on a connection, at the level of HTTP parts:
+/// - a request's body must be complete within `timeout` of its head, else the connection closes —
+///   a client that sends a body a byte a minute would otherwise hold it as long as it likes
+///   (Hummingbird's idle timer does not run while a request is in progress);
+/// - a client that closes its side while an answer is still streaming (an event stream) has gone:
+///   the connection closes, so the stream and its slot end now rather than at the next heartbeat.
+final class ExchangeGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
 
     private let timeout: Duration
     private let counter: ConnectionCounter
     private var deadline: Scheduled<Void>?
+    private var responding = false
 
     init(timeout: Duration, counter: ConnectionCounter) {
         self.timeout = timeout
@@ -405,6 +410,22 @@ final class RequestBodyDeadline: ChannelInboundHandler, RemovableChannelHandler 
         context.fireChannelRead(data)
     }
 
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head: responding = true
+        case .end: responding = false
+        case .body: break
+        }
+        context.write(data, promise: promise)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed, responding {
+            context.close(promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
@@ -424,7 +445,7 @@ extension GatewayAPI {
                     responder: responder, webSocketResponder: webSocketResponder,
                     configuration: .init(
                         http1: .init(
-                            additionalChannelHandlers: [limits.requestBodyDeadline(counter: counter)],
+                            additionalChannelHandlers: [limits.exchangeGuard(counter: counter)],
                             idleTimeout: .init(limits.idleTimeout)))),
                 counter: counter)
         }

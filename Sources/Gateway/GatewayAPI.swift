@@ -22,15 +22,19 @@ public struct GatewayAPI: Sendable {
         public var requestTimeout: Duration
         /// Caps on HTTP connections and deadlines on reading requests (``httpServer()``).
         public var connections: ConnectionLimits
+        /// Caps on live streams (Server-Sent Events and WebSockets).
+        public var streams: StreamLimits
 
         public init(
             passwordCost: UInt8 = 12, rateLimit: RateLimitMiddleware.Policy = .init(capacity: 120, refillPerSecond: 20),
-            requestTimeout: Duration = .seconds(15), connections: ConnectionLimits = .init()
+            requestTimeout: Duration = .seconds(15), connections: ConnectionLimits = .init(),
+            streams: StreamLimits = .init()
         ) {
             self.passwordCost = passwordCost
             self.rateLimit = rateLimit
             self.requestTimeout = requestTimeout
             self.connections = connections
+            self.streams = streams
         }
     }
 
@@ -43,6 +47,7 @@ public struct GatewayAPI: Sendable {
     public let metrics = HTTPMetrics()
     /// The open HTTP connections of ``httpServer()``, against `configuration.connections`.
     public let connections: ConnectionCounter
+    let streams: StreamLimiter
 
     public init(
         node: ClusterNode, users: any UserStore, events: any EventStore, tokens: TokenAuthority, clock: any EngineClock,
@@ -55,6 +60,7 @@ public struct GatewayAPI: Sendable {
         self.clock = clock
         self.configuration = configuration
         self.connections = ConnectionCounter(limits: configuration.connections)
+        self.streams = StreamLimiter(limits: configuration.streams)
     }
 
     /// What a node serves over HTTP: the router, each request within the request timeout.
@@ -394,8 +400,10 @@ public struct GatewayAPI: Sendable {
             request.headers[.lastEventID].flatMap(Int64.init) ?? request.uri.queryParameters.get("since").flatMap(
                 Int64.init) ?? 0
         guard since >= 0 else { throw APIError.malformed("'since' must not be negative.") }
+        try await requireAuction(id)
+        let slot = try streams.acquire(for: context.identity.map { "user:\($0.userId)" } ?? "ip:\(context.clientAddress)")
         let stream = await node.events(of: id, after: since)
-        return serverSentEvents(stream, render: EventView.serverSentEvent)
+        return serverSentEvents(stream, slot: slot, until: context.connectionClosed, render: EventView.serverSentEvent)
     }
 
     /// `GET /v1/me/notifications`: the caller's notifications (outbid, won, lost, extended,
@@ -413,15 +421,19 @@ public struct GatewayAPI: Sendable {
             }
             start = .since(Timestamp(millisecondsSinceEpoch: milliseconds))
         }
+        let slot = try streams.acquire(for: "user:\(caller.userId)")
         let stream = node.readModel.notifications.subscribe(caller.userId, from: start)
-        return serverSentEvents(stream, render: NotificationView.serverSentEvent)
+        return serverSentEvents(
+            stream, slot: slot, until: context.connectionClosed, render: NotificationView.serverSentEvent)
     }
 
     /// A `text/event-stream` response of `source`, plus a comment line every 15 s: it keeps the
     /// connection inside the server's idle timeout and shows a client that went away (the write
-    /// fails). It ends when `source` does or the node shuts down, so the node can stop.
+    /// fails). It ends when `source` does, the connection closes (`closed`) or the node shuts
+    /// down, so the node can stop; `slot` is given back then.
     private func serverSentEvents<Source: AsyncSequence<Element, Never> & Sendable, Element>(
-        _ source: Source, render: @escaping @Sendable (Element) -> String
+        _ source: Source, slot: StreamLimiter.Slot, until closed: EventLoopFuture<Void>,
+        render: @escaping @Sendable (Element) -> String
     ) -> Response {
         let metrics = self.metrics
         metrics.streamOpened()
@@ -436,10 +448,12 @@ public struct GatewayAPI: Sendable {
                     continuation.yield(ByteBuffer(string: ": keepalive\n\n"))
                 }
             }
+            closed.whenComplete { _ in continuation.finish() }
             continuation.onTermination = { _ in
                 forward.cancel()
                 heartbeat.cancel()
                 metrics.streamClosed()
+                slot.end()
             }
         }
         return Response(
@@ -448,6 +462,20 @@ public struct GatewayAPI: Sendable {
     }
 
     // MARK: - Helpers
+
+    /// Nothing to stream for an auction that does not exist: 404 (a stream would cost a feed and a
+    /// subscription for nothing). This node's read model may not have seen a new auction yet, so
+    /// the log is asked before saying no.
+    func requireAuction(_ id: AuctionID) async throws(APIError) {
+        if node.readModel.summary(of: id) != nil { return }
+        let first: [StoredEvent]
+        do {
+            first = try await events.events(of: id, after: 0, limit: 1)
+        } catch {
+            throw APIError.storeUnavailable
+        }
+        guard !first.isEmpty else { throw APIError.rejected(.auctionNotFound) }
+    }
 
     static func body(_ request: Request, _ context: GatewayContext) async throws -> Data {
         let buffer: ByteBuffer

@@ -8,11 +8,15 @@ public struct GatewayContext: RequestContext {
     public var identity: Identity?
     /// The client's IP address, the rate-limit key of anonymous requests.
     public let clientAddress: String
+    /// Completes when the client's connection closes: a live stream ends then, not at its next
+    /// write.
+    let connectionClosed: EventLoopFuture<Void>
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         identity = nil
         clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+        connectionClosed = source.channel.closeFuture
     }
 
     /// Request bodies are small JSON documents.

@@ -9,10 +9,13 @@ import ServiceLifecycle
 public struct GatewayWebSocketContext: RequestContext, WebSocketRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let webSocket: WebSocketHandlerReference<Self>
+    /// The client's IP address: WebSocket streams are anonymous and capped per address.
+    public let clientAddress: String
 
     public init(source: Source) {
         coreContext = .init(source: source)
         webSocket = .init()
+        clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
     }
 }
 
@@ -25,15 +28,21 @@ extension GatewayAPI {
     public func webSocketRouter() -> Router<GatewayWebSocketContext> {
         let router = Router(context: GatewayWebSocketContext.self)
         router.add(middleware: ProblemMiddleware())
-        let (node, metrics) = (self.node, self.metrics)
+        let (node, metrics, streams) = (self.node, self.metrics, self.streams)
+        let api = self
         router.ws(
             "/v1/auctions/:id/ws",
             shouldUpgrade: { request, context in
-                _ = try Self.webSocketStart(request, context.parameters)
+                let (id, _) = try Self.webSocketStart(request, context.parameters)
+                try await api.requireAuction(id)
+                // Refused here with a proper answer; the slot itself is taken once upgraded.
+                try streams.acquire(for: "ip:\(context.clientAddress)").end()
                 return .upgrade([:])
             },
             onUpgrade: { inbound, outbound, context in
                 let (id, since) = try Self.webSocketStart(context.request, context.requestContext.parameters)
+                let slot = try streams.acquire(for: "ip:\(context.requestContext.clientAddress)")
+                defer { slot.end() }
                 let events = await node.events(of: id, after: since)
                 metrics.streamOpened()
                 defer { metrics.streamClosed() }

@@ -165,7 +165,10 @@ struct NodeSettings: Sendable {
                 maximumConnectionsPerAddress: max(0, reader.int(forKey: "http.maxConnectionsPerAddress", default: 1_024)),
                 requestHeadTimeout: seconds("http.requestHeadTimeoutSeconds", default: 10),
                 requestBodyTimeout: seconds("http.requestBodyTimeoutSeconds", default: 30),
-                idleTimeout: seconds("http.idleTimeoutSeconds", default: 60)))
+                idleTimeout: seconds("http.idleTimeoutSeconds", default: 60)),
+            streams: StreamLimits(
+                maximumStreams: max(1, reader.int(forKey: "http.maxStreams", default: 5_000)),
+                maximumStreamsPerCaller: max(1, reader.int(forKey: "http.maxStreamsPerCaller", default: 32))))
         return NodeSettings(
             cluster: ClusterNode.Configuration(
                 id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),
