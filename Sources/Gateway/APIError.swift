@@ -63,6 +63,10 @@ public struct APIError: Error, Sendable, HTTPResponseError {
             .unauthorized, code: "invalid_token", detail: detail,
             headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
     }
+    static let tokenRevoked = APIError(
+        .unauthorized, code: "token_revoked",
+        detail: "This token was revoked (roles changed, logged out everywhere, or the user is gone); log in again.",
+        headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
     static let storeUnavailable = APIError(
         .serviceUnavailable, code: "store_unavailable", detail: "The store is busy; try again shortly.",
         headers: [.retryAfter: "1"])

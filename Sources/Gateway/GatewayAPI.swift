@@ -24,17 +24,24 @@ public struct GatewayAPI: Sendable {
         public var connections: ConnectionLimits
         /// Caps on live streams (Server-Sent Events and WebSockets).
         public var streams: StreamLimits
+        /// How long a node trusts its cached copy of a user's roles and token version when no
+        /// change was announced (changes are announced to every node at once).
+        public var userCacheAge: Duration
+        /// When failed logins lock a username.
+        public var loginLock: LoginLockPolicy
 
         public init(
             passwordCost: UInt8 = 12, rateLimit: RateLimitMiddleware.Policy = .init(capacity: 120, refillPerSecond: 20),
             requestTimeout: Duration = .seconds(15), connections: ConnectionLimits = .init(),
-            streams: StreamLimits = .init()
+            streams: StreamLimits = .init(), userCacheAge: Duration = .seconds(10), loginLock: LoginLockPolicy = .init()
         ) {
             self.passwordCost = passwordCost
             self.rateLimit = rateLimit
             self.requestTimeout = requestTimeout
             self.connections = connections
             self.streams = streams
+            self.userCacheAge = userCacheAge
+            self.loginLock = loginLock
         }
     }
 
@@ -48,6 +55,10 @@ public struct GatewayAPI: Sendable {
     /// The open HTTP connections of ``httpServer()``, against `configuration.connections`.
     public let connections: ConnectionCounter
     let streams: StreamLimiter
+    let directory: UserDirectory
+    /// A bcrypt hash at the configured cost that no password matches: a login of an unknown user
+    /// checks it, so it takes as long as one of a known user.
+    private let unknownUserHash: String
 
     public init(
         node: ClusterNode, users: any UserStore, events: any EventStore, tokens: TokenAuthority, clock: any EngineClock,
@@ -61,6 +72,10 @@ public struct GatewayAPI: Sendable {
         self.configuration = configuration
         self.connections = ConnectionCounter(limits: configuration.connections)
         self.streams = StreamLimiter(limits: configuration.streams)
+        let directory = UserDirectory(users: users, maximumAge: configuration.userCacheAge)
+        self.directory = directory
+        node.onUserChange { directory.forget($0) }
+        self.unknownUserHash = Bcrypt.hash(UUID().uuidString + UUID().uuidString, cost: configuration.passwordCost)
     }
 
     /// What a node serves over HTTP: the router, each request within the request timeout.
@@ -89,11 +104,13 @@ public struct GatewayAPI: Sendable {
                 body: .init(byteBuffer: ByteBuffer(string: await node.metricsText() + metrics.text() + connections.metricsText())))
         }
         let api = router.group("/v1")
-            .add(middleware: AuthenticationMiddleware(tokens: tokens))
+            .add(middleware: AuthenticationMiddleware(tokens: tokens, directory: directory))
             .add(middleware: RateLimitMiddleware(policy: configuration.rateLimit))
         api.post("/users", use: register)
         api.post("/sessions", use: login)
         api.get("/me", use: me)
+        api.delete("/me/sessions", use: revokeOwnTokens)
+        api.delete("/users/:id/sessions", use: revokeTokens)
         api.get("/me/notifications", use: notificationStream)
         api.put("/users/:id/roles", use: grantRoles)
         api.post("/auctions", use: createAuction)
@@ -161,24 +178,104 @@ public struct GatewayAPI: Sendable {
             UserView(id: user.id.rawValue, username: user.username, roles: user.roles), status: .created)
     }
 
+    /// `POST /v1/sessions`. The same work whether or not the user exists (the hash checked for an
+    /// unknown user has the configured cost), and failed logins per username — counted in the
+    /// store, so on every node — lock it for a while (``LoginLockPolicy``): 429 with `Retry-After`,
+    /// for names that do not exist as well.
     @Sendable func login(_ request: Request, context: GatewayContext) async throws -> Response {
         let body = try LoginRequest.decode(try await Self.body(request, context))
-        let stored = try? await users.user(named: body.username.lowercased())
+        let username = body.username.lowercased()
+        let now = clock.now()
+        let failures: LoginFailures?
+        let stored: StoredUser?
+        do {
+            failures = try await users.loginFailures(of: username)
+            stored = try await users.user(named: username)
+        } catch {
+            throw APIError.storeUnavailable
+        }
+        if let failures, now < failures.lockedUntil { throw Self.loginLocked(until: failures.lockedUntil, now: now) }
         let password = body.password
-        let hash = stored?.passwordHash ?? "$2b$04$invalidinvalidinvalidinuW6L5ckcBB4u0xqXWBmB2uvpM4GW8jK"
-        // Same work whether or not the user exists, so timing does not reveal usernames.
+        let hash = stored?.passwordHash ?? unknownUserHash
         let valid = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
         guard let stored, valid else {
+            let counted = try? await users.recordLoginFailure(of: username, now: now, policy: configuration.loginLock)
+            if let counted, now < counted.lockedUntil { throw Self.loginLocked(until: counted.lockedUntil, now: now) }
             throw APIError(.unauthorized, code: "invalid_credentials", detail: "Unknown username or wrong password.")
         }
+        if failures != nil { try? await users.clearLoginFailures(of: username) }
         let identity = Identity(
-            userId: stored.id, username: stored.username, roles: Set(stored.roles.compactMap(Role.init(rawValue:))))
+            userId: stored.id, username: stored.username, roles: Set(stored.roles.compactMap(Role.init(rawValue:))),
+            tokenVersion: stored.tokenVersion)
         let (token, expires) = try await tokens.issue(for: identity)
-        return try Self.json(
+        var response = try Self.json(
             SessionView(
                 token: token,
                 expiresAt: Timestamps.format(
                     Timestamp(millisecondsSinceEpoch: Int64(expires.timeIntervalSince1970 * 1_000)))))
+        response.headers[.cacheControl] = "no-store"
+        return response
+    }
+
+    static func loginLocked(until: Timestamp, now: Timestamp) -> APIError {
+        let seconds = max(1, (until.millisecondsSinceEpoch - now.millisecondsSinceEpoch + 999) / 1_000)
+        return APIError(
+            .tooManyRequests, code: "login_locked",
+            detail: "Too many failed logins for this username; try again in \(seconds) s.",
+            extra: ["retryAfterSeconds": "\(seconds)"], headers: [.retryAfter: "\(seconds)"])
+    }
+
+    /// The caller as the store says now, for admin actions: a token revoked a moment ago on another
+    /// node, or an admin role just taken away, is refused here even if this node's cache has not
+    /// heard yet.
+    func freshAdmin(_ context: GatewayContext) async throws(APIError) -> Identity {
+        let caller = try context.caller()
+        let standing: UserDirectory.Standing?
+        do {
+            standing = try await directory.standing(of: caller.userId, fresh: true)
+        } catch {
+            throw APIError.storeUnavailable
+        }
+        guard let standing, standing.tokenVersion == caller.tokenVersion else { throw APIError.tokenRevoked }
+        guard standing.roles.contains(.admin) else { throw APIError.forbidden(.admin) }
+        return caller
+    }
+
+    /// Every node drops what it cached about `user`: its tokens' fate changes now.
+    private func userChanged(_ user: UserID) async {
+        directory.forget(user)
+        await node.announceUserChange(user)
+    }
+
+    /// `DELETE /v1/me/sessions`: log out everywhere — every token of the caller stops working.
+    @Sendable func revokeOwnTokens(_ request: Request, context: GatewayContext) async throws -> Response {
+        let caller = try context.caller()
+        do {
+            try await users.revokeTokens(of: caller.userId)
+        } catch .unknownUser {
+            throw APIError.tokenRevoked
+        } catch {
+            throw APIError.storeUnavailable
+        }
+        await userChanged(caller.userId)
+        return Response(status: .noContent)
+    }
+
+    /// `DELETE /v1/users/{id}/sessions` (admin): every token of that user stops working.
+    @Sendable func revokeTokens(_ request: Request, context: GatewayContext) async throws -> Response {
+        _ = try await freshAdmin(context)
+        guard let id = context.parameters.get("id").flatMap(UserID.init(rawValue:)) else {
+            throw APIError(.notFound, code: "user_not_found", detail: "There is no such user.")
+        }
+        do {
+            try await users.revokeTokens(of: id)
+        } catch .unknownUser {
+            throw APIError(.notFound, code: "user_not_found", detail: "There is no such user.")
+        } catch {
+            throw APIError.storeUnavailable
+        }
+        await userChanged(id)
+        return Response(status: .noContent)
     }
 
     @Sendable func me(_ request: Request, context: GatewayContext) async throws -> Response {
@@ -189,7 +286,7 @@ public struct GatewayAPI: Sendable {
     }
 
     @Sendable func grantRoles(_ request: Request, context: GatewayContext) async throws -> Response {
-        try context.caller().require(.admin)
+        _ = try await freshAdmin(context)
         let body = try RolesRequest.decode(try await Self.body(request, context))
         let roles = try body.roles.map { name throws(APIError) -> Role in
             guard let role = Role(rawValue: name) else { throw APIError.malformed("Unknown role '\(name)'.") }
@@ -205,6 +302,7 @@ public struct GatewayAPI: Sendable {
         } catch {
             throw APIError.storeUnavailable
         }
+        await userChanged(id)
         guard let user = try? await users.user(id: id) else {
             throw APIError(.notFound, code: "user_not_found", detail: "There is no such user.")
         }
@@ -320,7 +418,7 @@ public struct GatewayAPI: Sendable {
     }
 
     @Sendable func cancel(_ request: Request, context: GatewayContext) async throws -> Response {
-        try context.caller().require(.admin)
+        _ = try await freshAdmin(context)
         let id = try Self.auctionId(context)
         let body = try CancelRequest.decode(try await Self.body(request, context))
         let accepted = try Self.unwrap(await node.submit(.cancel(reason: body.reason), to: id))

@@ -98,14 +98,25 @@ public struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner
     }
 }
 
-/// Reads `Authorization: Bearer <jwt>`; a valid token sets the caller's identity, an invalid one
-/// is a 401 naming why. Requests without a token continue anonymously (routes that need a caller
-/// refuse them).
+/// Reads `Authorization: Bearer <jwt>`; a valid token of a user who still exists, with the user's
+/// current token version, sets the caller's identity (with the roles the store has now); any other
+/// token is a 401 naming why. Requests without a token continue anonymously (routes that need a
+/// caller refuse them).
 public struct AuthenticationMiddleware: RouterMiddleware {
     let tokens: TokenAuthority
+    /// `nil` only in the benchmark's baseline servers, which have no users table: signature only.
+    let directory: UserDirectory?
 
-    public init(tokens: TokenAuthority) {
+    init(tokens: TokenAuthority, directory: UserDirectory) {
         self.tokens = tokens
+        self.directory = directory
+    }
+
+    /// Checks signatures and expiry only — for the benchmark's baseline servers, which have no
+    /// users; a node always checks the user's standing too.
+    public init(signaturesOnly tokens: TokenAuthority) {
+        self.tokens = tokens
+        self.directory = nil
     }
 
     public func handle(
@@ -116,11 +127,25 @@ public struct AuthenticationMiddleware: RouterMiddleware {
             throw APIError.invalidToken("Use the Bearer scheme.")
         }
         var context = context
+        var identity: Identity
         do {
-            context.identity = try await tokens.verify(String(header.dropFirst("bearer ".count)))
+            identity = try await tokens.verify(String(header.dropFirst("bearer ".count)))
         } catch {
             throw APIError.invalidToken(error.detail)
         }
+        guard let directory else {
+            context.identity = identity
+            return try await next(request, context)
+        }
+        let standing: UserDirectory.Standing?
+        do {
+            standing = try await directory.standing(of: identity.userId, fresh: false)
+        } catch {
+            throw APIError.storeUnavailable
+        }
+        guard let standing, standing.tokenVersion == identity.tokenVersion else { throw APIError.tokenRevoked }
+        identity.roles = standing.roles
+        context.identity = identity
         return try await next(request, context)
     }
 }

@@ -4,7 +4,7 @@ import JWTKit
 import Synchronization
 
 /// Issues and verifies the API's access tokens: JWTs signed with ES256 (P-256), with `kid`, `sub`,
-/// `name`, `roles`, `iat` and `exp`.
+/// `name`, `roles`, `ver` (the user's token version), `iat` and `exp`.
 ///
 /// Why this shape: several public keys are accepted at once (by `kid`) while one private key
 /// signs, so keys rotate without logging anyone out; the algorithm is pinned — a token must say
@@ -55,6 +55,8 @@ public final class TokenAuthority: Sendable {
         var sub: SubjectClaim
         var name: String
         var roles: [String]
+        /// The user's token version at issue (absent in tokens issued before versions existed: 0).
+        var ver: Int64?
         var iat: IssuedAtClaim
         var exp: ExpirationClaim
 
@@ -110,7 +112,7 @@ public final class TokenAuthority: Sendable {
         let expires = now.addingTimeInterval(Double(lifetime.components.seconds))
         let claims = Claims(
             sub: SubjectClaim(value: identity.userId.rawValue), name: identity.username,
-            roles: identity.roles.map(\.rawValue).sorted(), iat: IssuedAtClaim(value: now),
+            roles: identity.roles.map(\.rawValue).sorted(), ver: identity.tokenVersion, iat: IssuedAtClaim(value: now),
             exp: ExpirationClaim(value: expires))
         let token = try await keys.sign(claims, kid: JWKIdentifier(string: signingKid))
         return (token, expires)
@@ -147,7 +149,8 @@ public final class TokenAuthority: Sendable {
         }
         guard let userId = UserID(rawValue: claims.sub.value) else { throw .invalidClaims }
         let identity = Identity(
-            userId: userId, username: claims.name, roles: Set(claims.roles.compactMap(Role.init(rawValue:))))
+            userId: userId, username: claims.name, roles: Set(claims.roles.compactMap(Role.init(rawValue:))),
+            tokenVersion: claims.ver ?? 0)
         verified.withLock { $0.remember(token, identity: identity, expiresAt: claims.exp.value) }
         return identity
     }

@@ -20,6 +20,9 @@ public enum ClusterFrame: Sendable, Equatable {
     case events(auction: AuctionID, events: [StoredEvent])
     /// Asks a node to push the events of every auction it writes (read models; renewed periodically).
     case subscribeToEverything(subscriber: NodeID)
+    /// A user's roles or token version changed: drop what you cached about them (revocation takes
+    /// effect on every node at once, not when a cache entry expires).
+    case userChanged(UserID)
 
     enum Tag: UInt8 {
         case membership = 0x01
@@ -28,6 +31,7 @@ public enum ClusterFrame: Sendable, Equatable {
         case subscribe = 0x04
         case events = 0x05
         case subscribeToEverything = 0x06
+        case userChanged = 0x07
     }
 
     public func encode() -> ByteBuffer {
@@ -59,6 +63,9 @@ public enum ClusterFrame: Sendable, Equatable {
         case .subscribeToEverything(let subscriber):
             buffer.writeInteger(Tag.subscribeToEverything.rawValue)
             buffer.writeWireString(subscriber.rawValue)
+        case .userChanged(let user):
+            buffer.writeInteger(Tag.userChanged.rawValue)
+            buffer.writeWireString(user.rawValue)
         }
         return buffer
     }
@@ -90,6 +97,8 @@ public enum ClusterFrame: Sendable, Equatable {
             decoded = .events(auction: auction, events: events)
         case .subscribeToEverything:
             decoded = .subscribeToEverything(subscriber: try WireCodec.readIdentifier(NodeID.self, from: &buffer))
+        case .userChanged:
+            decoded = .userChanged(try WireCodec.readIdentifier(UserID.self, from: &buffer))
         case nil:
             throw .unknownTag("cluster frame", tag)
         }

@@ -3,6 +3,7 @@ public import AuctionRuntime
 public import ClusterCore
 import Foundation
 public import Logging
+import Synchronization
 public import Storage
 
 /// One node of the cluster: drives its membership instance, keeps the placement view, and routes
@@ -62,6 +63,7 @@ public actor ClusterNode {
     private let fanOut: EventFanOut
     /// Every auction of the cluster, kept current from the fan-out.
     public nonisolated let readModel: AuctionReadModel
+    private let userChangeListeners = Mutex<[@Sendable (UserID) -> Void]>([])
     private var feeds: [AuctionID: [ObjectIdentifier: EventFeed]] = [:]
     private var lastRenewal = ContinuousClock.now
     private var lastReadModelCatchUp = ContinuousClock.now
@@ -276,6 +278,24 @@ public actor ClusterNode {
                 guard let auction = events.first?.auction else { return }
                 reply(.events(auction: auction, events: events))
             }
+        case .userChanged(let user):
+            for listener in userChangeListeners.withLock({ $0 }) { listener(user) }
+        }
+    }
+
+    // MARK: - Users
+
+    /// Hears about users whose roles or token version changed on another node (the gateway's
+    /// cache of user standings).
+    public nonisolated func onUserChange(_ listener: @escaping @Sendable (UserID) -> Void) {
+        userChangeListeners.withLock { $0.append(listener) }
+    }
+
+    /// Tells every live member that `user`'s roles or token version changed. Best effort: a member
+    /// that misses it sees the change when its cached entry expires.
+    public func announceUserChange(_ user: UserID) {
+        for member in membership.members where member.id != configuration.id && member.status.isLive {
+            transport.send(.userChanged(user), to: member.address)
         }
     }
 

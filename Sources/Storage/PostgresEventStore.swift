@@ -338,12 +338,87 @@ extension PostgresEventStore: UserStore {
 
     public func user(named username: String) async throws(UserStoreError) -> StoredUser? {
         try await fetchUser(
-            "SELECT id, username, password_hash, roles, created_at FROM users WHERE username = \(username)")
+            "SELECT id, username, password_hash, roles, created_at, token_version FROM users WHERE username = \(username)"
+        )
     }
 
     public func user(id: UserID) async throws(UserStoreError) -> StoredUser? {
         try await fetchUser(
-            "SELECT id, username, password_hash, roles, created_at FROM users WHERE id = \(id.rawValue)")
+            "SELECT id, username, password_hash, roles, created_at, token_version FROM users WHERE id = \(id.rawValue)")
+    }
+
+    public func revokeTokens(of id: UserID) async throws(UserStoreError) {
+        let updated = try await userCall { connection, logger in
+            var updated = 0
+            let rows = try await connection.query(
+                "UPDATE users SET token_version = token_version + 1 WHERE id = \(id.rawValue) RETURNING id",
+                logger: logger)
+            for try await _ in rows { updated += 1 }
+            return updated
+        }
+        if updated == 0 { throw .unknownUser }
+    }
+
+    public func loginFailures(of username: String) async throws(UserStoreError) -> LoginFailures? {
+        try await userCall { connection, logger in
+            var found: LoginFailures?
+            let rows = try await connection.query(
+                "SELECT failures, locked_until FROM login_failures WHERE username = \(username)", logger: logger)
+            for try await (failures, lockedUntil) in rows.decode((Int32, Int64).self) {
+                found = LoginFailures(
+                    failures: Int(failures), lockedUntil: Timestamp(millisecondsSinceEpoch: lockedUntil))
+            }
+            return found
+        }
+    }
+
+    public func recordLoginFailure(of username: String, now: Timestamp, policy: LoginLockPolicy)
+        async throws(UserStoreError) -> LoginFailures
+    {
+        try await userCall { connection, logger in
+            var failures = 0
+            var lockedUntil: Int64 = 0
+            let counted = try await connection.query(
+                """
+                INSERT INTO login_failures AS f (username, failures, locked_until) VALUES (\(username), 1, 0)
+                ON CONFLICT (username) DO UPDATE SET failures = f.failures + 1
+                RETURNING failures, locked_until
+                """, logger: logger)
+            for try await (count, until) in counted.decode((Int32, Int64).self) {
+                (failures, lockedUntil) = (Int(count), until)
+            }
+            let lock = policy.lock(afterFailures: failures)
+            if lock > .zero {
+                let until = now.advanced(by: lock).millisecondsSinceEpoch
+                let locked = try await connection.query(
+                    """
+                    UPDATE login_failures SET locked_until = GREATEST(locked_until, \(until))
+                    WHERE username = \(username) RETURNING locked_until
+                    """, logger: logger)
+                for try await (until,) in locked.decode((Int64,).self) { lockedUntil = until }
+            }
+            return LoginFailures(failures: failures, lockedUntil: Timestamp(millisecondsSinceEpoch: lockedUntil))
+        }
+    }
+
+    public func clearLoginFailures(of username: String) async throws(UserStoreError) {
+        try await userCall { connection, logger in
+            _ = try await connection.query("DELETE FROM login_failures WHERE username = \(username)", logger: logger)
+        }
+    }
+
+    /// One call on the user tables, within the store's deadline; any failure is `unavailable`.
+    private func userCall<T: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
+    ) async throws(UserStoreError) -> T {
+        let (client, logger) = (client, logger)
+        do {
+            return try await withDeadline(timeout) { [answers] in
+                try await answers.run(on: client) { connection in try await body(connection, logger) }
+            }
+        } catch {
+            throw .unavailable("PostgreSQL: \(String(describing: (error as? PSQLError)?.code ?? .connectionError))")
+        }
     }
 
     public func setRoles(_ roles: [String], of id: UserID) async throws(UserStoreError) {
@@ -355,7 +430,8 @@ extension PostgresEventStore: UserStore {
                     var updated = 0
                     let rows = try await connection.query(
                         """
-                        UPDATE users SET roles = \(roles.joined(separator: ",")) WHERE id = \(id.rawValue) RETURNING id
+                        UPDATE users SET roles = \(roles.joined(separator: ",")), token_version = token_version + 1
+                        WHERE id = \(id.rawValue) RETURNING id
                         """, logger: logger)
                     for try await _ in rows { updated += 1 }
                     return updated
@@ -368,14 +444,14 @@ extension PostgresEventStore: UserStore {
     }
 
     private func fetchUser(_ query: PostgresQuery) async throws(UserStoreError) -> StoredUser? {
-        let found: (String, String, String, String, Int64)?
+        let found: (String, String, String, String, Int64, Int64)?
         let (client, logger) = (client, logger)
         do {
             found = try await withDeadline(timeout) { [answers] in
                 try await answers.run(on: client) { connection in
-                    var found: (String, String, String, String, Int64)?
+                    var found: (String, String, String, String, Int64, Int64)?
                     for try await row in try await connection.query(query, logger: logger).decode(
-                        (String, String, String, String, Int64).self)
+                        (String, String, String, String, Int64, Int64).self)
                     {
                         found = row
                     }
@@ -385,10 +461,10 @@ extension PostgresEventStore: UserStore {
         } catch {
             throw .unavailable("PostgreSQL: \(String(describing: (error as? PSQLError)?.code ?? .connectionError))")
         }
-        guard let (rawId, username, hash, roles, created) = found else { return nil }
+        guard let (rawId, username, hash, roles, created, tokenVersion) = found else { return nil }
         guard let id = UserID(rawValue: rawId) else { throw .unavailable("malformed user row") }
         return StoredUser(
             id: id, username: username, passwordHash: hash, roles: roles.split(separator: ",").map(String.init),
-            createdAt: Timestamp(millisecondsSinceEpoch: created))
+            createdAt: Timestamp(millisecondsSinceEpoch: created), tokenVersion: tokenVersion)
     }
 }

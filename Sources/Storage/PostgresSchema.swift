@@ -189,5 +189,21 @@ enum PostgresSchema {
                 """
             ]
         ),
+        // Revocation and login throttling: a user's token version (tokens carry it; raising it
+        // revokes every token issued before), and failed logins per username — for names that do
+        // not exist too, so a lock says nothing about who has an account.
+        SchemaMigration(
+            version: 5,
+            statements: [
+                "ALTER TABLE users ADD COLUMN token_version bigint NOT NULL DEFAULT 0",
+                """
+                CREATE TABLE login_failures (
+                    username text PRIMARY KEY,
+                    failures integer NOT NULL,
+                    locked_until bigint NOT NULL
+                )
+                """,
+            ]
+        ),
     ]
 }

@@ -346,6 +346,20 @@ enum SQLiteSchema {
         ),
         // PostgreSQL's version 4 tunes its append function's plans; nothing to do here.
         SchemaMigration(version: 4, statements: []),
+        // Token versions and login failures (see the PostgreSQL schema's version 5).
+        SchemaMigration(
+            version: 5,
+            statements: [
+                "ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0",
+                """
+                CREATE TABLE login_failures (
+                    username TEXT PRIMARY KEY,
+                    failures INTEGER NOT NULL,
+                    locked_until INTEGER NOT NULL
+                )
+                """,
+            ]
+        ),
     ]
 }
 
@@ -370,12 +384,86 @@ extension SQLiteEventStore: UserStore {
 
     public func user(named username: String) async throws(UserStoreError) -> StoredUser? {
         try await fetchUser(
-            "SELECT id, username, password_hash, roles, created_at FROM users WHERE username = ?", username)
+            "SELECT id, username, password_hash, roles, created_at, token_version FROM users WHERE username = ?",
+            username)
     }
 
     public func user(id: UserID) async throws(UserStoreError) -> StoredUser? {
         try await fetchUser(
-            "SELECT id, username, password_hash, roles, created_at FROM users WHERE id = ?", id.rawValue)
+            "SELECT id, username, password_hash, roles, created_at, token_version FROM users WHERE id = ?", id.rawValue)
+    }
+
+    public func revokeTokens(of id: UserID) async throws(UserStoreError) {
+        let changed: Bool
+        do {
+            changed = try await exclusive {
+                _ = try await connection.query(
+                    "UPDATE users SET token_version = token_version + 1 WHERE id = ?", [.text(id.rawValue)])
+                let rows = try await connection.query("SELECT changes() AS n")
+                return (rows.first?.column("n")?.integer ?? 0) > 0
+            }
+        } catch {
+            throw .unavailable(error.description)
+        }
+        if !changed { throw .unknownUser }
+    }
+
+    public func loginFailures(of username: String) async throws(UserStoreError) -> LoginFailures? {
+        let row: SQLiteRow?
+        do {
+            row = try await exclusive {
+                try await connection.query(
+                    "SELECT failures, locked_until FROM login_failures WHERE username = ?", [.text(username)]
+                ).first
+            }
+        } catch {
+            throw .unavailable(error.description)
+        }
+        return row.map(Self.loginFailures)
+    }
+
+    public func recordLoginFailure(of username: String, now: Timestamp, policy: LoginLockPolicy)
+        async throws(UserStoreError) -> LoginFailures
+    {
+        do {
+            return try await exclusive {
+                _ = try await connection.query(
+                    """
+                    INSERT INTO login_failures (username, failures, locked_until) VALUES (?, 1, 0)
+                    ON CONFLICT (username) DO UPDATE SET failures = failures + 1
+                    """, [.text(username)])
+                let counted = try await connection.query(
+                    "SELECT failures, locked_until FROM login_failures WHERE username = ?", [.text(username)])
+                var state = counted.first.map(Self.loginFailures) ?? LoginFailures(failures: 1, lockedUntil: .init(millisecondsSinceEpoch: 0))
+                let lock = policy.lock(afterFailures: state.failures)
+                if lock > .zero {
+                    let until = max(state.lockedUntil, now.advanced(by: lock))
+                    _ = try await connection.query(
+                        "UPDATE login_failures SET locked_until = ? WHERE username = ?",
+                        [.integer(Int(until.millisecondsSinceEpoch)), .text(username)])
+                    state.lockedUntil = until
+                }
+                return state
+            }
+        } catch {
+            throw .unavailable(error.description)
+        }
+    }
+
+    public func clearLoginFailures(of username: String) async throws(UserStoreError) {
+        do {
+            _ = try await exclusive {
+                try await connection.query("DELETE FROM login_failures WHERE username = ?", [.text(username)])
+            }
+        } catch {
+            throw .unavailable(error.description)
+        }
+    }
+
+    private static func loginFailures(_ row: SQLiteRow) -> LoginFailures {
+        LoginFailures(
+            failures: row.column("failures")?.integer ?? 0,
+            lockedUntil: Timestamp(millisecondsSinceEpoch: Int64(row.column("locked_until")?.integer ?? 0)))
     }
 
     public func setRoles(_ roles: [String], of id: UserID) async throws(UserStoreError) {
@@ -383,7 +471,7 @@ extension SQLiteEventStore: UserStore {
         do {
             changed = try await exclusive {
                 _ = try await connection.query(
-                    "UPDATE users SET roles = ? WHERE id = ?",
+                    "UPDATE users SET roles = ?, token_version = token_version + 1 WHERE id = ?",
                     [.text(roles.joined(separator: ",")), .text(id.rawValue)])
                 let rows = try await connection.query("SELECT changes() AS n")
                 return (rows.first?.column("n")?.integer ?? 0) > 0
@@ -408,7 +496,8 @@ extension SQLiteEventStore: UserStore {
         else { throw .unavailable("malformed user row") }
         return StoredUser(
             id: id, username: username, passwordHash: hash, roles: roles.split(separator: ",").map(String.init),
-            createdAt: Timestamp(millisecondsSinceEpoch: Int64(created)))
+            createdAt: Timestamp(millisecondsSinceEpoch: Int64(created)),
+            tokenVersion: Int64(row.column("token_version")?.integer ?? 0))
     }
 }
 

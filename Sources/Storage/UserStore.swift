@@ -9,8 +9,56 @@ public protocol UserStore: Sendable {
     func createUser(_ user: StoredUser) async throws(UserStoreError)
     func user(named username: String) async throws(UserStoreError) -> StoredUser?
     func user(id: UserID) async throws(UserStoreError) -> StoredUser?
-    /// Replaces the roles of `id`; `unknownUser` when there is no such user.
+    /// Replaces the roles of `id` and raises its token version (tokens issued before carry the old
+    /// roles, so they stop working); `unknownUser` when there is no such user.
     func setRoles(_ roles: [String], of id: UserID) async throws(UserStoreError)
+    /// Raises the token version of `id`: every token issued before stops working (log out
+    /// everywhere); `unknownUser` when there is no such user.
+    func revokeTokens(of id: UserID) async throws(UserStoreError)
+
+    /// Failed logins of `username` (whether or not it exists) and until when it is locked.
+    func loginFailures(of username: String) async throws(UserStoreError) -> LoginFailures?
+    /// Counts one more failed login of `username` and locks it as `policy` says; returns the new
+    /// state. One statement, so nodes counting at once lose no failure.
+    func recordLoginFailure(of username: String, now: Timestamp, policy: LoginLockPolicy) async throws(UserStoreError)
+        -> LoginFailures
+    /// Forgets the failures of `username` (after a successful login).
+    func clearLoginFailures(of username: String) async throws(UserStoreError)
+}
+
+/// Failed logins of one username, kept in the store so that every node counts the same ones.
+public struct LoginFailures: Hashable, Sendable {
+    public var failures: Int
+    /// No login is tried before this time (the epoch when not locked).
+    public var lockedUntil: Timestamp
+
+    public init(failures: Int, lockedUntil: Timestamp) {
+        self.failures = failures
+        self.lockedUntil = lockedUntil
+    }
+}
+
+/// When failed logins lock a username: the first `freeFailures` cost nothing; each one after locks
+/// it for twice as long as the one before, from one second up to `maximumLock`.
+///
+/// Why: an online guesser gets a handful of tries, then an exponentially slower trickle; a user
+/// who mistypes a few times is not locked out; and a lock never lasts longer than `maximumLock`,
+/// so an attacker cannot lock someone out for good.
+public struct LoginLockPolicy: Hashable, Sendable {
+    public var freeFailures: Int
+    public var maximumLock: Duration
+
+    public init(freeFailures: Int = 5, maximumLock: Duration = .seconds(900)) {
+        self.freeFailures = freeFailures
+        self.maximumLock = maximumLock
+    }
+
+    /// How long the `failures`-th failure locks the username.
+    public func lock(afterFailures failures: Int) -> Duration {
+        guard failures > freeFailures else { return .zero }
+        let doublings = min(failures - freeFailures - 1, 30)
+        return min(.seconds(1 << doublings), maximumLock)
+    }
 }
 
 public struct StoredUser: Hashable, Sendable, CustomStringConvertible {
@@ -20,13 +68,20 @@ public struct StoredUser: Hashable, Sendable, CustomStringConvertible {
     public var passwordHash: String
     public var roles: [String]
     public var createdAt: Timestamp
+    /// Raised on every role change and revocation; a token is valid only with the version it was
+    /// issued with.
+    public var tokenVersion: Int64
 
-    public init(id: UserID, username: String, passwordHash: String, roles: [String], createdAt: Timestamp) {
+    public init(
+        id: UserID, username: String, passwordHash: String, roles: [String], createdAt: Timestamp,
+        tokenVersion: Int64 = 0
+    ) {
         self.id = id
         self.username = username
         self.passwordHash = passwordHash
         self.roles = roles
         self.createdAt = createdAt
+        self.tokenVersion = tokenVersion
     }
 
     public var description: String { "user \(id) (\(username)) roles \(roles)" }

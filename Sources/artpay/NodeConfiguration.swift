@@ -168,7 +168,11 @@ struct NodeSettings: Sendable {
                 idleTimeout: seconds("http.idleTimeoutSeconds", default: 60)),
             streams: StreamLimits(
                 maximumStreams: max(1, reader.int(forKey: "http.maxStreams", default: 5_000)),
-                maximumStreamsPerCaller: max(1, reader.int(forKey: "http.maxStreamsPerCaller", default: 32))))
+                maximumStreamsPerCaller: max(1, reader.int(forKey: "http.maxStreamsPerCaller", default: 32))),
+            userCacheAge: seconds("auth.userCacheSeconds", default: 10),
+            loginLock: LoginLockPolicy(
+                freeFailures: max(1, reader.int(forKey: "auth.loginLock.freeFailures", default: 5)),
+                maximumLock: seconds("auth.loginLock.maximumSeconds", default: 900)))
         return NodeSettings(
             cluster: ClusterNode.Configuration(
                 id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),

@@ -58,11 +58,11 @@ import Testing
                     #expect(problem?["code"] is String, "\(context)")
                 }
             }
-            // Still serving, and still right.
+            // Still serving, and still right (with a new token: the fuzz may have logged out everywhere).
             #expect(try await client.send(.get, "/health/live").status == .ok)
             let bid = try await client.send(
                 .post, "/v1/auctions/lot-fuzz/bids", json: #"{"bidId":"after-fuzz","maximum":500000,"currency":"EUR"}"#,
-                token: bidder)
+                token: try await client.logIn("fuzz-bidder", "password-123"))
             #expect(bid.status == .created || bid.status == .ok, "\(String(buffer: bid.body))")
             print("fuzz seed \(seed): \(requests) requests, statuses \(statuses.sorted { $0.key < $1.key })")
         }

@@ -33,11 +33,12 @@ import Testing
 
     @Test func tokens_forgedWrongAlgorithmExpiredOrUnknownKey_areRefused() async throws {
         try await GatewayHarness.run { client, harness in
-            _ = try await client.signUp("bob")
+            let bob = try await client.signUp("bob")
             #expect(try await client.send(.get, "/v1/me").json["code"] as? String == "unauthenticated")
             #expect(try await client.send(.get, "/v1/me", token: "not.a.jwt").status == .unauthorized)
 
-            let identity = Identity(userId: .init(rawValue: "u-bob")!, username: "bob", roles: [.admin])
+            let bobId = try #require(try await client.send(.get, "/v1/me", token: bob).json["id"] as? String)
+            let identity = Identity(userId: .init(rawValue: bobId)!, username: "bob", roles: [.bidder])
             // Forged: signed by a key nobody configured, under the accepted kid.
             let forger = try await TokenAuthority.make(
                 signing: .init(kid: "k1", privateKeyPEM: TokenAuthority.generatePrivateKeyPEM()))
@@ -87,7 +88,9 @@ import Testing
             let created = try await client.send(
                 .post, "/v1/auctions", json: auctionJSON(id: "lot-roles"), token: seller)
             #expect(created.status == .created)
-            let userId = try await client.send(.get, "/v1/me", token: bidder).json["id"] as! String
+            // Roles are granted to someone who takes no part otherwise (a grant revokes their tokens).
+            let gus = try await client.signUp("gus", roles: ["bidder"])
+            let userId = try await client.send(.get, "/v1/me", token: gus).json["id"] as! String
             let routes: [(String, HTTPRequest.Method, String, () -> String)] = [
                 ("create auction", .post, "/v1/auctions", { auctionJSON(id: "lot-\(UUID().uuidString.prefix(8))") }),
                 (

@@ -130,6 +130,29 @@ final class LocalCluster: Sendable {
     }
 }
 
+@Suite(.serialized) struct UserChangeAnnouncementTests {
+    /// A change of a user's standing on one node reaches every other node's listeners (the
+    /// gateway's cache drops the user), over the real cluster transport.
+    @Test func aUserChange_reachesEveryOtherNode() async throws {
+        try await withSQLiteStore { store, _ in
+            let cluster = try await LocalCluster.start(count: 3, store: store)
+            defer { Task { await cluster.stop() } }
+            try await cluster.converged()
+            let heard = Mutex<[Int: [UserID]]>([:])
+            for (index, running) in cluster.nodes.enumerated() {
+                running.node.onUserChange { user in heard.withLock { $0[index, default: []].append(user) } }
+            }
+            let user = UserID(rawValue: "u-revoked")!
+            await cluster.nodes[0].node.announceUserChange(user)
+            try await eventually("both other nodes heard it") {
+                heard.withLock { $0[1] == [user] && $0[2] == [user] }
+            }
+            #expect(heard.withLock { $0[0] } == nil, "the announcing node tells only the others")
+            await cluster.stop()
+        }
+    }
+}
+
 @Suite(.serialized) struct EventFanOutTests {
     @Test func subscriberOnAnotherNode_getsEveryEventInOrder_acrossAFailover() async throws {
         try await withSQLiteStore { store, _ in

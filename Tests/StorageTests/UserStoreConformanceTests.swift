@@ -44,4 +44,57 @@ import Testing
             }
         }
     }
+
+    @Test(arguments: Backend.allCases)
+    func theTokenVersion_risesWithEveryRoleChangeAndRevocation(_ backend: Backend) async throws {
+        try await withStore(backend) { store, other, _ in
+            try await store.createUser(Self.user("dora"))
+            let id = UserID(rawValue: "u-dora")!
+            #expect(try await other.user(id: id)?.tokenVersion == 0)
+            try await store.setRoles(["seller"], of: id)
+            #expect(try await other.user(id: id)?.tokenVersion == 1)
+            try await other.revokeTokens(of: id)
+            #expect(try await store.user(id: id)?.tokenVersion == 2)
+            await #expect(throws: UserStoreError.unknownUser) {
+                try await store.revokeTokens(of: UserID(rawValue: "nobody")!)
+            }
+        }
+    }
+
+    /// Failures counted from two connections at once are all counted (the count is raised in the
+    /// store, not read and written back), lock as the policy says, and are cleared.
+    @Test(arguments: Backend.allCases)
+    func loginFailures_areCountedOnce_each_lock_andClear(_ backend: Backend) async throws {
+        try await withStore(backend) { store, other, _ in
+            let now = Timestamp(millisecondsSinceEpoch: 1_000_000)
+            let policy = LoginLockPolicy(freeFailures: 5, maximumLock: .seconds(900))
+            #expect(try await store.loginFailures(of: "erin") == nil)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<20 {
+                    let writer = index.isMultiple(of: 2) ? store : other
+                    group.addTask { _ = try await writer.recordLoginFailure(of: "erin", now: now, policy: policy) }
+                }
+                try await group.waitForAll()
+            }
+            let counted = try await other.loginFailures(of: "erin")
+            #expect(counted?.failures == 20)
+            // The 20th failure locks for 2^14 s, capped at 15 minutes.
+            #expect(counted?.lockedUntil == now.advanced(by: .seconds(900)))
+            try await store.clearLoginFailures(of: "erin")
+            #expect(try await other.loginFailures(of: "erin") == nil)
+            let first = try await store.recordLoginFailure(of: "erin", now: now, policy: policy)
+            #expect(first == LoginFailures(failures: 1, lockedUntil: Timestamp(millisecondsSinceEpoch: 0)))
+        }
+    }
+
+    @Test func theLockPolicy_doublesAfterTheFreeFailures_upToItsMaximum() {
+        let policy = LoginLockPolicy(freeFailures: 5, maximumLock: .seconds(900))
+        #expect((1...5).map(policy.lock(afterFailures:)) == Array(repeating: .zero, count: 5))
+        #expect(policy.lock(afterFailures: 6) == .seconds(1))
+        #expect(policy.lock(afterFailures: 7) == .seconds(2))
+        #expect(policy.lock(afterFailures: 14) == .seconds(256))
+        #expect(policy.lock(afterFailures: 15) == .seconds(512))
+        #expect(policy.lock(afterFailures: 16) == .seconds(900))
+        #expect(policy.lock(afterFailures: 1_000_000) == .seconds(900))
+    }
 }

@@ -53,7 +53,7 @@ struct BaselineServerCommand: AsyncParsableCommand {
         router.add(middleware: ProblemMiddleware())
         router.get("/health/ready") { _, _ -> HTTPResponse.Status in .ok }
         let api = router.group("/v1")
-            .add(middleware: AuthenticationMiddleware(tokens: tokens))
+            .add(middleware: AuthenticationMiddleware(signaturesOnly: tokens))
             .add(middleware: RateLimitMiddleware(policy: .init(capacity: 100_000, refillPerSecond: 100_000)))
 
         var services: [any Service] = []
