@@ -160,6 +160,15 @@ public struct EventApplicationError: Error, Hashable, Sendable, CustomStringConv
 }
 
 extension Auction {
+    /// A cancel needs a reason of 1 to ``TextLimits/cancelReasonBytes`` bytes (checked again by
+    /// the gateway before a cancel crosses the wire).
+    public static func validateCancelReason(_ reason: String) throws(AuctionRejection) {
+        guard TextLimits.isAcceptable(reason, maximumBytes: TextLimits.cancelReasonBytes) else {
+            throw .invalidCommand(
+                "a cancel reason of 1 to \(TextLimits.cancelReasonBytes) bytes of UTF-8, no control characters, is required")
+        }
+    }
+
     /// The receipt of an earlier acceptance of `bidId`, nil when the id is new. The same id with other
     /// content is a conflict, never a second bid.
     func previousReceipt(bidId: BidID, bidderId: UserID, amount: Money) throws(AuctionRejection) -> BidReceipt? {
@@ -268,9 +277,7 @@ extension AuctionState {
     }
 
     func decideCancel(reason: String, now: Timestamp) throws(AuctionRejection) -> [AuctionEvent] {
-        guard !reason.allSatisfy(\.isWhitespace), reason.count <= 500 else {
-            throw .invalidCommand("a cancel reason of 1 to 500 characters is required")
-        }
+        try Auction.validateCancelReason(reason)
         switch status {
         case .closed: throw .auctionClosed
         case .cancelled: throw .auctionCancelled

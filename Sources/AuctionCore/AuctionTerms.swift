@@ -23,7 +23,6 @@ public struct AuctionTerms: Hashable, Sendable, Codable {
 
     public static let defaultExtensionWindow: Duration = .seconds(120)
     public static let maximumExtensionWindow: Duration = .seconds(86_400)
-    public static let maximumTitleLength = 200
 
     public init(
         auctionId: AuctionID,
@@ -54,8 +53,9 @@ public struct AuctionTerms: Hashable, Sendable, Codable {
 
     /// Checks the invariant above for an auction created at `now`.
     public func validate(now: Timestamp) throws(AuctionRejection) {
-        guard !title.allSatisfy(\.isWhitespace), title.count <= Self.maximumTitleLength else {
-            throw .invalidTerms("the title must have 1 to \(Self.maximumTitleLength) characters")
+        guard TextLimits.isAcceptable(title, maximumBytes: TextLimits.titleBytes) else {
+            throw .invalidTerms(
+                "the title must have 1 to \(TextLimits.titleBytes) bytes of UTF-8 and no control characters")
         }
         for (name, price) in [
             ("startingPrice", startingPrice), ("reservePrice", reservePrice),

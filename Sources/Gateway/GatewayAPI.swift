@@ -345,6 +345,13 @@ public struct GatewayAPI: Sendable {
             startingPrice: money(body.startingPrice),
             reservePrice: body.reservePrice.map(money), buyNowPrice: body.buyNowPrice.map(money), opensAt: opensAt,
             closesAt: closesAt, extensionWindow: .seconds(body.extensionWindowSeconds ?? 120))
+        // Refused here rather than at the owner: invalid terms never cross the wire, and the answer
+        // is the owner's own rule either way.
+        do {
+            try terms.validate(now: clock.now())
+        } catch {
+            throw APIError.rejected(error)
+        }
         let accepted = try Self.unwrap(await node.submit(.create(terms), to: id))
         var response = try Self.json(AuctionView(accepted.summary, now: clock.now()), status: .created)
         response.headers[.location] = "/v1/auctions/\(id)"
@@ -421,6 +428,11 @@ public struct GatewayAPI: Sendable {
         _ = try await freshAdmin(context)
         let id = try Self.auctionId(context)
         let body = try CancelRequest.decode(try await Self.body(request, context))
+        do {
+            try Auction.validateCancelReason(body.reason)
+        } catch {
+            throw APIError.rejected(error)
+        }
         let accepted = try Self.unwrap(await node.submit(.cancel(reason: body.reason), to: id))
         return try Self.json(AuctionView(accepted.summary, now: clock.now()))
     }

@@ -109,7 +109,7 @@ public enum ClusterFrame: Sendable, Equatable {
 
 /// Binary forms of the engine's commands and answers.
 enum WireCodec {
-    static let maximumText = 1_024
+    static let maximumText = TextLimits.wireTextBytes
     static let maximumEventsPerFrame = 1_024
 
     // MARK: Events
@@ -215,7 +215,7 @@ enum WireCodec {
             buffer.writeInteger(UInt8(3))
         case .cancel(let reason):
             buffer.writeInteger(UInt8(4))
-            buffer.writeWireString(String(reason.utf8.prefix(maximumText)) ?? "")
+            buffer.writeWireString(TextLimits.truncated(reason, maximumBytes: maximumText))
         case .create(let terms):
             buffer.writeInteger(UInt8(5))
             let json = (try? JSONEncoder().encode(terms)) ?? Data()
@@ -315,7 +315,7 @@ enum WireCodec {
         buffer.writeInteger(summary.seq)
         buffer.writeWireString(summary.sellerId.rawValue)
         buffer.writeWireOptional(summary.saleId) { $0.writeWireString($1.rawValue) }
-        buffer.writeWireString(String(summary.title.utf8.prefix(maximumText)) ?? "")
+        buffer.writeWireString(TextLimits.truncated(summary.title, maximumBytes: maximumText))
         write(summary.price, to: &buffer)
         write(summary.minimumNextBid, to: &buffer)
         buffer.writeWireOptional(summary.leaderId) { $0.writeWireString($1.rawValue) }
@@ -338,7 +338,7 @@ enum WireCodec {
             buffer.writeWireString(reason.rawValue)
         case .cancelled(let reason):
             buffer.writeInteger(UInt8(3))
-            buffer.writeWireString(String(reason.utf8.prefix(maximumText)) ?? "")
+            buffer.writeWireString(TextLimits.truncated(reason, maximumBytes: maximumText))
         }
     }
 
@@ -399,12 +399,12 @@ enum WireCodec {
             buffer.writeInteger(shard.rawValue)
         case .storeUnavailable(let detail):
             buffer.writeInteger(UInt8(3))
-            buffer.writeWireString(String(detail.utf8.prefix(maximumText)) ?? "")
+            buffer.writeWireString(TextLimits.truncated(detail, maximumBytes: maximumText))
         case .stopped:
             buffer.writeInteger(UInt8(4))
         case .ownerUnavailable(let detail):
             buffer.writeInteger(UInt8(5))
-            buffer.writeWireString(String(detail.utf8.prefix(maximumText)) ?? "")
+            buffer.writeWireString(TextLimits.truncated(detail, maximumBytes: maximumText))
         }
     }
 
@@ -426,7 +426,7 @@ enum WireCodec {
             .sellerCannotBid, .buyNowUnavailable:
             break
         case .invalidTerms(let text), .invalidCommand(let text):
-            buffer.writeWireString(String(text.utf8.prefix(maximumText)) ?? "")
+            buffer.writeWireString(TextLimits.truncated(text, maximumBytes: maximumText))
         case .amountTooLarge(let limit):
             buffer.writeInteger(limit)
         case .currencyMismatch(let expected):

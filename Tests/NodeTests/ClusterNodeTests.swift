@@ -130,6 +130,30 @@ final class LocalCluster: Sendable {
     }
 }
 
+@Suite(.serialized) struct ForwardedAnswerTests {
+    /// A title at the byte limit, of 4-byte characters, comes back whole through a node that is not
+    /// the owner — the same answer as the owner gives.
+    @Test func aTitleAtTheLimit_comesBackTheSame_throughEveryNode() async throws {
+        try await withSQLiteStore { store, _ in
+            let cluster = try await LocalCluster.start(count: 3, store: store)
+            defer { Task { await cluster.stop() } }
+            try await cluster.converged()
+            let title = String(repeating: "🎨", count: TextLimits.titleBytes / 4)
+            for index in 0..<6 {
+                let id = AuctionID(rawValue: "lot-title-\(index)")!
+                var terms = ClusterNodeTests.terms(id)
+                terms.title = title
+                let created = await cluster.nodes[index % 3].node.submit(.create(terms), to: id)
+                #expect(created.value?.summary.title == title, "through node-\(index % 3 + 1): \(created)")
+                let cancelled = await cluster.nodes[(index + 1) % 3].node.submit(
+                    .cancel(reason: String(repeating: "é", count: TextLimits.cancelReasonBytes / 2)), to: id)
+                #expect(cancelled.value != nil, "a cancel reason at the limit: \(cancelled)")
+            }
+            await cluster.stop()
+        }
+    }
+}
+
 @Suite(.serialized) struct UserChangeAnnouncementTests {
     /// A change of a user's standing on one node reaches every other node's listeners (the
     /// gateway's cache drops the user), over the real cluster transport.
