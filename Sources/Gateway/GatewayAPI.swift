@@ -29,11 +29,14 @@ public struct GatewayAPI: Sendable {
         public var userCacheAge: Duration
         /// When failed logins lock a username.
         public var loginLock: LoginLockPolicy
+        /// How many API requests a node handles at once before it sheds load.
+        public var admission: AdmissionLimits
 
         public init(
             passwordCost: UInt8 = 12, rateLimit: RateLimitMiddleware.Policy = .init(capacity: 120, refillPerSecond: 20),
             requestTimeout: Duration = .seconds(15), connections: ConnectionLimits = .init(),
-            streams: StreamLimits = .init(), userCacheAge: Duration = .seconds(10), loginLock: LoginLockPolicy = .init()
+            streams: StreamLimits = .init(), userCacheAge: Duration = .seconds(10), loginLock: LoginLockPolicy = .init(),
+            admission: AdmissionLimits = .init()
         ) {
             self.passwordCost = passwordCost
             self.rateLimit = rateLimit
@@ -42,6 +45,7 @@ public struct GatewayAPI: Sendable {
             self.streams = streams
             self.userCacheAge = userCacheAge
             self.loginLock = loginLock
+            self.admission = admission
         }
     }
 
@@ -56,6 +60,7 @@ public struct GatewayAPI: Sendable {
     public let connections: ConnectionCounter
     let streams: StreamLimiter
     let directory: UserDirectory
+    let admission: AdmissionControl
     /// A bcrypt hash at the configured cost that no password matches: a login of an unknown user
     /// checks it, so it takes as long as one of a known user.
     private let unknownUserHash: String
@@ -74,6 +79,7 @@ public struct GatewayAPI: Sendable {
         self.streams = StreamLimiter(limits: configuration.streams)
         let directory = UserDirectory(users: users, maximumAge: configuration.userCacheAge)
         self.directory = directory
+        self.admission = AdmissionControl(limits: configuration.admission)
         node.onUserChange { directory.forget($0) }
         self.unknownUserHash = Bcrypt.hash(UUID().uuidString + UUID().uuidString, cost: configuration.passwordCost)
     }
@@ -101,9 +107,10 @@ public struct GatewayAPI: Sendable {
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: .init(byteBuffer: ByteBuffer(string: await node.metricsText() + metrics.text() + connections.metricsText())))
+                body: .init(byteBuffer: ByteBuffer(string: await node.metricsText() + metrics.text() + connections.metricsText() + admission.metricsText())))
         }
         let api = router.group("/v1")
+            .add(middleware: AdmissionMiddleware(control: admission))
             .add(middleware: AuthenticationMiddleware(tokens: tokens, directory: directory))
             .add(middleware: RateLimitMiddleware(policy: configuration.rateLimit))
         api.post("/users", use: register)

@@ -172,7 +172,11 @@ struct NodeSettings: Sendable {
             userCacheAge: seconds("auth.userCacheSeconds", default: 10),
             loginLock: LoginLockPolicy(
                 freeFailures: max(1, reader.int(forKey: "auth.loginLock.freeFailures", default: 5)),
-                maximumLock: seconds("auth.loginLock.maximumSeconds", default: 900)))
+                maximumLock: seconds("auth.loginLock.maximumSeconds", default: 900)),
+            admission: AdmissionLimits(
+                maximumInFlight: max(0, reader.int(forKey: "http.admission.maxInFlight", default: 64)),
+                maximumWait: .milliseconds(Int64(max(0, reader.int(forKey: "http.admission.maxWaitMilliseconds", default: 20)))),
+                maximumWaiting: max(0, reader.int(forKey: "http.admission.maxWaiting", default: 256))))
         return NodeSettings(
             cluster: ClusterNode.Configuration(
                 id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),

@@ -61,6 +61,8 @@ struct HttpBenchCommand: AsyncParsableCommand {
     @Option(help: "The redis-server binary.") var redisServer = "/usr/bin/redis-server"
     @Option(help: "Directory holding bids.lua and place-bid.redis.lua (default: scripts/bench-http).")
     var scripts: String?
+    @Option(help: "Nodes' admission limit, requests in flight (http.admission.maxInFlight; 0 turns it off; default: the node's).")
+    var admissionInFlight: Int?
 
     static let servers = 3
 
@@ -112,7 +114,7 @@ struct HttpBenchCommand: AsyncParsableCommand {
         }
         let options = HttpBenchRunner.Options(
             seconds: seconds, warmup: warmup, bidders: bidders, auctions: auctions, spread: spread, designs: selected,
-            wrk: wrk, redisServer: redisServer, scripts: scripts)
+            wrk: wrk, redisServer: redisServer, scripts: scripts, admissionInFlight: admissionInFlight)
         let runner = HttpBenchRunner(
             command: options, run: run, work: work, children: children, base: base,
             databases: (databases[0], databases[1], databases[2]), threads: threads)
@@ -225,9 +227,11 @@ struct HttpBenchCommand: AsyncParsableCommand {
     static func line(_ row: HttpBenchRow) -> String {
         String(
             format: "%@, %@: %@ requests/s, %@ accepted bids/s, p50 %.2f ms, p99 %.2f ms, max %.1f ms, "
-                + "%d rejected, %d failures; CPU %@",
+                + "%d rejected, %d failures%@; CPU %@",
             row.design, row.load, grouped(row.requestsPerSecond), grouped(row.acceptedPerSecond), row.p50, row.p99,
-            row.max, row.rejected, row.failureCount, row.cpu)
+            row.max, row.rejected, row.failureCount,
+            row.admittedP99.map { String(format: " (%@); admitted bids p50 %.1f ms, p99 %.1f ms (nodes' histogram)", row.failures.map { "\($0.key): \($0.value)" }.sorted().joined(separator: ", "), row.admittedP50 ?? 0, $0) } ?? "",
+            row.cpu)
     }
 
     static func lots(_ count: Int) -> String {

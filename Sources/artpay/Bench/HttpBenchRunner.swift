@@ -22,6 +22,7 @@ final class HttpBenchRunner: Sendable {
         var wrk: String
         var redisServer: String
         var scripts: String?
+        var admissionInFlight: Int?
     }
 
     let command: Options
@@ -90,7 +91,9 @@ final class HttpBenchRunner: Sendable {
             pg: (base.host ?? "127.0.0.1", base.port ?? 5432, base.username, databases.nodes), disableFencing: false)
         // Rate limits are already out of the way (100,000 a second per user); the request timeout
         // goes back to the node's default (15 s) instead of the chaos run's 4 s.
-        for node in nodes { try Self.useDefaultRequestTimeout(node.configPath) }
+        for node in nodes {
+            try Self.useDefaultRequestTimeout(node.configPath, admissionInFlight: command.admissionInFlight)
+        }
         let cluster = ChaosCluster(nodes: nodes, binary: binary, workDirectory: work, postgres: nil)
         children.onCleanUp { cluster.emergencyCleanUp() }
         do {
@@ -135,12 +138,13 @@ final class HttpBenchRunner: Sendable {
         }
     }
 
-    static func useDefaultRequestTimeout(_ path: String) throws {
+    static func useDefaultRequestTimeout(_ path: String, admissionInFlight: Int?) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         guard var config = try JSONSerialization.jsonObject(with: data) as? [String: Any],
             var http = config["http"] as? [String: Any]
         else { throw ChaosError("unexpected node configuration \(path)") }
         http.removeValue(forKey: "requestTimeoutSeconds")
+        if let admissionInFlight { http["admission"] = ["maxInFlight": admissionInFlight] }
         config["http"] = http
         try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
             .write(to: URL(fileURLWithPath: path))
@@ -298,10 +302,15 @@ final class HttpBenchRunner: Sendable {
                     load: load)
                 say("  warm-up: " + HttpBenchCommand.line(warm))
             }
-            let row = try await wrk.run(
+            let before = design == Label.artpay ? await ServerLatency.scrape(targets) : nil
+            var row = try await wrk.run(
                 seconds: command.seconds, label: "\(code)\(loadCode)", runId: "\(run)-\(code)\(loadCode)m",
                 children: children, serverPids: serverPids, serverName: serverName, design: design,
                 load: load)
+            if let before {
+                let admitted = await ServerLatency.scrape(targets).since(before)
+                (row.admittedP50, row.admittedP99) = (admitted.quantile(0.5), admitted.quantile(0.99))
+            }
             say(HttpBenchCommand.line(row))
             rows.append(row)
         }

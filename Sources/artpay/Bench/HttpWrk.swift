@@ -20,6 +20,10 @@ struct HttpBenchRow: Sendable {
     /// CPU used meanwhile by processes outside the test (percent of one core).
     var otherCPU = 0.0
 
+    /// ArtPay only: p50 and p99 (ms) of the bids the nodes admitted, as the nodes measured them.
+    var admittedP50: Double?
+    var admittedP99: Double?
+
     var failureCount: Int { failures.values.reduce(0, +) }
 
     init(design: String, load: String) {
