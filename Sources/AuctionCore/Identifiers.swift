@@ -1,9 +1,10 @@
 /// A validated identifier of one kind of thing (auction, user, bid, sale).
 ///
 /// Why one generic type: every identifier follows the same rule, 1 to 64 characters of
-/// `A–Z a–z 0–9 _ - . :` — bounded and printable, so safe as a log field, URL path segment and
-/// database key without escaping — while the phantom `Kind` keeps a bid id from being passed
-/// where an auction id is expected.
+/// `A–Z a–z 0–9 _ - . :`, not only dots — bounded and printable, so safe as a log field, URL path
+/// segment and database key without escaping (`.` and `..` would be resolved away as path
+/// segments, leaving the thing unreachable) — while the phantom `Kind` keeps a bid id from being
+/// passed where an auction id is expected.
 public struct Identifier<Kind: IdentifierKind>: RawRepresentable, Hashable, Sendable, Codable, Comparable,
     CustomStringConvertible
 {
@@ -22,7 +23,8 @@ public struct Identifier<Kind: IdentifierKind>: RawRepresentable, Hashable, Send
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 
     public static func isValid(_ raw: String) -> Bool {
-        guard !raw.isEmpty, raw.utf8.count <= maximumLength else { return false }
+        guard !raw.isEmpty, raw.utf8.count <= maximumLength, !raw.utf8.allSatisfy({ $0 == UInt8(ascii: ".") })
+        else { return false }
         return raw.utf8.allSatisfy { byte in
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),

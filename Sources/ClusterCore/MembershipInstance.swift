@@ -264,7 +264,23 @@ public struct MembershipInstance: Sendable {
 
     // MARK: - Merging records
 
+    /// The largest incarnation taken from a peer: a member raises its own by one per refutation, so
+    /// no real one gets near this.
+    public static let maximumIncarnation: UInt64 = 1 << 32
+    /// How far ahead of this node's clock a generation (a process's start time in milliseconds)
+    /// may be: clock skew, not more.
+    public static let maximumGenerationLead: Duration = .seconds(86_400)
+
+    /// Whether a record could be true: a generation far in the future or an absurd incarnation would
+    /// win over every real record of that member for good (one such frame evicted a node until
+    /// the whole cluster restarted), so it is ignored.
+    public static func isPlausible(_ member: Member, now: Timestamp) -> Bool {
+        let latest = now.advanced(by: maximumGenerationLead).millisecondsSinceEpoch
+        return member.incarnation <= maximumIncarnation && member.generation <= UInt64(max(1, latest))
+    }
+
     private mutating func merge(_ update: Member, now: Timestamp, into out: inout [MembershipDirective]) {
+        guard Self.isPlausible(update, now: now) else { return }
         if update.id == myself.id {
             answerClaimAboutMyself(update, now: now, into: &out)
             return

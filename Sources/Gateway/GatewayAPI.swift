@@ -159,8 +159,10 @@ public struct GatewayAPI: Sendable {
         guard username.count >= 3, username.count <= 32,
             username.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) })
         else { throw APIError.malformed("A username has 3 to 32 of a–z 0–9 _ - .") }
-        guard body.password.count >= 8, body.password.count <= 128 else {
-            throw APIError.malformed("A password has 8 to 128 characters.")
+        // bcrypt reads at most 72 bytes and stops at a NUL: anything past either would be ignored
+        // silently, so such passwords are refused instead.
+        guard body.password.count >= 8, body.password.utf8.count <= 72, !body.password.contains("\u{0}") else {
+            throw APIError.malformed("A password has at least 8 characters, at most 72 bytes of UTF-8, and no NUL.")
         }
         let roles = try (body.roles ?? ["bidder"]).map { name throws(APIError) -> Role in
             guard let role = Role(rawValue: name), role != .admin else {
@@ -328,7 +330,7 @@ public struct GatewayAPI: Sendable {
         let id =
             try body.id.map { raw throws(APIError) -> AuctionID in
                 guard let id = AuctionID(rawValue: raw) else {
-                    throw APIError.malformed("An auction id has 1 to 64 of A–Z a–z 0–9 _ - . :")
+                    throw APIError.malformed("An auction id has 1 to 64 of A–Z a–z 0–9 _ - . : (not only dots)")
                 }
                 return id
             } ?? AuctionID(rawValue: "a-" + UUID().uuidString.lowercased())!
@@ -635,7 +637,7 @@ public struct GatewayAPI: Sendable {
 
     static func bidId(_ raw: String) throws(APIError) -> BidID {
         guard let id = BidID(rawValue: raw) else {
-            throw APIError.malformed("A bid id has 1 to 64 of A–Z a–z 0–9 _ - . :")
+            throw APIError.malformed("A bid id has 1 to 64 of A–Z a–z 0–9 _ - . : (not only dots)")
         }
         return id
     }

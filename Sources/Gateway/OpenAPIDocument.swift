@@ -11,7 +11,7 @@ enum OpenAPIDocument {
           "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT (ES256, kid)" } },
             "schemas": {
-              "Identifier": { "type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$" },
+              "Identifier": { "type": "string", "pattern": "^(?!\\\\.+$)[A-Za-z0-9_.:-]{1,64}$" },
               "Currency": { "enum": [\(Currency.supported.map { "\"\($0.code)\"" }.joined(separator: ", "))] },
               "Amount": { "type": "integer", "minimum": 1, "description": "minor units of the currency" },
               "Problem": { "type": "object", "required": ["type", "title", "status", "code", "detail"],
@@ -50,7 +50,7 @@ enum OpenAPIDocument {
             "/v1/cluster": { "get": { "summary": "This node's view of the cluster", "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "members, placement, counters" } } } },
             "/v1/users": { "post": { "summary": "Register", "requestBody": { "required": true, "content": { "application/json": { "schema": {
                 "type": "object", "required": ["username", "password"], "additionalProperties": false,
-                "properties": { "username": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$" }, "password": { "type": "string", "minLength": 8, "maxLength": 128 },
+                "properties": { "username": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$" }, "password": { "type": "string", "minLength": 8, "maxLength": 72, "description": "at most 72 bytes of UTF-8 (what bcrypt reads), no NUL" },
                   "roles": { "type": "array", "items": { "enum": ["bidder", "seller"] } } } } } } },
               "responses": { "default": { "$ref": "#/components/responses/Problem" }, "201": { "description": "created", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/User" } } } },
                 "400": { "$ref": "#/components/responses/Problem" }, "409": { "$ref": "#/components/responses/Problem" } } } },

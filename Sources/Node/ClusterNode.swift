@@ -92,6 +92,10 @@ public actor ClusterNode {
         /// Commands this node ran as owner that answered only after `forwardTimeout`: the node
         /// that forwarded them had given up (the watchdog's count).
         public var overdueCommands = 0
+        /// Frames a peer sent on behalf of another node (a membership message with another sender,
+        /// a subscription for another subscriber): dropped. Non-zero means a bug or a compromised
+        /// node.
+        public var framesNotFromTheirSender = 0
     }
 
     /// Builds the node with its own auction registry and event fan-out, wired here once: every
@@ -129,8 +133,8 @@ public actor ClusterNode {
     /// Runs the membership protocol until the task is cancelled. Frames from the transport are
     /// handled from the moment this starts.
     public func run() async {
-        transport.onFrame { [weak self] frame, reply in
-            await self?.handle(frame, reply: reply)
+        transport.onFrame { [weak self] frame, peer, reply in
+            await self?.handle(frame, from: peer, reply: reply)
         }
         let readModel = self.readModel
         fanOut.subscribeToEverything(subscriber: "local-read-model") { events in
@@ -255,9 +259,20 @@ public actor ClusterNode {
 
     // MARK: - Frames
 
-    private func handle(_ frame: ClusterFrame, reply: @escaping @Sendable (ClusterFrame) -> Void) async {
+    /// A peer speaks only for itself: a membership message about another sender, or a subscription
+    /// for another subscriber, is dropped and counted (mutual TLS proved who `peer` is).
+    private func handle(_ frame: ClusterFrame, from peer: NodeID, reply: @escaping @Sendable (ClusterFrame) -> Void)
+        async
+    {
         switch frame {
         case .membership(let message):
+            guard message.sender.id == peer else {
+                counters.framesNotFromTheirSender += 1
+                logger.warning(
+                    "dropped a membership message sent for another node",
+                    metadata: ["peer": "\(peer)", "sender": "\(message.sender.id)"])
+                return
+            }
             perform(membership.receive(message, from: message.sender.address, now: clock.now()))
         case .request(let id, let hops, let auction, let command):
             let result = await route(command, to: auction, hops: hops)
@@ -265,6 +280,10 @@ public actor ClusterNode {
         case .response(let id, let result):
             answer(id, result)
         case .subscribe(let auction, let subscriber):
+            guard subscriber == peer else {
+                counters.framesNotFromTheirSender += 1
+                return
+            }
             let shard = configuration.shardMap.shard(of: auction)
             guard Placement.owner(of: shard, among: candidates) == configuration.id else { return }
             fanOut.subscribe(auction, subscriber: subscriber.rawValue) { events in
@@ -274,6 +293,10 @@ public actor ClusterNode {
             deliverLocally(auction, events)
             readModel.offer(events)
         case .subscribeToEverything(let subscriber):
+            guard subscriber == peer else {
+                counters.framesNotFromTheirSender += 1
+                return
+            }
             fanOut.subscribeToEverything(subscriber: subscriber.rawValue) { events in
                 guard let auction = events.first?.auction else { return }
                 reply(.events(auction: auction, events: events))
@@ -491,6 +514,9 @@ public actor ClusterNode {
         metric(
             "artpay_cluster_deaths_total", "counter", "Members this node saw declared dead.",
             [("", "\(counters.deaths)")])
+        metric(
+            "artpay_cluster_frames_not_from_their_sender_total", "counter",
+            "Frames a peer sent on behalf of another node (dropped).", [("", "\(counters.framesNotFromTheirSender)")])
         metric(
             "artpay_forwarded_commands_total", "counter", "Commands forwarded to another node.",
             [("", "\(counters.forwardedCommands)")])

@@ -19,9 +19,11 @@ import Synchronization
 /// malformed or an oversized frame closes that one connection and is counted; the node keeps
 /// serving.
 public final class ClusterTransport: Sendable {
-    /// Called for every frame from an authenticated peer; `reply` writes on the same connection.
+    /// Called for every frame from an authenticated peer — `peer` is the node its certificate names —
+    /// and `reply` writes on the same connection.
     public typealias FrameHandler =
-        @Sendable (_ frame: ClusterFrame, _ reply: @escaping @Sendable (ClusterFrame) -> Void) async -> Void
+        @Sendable (_ frame: ClusterFrame, _ peer: NodeID, _ reply: @escaping @Sendable (ClusterFrame) -> Void) async
+        -> Void
 
     public let metrics = TransportMetrics()
     let node: NodeID
@@ -238,7 +240,7 @@ public final class ClusterTransport: Sendable {
                 }
                 guard let handler else { continue }
                 group.addTask {
-                    await handler(frame) { reply in replyContinuation.yield(reply.encode()) }
+                    await handler(frame, peer) { reply in replyContinuation.yield(reply.encode()) }
                 }
             }
         }

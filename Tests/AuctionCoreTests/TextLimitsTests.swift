@@ -55,3 +55,10 @@ import Testing
         #expect(TextLimits.truncated("short", maximumBytes: 1_024) == "short")
     }
 }
+
+@Suite struct IdentifierRuleTests {
+    @Test func identifiersOfOnlyDots_areRefused() {
+        for raw in [".", "..", "..."] { #expect(AuctionID(rawValue: raw) == nil, "\(raw)") }
+        for raw in ["a.b", ".a", "a..", "lot-1:2"] { #expect(AuctionID(rawValue: raw) != nil, "\(raw)") }
+    }
+}

@@ -52,6 +52,34 @@ import Testing
         #expect(!instance.holdsShards, "a death takes them away")
     }
 
+    /// One frame with node 3 "dead" at generation 2^64−1 would have buried node 3 for good (no real
+    /// record outranks it); a record from a generation far in the future, or with an absurd
+    /// incarnation, is ignored — about others, about the sender, about this node itself.
+    @Test func implausibleRecords_areIgnored() {
+        var instance = Self.instance(knowing: 3)
+        let forged = [
+            Self.member(3, generation: .max, status: .dead, by: 2),
+            Self.member(4, incarnation: MembershipInstance.maximumIncarnation + 1, status: .dead, by: 2),
+            Self.member(1, generation: .max, status: .dead, by: 2),
+        ]
+        let out = instance.receive(
+            MembershipMessage(sender: Self.member(2), kind: .syncReply(forged)), from: Self.member(2).address,
+            now: Self.t0)
+        #expect(!out.contains { if case .changed = $0 { true } else { false } })
+        #expect(instance.members.allSatisfy { $0.status == .alive && $0.generation == 1 }, "\(instance.members)")
+        // A sender claiming a generation a day and more ahead of this clock is not taken either.
+        let ahead = Self.t0.advanced(by: MembershipInstance.maximumGenerationLead + .seconds(1))
+        _ = instance.receive(
+            MembershipMessage(sender: Self.member(2, generation: UInt64(ahead.millisecondsSinceEpoch)), kind: .alive),
+            from: Self.member(2).address, now: Self.t0)
+        #expect(instance.members.first { $0.id.rawValue == "node-2" }?.generation == 1)
+        // Within the lead (a restart on a clock a little ahead) it is.
+        _ = instance.receive(
+            MembershipMessage(sender: Self.member(2, generation: 2_000_000), kind: .alive),
+            from: Self.member(2).address, now: Self.t0)
+        #expect(instance.members.first { $0.id.rawValue == "node-2" }?.generation == 2_000_000)
+    }
+
     @Test func onPing_repliesWithAckOfTheSameSequence() {
         var instance = Self.instance()
         let out = Self.sends(

@@ -106,7 +106,7 @@ actor ClusterClient {
     }
 
     func start() {
-        transport.onFrame { [weak self] frame, _ in
+        transport.onFrame { [weak self] frame, _, _ in
             guard case .response(let id, let result) = frame else { return }
             await self?.resolve(id, result)
         }

@@ -121,3 +121,23 @@ import Testing
         }
     }
 }
+
+@Suite struct PasswordRuleTests {
+    /// bcrypt reads 72 bytes and stops at a NUL: longer passwords, or ones with a NUL, are refused
+    /// rather than silently cut.
+    @Test func passwordsBcryptWouldCut_areRefused() async throws {
+        try await GatewayHarness.run { client, _ in
+            for (name, password) in [
+                ("73 bytes", String(repeating: "a", count: 73)), ("NUL", "password\\u0000tail"),
+                ("37 two-byte characters", String(repeating: "é", count: 37)),
+            ] {
+                let answer = try await client.send(
+                    .post, "/v1/users", json: #"{"username":"pat","password":"\#(password)"}"#)
+                #expect(answer.status == .badRequest, "\(name): \(answer.status)")
+            }
+            let ok = try await client.send(
+                .post, "/v1/users", json: #"{"username":"pat","password":"\#(String(repeating: "a", count: 72))"}"#)
+            #expect(ok.status == .created)
+        }
+    }
+}

@@ -197,7 +197,7 @@ import Testing
                 node: clientID, secret: cluster.secret, tls: TestCertificates.tls(for: clientID),
                 logger: .init(label: "client"))
             let answered = Mutex(0)
-            client.onFrame { frame, _ in
+            client.onFrame { frame, _, _ in
                 if case .response = frame { answered.withLock { $0 += 1 } }
             }
             let id = AuctionID(rawValue: "lot-in-clear")!
