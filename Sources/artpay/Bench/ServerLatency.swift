@@ -11,7 +11,8 @@ struct ServerLatency {
     /// Cumulative bucket counts by upper bound (seconds), summed over nodes.
     var buckets: [Double: Double] = [:]
 
-    static let route = "/v1/auctions/:id/bids"
+    /// Hummingbird names routes by their pattern, captures in braces.
+    static let route = "/v1/auctions/{id}/bids"
 
     init(metricsTexts: [String]) {
         for text in metricsTexts {
