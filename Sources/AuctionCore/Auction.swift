@@ -36,8 +36,7 @@ public struct Auction: Hashable, Sendable {
                 return .accept(try decideCreate(terms, now: now))
             case .placeBid(let bid):
                 let state = try existing()
-                if let receipt = try previousReceipt(bidId: bid.bidId, bidderId: bid.bidderId, amount: bid.maximum)
-                {
+                if let receipt = try previousReceipt(bidId: bid.bidId, bidderId: bid.bidderId, amount: bid.maximum) {
                     return .alreadyAccepted(receipt)
                 }
                 return .accept(try state.decideBid(bid, now: now))
@@ -165,7 +164,8 @@ extension Auction {
     public static func validateCancelReason(_ reason: String) throws(AuctionRejection) {
         guard TextLimits.isAcceptable(reason, maximumBytes: TextLimits.cancelReasonBytes) else {
             throw .invalidCommand(
-                "a cancel reason of 1 to \(TextLimits.cancelReasonBytes) bytes of UTF-8, no control characters, is required")
+                "a cancel reason of 1 to \(TextLimits.cancelReasonBytes) bytes of UTF-8, no control characters, is required"
+            )
         }
     }
 

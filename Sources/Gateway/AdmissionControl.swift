@@ -1,8 +1,8 @@
+import DequeModule
 import Hummingbird
 import NIOCore
 import NIOPosix
 import Synchronization
-import DequeModule
 
 /// How much work a node takes on at once: requests in progress, and how long one may wait for a
 /// place.
@@ -98,7 +98,9 @@ final class AdmissionControl: Sendable {
     }
 
     func metricsText() -> String {
-        let state = self.state.withLock { ($0.inFlight, $0.waiting.count, $0.admitted, $0.refusedWaiting, $0.refusedFull) }
+        let state = self.state.withLock {
+            ($0.inFlight, $0.waiting.count, $0.admitted, $0.refusedWaiting, $0.refusedFull)
+        }
         return """
             # HELP artpay_http_in_flight Requests being handled now (admission control).
             # TYPE artpay_http_in_flight gauge
@@ -132,7 +134,8 @@ struct AdmissionMiddleware<Context: RequestContext>: RouterMiddleware {
         guard await control.admit() else {
             throw APIError(
                 .serviceUnavailable, code: "overloaded",
-                detail: "This node is at capacity; retry shortly (a bid with the same bid id), here or on another node.",
+                detail:
+                    "This node is at capacity; retry shortly (a bid with the same bid id), here or on another node.",
                 headers: [.retryAfter: "1"])
         }
         defer { control.release() }

@@ -131,7 +131,9 @@ public final class ConnectionCounter: Sendable {
             "# TYPE artpay_http_connections_closed_total counter",
         ]
         for reason in Closing.allCases {
-            lines.append("artpay_http_connections_closed_total{reason=\"\(reason.rawValue)\"} \(closings[reason.rawValue, default: 0])")
+            lines.append(
+                "artpay_http_connections_closed_total{reason=\"\(reason.rawValue)\"} \(closings[reason.rawValue, default: 0])"
+            )
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -304,7 +306,8 @@ final class FirstRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         counter.count(.parseError)
         guard afterDecodedHead || phase == .answered else {
             answerAndClose(
-                context, status: "400 Bad Request", code: "malformed_http", detail: "The request is not valid HTTP/1.1.")
+                context, status: "400 Bad Request", code: "malformed_http", detail: "The request is not valid HTTP/1.1."
+            )
             return
         }
         phase = .closing

@@ -35,7 +35,8 @@ public struct GatewayAPI: Sendable {
         public init(
             passwordCost: UInt8 = 12, rateLimit: RateLimitMiddleware.Policy = .init(capacity: 120, refillPerSecond: 20),
             requestTimeout: Duration = .seconds(15), connections: ConnectionLimits = .init(),
-            streams: StreamLimits = .init(), userCacheAge: Duration = .seconds(10), loginLock: LoginLockPolicy = .init(),
+            streams: StreamLimits = .init(), userCacheAge: Duration = .seconds(10),
+            loginLock: LoginLockPolicy = .init(),
             admission: AdmissionLimits = .init()
         ) {
             self.passwordCost = passwordCost
@@ -107,7 +108,10 @@ public struct GatewayAPI: Sendable {
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: .init(byteBuffer: ByteBuffer(string: await node.metricsText() + metrics.text() + connections.metricsText() + admission.metricsText())))
+                body: .init(
+                    byteBuffer: ByteBuffer(
+                        string: await node.metricsText() + metrics.text() + connections.metricsText()
+                            + admission.metricsText())))
         }
         let api = router.group("/v1")
             .add(middleware: AdmissionMiddleware(control: admission))
@@ -520,7 +524,8 @@ public struct GatewayAPI: Sendable {
                 Int64.init) ?? 0
         guard since >= 0 else { throw APIError.malformed("'since' must not be negative.") }
         try await requireAuction(id)
-        let slot = try streams.acquire(for: context.identity.map { "user:\($0.userId)" } ?? "ip:\(context.clientAddress)")
+        let slot = try streams.acquire(
+            for: context.identity.map { "user:\($0.userId)" } ?? "ip:\(context.clientAddress)")
         let stream = await node.events(of: id, after: since)
         return serverSentEvents(stream, slot: slot, until: context.connectionClosed, render: EventView.serverSentEvent)
     }

@@ -36,7 +36,8 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 /// Builds the router's responder wrapped in a ``DeadlineResponder``: what a node serves.
-public struct RequestDeadline<Builder: HTTPResponderBuilder>: HTTPResponderBuilder where Builder.Responder.Context: RequestContext {
+public struct RequestDeadline<Builder: HTTPResponderBuilder>: HTTPResponderBuilder
+where Builder.Responder.Context: RequestContext {
     let builder: Builder
     let limit: Duration
     let maximumBodySize: Int

@@ -3,8 +3,8 @@ public import AuctionRuntime
 public import ClusterCore
 import Foundation
 public import Logging
-import Synchronization
 public import Storage
+import Synchronization
 
 /// One node of the cluster: drives its membership instance, keeps the placement view, and routes
 /// every command to the auction's owner — the local `AuctionRegistry` or, one TCP hop away,

@@ -395,7 +395,7 @@ extension PostgresEventStore: UserStore {
                     UPDATE login_failures SET locked_until = GREATEST(locked_until, \(until))
                     WHERE username = \(username) RETURNING locked_until
                     """, logger: logger)
-                for try await (until,) in locked.decode((Int64,).self) { lockedUntil = until }
+                for try await until in locked.decode(Int64.self) { lockedUntil = until }
             }
             return LoginFailures(failures: failures, lockedUntil: Timestamp(millisecondsSinceEpoch: lockedUntil))
         }

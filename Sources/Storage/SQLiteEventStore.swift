@@ -434,7 +434,9 @@ extension SQLiteEventStore: UserStore {
                     """, [.text(username)])
                 let counted = try await connection.query(
                     "SELECT failures, locked_until FROM login_failures WHERE username = ?", [.text(username)])
-                var state = counted.first.map(Self.loginFailures) ?? LoginFailures(failures: 1, lockedUntil: .init(millisecondsSinceEpoch: 0))
+                var state =
+                    counted.first.map(Self.loginFailures)
+                    ?? LoginFailures(failures: 1, lockedUntil: .init(millisecondsSinceEpoch: 0))
                 let lock = policy.lock(afterFailures: state.failures)
                 if lock > .zero {
                     let until = max(state.lockedUntil, now.advanced(by: lock))

@@ -120,7 +120,8 @@ struct NodeSettings: Sendable {
         do {
             tls = try ClusterTLS(
                 authoritiesPEM: try authorityFiles.map { try readFile($0, "cluster.tls.caFiles") },
-                certificatePEM: try readFile(try required("cluster.tls.certificateFile"), "cluster.tls.certificateFile"),
+                certificatePEM: try readFile(
+                    try required("cluster.tls.certificateFile"), "cluster.tls.certificateFile"),
                 privateKeyPEM: try readFile(try required("cluster.tls.keyFile"), "cluster.tls.keyFile"))
         } catch let error as ClusterTLSError {
             throw Invalid(description: "\(file): \(error)")
@@ -162,7 +163,8 @@ struct NodeSettings: Sendable {
                 Int64(reader.double(forKey: "http.requestTimeoutSeconds", default: 15) * 1_000)),
             connections: ConnectionLimits(
                 maximumConnections: max(16, reader.int(forKey: "http.maxConnections", default: 10_000)),
-                maximumConnectionsPerAddress: max(0, reader.int(forKey: "http.maxConnectionsPerAddress", default: 1_024)),
+                maximumConnectionsPerAddress: max(
+                    0, reader.int(forKey: "http.maxConnectionsPerAddress", default: 1_024)),
                 requestHeadTimeout: seconds("http.requestHeadTimeoutSeconds", default: 10),
                 requestBodyTimeout: seconds("http.requestBodyTimeoutSeconds", default: 30),
                 idleTimeout: seconds("http.idleTimeoutSeconds", default: 60)),
@@ -175,7 +177,8 @@ struct NodeSettings: Sendable {
                 maximumLock: seconds("auth.loginLock.maximumSeconds", default: 900)),
             admission: AdmissionLimits(
                 maximumInFlight: max(0, reader.int(forKey: "http.admission.maxInFlight", default: 64)),
-                maximumWait: .milliseconds(Int64(max(0, reader.int(forKey: "http.admission.maxWaitMilliseconds", default: 20)))),
+                maximumWait: .milliseconds(
+                    Int64(max(0, reader.int(forKey: "http.admission.maxWaitMilliseconds", default: 20)))),
                 maximumWaiting: max(0, reader.int(forKey: "http.admission.maxWaiting", default: 256))))
         return NodeSettings(
             cluster: ClusterNode.Configuration(

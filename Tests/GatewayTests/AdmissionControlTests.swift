@@ -15,7 +15,9 @@ import Testing
         #expect(await control.admit())
         #expect(await control.admit())
         let waiter = Task { await control.admit() }
-        try await eventually("the third one waits") { control.metricsText().contains("artpay_http_admission_waiting 1") }
+        try await eventually("the third one waits", timeout: .seconds(60)) {
+            control.metricsText().contains("artpay_http_admission_waiting 1")
+        }
         control.release()
         #expect(await waiter.value)
         #expect(control.metricsText().contains("artpay_http_in_flight 2"))
@@ -26,7 +28,9 @@ import Testing
             limits: .init(maximumInFlight: 1, maximumWait: .milliseconds(50), maximumWaiting: 1))
         #expect(await control.admit())
         let waiter = Task { await control.admit() }
-        try await eventually("one waits") { control.metricsText().contains("artpay_http_admission_waiting 1") }
+        try await eventually("one waits", timeout: .seconds(60)) {
+            control.metricsText().contains("artpay_http_admission_waiting 1")
+        }
         #expect(await control.admit() == false, "the queue is full: refused without waiting")
         #expect(await waiter.value == false, "no place within its wait")
         let text = control.metricsText()
@@ -52,7 +56,9 @@ import Testing
             // The test client has one connection: the slow request goes on a connection of its own.
             let slow = try await RawConnection.open(port: try #require(client.port), from: "127.0.0.1")
             slow.send("GET /v1/slow HTTP/1.1\r\nHost: x\r\n\r\n")
-            try await eventually("the slow one holds the place") { control.metricsText().contains("artpay_http_in_flight 1") }
+            try await eventually("the slow one holds the place") {
+                control.metricsText().contains("artpay_http_in_flight 1")
+            }
             let refused = try await client.execute(uri: "/v1/slow", method: .get)
             #expect(refused.status == .serviceUnavailable)
             #expect(refused.headers[.retryAfter] == "1")

@@ -89,7 +89,10 @@ import Testing
     }
 
     @Test(arguments: [
-        ("conflicting lengths", "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        (
+            "conflicting lengths",
+            "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
         ("NUL in a header", "GET /health/live HTTP/1.1\r\nHost: x\r\nX-A: a\u{0}b\r\n\r\n"),
         ("100 KB request line", "GET /" + String(repeating: "a", count: 100_000) + " HTTP/1.1\r\nHost: x\r\n\r\n"),
         ("not HTTP", "\u{16}\u{03}\u{01}\u{02}\u{00}\u{01}\u{00}\u{01}\u{fc}\u{03}\u{03}\r\n\r\n"),
@@ -109,7 +112,8 @@ import Testing
         try await GatewayHarness.run(live: true, connections: Self.limits) { client, harness in
             let connection = try await RawConnection.open(port: try #require(client.port), from: "127.0.0.1")
             connection.send(
-                "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+                "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
             try await eventually("closed after the body deadline", timeout: .seconds(10)) { connection.isClosed }
             #expect(harness.api.connections.closings["request_body_timeout"] == 1)
         }

@@ -21,7 +21,10 @@ import Testing
             #expect(granted.status == .ok)
             #expect(try await client.send(.get, "/v1/me", token: eve).json["code"] as? String == "token_revoked")
             let eveAdmin = try await client.logIn("eve", "password-123")
-            #expect(try await client.send(.get, "/v1/me", token: eveAdmin).json["roles"] as? [String] == ["admin", "bidder"])
+            #expect(
+                try await client.send(.get, "/v1/me", token: eveAdmin).json["roles"] as? [String] == [
+                    "admin", "bidder",
+                ])
             // Root takes the role away; Eve's admin token no longer cancels, nor grants itself admin.
             let taken = try await client.send(
                 .put, "/v1/users/\(eveId)/roles", json: #"{"roles":[]}"#, token: root)

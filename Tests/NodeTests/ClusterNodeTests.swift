@@ -436,7 +436,8 @@ final class HeldAppendStore: EventStore {
             // hold-off); the next is held off without touching the store.
             _ = await node.submit(Self.bid("b1", 2_000), to: id)
             let refused = await node.submit(Self.bid("b2", 2_500), to: id)
-            if case .failure(.ownerUnavailable) = refused {} else {
+            if case .failure(.ownerUnavailable) = refused {
+            } else {
                 Issue.record("expected ownerUnavailable while the view is unchanged, got \(refused)")
             }
             let lease = try await store.lease(of: shard)

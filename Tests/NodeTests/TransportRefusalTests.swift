@@ -219,9 +219,10 @@ import Testing
             #expect(seen.count > 500, "the relay saw the traffic (\(seen.count) bytes)")
             var amount = Int64(987_654_321).bigEndian
             let amountBytes = withUnsafeBytes(of: &amount) { Array($0) }
-            for needle in [Array("bid-id-visible-in-clear".utf8), Array("lot-in-clear".utf8), Array("alice".utf8),
-                Array("987654321".utf8), amountBytes]
-            {
+            for needle in [
+                Array("bid-id-visible-in-clear".utf8), Array("lot-in-clear".utf8), Array("alice".utf8),
+                Array("987654321".utf8), amountBytes,
+            ] {
                 #expect(!Self.contains(seen, needle), "\(String(decoding: needle, as: UTF8.self)) crossed in clear")
             }
             await relay.stop()

@@ -61,7 +61,10 @@ struct HttpBenchCommand: AsyncParsableCommand {
     @Option(help: "The redis-server binary.") var redisServer = "/usr/bin/redis-server"
     @Option(help: "Directory holding bids.lua and place-bid.redis.lua (default: scripts/bench-http).")
     var scripts: String?
-    @Option(help: "Nodes' admission limit, requests in flight (http.admission.maxInFlight; 0 turns it off; default: the node's).")
+    @Option(
+        help:
+            "Nodes' admission limit, requests in flight (http.admission.maxInFlight; 0 turns it off; default: the node's)."
+    )
     var admissionInFlight: Int?
 
     static let servers = 3
@@ -230,7 +233,12 @@ struct HttpBenchCommand: AsyncParsableCommand {
                 + "%d rejected, %d failures%@; CPU %@",
             row.design, row.load, grouped(row.requestsPerSecond), grouped(row.acceptedPerSecond), row.p50, row.p99,
             row.max, row.rejected, row.failureCount,
-            row.admittedP99.map { String(format: " (%@); admitted bids p50 %.1f ms, p99 %.1f ms (nodes' histogram)", row.failures.map { "\($0.key): \($0.value)" }.sorted().joined(separator: ", "), row.admittedP50 ?? 0, $0) } ?? "",
+            row.admittedP99.map {
+                String(
+                    format: " (%@); admitted bids p50 %.1f ms, p99 %.1f ms (nodes' histogram)",
+                    row.failures.map { "\($0.key): \($0.value)" }.sorted().joined(separator: ", "),
+                    row.admittedP50 ?? 0, $0)
+            } ?? "",
             row.cpu)
     }
 

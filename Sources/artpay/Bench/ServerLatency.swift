@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
@@ -16,7 +17,8 @@ struct ServerLatency {
 
     init(metricsTexts: [String]) {
         for text in metricsTexts {
-            for line in text.split(separator: "\n") where line.hasPrefix("artpay_http_request_duration_seconds_bucket{") {
+            for line in text.split(separator: "\n") where line.hasPrefix("artpay_http_request_duration_seconds_bucket{")
+            {
                 guard line.contains("route=\"\(Self.route)\""),
                     line.contains("status=\"201\"") || line.contains("status=\"422\""),
                     let leStart = line.range(of: "le=\""),
