@@ -116,7 +116,7 @@ public struct GatewayAPI: Sendable {
         let api = router.group("/v1")
             .add(middleware: AdmissionMiddleware(control: admission))
             .add(middleware: AuthenticationMiddleware(tokens: tokens, directory: directory))
-            .add(middleware: RateLimitMiddleware(policy: configuration.rateLimit))
+            .add(middleware: RateLimitMiddleware(policy: configuration.rateLimit, gateways: { node.liveGateways }))
         api.post("/users", use: register)
         api.post("/sessions", use: login)
         api.get("/me", use: me)

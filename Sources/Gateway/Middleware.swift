@@ -166,18 +166,21 @@ public struct TokenBucket: Sendable {
         self.updatedAt = now
     }
 
-    /// Takes one token if there is one; returns whether it did, what is left, and when a token
-    /// will be there again.
-    public mutating func take(now: ContinuousClock.Instant) -> (allowed: Bool, remaining: Int, retryAfterSeconds: Int) {
+    /// Takes `cost` tokens if there are that many; returns whether it did, how many more requests
+    /// of that cost are left, and when there will be enough again.
+    public mutating func take(now: ContinuousClock.Instant, cost: Double = 1) -> (
+        allowed: Bool, remaining: Int, retryAfterSeconds: Int
+    ) {
+        let cost = min(max(cost, 1), capacity)
         let elapsed = now - updatedAt
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         tokens = min(capacity, tokens + seconds * refillPerSecond)
         updatedAt = now
-        if tokens >= 1 {
-            tokens -= 1
-            return (true, Int(tokens), 0)
+        if tokens >= cost {
+            tokens -= cost
+            return (true, Int(tokens / cost), 0)
         }
-        let wait = (1 - tokens) / refillPerSecond
+        let wait = (cost - tokens) / refillPerSecond
         return (false, 0, max(1, Int(wait.rounded(.up))))
     }
 }
@@ -185,6 +188,10 @@ public struct TokenBucket: Sendable {
 /// Per-caller rate limits: authenticated callers by user id, others by client address. Answers
 /// carry `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; a refused request gets a
 /// 429 with `Retry-After`.
+///
+/// The policy is the cluster's: with `gateways` nodes serving HTTP, each request costs that many
+/// tokens on the node it reaches, so a caller spreading requests over every node gets the policy's
+/// rate in total, not once per node (a node's share, without asking the others on every request).
 public final class RateLimitMiddleware: RouterMiddleware, Sendable {
     public struct Policy: Sendable {
         public var capacity: Int
@@ -197,11 +204,14 @@ public final class RateLimitMiddleware: RouterMiddleware, Sendable {
     }
 
     private let policy: Policy
+    private let gateways: @Sendable () -> Int
     private let buckets = Mutex<[String: TokenBucket]>([:])
     private static let maximumTracked = 100_000
 
-    public init(policy: Policy) {
+    /// - Parameter gateways: how many nodes serve HTTP now (live members with the gateway role).
+    public init(policy: Policy, gateways: @escaping @Sendable () -> Int = { 1 }) {
         self.policy = policy
+        self.gateways = gateways
     }
 
     public func handle(
@@ -210,28 +220,30 @@ public final class RateLimitMiddleware: RouterMiddleware, Sendable {
         let key = context.identity.map { "user:\($0.userId)" } ?? "ip:\(context.clientAddress)"
         let now = ContinuousClock.now
         let policy = self.policy
+        let cost = Double(max(1, gateways()))
         let decision = buckets.withLock { buckets in
             if buckets.count > Self.maximumTracked { buckets.removeAll(keepingCapacity: true) }
             var bucket =
                 buckets[key]
                 ?? TokenBucket(
                     capacity: Double(policy.capacity), refillPerSecond: policy.refillPerSecond, now: now)
-            let decision = bucket.take(now: now)
+            let decision = bucket.take(now: now, cost: cost)
             buckets[key] = bucket
             return decision
         }
         let reset = Int((Double(policy.capacity) / policy.refillPerSecond).rounded(.up))
+        let limit = max(1, Int(Double(policy.capacity) / cost))
         guard decision.allowed else {
             throw APIError(
                 .tooManyRequests, code: "rate_limited",
                 detail: "Too many requests; retry in \(decision.retryAfterSeconds) s.",
                 headers: [
-                    .retryAfter: "\(decision.retryAfterSeconds)", .rateLimitLimit: "\(policy.capacity)",
+                    .retryAfter: "\(decision.retryAfterSeconds)", .rateLimitLimit: "\(limit)",
                     .rateLimitRemaining: "0", .rateLimitReset: "\(decision.retryAfterSeconds)",
                 ])
         }
         let limits: HTTPFields = [
-            .rateLimitLimit: "\(policy.capacity)", .rateLimitRemaining: "\(decision.remaining)",
+            .rateLimitLimit: "\(limit)", .rateLimitRemaining: "\(decision.remaining)",
             .rateLimitReset: "\(reset)",
         ]
         do {

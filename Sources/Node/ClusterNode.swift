@@ -64,6 +64,7 @@ public actor ClusterNode {
     /// Every auction of the cluster, kept current from the fan-out.
     public nonisolated let readModel: AuctionReadModel
     private let userChangeListeners = Mutex<[@Sendable (UserID) -> Void]>([])
+    private let liveGatewayCount = Mutex(1)
     private var feeds: [AuctionID: [ObjectIdentifier: EventFeed]] = [:]
     private var lastRenewal = ContinuousClock.now
     private var lastReadModelCatchUp = ContinuousClock.now
@@ -306,6 +307,10 @@ public actor ClusterNode {
         }
     }
 
+    /// Live members that serve HTTP, as this node sees them (at least 1): the share of a
+    /// cluster-wide rate limit each node enforces.
+    public nonisolated var liveGateways: Int { liveGatewayCount.withLock { $0 } }
+
     // MARK: - Users
 
     /// Hears about users whose roles or token version changed on another node (the gateway's
@@ -445,6 +450,8 @@ public actor ClusterNode {
     }
 
     private func viewDidChange() {
+        let gateways = membership.members.filter { $0.status.isLive && $0.roles.contains(.gateway) }.count
+        liveGatewayCount.withLock { $0 = max(1, gateways) }
         let previous = candidates
         candidates = Placement.candidates(membership.members)
         if candidates != previous { fencedShards = [:] }

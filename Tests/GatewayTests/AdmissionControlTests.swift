@@ -70,3 +70,24 @@ import Testing
         }
     }
 }
+
+/// A cluster-wide rate limit: each of N gateway nodes charges N tokens per request, so a caller
+/// spreading requests over every node gets the policy's rate in total.
+@Suite struct ClusterRateLimitTests {
+    @Test func withThreeGateways_eachRequestCostsThreeTokens() {
+        let start = ContinuousClock.now
+        var bucket = TokenBucket(capacity: 9, refillPerSecond: 3, now: start)
+        let taken = (0..<5).map { _ in bucket.take(now: start, cost: 3) }
+        #expect(taken.map(\.allowed) == [true, true, true, false, false])
+        #expect(taken[0].remaining == 2)
+        #expect(taken[3].retryAfterSeconds == 1, "3 tokens come back in a second")
+        #expect(bucket.take(now: start.advanced(by: .seconds(1)), cost: 3).allowed)
+    }
+
+    @Test func aCostAboveTheCapacity_stillLetsTheCapacityThrough() {
+        let start = ContinuousClock.now
+        var bucket = TokenBucket(capacity: 2, refillPerSecond: 1, now: start)
+        #expect(bucket.take(now: start, cost: 5).allowed, "more gateways than the burst: one request at a time")
+        #expect(!bucket.take(now: start, cost: 5).allowed)
+    }
+}

@@ -172,6 +172,8 @@ final class LocalCluster: Sendable {
                 heard.withLock { $0[1] == [user] && $0[2] == [user] }
             }
             #expect(heard.withLock { $0[0] } == nil, "the announcing node tells only the others")
+            // Every node counts the gateways a cluster-wide rate limit is shared by.
+            #expect(cluster.nodes.allSatisfy { $0.node.liveGateways == 3 })
             await cluster.stop()
         }
     }
