@@ -39,17 +39,19 @@ public struct LoginFailures: Hashable, Sendable {
 }
 
 /// When failed logins lock a username: the first `freeFailures` cost nothing; each one after locks
-/// it for twice as long as the one before, from one second up to `maximumLock`.
+/// it for twice as long as the one before, from `firstLock` up to `maximumLock`.
 ///
 /// Why: an online guesser gets a handful of tries, then an exponentially slower trickle; a user
 /// who mistypes a few times is not locked out; and a lock never lasts longer than `maximumLock`,
 /// so an attacker cannot lock someone out for good.
 public struct LoginLockPolicy: Hashable, Sendable {
     public var freeFailures: Int
+    public var firstLock: Duration
     public var maximumLock: Duration
 
-    public init(freeFailures: Int = 5, maximumLock: Duration = .seconds(900)) {
+    public init(freeFailures: Int = 5, firstLock: Duration = .seconds(1), maximumLock: Duration = .seconds(900)) {
         self.freeFailures = freeFailures
+        self.firstLock = firstLock
         self.maximumLock = maximumLock
     }
 
@@ -57,7 +59,7 @@ public struct LoginLockPolicy: Hashable, Sendable {
     public func lock(afterFailures failures: Int) -> Duration {
         guard failures > freeFailures else { return .zero }
         let doublings = min(failures - freeFailures - 1, 30)
-        return min(.seconds(1 << doublings), maximumLock)
+        return min(firstLock * (1 << doublings), maximumLock)
     }
 }
 

@@ -174,6 +174,7 @@ struct NodeSettings: Sendable {
             userCacheAge: seconds("auth.userCacheSeconds", default: 10),
             loginLock: LoginLockPolicy(
                 freeFailures: max(1, reader.int(forKey: "auth.loginLock.freeFailures", default: 5)),
+                firstLock: seconds("auth.loginLock.firstSeconds", default: 1),
                 maximumLock: seconds("auth.loginLock.maximumSeconds", default: 900)),
             admission: AdmissionLimits(
                 maximumInFlight: max(0, reader.int(forKey: "http.admission.maxInFlight", default: 64)),

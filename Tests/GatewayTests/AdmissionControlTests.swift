@@ -25,7 +25,7 @@ import Testing
 
     @Test func aWaiterWithoutAPlace_isRefusedAfterItsWait_andAFullQueueAtOnce() async throws {
         let control = AdmissionControl(
-            limits: .init(maximumInFlight: 1, maximumWait: .milliseconds(50), maximumWaiting: 1))
+            limits: .init(maximumInFlight: 1, maximumWait: .seconds(2), maximumWaiting: 1))
         #expect(await control.admit())
         let waiter = Task { await control.admit() }
         try await eventually("one waits", timeout: .seconds(60)) {

@@ -14,9 +14,14 @@ import Testing
     static let limits = ConnectionLimits(
         maximumConnections: 30, maximumConnectionsPerAddress: 10, requestHeadTimeout: .seconds(1),
         requestBodyTimeout: .seconds(1), idleTimeout: .seconds(60))
+    /// For the caps: idle connections must stay until the test is done with them, however slowly
+    /// a busy machine runs it.
+    static let patientLimits = ConnectionLimits(
+        maximumConnections: 30, maximumConnectionsPerAddress: 10, requestHeadTimeout: .seconds(120),
+        requestBodyTimeout: .seconds(120), idleTimeout: .seconds(120))
 
-    @Test func perAddressCap_refusesBeyondIt_othersAreServed_andIdleSlotsAreFreedByTheHeadDeadline() async throws {
-        try await GatewayHarness.run(live: true, connections: Self.limits) { client, harness in
+    @Test func perAddressCap_refusesBeyondIt_andOtherAddressesAreServed() async throws {
+        try await GatewayHarness.run(live: true, connections: Self.patientLimits) { client, harness in
             let port = try #require(client.port)
             var idle: [RawConnection] = []
             for _ in 0..<10 { idle.append(try await RawConnection.open(port: port, from: "127.0.0.3")) }
@@ -30,26 +35,33 @@ import Testing
             let other = try await RawConnection.open(port: port, from: "127.0.0.2")
             other.send("GET /health/live HTTP/1.1\r\nHost: node\r\n\r\n")
             try await eventually("another address is served") { other.text.hasPrefix("HTTP/1.1 200") }
-            // The idle ones never sent a request: 408 and closed after the head deadline, which
-            // frees their slots.
-            for connection in idle {
-                try await eventually("an idle connection is closed", timeout: .seconds(10)) { connection.isClosed }
-                #expect(connection.text.hasPrefix("HTTP/1.1 408"))
-            }
-            try await eventually("their slots are free") { harness.api.connections.open(from: "127.0.0.3") == 0 }
+            #expect(harness.api.connections.closings["too_many_connections_from_address"] == 1)
+            // A connection that closes gives its slot back.
+            idle[0].close()
+            try await eventually("a slot is free again") { harness.api.connections.open(from: "127.0.0.3") == 9 }
             let again = try await RawConnection.open(port: port, from: "127.0.0.3")
             again.send("GET /health/live HTTP/1.1\r\nHost: node\r\n\r\n")
             try await eventually("the address is served again") { again.text.hasPrefix("HTTP/1.1 200") }
-            let closings = harness.api.connections.closings
-            #expect(closings["too_many_connections_from_address"] == 1)
-            #expect(closings["request_head_timeout", default: 0] >= 10)
-            other.close()
-            again.close()
+            for connection in idle + [other, again] { connection.close() }
+        }
+    }
+
+    @Test func connectionsThatSendNothing_get408_andFreeTheirSlots() async throws {
+        try await GatewayHarness.run(live: true, connections: Self.limits) { client, harness in
+            let port = try #require(client.port)
+            var idle: [RawConnection] = []
+            for _ in 0..<5 { idle.append(try await RawConnection.open(port: port, from: "127.0.0.3")) }
+            for connection in idle {
+                try await eventually("an idle connection is closed", timeout: .seconds(30)) { connection.isClosed }
+                #expect(connection.text.hasPrefix("HTTP/1.1 408"))
+            }
+            try await eventually("their slots are free") { harness.api.connections.open(from: "127.0.0.3") == 0 }
+            #expect(harness.api.connections.closings["request_head_timeout", default: 0] >= 5)
         }
     }
 
     @Test func totalCap_refusesNewConnections_whileOpenOnesKeepWorking() async throws {
-        try await GatewayHarness.run(live: true, connections: Self.limits) { client, harness in
+        try await GatewayHarness.run(live: true, connections: Self.patientLimits) { client, harness in
             let port = try #require(client.port)
             // A client that was there before the flood, with a keep-alive connection.
             let regular = try await RawConnection.open(port: port, from: "127.0.0.9")

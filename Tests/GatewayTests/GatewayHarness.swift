@@ -24,6 +24,7 @@ struct GatewayHarness: Sendable {
     static func run(
         rateLimit: RateLimitMiddleware.Policy = .init(capacity: 10_000, refillPerSecond: 10_000),
         live: Bool = false, connections: ConnectionLimits = .init(), streams: StreamLimits = .init(),
+        loginLock: LoginLockPolicy = .init(),
         _ body: @Sendable (any TestClientProtocol, GatewayHarness) async throws -> Void
     ) async throws {
         try await withSQLiteStore { store, _ in
@@ -46,7 +47,9 @@ struct GatewayHarness: Sendable {
                 ])
             let api = GatewayAPI(
                 node: node, users: store, events: store, tokens: tokens, clock: clock,
-                configuration: .init(passwordCost: 4, rateLimit: rateLimit, connections: connections, streams: streams))
+                configuration: .init(
+                    passwordCost: 4, rateLimit: rateLimit, connections: connections, streams: streams,
+                    loginLock: loginLock))
             try await api.ensureAdmin(username: "root", password: "root-password")
             // Live: a real HTTP server on a free loopback port, as a node serves it (WebSocket
             // upgrades, the connection guard).
