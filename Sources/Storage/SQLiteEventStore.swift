@@ -31,15 +31,24 @@ public actor SQLiteEventStore: EventStore {
     ) async throws(StorageError) -> SQLiteEventStore {
         let threadPool = NIOThreadPool(numberOfThreads: 1)
         threadPool.start()
+        let connection: SQLiteConnection
         do {
-            let connection = try await SQLiteConnection.open(
+            connection = try await SQLiteConnection.open(
                 storage: .file(path: path), threadPool: threadPool, logger: logger,
                 on: MultiThreadedEventLoopGroup.singleton.any())
+        } catch {
+            try? await threadPool.shutdownGracefully()
+            throw .unavailable("cannot open SQLite database at \(path): \(error)")
+        }
+        do {
             _ = try await connection.query("PRAGMA busy_timeout = 10000")
             _ = try await connection.query("PRAGMA journal_mode = WAL")
             _ = try await connection.query("PRAGMA synchronous = FULL")
             return SQLiteEventStore(connection: connection, threadPool: threadPool, fencing: fencing)
         } catch {
+            // An open connection must be closed before it goes (SQLiteNIO traps otherwise), also
+            // when the open was cancelled half-way.
+            try? await connection.close()
             try? await threadPool.shutdownGracefully()
             throw .unavailable("cannot open SQLite database at \(path): \(error)")
         }

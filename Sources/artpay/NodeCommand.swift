@@ -43,8 +43,16 @@ struct NodeCommand: AsyncParsableCommand {
                 "perAddressCap": "\(settings.api.connections.maximumConnectionsPerAddress)",
             ])
 
+        // Outbound cluster connections leave from the cluster host when it is one IP address.
+        let transport = try ClusterTransport(
+            node: settings.cluster.id, secret: settings.secret, tls: settings.tls,
+            outboundSource: settings.clusterBind.host, logger: logger)
+        let tokens = try await TokenAuthority.make(
+            signing: settings.signingKey, verification: settings.verificationKeys, lifetime: settings.tokenLifetime)
+        // Nothing below may fail before the group runs: an opened SQLite store must be closed.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         let store: any EventStore & UserStore
+        var sqlite: SQLiteEventStore?
         switch settings.store {
         case .postgres(let host, let port, let user, let password, let database):
             var configuration = PostgresClient.Configuration(
@@ -59,7 +67,9 @@ struct NodeCommand: AsyncParsableCommand {
             if !directory.isEmpty {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
-            store = try await SQLiteEventStore.open(path: path, fencing: settings.fencing, logger: logger)
+            let opened = try await SQLiteEventStore.open(path: path, fencing: settings.fencing, logger: logger)
+            sqlite = opened
+            store = opened
         }
 
         if settings.fencing == .unsafelyDisabled {
@@ -67,14 +77,8 @@ struct NodeCommand: AsyncParsableCommand {
                 "FENCING IS DISABLED (debug.unsafeDisableFencing): stale owners can write; never run this in service")
         }
         let clock = SystemClock()
-        // Outbound cluster connections leave from the cluster host when it is one IP address.
-        let transport = try ClusterTransport(
-            node: settings.cluster.id, secret: settings.secret, tls: settings.tls,
-            outboundSource: settings.clusterBind.host, logger: logger)
         let node = ClusterNode(
             configuration: settings.cluster, store: store, transport: transport, clock: clock, logger: logger)
-        let tokens = try await TokenAuthority.make(
-            signing: settings.signingKey, verification: settings.verificationKeys, lifetime: settings.tokenLifetime)
         let api = GatewayAPI(
             node: node, users: store, events: store, tokens: tokens, clock: clock, configuration: settings.api)
         var bootstrapAdmin: (@Sendable () async throws -> Void)?
@@ -102,7 +106,15 @@ struct NodeCommand: AsyncParsableCommand {
             ])
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await sqlite?.close()
+            throw error
+        }
+        // Every store connection is closed before the process ends (PostgreSQL's client is a
+        // service of the group and has stopped with it).
+        await sqlite?.close()
     }
 }
 
