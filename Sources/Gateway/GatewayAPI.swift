@@ -243,14 +243,9 @@ public struct GatewayAPI: Sendable {
     /// heard yet.
     func freshAdmin(_ context: GatewayContext) async throws(APIError) -> Identity {
         let caller = try context.caller()
-        let standing: UserDirectory.Standing?
-        do {
-            standing = try await directory.standing(of: caller.userId, fresh: true)
-        } catch {
-            throw APIError.storeUnavailable
+        guard try await directory.currentRoles(of: caller, fresh: true).contains(.admin) else {
+            throw APIError.forbidden(.admin)
         }
-        guard let standing, standing.tokenVersion == caller.tokenVersion else { throw APIError.tokenRevoked }
-        guard standing.roles.contains(.admin) else { throw APIError.forbidden(.admin) }
         return caller
     }
 

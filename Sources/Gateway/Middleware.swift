@@ -138,14 +138,7 @@ public struct AuthenticationMiddleware: RouterMiddleware {
             context.identity = identity
             return try await next(request, context)
         }
-        let standing: UserDirectory.Standing?
-        do {
-            standing = try await directory.standing(of: identity.userId, fresh: false)
-        } catch {
-            throw APIError.storeUnavailable
-        }
-        guard let standing, standing.tokenVersion == identity.tokenVersion else { throw APIError.tokenRevoked }
-        identity.roles = standing.roles
+        identity.roles = try await directory.currentRoles(of: identity, fresh: false)
         context.identity = identity
         return try await next(request, context)
     }

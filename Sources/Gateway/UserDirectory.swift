@@ -56,6 +56,20 @@ final class UserDirectory: Sendable {
         return standing
     }
 
+    /// The roles `identity`'s user has now, or why its token no longer stands: 401 `token_revoked`
+    /// when the user is gone or the token's version is not the user's, 503 when the store cannot
+    /// say (and nothing usable is cached).
+    func currentRoles(of identity: Identity, fresh: Bool) async throws(APIError) -> Set<Role> {
+        let found: Standing?
+        do {
+            found = try await standing(of: identity.userId, fresh: fresh)
+        } catch {
+            throw APIError.storeUnavailable
+        }
+        guard let found, found.tokenVersion == identity.tokenVersion else { throw APIError.tokenRevoked }
+        return found.roles
+    }
+
     /// Drops what is cached about `user` (its standing changed here or on another node).
     func forget(_ user: UserID) {
         _ = entries.withLock { $0.removeValue(forKey: user) }
