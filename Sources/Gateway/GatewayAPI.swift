@@ -111,7 +111,7 @@ public struct GatewayAPI: Sendable {
                 body: .init(
                     byteBuffer: ByteBuffer(
                         string: await node.metricsText() + metrics.text() + connections.metricsText()
-                            + admission.metricsText())))
+                            + admission.metricsText() + streams.metricsText())))
         }
         let api = router.group("/v1")
             .add(middleware: AdmissionMiddleware(control: admission))
@@ -554,8 +554,6 @@ public struct GatewayAPI: Sendable {
         _ source: Source, slot: StreamLimiter.Slot, until closed: EventLoopFuture<Void>,
         render: @escaping @Sendable (Element) -> String
     ) -> Response {
-        let metrics = self.metrics
-        metrics.streamOpened()
         let bytes = AsyncStream<ByteBuffer> { continuation in
             let forward = Task {
                 for await element in source { continuation.yield(ByteBuffer(string: render(element))) }
@@ -571,7 +569,6 @@ public struct GatewayAPI: Sendable {
             continuation.onTermination = { _ in
                 forward.cancel()
                 heartbeat.cancel()
-                metrics.streamClosed()
                 slot.end()
             }
         }

@@ -28,7 +28,7 @@ extension GatewayAPI {
     public func webSocketRouter() -> Router<GatewayWebSocketContext> {
         let router = Router(context: GatewayWebSocketContext.self)
         router.add(middleware: ProblemMiddleware())
-        let (node, metrics, streams) = (self.node, self.metrics, self.streams)
+        let (node, streams) = (self.node, self.streams)
         let api = self
         router.ws(
             "/v1/auctions/:id/ws",
@@ -44,8 +44,6 @@ extension GatewayAPI {
                 let slot = try streams.acquire(for: "ip:\(context.requestContext.clientAddress)")
                 defer { slot.end() }
                 let events = await node.events(of: id, after: since)
-                metrics.streamOpened()
-                defer { metrics.streamClosed() }
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         // Until the client closes (its close frame ends the inbound stream).

@@ -2,8 +2,8 @@ import Foundation
 public import Hummingbird
 import Synchronization
 
-/// Request counts and latency histograms by route and status, bids by outcome, and open event
-/// streams, rendered in Prometheus text format next to the cluster metrics.
+/// Request counts and latency histograms by route and status, and bids by outcome, rendered in
+/// Prometheus text format next to the cluster metrics.
 public final class HTTPMetrics: Sendable {
     /// Upper bounds of the latency buckets, in seconds.
     /// Bids take a few milliseconds; the buckets run from 0.25 ms to 5 s, fine enough between 5 ms
@@ -22,7 +22,6 @@ public final class HTTPMetrics: Sendable {
     private struct State {
         var requests: [String: Series] = [:]
         var bids: [String: Int] = [:]
-        var openStreams = 0
     }
 
     private let state = Mutex(State())
@@ -44,8 +43,6 @@ public final class HTTPMetrics: Sendable {
         state.withLock { $0.bids[outcome, default: 0] += 1 }
     }
 
-    func streamOpened() { state.withLock { $0.openStreams += 1 } }
-    func streamClosed() { state.withLock { $0.openStreams -= 1 } }
 
     func text() -> String {
         let snapshot = state.withLock { $0 }
@@ -75,11 +72,6 @@ public final class HTTPMetrics: Sendable {
         for (outcome, count) in snapshot.bids.sorted(by: { $0.key < $1.key }) {
             lines.append("artpay_bids_total{outcome=\"\(outcome)\"} \(count)")
         }
-        lines += [
-            "# HELP artpay_event_streams_open Live event streams being served.",
-            "# TYPE artpay_event_streams_open gauge",
-            "artpay_event_streams_open \(snapshot.openStreams)",
-        ]
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -73,5 +73,13 @@ final class StreamLimiter: Sendable {
         }
     }
 
-    var open: Int { state.withLock { $0.total } }
+    /// Prometheus text: the streams served now (the limiter's count is the one count of them).
+    func metricsText() -> String {
+        """
+        # HELP artpay_event_streams_open Live event streams being served.
+        # TYPE artpay_event_streams_open gauge
+        artpay_event_streams_open \(state.withLock { $0.total })
+
+        """
+    }
 }
