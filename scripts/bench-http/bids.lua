@@ -1,7 +1,7 @@
 -- wrk script of `artpay bench http`: closed-loop bidders over HTTP, one wrk per node.
 --
 --   wrk -t1 -c21 -d10s --timeout 20s -s bids.lua http://127.0.0.1:8100 -- \
---       TOKENS AUCTIONS BOARD RUN SPREAD FIRST_BIDDER CONNECTIONS_PER_THREAD
+--       TOKENS AUCTIONS BOARD RUN SPREAD FIRST_BIDDER CONNECTIONS_PER_THREAD [PACE]
 --
 -- TOKENS: one bearer token per line; thread t (from 0) of this wrk bids as bidders
 --   FIRST_BIDDER + t * CONNECTIONS_PER_THREAD + 1, + 2, ... of the file.
@@ -13,6 +13,9 @@
 -- RUN: a prefix that makes bid ids unique across runs, wrks and designs.
 -- SPREAD: a bid offers the board's minimum plus 0..SPREAD increments (the standard EUR table of
 --   Sources/AuctionCore/IncrementTable.swift).
+-- PACE: milliseconds a connection waits after an answer before its next bid, for loads below the
+--   peak. Only used when the harness appends `function delay() return pace end` (a paced copy of
+--   this script): wrk delays every request once a script defines delay(), even by 0 ms.
 --
 -- wrk's Lua API does not say which connection a request or an answer belongs to. With several
 -- connections per thread (`-t1 -c21`, the default of `artpay bench http`: half the CPU per request
@@ -66,6 +69,7 @@ local run, spread, host = "", 0, ""
 local counter, turn = 0, 0
 local single = true
 local pending = 0
+pace = 0
 
 local function lines(path)
     local result = {}
@@ -91,6 +95,7 @@ function init(args)
     local perThread = tonumber(args[7] or "1")
     local index = thread_index or 0
     single = perThread == 1
+    pace = tonumber(args[8] or "0")
     for i = 1, perThread do
         local n = first + index * perThread + i
         bidders[#bidders + 1] = "Bearer " .. tokens[((n - 1) % #tokens) + 1]

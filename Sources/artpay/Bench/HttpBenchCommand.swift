@@ -66,6 +66,21 @@ struct HttpBenchCommand: AsyncParsableCommand {
             "Nodes' admission limit, requests in flight (http.admission.maxInFlight; 0 turns it off; default: the node's)."
     )
     var admissionInFlight: Int?
+    @Flag(
+        help: """
+            ArtPay only, instead of the design comparison: bids/s on a lot holding --scale-lot-bids bids vs one \
+            holding 1,000, on a cluster of --scale-auctions auctions vs 1,000, idle CPU, resident memory, and the \
+            delay from a bid to an SSE watcher on every node (also at half of the hot lot's peak).
+            """)
+    var scale = false
+    @Option(help: "Bids the large lot holds before --scale measures it.") var scaleLotBids = 100_000
+    @Option(help: "Auctions the cluster holds in the second half of --scale.") var scaleAuctions = 100_000
+    @Option(
+        help: """
+            ArtPay only: this many one-minute runs on the uniform lots at about half of their peak, with each \
+            node's resident memory after every minute (--scale and --soak-minutes exclude each other).
+            """)
+    var soakMinutes: Int?
 
     static let servers = 3
 
@@ -83,7 +98,12 @@ struct HttpBenchCommand: AsyncParsableCommand {
         for name in designs.split(separator: ",") where Design(rawValue: String(name)) == nil {
             throw ValidationError("unknown design '\(name)' (artpay, rowlock, redis, redis-direct, engine)")
         }
-        let http = selected.contains { [.artpay, .rowlock, .redis].contains($0) }
+        if scale, soakMinutes != nil { throw ValidationError("--scale and --soak-minutes exclude each other") }
+        if let soakMinutes, soakMinutes < 1 { throw ValidationError("--soak-minutes must be positive") }
+        guard scaleLotBids >= 1_000, scaleAuctions >= auctions + 4 else {
+            throw ValidationError("--scale-lot-bids at least 1,000; --scale-auctions above --auctions + 3")
+        }
+        let http = scale || soakMinutes != nil || selected.contains { [.artpay, .rowlock, .redis].contains($0) }
         if http, !FileManager.default.isExecutableFile(atPath: wrk) {
             throw ValidationError("\(wrk) not found: apt-get install wrk (scripts/bench http does)")
         }
@@ -121,9 +141,23 @@ struct HttpBenchCommand: AsyncParsableCommand {
         let runner = HttpBenchRunner(
             command: options, run: run, work: work, children: children, base: base,
             databases: (databases[0], databases[1], databases[2]), threads: threads)
-        let rows: [HttpBenchRow]
+        let report: String
         do {
-            rows = try await runner.measure()
+            if scale {
+                let scaled = try await runner.measureScale(
+                    script: try runner.scriptsDirectory() + "/bids.lua", lotBids: scaleLotBids,
+                    clusterAuctions: scaleAuctions)
+                report = Self.scaleMarkdown(scaled, command: self, run: run, postgres: server)
+            } else if let soakMinutes {
+                let soak = try await runner.measureSoak(
+                    script: try runner.scriptsDirectory() + "/bids.lua", minutes: soakMinutes)
+                report = Self.soakMarkdown(peak: soak.peak, minutes: soak.minutes, command: self, run: run, postgres: server)
+            } else {
+                let rows = try await runner.measure()
+                report = Self.markdown(
+                    rows: rows, command: self, run: run, threads: threads, postgres: server,
+                    redis: runner.redisVersion.withLock { $0 })
+            }
         } catch {
             children.killAll()
             await Self.drop(databases, base)
@@ -131,10 +165,6 @@ struct HttpBenchCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         await Self.drop(databases, base)
-
-        let report = Self.markdown(
-            rows: rows, command: self, run: run, threads: threads, postgres: server,
-            redis: runner.redisVersion.withLock { $0 })
         print("\n" + report)
         if let markdown { try report.write(toFile: markdown, atomically: true, encoding: .utf8) }
         try? FileManager.default.removeItem(atPath: work + "/artpay")

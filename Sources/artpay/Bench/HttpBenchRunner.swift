@@ -56,9 +56,7 @@ final class HttpBenchRunner: Sendable {
 
     func measure() async throws -> [HttpBenchRow] {
         let designs = command.designs
-        // Servers run a copy of this binary: a rebuild during the run cannot swap it under them.
-        try FileManager.default.copyItem(atPath: ChaosCommand.executablePath, toPath: binary)
-        children.onCleanUp { [binary] in try? FileManager.default.removeItem(atPath: binary) }
+        try installBinary()
         let scripts = try scriptsDirectory()
         var rows: [HttpBenchRow] = []
         let users: HttpBenchUsers
@@ -83,9 +81,32 @@ final class HttpBenchRunner: Sendable {
         return rows
     }
 
+    /// Servers run a copy of this binary: a rebuild during the run cannot swap it under them.
+    func installBinary() throws {
+        try FileManager.default.copyItem(atPath: ChaosCommand.executablePath, toPath: binary)
+        children.onCleanUp { [binary] in try? FileManager.default.removeItem(atPath: binary) }
+    }
+
     // MARK: - ArtPay nodes
 
     private func measureArtPay(script: String) async throws -> ([HttpBenchRow], HttpBenchUsers) {
+        let artpay = try await startArtPay()
+        do {
+            let rows = try await loadTests(
+                design: Label.artpay, code: "a", script: script, targets: artpay.urls, serverPids: artpay.pids,
+                serverName: "nodes", hot: artpay.hot, uniform: artpay.uniform)
+            try await artpay.stop()
+            return (rows, artpay.users)
+        } catch {
+            await artpay.cluster.cleanUp()
+            throw error
+        }
+    }
+
+    /// Three nodes running, with a seller, the bidders' tokens in `tokensFile`, a hot lot and
+    /// `--auctions` lots of one sale in every node's read model. `prepare` runs on the nodes'
+    /// database before the first node starts.
+    func startArtPay(prepare: (() async throws -> Void)? = nil) async throws -> ArtPayBenchCluster {
         let nodes = try ChaosCluster.configure(
             count: HttpBenchCommand.servers, firstHost: 1, workDirectory: work,
             pg: (base.host ?? "127.0.0.1", base.port ?? 5432, base.username, databases.nodes), disableFencing: false)
@@ -94,6 +115,7 @@ final class HttpBenchRunner: Sendable {
         for node in nodes {
             try Self.useDefaultRequestTimeout(node.configPath, admissionInFlight: command.admissionInFlight)
         }
+        try await prepare?()
         let cluster = ChaosCluster(nodes: nodes, binary: binary, workDirectory: work, postgres: nil)
         children.onCleanUp { cluster.emergencyCleanUp() }
         do {
@@ -123,15 +145,9 @@ final class HttpBenchRunner: Sendable {
                 if case .running(let pid) = cluster.state(index) { return pid }
                 return nil
             }
-            let rows = try await loadTests(
-                design: Label.artpay, code: "a", script: script, targets: urls, serverPids: pids, serverName: "nodes",
-                hot: hot,
+            return ArtPayBenchCluster(
+                cluster: cluster, nodes: nodes, urls: urls, pids: pids, users: users, hot: hot, sale: sale,
                 uniform: uniform)
-            if let crashed = cluster.reapCrashed().first {
-                throw ChaosError("node \(nodes[crashed].id) exited during the run; see \(nodes[crashed].logPath)")
-            }
-            await cluster.stopAll()
-            return (rows, users)
         } catch {
             await cluster.cleanUp()
             throw error
@@ -278,43 +294,60 @@ final class HttpBenchRunner: Sendable {
     // MARK: - Shared
 
     /// The hot-lot and uniform tests of one design: warm-up, then the measured run, same wrks.
-    private func loadTests(
+    func loadTests(
         design: String, code: String, script: String, targets: [String], serverPids: [pid_t], serverName: String,
         hot: String,
         uniform: [String]
     ) async throws -> [HttpBenchRow] {
         var rows: [HttpBenchRow] = []
-        let perServer = command.bidders / HttpBenchCommand.servers
         let tests = [("1 hot lot", "h", [hot]), (HttpBenchCommand.lots(command.auctions), "u", uniform)]
         for (load, loadCode, ids) in tests {
-            let auctionsFile = "\(work)/\(code)\(loadCode).auctions"
-            let boardFile = "\(work)/\(code)\(loadCode).board"
-            try (ids.joined(separator: "\n") + "\n").write(toFile: auctionsFile, atomically: true, encoding: .utf8)
-            try Data(count: 8 * ids.count).write(to: URL(fileURLWithPath: boardFile))
-            let wrk = WrkLoad(
-                wrk: command.wrk, script: script, targets: targets, tokensFile: tokensFile, auctionsFile: auctionsFile,
-                boardFile: boardFile, connections: perServer, threads: threads,
-                spread: command.spread ?? command.bidders, work: work)
-            if command.warmup > 0 {
-                let warm = try await wrk.run(
-                    seconds: command.warmup, label: "\(code)\(loadCode)-warmup", runId: "\(run)-\(code)\(loadCode)w",
-                    children: children, serverPids: serverPids, serverName: serverName, design: design,
-                    load: load)
-                say("  warm-up: " + HttpBenchCommand.line(warm))
-            }
-            let before = design == Label.artpay ? await ServerLatency.scrape(targets) : nil
-            var row = try await wrk.run(
-                seconds: command.seconds, label: "\(code)\(loadCode)", runId: "\(run)-\(code)\(loadCode)m",
-                children: children, serverPids: serverPids, serverName: serverName, design: design,
-                load: load)
-            if let before {
-                let admitted = await ServerLatency.scrape(targets).since(before)
-                (row.admittedP50, row.admittedP99) = (admitted.quantile(0.5), admitted.quantile(0.99))
-            }
-            say(HttpBenchCommand.line(row))
-            rows.append(row)
+            rows.append(
+                try await loadTest(
+                    design: design, load: load, code: code + loadCode, script: script, targets: targets,
+                    serverPids: serverPids, serverName: serverName, ids: ids))
         }
         return rows
+    }
+
+    /// One load test: `--warmup` seconds of wrk load on `ids`, then `seconds` measured. `pace`
+    /// (milliseconds) makes each connection wait that long after an answer before its next bid;
+    /// `onMeasure` runs when the measured seconds start. Tests with the same `board` share the
+    /// price board (on many lots the board learns only from accepted bids, so lots that already
+    /// have bids need the board that saw them).
+    func loadTest(
+        design: String, load: String, code: String, script: String, targets: [String], serverPids: [pid_t],
+        serverName: String, ids: [String], seconds: Int? = nil, pace: Int = 0, board: String? = nil,
+        onMeasure: (() -> Void)? = nil
+    ) async throws -> HttpBenchRow {
+        let perServer = command.bidders / HttpBenchCommand.servers
+        let auctionsFile = "\(work)/\(code).auctions"
+        let boardFile = "\(work)/\(board ?? code).board"
+        try (ids.joined(separator: "\n") + "\n").write(toFile: auctionsFile, atomically: true, encoding: .utf8)
+        if !FileManager.default.fileExists(atPath: boardFile) {
+            try Data(count: 8 * ids.count).write(to: URL(fileURLWithPath: boardFile))
+        }
+        let wrk = WrkLoad(
+            wrk: command.wrk, script: script, targets: targets, tokensFile: tokensFile, auctionsFile: auctionsFile,
+            boardFile: boardFile, connections: perServer, threads: threads,
+            spread: command.spread ?? command.bidders, work: work, pace: pace)
+        if command.warmup > 0 {
+            let warm = try await wrk.run(
+                seconds: command.warmup, label: "\(code)-warmup", runId: "\(run)-\(code)w",
+                children: children, serverPids: serverPids, serverName: serverName, design: design, load: load)
+            say("  warm-up: " + HttpBenchCommand.line(warm))
+        }
+        let before = design == Label.artpay ? await ServerLatency.scrape(targets) : nil
+        onMeasure?()
+        var row = try await wrk.run(
+            seconds: seconds ?? command.seconds, label: code, runId: "\(run)-\(code)m",
+            children: children, serverPids: serverPids, serverName: serverName, design: design, load: load)
+        if let before {
+            let admitted = await ServerLatency.scrape(targets).since(before)
+            (row.admittedP50, row.admittedP99) = (admitted.quantile(0.5), admitted.quantile(0.99))
+        }
+        say(HttpBenchCommand.line(row))
+        return row
     }
 
     /// Starts one `artpay bench baseline-server` per host; returns once each answers /health/ready.
@@ -350,13 +383,13 @@ final class HttpBenchRunner: Sendable {
         return (urls, pids)
     }
 
-    private func writeTokens(_ users: HttpBenchUsers) throws {
+    func writeTokens(_ users: HttpBenchUsers) throws {
         try (users.bidderTokens.joined(separator: "\n") + "\n").write(
             toFile: tokensFile, atomically: true, encoding: .utf8)
     }
 
     /// scripts/bench-http: `--scripts`, or under the current directory, or near the binary.
-    private func scriptsDirectory() throws -> String {
+    func scriptsDirectory() throws -> String {
         let executable = URL(fileURLWithPath: ChaosCommand.executablePath).deletingLastPathComponent()
         let candidates =
             [command.scripts].compactMap { $0 } + [
@@ -372,5 +405,26 @@ final class HttpBenchRunner: Sendable {
         }
         throw ChaosError(
             "scripts/bench-http not found (looked in \(candidates.joined(separator: ", "))); use --scripts")
+    }
+}
+
+/// The nodes of an ArtPay benchmark run and what was set up on them.
+struct ArtPayBenchCluster: Sendable {
+    let cluster: ChaosCluster
+    let nodes: [ChaosCluster.Node]
+    let urls: [String]
+    let pids: [pid_t]
+    let users: HttpBenchUsers
+    let hot: String
+    let sale: String
+    let uniform: [String]
+
+    /// Stops the nodes; fails when one of them exited on its own during the run.
+    func stop() async throws {
+        if let crashed = cluster.reapCrashed().first {
+            await cluster.cleanUp()
+            throw ChaosError("node \(nodes[crashed].id) exited during the run; see \(nodes[crashed].logPath)")
+        }
+        await cluster.stopAll()
     }
 }

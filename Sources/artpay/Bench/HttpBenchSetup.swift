@@ -86,9 +86,11 @@ enum HttpBenchSetup {
             sellerToken: try await authority.issue(for: seller).token)
     }
 
-    /// Creates `ids` (EUR, from 10.00, closing in a day, no soft close), 16 at a time, in turn
-    /// through every node; a 409 means an earlier attempt created it.
-    static func createAuctions(nodes: [String], sellerToken: String, ids: [String], sale: String?) async throws {
+    /// Creates `ids` (EUR, from 10.00, closing in a day, no soft close), `concurrency` at a time,
+    /// in turn through every node; a 409 means an earlier attempt created it.
+    static func createAuctions(
+        nodes: [String], sellerToken: String, ids: [String], sale: String?, concurrency: Int = 16
+    ) async throws {
         let closesAt = Date().addingTimeInterval(86_400).formatted(.iso8601)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, id) in ids.enumerated() {
@@ -108,7 +110,7 @@ enum HttpBenchSetup {
                         }
                     }
                 }
-                if index >= 15 { _ = try await group.next() }
+                if index >= concurrency - 1 { _ = try await group.next() }
             }
             try await group.waitForAll()
         }

@@ -62,6 +62,8 @@ struct WrkLoad: Sendable {
     var threads: Int
     var spread: Int
     var work: String
+    /// Milliseconds each connection waits after an answer before its next request (0: none).
+    var pace = 0
 
     /// Percentiles of the quantiles bids.lua prints: 0.1 … 98.9 by 0.1, then 99.00 … 99.99 by 0.01.
     static let quantilePercentiles: [Double] =
@@ -73,6 +75,7 @@ struct WrkLoad: Sendable {
         seconds: Int, label: String, runId: String, children: BenchChildren, serverPids: [pid_t], serverName: String,
         design: String, load: String
     ) async throws -> HttpBenchRow {
+        let script = try pace > 0 ? pacedScript() : script
         let cpuBefore = CPUSample.take(servers: serverPids)
         var pids: [pid_t] = []
         var logs: [String] = []
@@ -87,7 +90,7 @@ struct WrkLoad: Sendable {
                         [
                             "-t\(threads)", "-c\(connections)", "-d\(seconds)s", "--timeout", "20s", "-s", script,
                             target, "--", tokensFile, auctionsFile, boardFile, "\(runId)\(index + 1)", "\(spread)",
-                            "\(index * connections)", "\(connections / threads)",
+                            "\(index * connections)", "\(connections / threads)", "\(pace)",
                         ], log: log))
             }
         } catch {
@@ -141,6 +144,16 @@ struct WrkLoad: Sendable {
         row.cpu = cpu.text(servers: serverName, wrk: "wrk", harness: nil)
         row.otherCPU = cpu.other
         return row
+    }
+
+    /// bids.lua with wrk's `delay()` hook added. wrk looks for the hook once, in its main Lua state,
+    /// and then delays every request of every connection, so the unpaced script must not have it.
+    private func pacedScript() throws -> String {
+        let path = "\(work)/bids-paced.lua"
+        let text = try String(contentsOfFile: script, encoding: .utf8)
+        try (text + "\n-- Added by the harness: wait PACE ms after an answer.\nfunction delay() return pace end\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        return path
     }
 
     /// The `percentile` of weighted points (each wrk's quantiles, weighted by its request count).
