@@ -29,6 +29,9 @@ public actor AuctionRegistry {
     private let onDurable: (@Sendable ([StoredEvent]) -> Void)?
 
     private var actors: [AuctionID: AuctionActor] = [:]
+    /// When each loaded actor last took a command (entries of actors gone are dropped by the next
+    /// `passivateIdle`).
+    private var lastUsed: [AuctionID: ContinuousClock.Instant] = [:]
     private var loading: [AuctionID: Task<Result<AuctionActor, EngineError>, Never>] = [:]
     private var leases: [ShardID: Epoch] = [:]
     /// Shard leases taken and fenced appends seen, for metrics.
@@ -65,6 +68,7 @@ public actor AuctionRegistry {
             case .success(let found): actor = found
             case .failure(let error): return .failure(error)
             }
+            lastUsed[auction] = .now
             let result = await actor.submit(command)
             switch result {
             case .failure(.stopped):
@@ -105,21 +109,34 @@ public actor AuctionRegistry {
         }
     }
 
-    /// Stops idle actors of auctions that are over (closed, cancelled) or do not exist; running
-    /// auctions stay, since their actor holds the close timer. Returns how many stopped.
-    public func passivateIdle() async -> Int {
+    /// Stops the actors nobody used for `unusedFor`, so that what a node keeps in memory is the
+    /// auctions in use, not every auction it ever served: those of auctions that are over (closed,
+    /// cancelled) or do not exist, and — given `runningEndingAfter` — running ones that end after
+    /// it. A running auction closer to its end keeps its actor, which holds the close timer; the
+    /// owner loads the others again before they end (`ClusterNode` does, a minute ahead). An actor
+    /// with work in flight is never stopped. Returns how many stopped.
+    public func passivateIdle(unusedFor idle: Duration = .zero, runningEndingAfter horizon: Timestamp? = nil) async
+        -> Int
+    {
+        let usedSince = ContinuousClock.now - idle
         var stopped = 0
-        for (id, actor) in actors {
-            let finished: Bool
-            switch await actor.summary?.status {
-            case nil, .closed?, .cancelled?: finished = true
-            case .running?: finished = false
+        for (id, actor) in actors where lastUsed[id].map({ $0 <= usedSince }) ?? true {
+            let passivate: Bool
+            switch await actor.summary {
+            case nil: passivate = true
+            case let summary?:
+                switch summary.status {
+                case .closed, .cancelled: passivate = true
+                case .running: passivate = horizon.map { summary.endsAt > $0 } ?? false
+                }
             }
-            if finished, await actor.stopIfIdle(), actors[id] === actor {
+            if passivate, await actor.stopIfIdle(), actors[id] === actor {
                 actors[id] = nil
+                lastUsed[id] = nil
                 stopped += 1
             }
         }
+        lastUsed = lastUsed.filter { actors[$0.key] != nil }
         return stopped
     }
 

@@ -521,7 +521,7 @@ public struct GatewayAPI: Sendable {
         try await requireAuction(id)
         let slot = try streams.acquire(
             for: context.identity.map { "user:\($0.userId)" } ?? "ip:\(context.clientAddress)")
-        let stream = await node.events(of: id, after: since)
+        let stream = node.events(of: id, after: since)
         return serverSentEvents(stream, slot: slot, until: context.connectionClosed, render: EventView.serverSentEvent)
     }
 

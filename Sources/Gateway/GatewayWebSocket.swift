@@ -43,7 +43,7 @@ extension GatewayAPI {
                 let (id, since) = try Self.webSocketStart(context.request, context.requestContext.parameters)
                 let slot = try streams.acquire(for: "ip:\(context.requestContext.clientAddress)")
                 defer { slot.end() }
-                let events = await node.events(of: id, after: since)
+                let events = node.events(of: id, after: since)
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         // Until the client closes (its close frame ends the inbound stream).

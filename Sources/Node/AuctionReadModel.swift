@@ -98,6 +98,10 @@ public final class AuctionReadModel: Sendable {
         snapshot.list(filter, limit: limit)
     }
 
+    public func running(endingBy horizon: Timestamp, limit: Int) -> [AuctionSummary] {
+        snapshot.running(endingBy: horizon, limit: limit)
+    }
+
     public func topBidders(of id: AuctionID, limit: Int) -> (summary: AuctionSummary, standings: [BidderStanding])? {
         snapshot.topBidders(of: id, limit: limit)
     }
@@ -157,6 +161,9 @@ public struct ReadModelSnapshot: Sendable {
 
     var entries: TreeDictionary<AuctionID, Entry> = [:]
     var byEnd = ChunkedSortedArray<EndKey>()
+    /// The running auctions alone, by end: what the owners' close sweep reads, every few seconds,
+    /// only up to its horizon — however many auctions the cluster holds or has closed.
+    var runningByEnd = ChunkedSortedArray<EndKey>()
     var bySalePrice: TreeDictionary<SaleID, ChunkedSortedArray<PriceKey>> = [:]
     /// Bids per second of the last hour (before its newest bid) of each auction that has bids.
     var recentBids: TreeDictionary<AuctionID, BidsPerSecond> = [:]
@@ -171,6 +178,16 @@ public struct ReadModelSnapshot: Sendable {
         for key in byEnd {
             guard found.count < limit else { break }
             if let summary = entries[key.id]?.summary, filter(summary) { found.append(summary) }
+        }
+        return found
+    }
+
+    /// Running auctions that end by `horizon`, soonest first, at most `limit`.
+    public func running(endingBy horizon: Timestamp, limit: Int) -> [AuctionSummary] {
+        var found: [AuctionSummary] = []
+        for key in runningByEnd {
+            guard found.count < limit, key.endsAt <= horizon else { break }
+            if let summary = entries[key.id]?.summary { found.append(summary) }
         }
         return found
     }
@@ -216,6 +233,12 @@ public struct ReadModelSnapshot: Sendable {
         if old?.endsAt != summary.endsAt {
             if let old { byEnd.remove(EndKey(endsAt: old.endsAt, id: id)) }
             byEnd.insert(EndKey(endsAt: summary.endsAt, id: id))
+        }
+        let wasRunning = old.flatMap { $0.status == .running ? EndKey(endsAt: $0.endsAt, id: id) : nil }
+        let isRunning = summary.status == .running ? EndKey(endsAt: summary.endsAt, id: id) : nil
+        if wasRunning != isRunning {
+            if let wasRunning { runningByEnd.remove(wasRunning) }
+            if let isRunning { runningByEnd.insert(isRunning) }
         }
         if old?.saleId != summary.saleId || old?.price != summary.price {
             if let old, let sale = old.saleId {

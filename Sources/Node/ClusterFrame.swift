@@ -14,21 +14,29 @@ public enum ClusterFrame: Sendable, Equatable {
     /// A command forwarded to the auction's owner; `hops` counts forwards so far.
     case request(id: UInt64, hops: UInt8, auction: AuctionID, command: AuctionCommand)
     case response(id: UInt64, result: Result<CommandAccepted, EngineError>)
-    /// Asks the auction's owner to push its durable events on this connection (renewed periodically).
-    case subscribe(auction: AuctionID, subscriber: NodeID)
     /// Durable events of one auction, in seq order, pushed by its owner.
     case events(auction: AuctionID, events: [StoredEvent])
-    /// Asks a node to push the events of every auction it writes (read models; renewed periodically).
+    /// Asks a node to push the events of every auction it writes (read models and live feeds;
+    /// renewed periodically).
     case subscribeToEverything(subscriber: NodeID)
     /// A user's roles or token version changed: drop what you cached about them (revocation takes
     /// effect on every node at once, not when a cache entry expires).
     case userChanged(UserID)
 
+    /// Whether the transport hands this frame to its handler in arrival order, on the connection's
+    /// read loop: pushed events are (a feed that saw seq 7 before seq 6 would read the gap from
+    /// the store); everything else runs concurrently (a forwarded bid must not wait for another).
+    public var isHandledInOrder: Bool {
+        if case .events = self { return true }
+        return false
+    }
+
     enum Tag: UInt8 {
         case membership = 0x01
         case request = 0x02
         case response = 0x03
-        case subscribe = 0x04
+        // 0x04 was a subscription to one auction's events: its feeds are served from
+        // `subscribeToEverything`, which every node keeps with every live member anyway.
         case events = 0x05
         case subscribeToEverything = 0x06
         case userChanged = 0x07
@@ -50,10 +58,6 @@ public enum ClusterFrame: Sendable, Equatable {
             buffer.writeInteger(Tag.response.rawValue)
             buffer.writeInteger(id)
             WireCodec.write(result, to: &buffer)
-        case .subscribe(let auction, let subscriber):
-            buffer.writeInteger(Tag.subscribe.rawValue)
-            buffer.writeWireString(auction.rawValue)
-            buffer.writeWireString(subscriber.rawValue)
         case .events(let auction, let events):
             buffer.writeInteger(Tag.events.rawValue)
             buffer.writeWireString(auction.rawValue)
@@ -85,10 +89,6 @@ public enum ClusterFrame: Sendable, Equatable {
         case .response:
             let id: UInt64 = try buffer.readWire()
             decoded = .response(id: id, result: try WireCodec.readResult(from: &buffer))
-        case .subscribe:
-            decoded = .subscribe(
-                auction: try WireCodec.readIdentifier(AuctionID.self, from: &buffer),
-                subscriber: try WireCodec.readIdentifier(NodeID.self, from: &buffer))
         case .events:
             let auction = try WireCodec.readIdentifier(AuctionID.self, from: &buffer)
             let count = try buffer.readWireCount(maximum: WireCodec.maximumEventsPerFrame, "events")

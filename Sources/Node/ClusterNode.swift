@@ -65,9 +65,12 @@ public actor ClusterNode {
     public nonisolated let readModel: AuctionReadModel
     private let userChangeListeners = Mutex<[@Sendable (UserID) -> Void]>([])
     private let liveGatewayCount = Mutex(1)
-    private var feeds: [AuctionID: [ObjectIdentifier: EventFeed]] = [:]
+    /// Local consumers of auctions' events (SSE and WebSocket clients on this node). Not actor
+    /// state: pushed events reach them in arrival order without waiting behind forwarded commands.
+    private let feeds = Mutex<[AuctionID: [ObjectIdentifier: EventFeed]]>([:])
     private var lastRenewal = ContinuousClock.now
     private var lastReadModelCatchUp = ContinuousClock.now
+    private var lastPassivation = ContinuousClock.now
     private let clock: any EngineClock
     private let logger: Logger
     private var candidates: [NodeID] = []
@@ -135,12 +138,14 @@ public actor ClusterNode {
     /// handled from the moment this starts.
     public func run() async {
         transport.onFrame { [weak self] frame, peer, reply in
-            await self?.handle(frame, from: peer, reply: reply)
+            guard let self else { return }
+            if case .events(_, let events) = frame {
+                self.receive(events)
+            } else {
+                await self.handle(frame, from: peer, reply: reply)
+            }
         }
-        let readModel = self.readModel
-        fanOut.subscribeToEverything(subscriber: "local-read-model") { events in
-            readModel.offer(events)
-        }
+        subscribeLocally()
         Task { await readModel.catchUp() }
         while !Task.isCancelled {
             let now = clock.now()
@@ -280,19 +285,8 @@ public actor ClusterNode {
             reply(.response(id: id, result: result))
         case .response(let id, let result):
             answer(id, result)
-        case .subscribe(let auction, let subscriber):
-            guard subscriber == peer else {
-                counters.framesNotFromTheirSender += 1
-                return
-            }
-            let shard = configuration.shardMap.shard(of: auction)
-            guard Placement.owner(of: shard, among: candidates) == configuration.id else { return }
-            fanOut.subscribe(auction, subscriber: subscriber.rawValue) { events in
-                reply(.events(auction: auction, events: events))
-            }
-        case .events(let auction, let events):
-            deliverLocally(auction, events)
-            readModel.offer(events)
+        case .events(_, let events):
+            receive(events)
         case .subscribeToEverything(let subscriber):
             guard subscriber == peer else {
                 counters.framesNotFromTheirSender += 1
@@ -332,36 +326,44 @@ public actor ClusterNode {
     /// Every durable event of `auction` after `seq`, in order, exactly once, from whichever node
     /// owns the auction now or later (gaps after a failover are read from the store). The stream
     /// ends when the consumer stops iterating.
-    public func events(of auction: AuctionID, after seq: Int64) -> AsyncStream<StoredEvent> {
+    public nonisolated func events(of auction: AuctionID, after seq: Int64) -> AsyncStream<StoredEvent> {
         let (stream, continuation) = AsyncStream.makeStream(
             of: StoredEvent.self, bufferingPolicy: .bufferingNewest(10_000))
         let feed = EventFeed(auction: auction, after: seq, store: store, output: continuation)
-        feeds[auction, default: [:]][ObjectIdentifier(feed)] = feed
+        feeds.withLock { $0[auction, default: [:]][ObjectIdentifier(feed)] = feed }
         continuation.onTermination = { [weak self] _ in
             feed.cancel()
-            Task { await self?.removeFeed(feed) }
+            self?.removeFeed(feed)
         }
-        renewSubscription(auction)
         return stream
     }
 
-    private func removeFeed(_ feed: EventFeed) {
-        feeds[feed.auction]?[ObjectIdentifier(feed)] = nil
-        if feeds[feed.auction]?.isEmpty == true { feeds[feed.auction] = nil }
+    private nonisolated func removeFeed(_ feed: EventFeed) {
+        feeds.withLock { feeds in
+            feeds[feed.auction]?[ObjectIdentifier(feed)] = nil
+            if feeds[feed.auction]?.isEmpty == true { feeds[feed.auction] = nil }
+        }
     }
 
-    private func deliverLocally(_ auction: AuctionID, _ events: [StoredEvent]) {
-        for feed in feeds[auction]?.values ?? [:].values { feed.offer(events) }
+    /// Durable events of one auction, pushed by its owner (this node or another, through the
+    /// subscription to everything each node keeps with every live member): to the read model
+    /// and to this node's feeds of that auction, in the order they came.
+    private nonisolated func receive(_ events: [StoredEvent]) {
+        guard let auction = events.first?.auction else { return }
+        for feed in feeds.withLock({ $0[auction].map { Array($0.values) } ?? [] }) { feed.offer(events) }
+        readModel.offer(events)
+    }
+
+    /// What this node writes reaches its own read model and feeds like another node's pushes do.
+    private func subscribeLocally() {
+        fanOut.subscribeToEverything(subscriber: "local") { [weak self] events in self?.receive(events) }
     }
 
     /// Tells each subscribed auction's current owner (again) where to push, and lets every feed
     /// look in the store for anything a push missed.
     private func renewSubscriptions() {
         lastRenewal = ContinuousClock.now
-        let readModel = self.readModel
-        fanOut.subscribeToEverything(subscriber: "local-read-model") { events in
-            readModel.offer(events)
-        }
+        subscribeLocally()
         for member in membership.members where member.id != configuration.id && member.status.isLive {
             transport.send(.subscribeToEverything(subscriber: configuration.id), to: member.address)
         }
@@ -370,10 +372,8 @@ public actor ClusterNode {
             Task { await readModel.catchUp() }
         }
         closeDueAuctions()
-        for auction in feeds.keys {
-            renewSubscription(auction)
-            for feed in feeds[auction]?.values ?? [:].values { feed.poll() }
-        }
+        passivateIdleAuctions()
+        for feed in feeds.withLock({ $0.values.flatMap(\.values) }) { feed.poll() }
     }
 
     /// Close timers live in loaded auction actors; an auction nobody touched since a restart or a
@@ -381,6 +381,16 @@ public actor ClusterNode {
     /// actor arms the timer), and sends a close through the registry for those past their end
     /// that still run: a loaded actor that was fenced meanwhile (its timer's close failed) is then
     /// dropped with its lease, and the next round closes it under a new one.
+    /// Every 15 s, stops the actors of auctions nobody used for a minute — over, or ending in
+    /// more than two minutes (`closeDueAuctions` loads those again a minute before their end) —
+    /// so memory follows the auctions in use, not every auction the node ever served.
+    private func passivateIdleAuctions() {
+        guard ContinuousClock.now - lastPassivation > .seconds(15) else { return }
+        lastPassivation = ContinuousClock.now
+        let (registry, horizon) = (registry, clock.now().advanced(by: .seconds(120)))
+        Task { _ = await registry.passivateIdle(unusedFor: .seconds(60), runningEndingAfter: horizon) }
+    }
+
     private func closeDueAuctions() {
         guard membership.holdsShards else { return }
         let now = clock.now()
@@ -389,24 +399,12 @@ public actor ClusterNode {
             readModel, registry, configuration.shardMap, configuration.id, candidates
         )
         Task {
-            let due = readModel.list({ $0.status == .running && $0.endsAt <= horizon }, limit: 1_000)
+            let due = readModel.running(endingBy: horizon, limit: 1_000)
             for summary in due where Placement.owner(of: shardMap.shard(of: summary.auctionId), among: candidates) == me
             {
                 let loaded = await registry.loadedActor(summary.auctionId) != nil
                 if summary.endsAt <= now || !loaded { _ = await registry.submit(.close, to: summary.auctionId) }
             }
-        }
-    }
-
-    private func renewSubscription(_ auction: AuctionID) {
-        let shard = configuration.shardMap.shard(of: auction)
-        guard let owner = Placement.owner(of: shard, among: candidates) else { return }
-        if owner == configuration.id {
-            fanOut.subscribe(auction, subscriber: "local") { [weak self] events in
-                Task { await self?.deliverLocally(auction, events) }
-            }
-        } else if let address = membership.member(owner)?.address {
-            transport.send(.subscribe(auction: auction, subscriber: configuration.id), to: address)
         }
     }
 

@@ -20,7 +20,9 @@ import Synchronization
 /// serving.
 public final class ClusterTransport: Sendable {
     /// Called for every frame from an authenticated peer — `peer` is the node its certificate names —
-    /// and `reply` writes on the same connection.
+    /// and `reply` writes on the same connection. Frames that are `isHandledInOrder` are handed over
+    /// one at a time in arrival order and hold up the connection's reads until the handler
+    /// returns, so the handler must not wait on anything for them; the others run concurrently.
     public typealias FrameHandler =
         @Sendable (_ frame: ClusterFrame, _ peer: NodeID, _ reply: @escaping @Sendable (ClusterFrame) -> Void) async
         -> Void
@@ -239,8 +241,11 @@ public final class ClusterTransport: Sendable {
                     throw error
                 }
                 guard let handler else { continue }
-                group.addTask {
-                    await handler(frame, peer) { reply in replyContinuation.yield(reply.encode()) }
+                let reply: @Sendable (ClusterFrame) -> Void = { reply in replyContinuation.yield(reply.encode()) }
+                if frame.isHandledInOrder {
+                    await handler(frame, peer, reply)
+                } else {
+                    group.addTask { await handler(frame, peer, reply) }
                 }
             }
         }

@@ -1,12 +1,14 @@
-public import AuctionCore
+import AuctionCore
 public import Storage
 import Synchronization
 
-/// The owner's side of event fan-out: who subscribed to which auction, and handing each durable
-/// event batch to them. Subscriptions expire unless renewed, so a subscriber that went away costs
-/// nothing for long; a subscriber renews every few seconds and after every view change.
+/// The owner's side of event fan-out: who wants the events of every auction this node writes
+/// (each other live member, for its read model and its live feeds, and this node itself), and
+/// handing each durable batch to them. Subscriptions expire unless renewed, so a subscriber that
+/// went away costs nothing for long; a subscriber renews every few seconds and after every view
+/// change.
 ///
-/// Delivery is best effort and in order per connection; subscribers close gaps from the store, so
+/// Delivery is best effort and in order per subscriber; subscribers close gaps from the store, so
 /// a lost batch delays events but never loses them.
 public final class EventFanOut: Sendable {
     public typealias Deliver = @Sendable ([StoredEvent]) -> Void
@@ -16,43 +18,28 @@ public final class EventFanOut: Sendable {
         var expiresAt: ContinuousClock.Instant
     }
 
-    private let subscriptions = Mutex<[AuctionID: [String: Subscription]]>([:])
-    /// Subscribers of every auction this node writes (the other nodes' read models).
-    private let everything = Mutex<[String: Subscription]>([:])
+    private let subscribers = Mutex<[String: Subscription]>([:])
     public static let lease: Duration = .seconds(6)
 
     public init() {}
 
-    /// Registers (or renews) `subscriber`'s interest in `auction`.
-    public func subscribe(_ auction: AuctionID, subscriber: String, deliver: @escaping Deliver) {
-        subscriptions.withLock {
-            $0[auction, default: [:]][subscriber] = Subscription(
-                deliver: deliver, expiresAt: .now.advanced(by: Self.lease))
-        }
-    }
-
     /// Registers (or renews) `subscriber`'s interest in every auction written here.
     public func subscribeToEverything(subscriber: String, deliver: @escaping Deliver) {
-        everything.withLock {
+        subscribers.withLock {
             $0[subscriber] = Subscription(deliver: deliver, expiresAt: .now.advanced(by: Self.lease))
         }
     }
 
-    /// Hands durable events to every live subscription of their auction. Called by the registry.
+    /// Hands durable events (one auction's, in seq order) to every live subscriber. Called by the
+    /// registry, in the order each auction's batches became durable.
     public func publish(_ events: [StoredEvent]) {
-        guard let auction = events.first?.auction else { return }
+        guard !events.isEmpty else { return }
         let now = ContinuousClock.now
-        let targets = subscriptions.withLock { all -> [Deliver] in
-            guard var subscribers = all[auction] else { return [] }
-            subscribers = subscribers.filter { $0.value.expiresAt > now }
-            all[auction] = subscribers.isEmpty ? nil : subscribers
-            return subscribers.values.map(\.deliver)
-        }
-        let all = everything.withLock { all -> [Deliver] in
+        let targets = subscribers.withLock { all -> [Deliver] in
             all = all.filter { $0.value.expiresAt > now }
             return all.values.map(\.deliver)
         }
-        for deliver in targets + all { deliver(events) }
+        for deliver in targets { deliver(events) }
     }
 }
 

@@ -32,20 +32,24 @@ import Testing
             _ = try await registry.submit(.create(RT.terms()), to: RT.auction).get()
             let before = store.appendCount
             store.closeGate()
-            let results = Task {
-                await withTaskGroup(of: Result<CommandAccepted, EngineError>.self) { group in
-                    for index in 0..<50 {
-                        group.addTask {
-                            await registry.submit(
-                                RT.bid("b\(index)", by: "bidder-\(index)", 2_000 + Int64(index) * 100), to: RT.auction)
-                        }
-                    }
-                    return await group.reduce(into: []) { $0.append($1) }
+            // Sent one after another (each decided before the next goes), so every bid is above the
+            // last; none waits for its answer. The first append is held meanwhile.
+            var pending: [Task<Result<CommandAccepted, EngineError>, Never>] = []
+            for index in 0..<50 {
+                pending.append(
+                    Task {
+                        await registry.submit(
+                            RT.bid("b\(index)", by: "bidder-\(index)", 2_000 + Int64(index) * 100), to: RT.auction)
+                    })
+                try await eventually("bid \(index) decided") {
+                    await registry.loadedActor(RT.auction)?.summary?.bidCount == index + 1
                 }
             }
-            // One append is held; every other bid is decided and waits for the next one.
-            try await eventually("all 50 bids decided") {
-                await registry.loadedActor(RT.auction)?.summary?.bidCount == 50
+            let sent = pending
+            let results = Task {
+                var outcomes: [Result<CommandAccepted, EngineError>] = []
+                for task in sent { outcomes.append(await task.value) }
+                return outcomes
             }
             #expect(store.heldCount == 1)
             #expect(store.appendCount == before + 1)
@@ -179,6 +183,40 @@ import Testing
             #expect(await registry.passivateIdle() == 1)
             let reloaded = await registry.submit(RT.bid("b2", by: "bob", 5_000), to: RT.auction)
             #expect(reloaded.failure == .rejected(.auctionCancelled))
+        }
+    }
+
+    /// What a node keeps loaded follows the auctions in use: an idle running auction far from its
+    /// end passivates (and comes back with its bids on the next command); one near its end, or one
+    /// used within the idle time, keeps its actor and close timer.
+    @Test func idleRunningAuctions_farFromTheirEnd_passivate_andComeBackWhole() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let clock = ManualClock(now: RT.start)
+            let registry = RT.registry(sqlite, clock: clock)
+            let near = AuctionID(rawValue: "near-its-end")!
+            var nearTerms = RT.terms(closingIn: .seconds(60))
+            nearTerms.auctionId = near
+            _ = try await registry.submit(.create(RT.terms(closingIn: .seconds(3_600))), to: RT.auction).get()
+            _ = try await registry.submit(.create(nearTerms), to: near).get()
+            _ = try await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction).get()
+            #expect(await registry.activeAuctionCount == 2)
+
+            // Used within the idle time: both stay.
+            #expect(
+                await registry.passivateIdle(unusedFor: .seconds(600), runningEndingAfter: RT.start.advanced(by: .seconds(120)))
+                    == 0)
+            // Idle: the one ending within the horizon stays, the other goes.
+            #expect(
+                await registry.passivateIdle(unusedFor: .zero, runningEndingAfter: RT.start.advanced(by: .seconds(120)))
+                    == 1)
+            #expect(await registry.loadedActor(near) != nil)
+            #expect(await registry.loadedActor(RT.auction) == nil)
+            // Without a horizon running auctions stay (their actor holds the close timer).
+            #expect(await registry.passivateIdle() == 0)
+
+            let again = try await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction).get()
+            #expect(again.replayed, "the reloaded actor knows the bid it accepted before passivating")
+            #expect(await registry.activeAuctionCount == 2)
         }
     }
 }

@@ -200,7 +200,7 @@ final class LocalCluster: Sendable {
             }
             #expect(await bid(1))
             // Watch from seq 1 (the creation): the bid already made comes from the store, later ones pushed.
-            let stream = await cluster.nodes[watcherIndex].node.events(of: id, after: 1)
+            let stream = cluster.nodes[watcherIndex].node.events(of: id, after: 1)
             let seen = Task { () -> [Int64] in
                 var seqs: [Int64] = []
                 for await event in stream {

@@ -49,6 +49,21 @@ import Testing
                 }
                 auctions[id] = auction
             }
+            // A third of the lots end (the index of running auctions must drop them).
+            for id in ids.enumerated().filter({ $0.offset % 3 == 0 }).map(\.element) {
+                var auction = auctions[id]!
+                guard let endsAt = auction.summary?.endsAt,
+                    case .accept(let events) = auction.decide(.close, now: max(now, endsAt))
+                else {
+                    Issue.record("close \(id)")
+                    return
+                }
+                for event in events {
+                    try auction.apply(event)
+                    log.append(StoredEvent(auction: id, seq: auction.seq, epoch: Epoch(1), event: event))
+                }
+                auctions[id] = auction
+            }
             // The store holds the whole log (for gap reloads); the model gets shuffled batches, some
             // events twice, some never.
             try await appendAll(log, to: store)
@@ -73,6 +88,14 @@ import Testing
             #expect(
                 snapshot.list({ $0.bidCount % 2 == 0 }, limit: 5)
                     == Array(byEnd.filter { $0.bidCount % 2 == 0 }.prefix(5)))
+            if let middle = byEnd.dropFirst(byEnd.count / 2).first?.endsAt {
+                let running = byEnd.filter { $0.status == .running }
+                #expect(running.count < byEnd.count, "some auctions ended, so the index must leave them out")
+                #expect(
+                    snapshot.running(endingBy: middle, limit: 1_000)
+                        == running.filter { $0.endsAt <= middle })
+                #expect(snapshot.running(endingBy: middle, limit: 2) == Array(running.filter { $0.endsAt <= middle }.prefix(2)))
+            }
             for sale in 0..<3 {
                 let expected = summaries.filter { $0.saleId == SaleID(rawValue: "sale-\(sale)") }
                     .sorted { ($0.price.minorUnits, $1.auctionId) > ($1.price.minorUnits, $0.auctionId) }
