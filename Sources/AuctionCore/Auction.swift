@@ -10,14 +10,14 @@ public struct Auction: Hashable, Sendable {
     public private(set) var state: AuctionState?
     /// Every accepted bid by its id: the answer to a resubmission (invariant 5). Kept beside the
     /// state, not inside it, so that the state (what read models fold and summaries show) is small
-    /// and copying it never copies the auction's whole bid history.
-    public private(set) var receipts: [BidID: BidReceipt]
+    /// and copying it never copies the auction's bid history; old bids only as fingerprints.
+    public private(set) var ledger: BidLedger
 
     public init(id: AuctionID) {
         self.id = id
         self.seq = 0
         self.state = nil
-        self.receipts = [:]
+        self.ledger = BidLedger()
     }
 
     /// What the auction makes of `command` at `now`.
@@ -26,28 +26,36 @@ public struct Auction: Hashable, Sendable {
         case accept([AuctionEvent])
         /// The bid id was accepted before with the same content: answer with its receipt, append nothing.
         case alreadyAccepted(BidReceipt)
+        /// An older bid may have had this id (its fingerprint matches): read that bid's receipt
+        /// from the log, `restore` it and decide again — or, when the log has none, decide again
+        /// with `checkedLogFor` set to this id.
+        case lookUpInLog(BidID)
         case reject(AuctionRejection)
     }
 
-    public func decide(_ command: AuctionCommand, now: Timestamp) -> Decision {
+    /// - Parameter checkedLogFor: a bid id the log was searched for without finding an acceptance,
+    ///   after a `lookUpInLog` decision: it is new, whatever its fingerprint says.
+    public func decide(_ command: AuctionCommand, now: Timestamp, checkedLogFor: BidID? = nil) -> Decision {
         do throws(AuctionRejection) {
             switch command {
             case .create(let terms):
                 return .accept(try decideCreate(terms, now: now))
             case .placeBid(let bid):
                 let state = try existing()
-                if let receipt = try previousReceipt(bidId: bid.bidId, bidderId: bid.bidderId, amount: bid.maximum) {
-                    return .alreadyAccepted(receipt)
+                switch try previous(bidId: bid.bidId, bidderId: bid.bidderId, amount: bid.maximum, checked: checkedLogFor) {
+                case .receipt(let receipt): return .alreadyAccepted(receipt)
+                case .inLog: return .lookUpInLog(bid.bidId)
+                case .unknown: return .accept(try state.decideBid(bid, now: now))
                 }
-                return .accept(try state.decideBid(bid, now: now))
             case .buyNow(let purchase):
                 let state = try existing()
-                if let receipt = try previousReceipt(
-                    bidId: purchase.bidId, bidderId: purchase.bidderId, amount: purchase.price)
+                switch try previous(
+                    bidId: purchase.bidId, bidderId: purchase.bidderId, amount: purchase.price, checked: checkedLogFor)
                 {
-                    return .alreadyAccepted(receipt)
+                case .receipt(let receipt): return .alreadyAccepted(receipt)
+                case .inLog: return .lookUpInLog(purchase.bidId)
+                case .unknown: return .accept(try state.decideBuyNow(purchase, now: now))
                 }
-                return .accept(try state.decideBuyNow(purchase, now: now))
             case .close:
                 return .accept(try existing().decideClose(now: now))
             case .cancel(let reason):
@@ -74,29 +82,24 @@ public struct Auction: Hashable, Sendable {
     /// only a corrupt or foreign log produces; the state is then unchanged.
     public mutating func apply(_ event: AuctionEvent) throws(EventApplicationError) {
         let seq = self.seq + 1
-        if let bidId = event.acceptedBidId, receipts[bidId] != nil {
+        if let bidId = event.acceptedBidId, case .receipt = ledger.lookup(bidId) {
             throw EventApplicationError(auctionId: id, seq: seq, reason: "bid id \(bidId) accepted twice")
         }
         try AuctionState.advance(&state, with: event, auction: id, seq: seq)
-        // In place: the receipts are never shared with a copy of the state, so this costs O(1).
-        switch event {
-        case .bidAccepted(let bid):
-            receipts[bid.bidId] = BidReceipt(
-                bidId: bid.bidId, bidderId: bid.bidderId, maximum: bid.maximum, seq: seq, at: bid.at,
-                outcome: bid.leaderBidId == bid.bidId ? .leading : .outbid, price: bid.price)
-        case .boughtNow(let purchase):
-            receipts[purchase.bidId] = BidReceipt(
-                bidId: purchase.bidId, bidderId: purchase.bidderId, maximum: purchase.price, seq: seq,
-                at: purchase.at, outcome: .boughtNow, price: purchase.price)
-        case .created, .extended, .closed, .cancelled:
-            break
-        }
+        // In place: the ledger is never shared with a copy of the state, so this costs O(1).
+        if let receipt = BidReceipt(accepting: event, seq: seq) { ledger.record(receipt) }
         self.seq = seq
     }
 
     /// The state after applying `events` in order (a replay of a log, or of a snapshot's tail).
     public mutating func apply(contentsOf events: some Sequence<AuctionEvent>) throws(EventApplicationError) {
         for event in events { try apply(event) }
+    }
+
+    /// Keeps `receipt` — read back from the log after a `lookUpInLog` decision — whole again, so
+    /// the retried bid is answered with it.
+    public mutating func restore(_ receipt: BidReceipt) {
+        ledger.restore(receipt)
     }
 
     /// Rebuilds an auction from its whole log.
@@ -109,16 +112,17 @@ public struct Auction: Hashable, Sendable {
     }
 }
 
-/// The stored form of a snapshot (JSON in the log): `{id, seq, state: {…, receipts}}` — the receipts
-/// are stored inside the state, as they were before they moved out of it in memory, so snapshots
-/// written by earlier versions load unchanged.
+/// The stored form of a snapshot (JSON in the log): `{id, seq, state: {…, receipts,
+/// olderBidFingerprints}}` — the whole receipts of recent bids inside the state, as they were
+/// before they moved out of it in memory (so snapshots written by earlier versions, which hold every
+/// receipt, load unchanged), and the older bids' fingerprints as one hex string (16 digits each).
 extension Auction: Codable {
     private enum CodingKeys: String, CodingKey {
         case id, seq, state
     }
 
     private enum StateKeys: String, CodingKey {
-        case receipts
+        case receipts, olderBidFingerprints
     }
 
     public init(from decoder: any Decoder) throws {
@@ -128,9 +132,15 @@ extension Auction: Codable {
         state = try container.decodeIfPresent(AuctionState.self, forKey: .state)
         if state != nil {
             let nested = try container.nestedContainer(keyedBy: StateKeys.self, forKey: .state)
-            receipts = try nested.decode([BidID: BidReceipt].self, forKey: .receipts)
+            let receipts = try nested.decode([BidID: BidReceipt].self, forKey: .receipts)
+            let hex = try nested.decodeIfPresent(String.self, forKey: .olderBidFingerprints) ?? ""
+            guard let fingerprints = Self.fingerprints(hex: hex) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .olderBidFingerprints, in: nested, debugDescription: "not 16 hex digits per fingerprint")
+            }
+            ledger = BidLedger(receipts: receipts.values, olderFingerprints: fingerprints)
         } else {
-            receipts = [:]
+            ledger = BidLedger()
         }
     }
 
@@ -145,7 +155,42 @@ extension Auction: Codable {
         let stateEncoder = container.superEncoder(forKey: .state)
         try state.encode(to: stateEncoder)
         var nested = stateEncoder.container(keyedBy: StateKeys.self)
-        try nested.encode(receipts, forKey: .receipts)
+        try nested.encode(
+            Dictionary(uniqueKeysWithValues: ledger.recentReceipts.map { ($0.bidId, $0) }), forKey: .receipts)
+        let older = ledger.olderFingerprints
+        if !older.isEmpty { try nested.encode(Self.hex(older), forKey: .olderBidFingerprints) }
+    }
+
+    static func hex(_ fingerprints: [UInt64]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(fingerprints.count * 16)
+        for value in fingerprints {
+            for shift in stride(from: 60, through: 0, by: -4) { bytes.append(digits[Int((value >> UInt64(shift)) & 0xF)]) }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func fingerprints(hex: String) -> [UInt64]? {
+        let bytes = Array(hex.utf8)
+        guard bytes.count % 16 == 0 else { return nil }
+        var result: [UInt64] = []
+        result.reserveCapacity(bytes.count / 16)
+        var value: UInt64 = 0
+        for (index, byte) in bytes.enumerated() {
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt64(digit)
+            if index % 16 == 15 {
+                result.append(value)
+                value = 0
+            }
+        }
+        return result
     }
 }
 
@@ -169,12 +214,19 @@ extension Auction {
         }
     }
 
-    /// The receipt of an earlier acceptance of `bidId`, nil when the id is new. The same id with other
-    /// content is a conflict, never a second bid.
-    func previousReceipt(bidId: BidID, bidderId: UserID, amount: Money) throws(AuctionRejection) -> BidReceipt? {
-        guard let receipt = receipts[bidId] else { return nil }
+    /// What the ledger knows of an earlier acceptance of `bidId`. The same id with other content is
+    /// a conflict, never a second bid.
+    func previous(bidId: BidID, bidderId: UserID, amount: Money, checked: BidID?) throws(AuctionRejection)
+        -> BidLedger.Lookup
+    {
+        let receipt: BidReceipt
+        switch ledger.lookup(bidId) {
+        case .unknown: return .unknown
+        case .inLog: return checked == bidId ? .unknown : .inLog
+        case .receipt(let found): receipt = found
+        }
         guard receipt.bidderId == bidderId, receipt.maximum == amount else { throw .bidIdConflict(bidId) }
-        return receipt
+        return .receipt(receipt)
     }
 }
 

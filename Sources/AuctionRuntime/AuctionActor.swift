@@ -85,6 +85,9 @@ public actor AuctionActor {
         armCloseTimer()
     }
 
+    /// What the auction keeps of the bids it accepted (which receipts are whole, which fingerprints).
+    public var ledger: BidLedger { auction.ledger }
+
     /// The public view of the auction as decided so far; nil when it does not exist.
     public var summary: AuctionSummary? { auction.summary }
 
@@ -94,13 +97,30 @@ public actor AuctionActor {
     /// Decides `command` and answers once the answer is durable.
     public func submit(_ command: AuctionCommand) async -> Result<CommandAccepted, EngineError> {
         if let failure = await readyToServe() { return .failure(failure) }
+        var decision = auction.decide(command, now: clock.now())
+        if case .lookUpInLog(let bidId) = decision {
+            // A late retry of a bid whose receipt is kept only as a fingerprint (or another id
+            // with the same fingerprint): the log says which.
+            let found: BidReceipt?
+            do {
+                found = try await receiptInLog(bidId)
+            } catch {
+                return .failure(.storeUnavailable(error.description))
+            }
+            if let failure = await readyToServe() { return .failure(failure) }
+            if let found { auction.restore(found) }
+            decision = auction.decide(command, now: clock.now(), checkedLogFor: found == nil ? bidId : nil)
+        }
         let outcome: Result<CommandAccepted, EngineError>
-        switch auction.decide(command, now: clock.now()) {
+        switch decision {
         case .reject(let rejection):
             outcome = .failure(.rejected(rejection))
         case .alreadyAccepted(let receipt):
             outcome = .success(
                 CommandAccepted(seq: auction.seq, receipt: receipt, summary: auction.summary!, replayed: true))
+        case .lookUpInLog:
+            // The receipt was just restored; a second lookup cannot be asked for.
+            return .failure(.storeUnavailable("internal: the bid ledger asked for the log twice"))
         case .accept(let events):
             do {
                 try auction.apply(contentsOf: events)
@@ -112,7 +132,7 @@ public actor AuctionActor {
             pendingEvents += events
             outcome = .success(
                 CommandAccepted(
-                    seq: auction.seq, receipt: command.bidId.flatMap { auction.receipts[$0] },
+                    seq: auction.seq, receipt: command.bidId.flatMap { auction.ledger[$0] },
                     summary: auction.summary!, replayed: false))
             startFlushing()
         }
@@ -120,6 +140,22 @@ public actor AuctionActor {
         return await withCheckedContinuation { continuation in
             waiters.append(Waiter(seq: auction.seq, outcome: outcome, continuation: continuation))
         }
+    }
+
+    /// The receipt of the accepted bid `bidId` as the durable log records it; nil when no bid of
+    /// this auction had that id. Reads the log a page at a time — the rare path of a retry older
+    /// than `BidLedger.retention`.
+    private func receiptInLog(_ bidId: BidID) async throws(StorageError) -> BidReceipt? {
+        var after: Int64 = 0
+        while after < durableSeq {
+            let page = try await store.events(of: id, after: after, limit: 1_000)
+            guard let last = page.last else { return nil }
+            for stored in page where stored.event.acceptedBidId == bidId {
+                return BidReceipt(accepting: stored.event, seq: stored.seq)
+            }
+            after = last.seq
+        }
+        return nil
     }
 
     /// Stops the actor if it is idle (passivation); returns whether it stopped. A stopped actor

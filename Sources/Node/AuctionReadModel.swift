@@ -421,7 +421,7 @@ actor ReadModelWriter {
             cursor = page.next
             for head in page.heads where head.lastSeq > (auctions[head.auction]?.seq ?? 0) {
                 if starting {
-                    await reload(head.auction)
+                    await reload(head.auction, through: head.lastSeq)
                 } else {
                     lagging[head.auction] = head.lastSeq
                 }
@@ -469,7 +469,7 @@ actor ReadModelWriter {
             if step(event, &notes) {
                 touched.insert(id)
             } else if event.seq > auctions[id]?.seq ?? 0 {
-                await reload(id)
+                await reload(id, through: event.seq)
             }
         }
         for id in touched { index(id) }
@@ -509,19 +509,40 @@ actor ReadModelWriter {
         return true
     }
 
-    /// Replaces what is known of `id` with its log (snapshot and tail): the only place the read
-    /// model looks at bid receipts, to rebuild the standings and recent bids, and then drops them.
-    private func reload(_ id: AuctionID) async {
-        guard let loaded = try? await store.load(id).restore(id), let state = loaded.state,
-            loaded.seq > (auctions[id]?.seq ?? 0)
-        else { return }
-        auctions[id] = Projected(seq: loaded.seq, state: state)
-        standings[id] = [:]
+    /// Replaces what is known of `id` with its whole log through `lastSeq`, replayed event by event
+    /// off to the side and swapped in at the end: the standings and recent bids need every bid,
+    /// and snapshots keep old bids only as fingerprints. Sends no notifications (these events are
+    /// history, or were notified when first seen); keeps what was known when the log cannot be
+    /// read whole now.
+    private func reload(_ id: AuctionID, through lastSeq: Int64) async {
+        var state: AuctionState?
+        var seq: Int64 = 0
+        var standing: [UserID: BidderStanding] = [:]
         var recent = BidsPerSecond()
-        for receipt in loaded.receipts.values.sorted(by: { $0.at < $1.at }) {
-            fold(bidder: receipt.bidderId, price: receipt.price, in: id)
-            recent.record(receipt.at)
+        func add(_ bidder: UserID, _ price: Money) {
+            standing[bidder, default: BidderStanding(bidderId: bidder, highestPrice: price, bids: 0)].record(price)
         }
+        while seq < lastSeq {
+            guard let page = try? await store.events(of: id, after: seq, limit: 1_000), !page.isEmpty else { break }
+            for event in page {
+                guard event.seq == seq + 1,
+                    (try? AuctionState.advance(&state, with: event.event, auction: id, seq: event.seq)) != nil
+                else { return }
+                seq = event.seq
+                switch event.event {
+                case .bidAccepted(let bid):
+                    add(bid.bidderId, bid.price)
+                    recent.record(bid.at)
+                case .boughtNow(let purchase):
+                    add(purchase.bidderId, purchase.price)
+                case .created, .extended, .closed, .cancelled:
+                    break
+                }
+            }
+        }
+        guard let state, seq > (auctions[id]?.seq ?? 0) else { return }
+        auctions[id] = Projected(seq: seq, state: state)
+        standings[id] = standing
         snapshot.recentBids[id] = recent.isEmpty ? nil : recent
         index(id)
     }

@@ -58,6 +58,7 @@ public actor ClusterNode {
     public let configuration: Configuration
     private var membership: MembershipInstance
     private let registry: AuctionRegistry
+    private let writer: LogWriter
     private let transport: ClusterTransport
     private let store: any EventStore
     private let fanOut: EventFanOut
@@ -114,9 +115,10 @@ public actor ClusterNode {
     ) {
         let fanOut = EventFanOut()
         self.configuration = configuration
+        self.writer = LogWriter(store: store)
         self.registry = AuctionRegistry(
             configuration: .init(node: configuration.id, shardMap: configuration.shardMap, actor: actor), store: store,
-            writer: LogWriter(store: store), clock: clock, logger: logger, onDurable: fanOut.publish)
+            writer: writer, clock: clock, logger: logger, onDurable: fanOut.publish)
         self.transport = transport
         self.store = store
         self.fanOut = fanOut
@@ -551,6 +553,17 @@ public actor ClusterNode {
         metric(
             "artpay_shards_held", "gauge", "Shards this node holds a lease on.",
             [("", "\(await registry.ownedShards.count)")])
+        metric(
+            "artpay_auctions_loaded", "gauge",
+            "Auctions with an actor on this node (idle ones passivate after a minute).",
+            [("", "\(await registry.activeAuctionCount)")])
+        metric(
+            "artpay_log_appends_total", "counter", "Transactions the log writer committed (group commit).",
+            [("", "\(await writer.committedBatches)")])
+        metric(
+            "artpay_log_appended_entries_total", "counter",
+            "Auction entries those transactions carried (entries ÷ appends: the batch size).",
+            [("", "\(await writer.committedEntries)")])
         let transport = transport.metrics
         metric(
             "artpay_transport_refused_total", "counter", "Cluster connections or frames refused.",

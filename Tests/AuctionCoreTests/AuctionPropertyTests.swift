@@ -83,7 +83,7 @@ import Testing
                 let resubmit = AuctionCommand.placeBid(
                     PlaceBid(bidId: earlier.2, bidderId: earlier.0, maximum: earlier.1))
                 let decision = auction.decide(resubmit, now: now)
-                let receipt = auction.receipts[earlier.2]!
+                let receipt = auction.ledger[earlier.2]!
                 if receipt.outcome == .boughtNow {
                     #expect(decision == .reject(.bidIdConflict(earlier.2)) || decision == .alreadyAccepted(receipt))
                 } else {

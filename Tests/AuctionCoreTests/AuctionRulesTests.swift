@@ -32,7 +32,7 @@ import Testing
         }
         #expect(auction.running.price == F.usd(3_100))
         #expect(auction.running.leader?.bidderId == F.alice)
-        #expect(auction.receipts[BidID(rawValue: "b1")!]?.outcome == .outbid)
+        #expect(auction.ledger[BidID(rawValue: "b1")!]?.outcome == .outbid)
     }
 
     @Test func equalMaxima_theEarlierBidKeepsTheLead() {
@@ -104,7 +104,7 @@ import Testing
     @Test func resubmittedBid_returnsTheSameReceipt_andAppendsNothing() {
         var auction = F.created()
         auction.handle(F.bid("a1", F.alice, 5_000))
-        let receipt = auction.receipts[BidID(rawValue: "a1")!]!
+        let receipt = auction.ledger[BidID(rawValue: "a1")!]!
         auction.handle(F.bid("b1", F.bob, 9_000))
         let before = auction
         #expect(auction.handle(F.bid("a1", F.alice, 5_000)) == .alreadyAccepted(receipt))
@@ -291,7 +291,7 @@ extension Auction.Decision {
         #expect(object["receipts"] == nil)
         let decoded = try JSONDecoder().decode(Auction.self, from: data)
         #expect(decoded == auction)
-        #expect(decoded.receipts[BidID(rawValue: "b1")!]?.outcome == .leading)
+        #expect(decoded.ledger[BidID(rawValue: "b1")!]?.outcome == .leading)
     }
 
     @Test func snapshot_ofAnAuctionNotCreated_roundTrips() throws {

@@ -219,4 +219,41 @@ import Testing
             #expect(await registry.activeAuctionCount == 2)
         }
     }
+
+    /// A retry older than the ledger's retention (its receipt kept only as a fingerprint) is
+    /// answered from the log with its original receipt — also after a restart from a snapshot —
+    /// and the same id with other content is still a conflict.
+    @Test func aRetryOlderThanTheRetention_isAnsweredFromTheLog() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let clock = ManualClock(now: RT.start)
+            let registry = RT.registry(sqlite, clock: clock)
+            _ = try await registry.submit(.create(RT.terms(closingIn: .seconds(7_200), window: .zero)), to: RT.auction)
+                .get()
+            var minimum: Int64 = 1_000
+            var first: [BidReceipt] = []
+            for index in 0..<400 {
+                clock.advance(by: .seconds(1))
+                let accepted = try await registry.submit(
+                    RT.bid("late-\(index)", by: index % 2 == 0 ? "alice" : "bob", minimum), to: RT.auction
+                ).get()
+                minimum = accepted.summary.minimumNextBid.minorUnits
+                if index < 3, let receipt = accepted.receipt { first.append(receipt) }
+            }
+            let ledger = try #require(await registry.loadedActor(RT.auction)?.ledger)
+            #expect(ledger.lookup(first[0].bidId) == .inLog, "the first bids are fingerprints by now")
+
+            let retry = try await registry.submit(RT.bid("late-0", by: "alice", 1_000), to: RT.auction).get()
+            #expect(retry.replayed)
+            #expect(retry.receipt == first[0])
+            let conflict = await registry.submit(RT.bid("late-1", by: "bob", 999_999), to: RT.auction)
+            #expect(conflict.failure == .rejected(.bidIdConflict(first[1].bidId)))
+            await registry.shutdown()
+
+            let restarted = RT.registry(sqlite, clock: clock)
+            let again = try await restarted.submit(RT.bid("late-2", by: "alice", first[2].maximum.minorUnits), to: RT.auction)
+                .get()
+            #expect(again.replayed)
+            #expect(again.receipt == first[2])
+        }
+    }
 }

@@ -53,7 +53,7 @@ struct Scenario {
                         maximum: Money(minorUnits: maximum, currency: .eur))),
                 now: Timestamp(millisecondsSinceEpoch: 10)))
         let state = rules.state!
-        let seq = rules.receipts[BidID(rawValue: id)!]!.seq
+        let seq = rules.ledger[BidID(rawValue: id)!]!.seq
         history.append(
             .operation(
                 HistoryOperation(

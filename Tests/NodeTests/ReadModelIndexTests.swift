@@ -108,7 +108,7 @@ import Testing
                 // Most active counts in whole seconds: every bid of the second `since` falls in counts.
                 let sinceSecond = since.millisecondsSinceEpoch / 1_000
                 let expected = ids.compactMap { id -> (AuctionSummary, Int)? in
-                    let count = auctions[id]!.receipts.values.filter {
+                    let count = auctions[id]!.ledger.recentReceipts.filter {
                         $0.at.millisecondsSinceEpoch / 1_000 >= sinceSecond
                     }.count
                     return count > 0 ? (auctions[id]!.summary!, count) : nil
@@ -121,7 +121,7 @@ import Testing
             for id in ids {
                 let state = auctions[id]!.state!
                 var best: [UserID: (Money, Int)] = [:]
-                for receipt in auctions[id]!.receipts.values {
+                for receipt in auctions[id]!.ledger.recentReceipts {
                     let (price, count) = best[receipt.bidderId] ?? (receipt.price, 0)
                     best[receipt.bidderId] = (max(price, receipt.price), count + 1)
                 }
