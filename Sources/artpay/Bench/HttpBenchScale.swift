@@ -230,10 +230,14 @@ extension HttpBenchRunner {
 
 /// Fills a lot with bids through the real engine (registry, auction actor, group commit, the
 /// actor's snapshots), on the store the nodes will use, before they start: a lot that holds as
-/// many bids as production's largest, in seconds instead of the minutes HTTP would take.
+/// many bids as production's largest, in a minute or two instead of the many minutes HTTP would
+/// take. The engine runs on a manual clock that moves 100 ms per accepted bid and ends about now,
+/// so the bids are spread over hours of event time as on a real lot (what the bid ledger keeps
+/// whole depends on it).
 enum ScalePrefill {
     static func lot(store: PostgresEventStore, id: String, acceptedBids: Int) async throws -> (Int, Int) {
-        let clock = SystemClock()
+        let spacing = Duration.milliseconds(100)
+        let clock = ManualClock(now: SystemClock().now().advanced(by: .zero - spacing * (acceptedBids + 60)))
         let registry = AuctionRegistry(
             configuration: .init(node: NodeID(rawValue: "bench-prefill")!), store: store,
             writer: LogWriter(store: store), clock: clock)
@@ -242,7 +246,7 @@ enum ScalePrefill {
         let terms = AuctionTerms(
             auctionId: auction, sellerId: UserID(rawValue: "bench-prefill-seller")!, title: "Bench lot \(id)",
             startingPrice: Money(minorUnits: 1_000, currency: .eur), opensAt: now,
-            closesAt: now.advanced(by: .seconds(86_400)), extensionWindow: .zero)
+            closesAt: SystemClock().now().advanced(by: .seconds(86_400)), extensionWindow: .zero)
         _ = try await registry.submit(.create(terms), to: auction).get()
         let bidders = 16
         final class Counts: Sendable {
@@ -266,6 +270,7 @@ enum ScalePrefill {
                         switch await registry.submit(.placeBid(bid), to: auction) {
                         case .success(let done):
                             counts.accepted.add(1, ordering: .relaxed)
+                            clock.advance(by: spacing)
                             board.learn(auction: 0, minimum: done.summary.minimumNextBid.minorUnits)
                         case .failure(.rejected(.belowMinimum(let minimum))):
                             board.learn(auction: 0, minimum: minimum.minorUnits)
@@ -312,10 +317,13 @@ struct WatchedDelays: Sendable {
     }
 }
 
-/// One SSE watcher per node on one auction, from its current seq on.
+/// One SSE watcher per node on one auction, from its current seq on. Each reads its stream on a
+/// thread of its own with a plain socket and parses only what it measures: URLSession and
+/// Foundation's JSON cost half a core at a few hundred events a second, CPU the nodes under test
+/// would miss and delay that would show up as theirs.
 final class DelayWatchers: Sendable {
     private struct State: Sendable {
-        var countFrom: Date = .distantFuture
+        var countFrom: Int64 = .max
         var delays: [[Double]]
         var last: [Int64]
         var gaps: [Int]
@@ -324,7 +332,7 @@ final class DelayWatchers: Sendable {
 
     private let nodes: [String]
     private let state: Mutex<State>
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let sockets = Mutex<[Int32]>([])
 
     private init(nodes: [String], from seq: Int64) {
         self.nodes = nodes
@@ -339,58 +347,202 @@ final class DelayWatchers: Sendable {
         let seq = (view["seq"] as? NSNumber)?.int64Value ?? 0
         let watchers = DelayWatchers(nodes: nodes, from: seq)
         for (index, node) in nodes.enumerated() {
-            let task = Task {
-                let parser = ISO8601DateFormatter()
-                parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-                let stream = EventStreamClient.follow(
-                    auction, after: seq, nodes: [node], attempts: 3, dropRepeats: false)
-                for await (event, _) in stream {
-                    let arrived = Date()
-                    guard let eventSeq = event.seq else { continue }
-                    var at: Date?
-                    if event.type == "bid",
-                        let object = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any],
-                        let text = object["at"] as? String
-                    {
-                        at = parser.date(from: text)
-                    }
-                    watchers.state.withLock { state in
-                        if eventSeq <= state.last[index] {
-                            state.repeats[index] += 1
-                        } else {
-                            if eventSeq > state.last[index] + 1 { state.gaps[index] += 1 }
-                            state.last[index] = eventSeq
-                        }
-                        if let at, at >= state.countFrom {
-                            state.delays[index].append(arrived.timeIntervalSince(at) * 1_000)
-                        }
-                    }
-                    if Task.isCancelled { break }
+            guard let url = URL(string: node), let host = url.host, let port = url.port else {
+                throw ChaosError("not a node URL: \(node)")
+            }
+            let socket = try RawSocket.connect(host: host, port: port)
+            watchers.sockets.withLock { $0.append(socket) }
+            let request =
+                "GET /v1/auctions/\(auction)/events?since=\(seq) HTTP/1.1\r\nHost: \(host):\(port)\r\n"
+                + "Accept: text/event-stream\r\n\r\n"
+            try RawSocket.send(socket, request)
+            let thread = Thread {
+                var reader = ServerSentEventReader()
+                var buffer = [UInt8](repeating: 0, count: 65_536)
+                while true {
+                    let count = recv(socket, &buffer, buffer.count, 0)
+                    guard count > 0 else { break }
+                    let arrived = RawSocket.nowMilliseconds()
+                    for event in reader.feed(buffer[0..<count]) { watchers.record(event, node: index, arrived: arrived) }
                 }
             }
-            watchers.tasks.withLock { $0.append(task) }
+            thread.start()
         }
         return watchers
     }
 
+    private func record(_ event: ServerSentEventReader.Event, node index: Int, arrived: Int64) {
+        state.withLock { state in
+            if event.seq <= state.last[index] {
+                state.repeats[index] += 1
+            } else {
+                if event.seq > state.last[index] + 1 { state.gaps[index] += 1 }
+                state.last[index] = event.seq
+            }
+            if let at = event.bidAt, at >= state.countFrom { state.delays[index].append(Double(arrived - at)) }
+        }
+    }
+
     /// Bids decided from now on count.
     func startCounting() {
-        let now = Date()
+        let now = RawSocket.nowMilliseconds()
         state.withLock { $0.countFrom = now }
     }
 
     func stop() {
-        for task in tasks.withLock({ $0 }) { task.cancel() }
+        for socket in sockets.withLock({ $0 }) { shutdown(socket, Int32(SHUT_RDWR)) }
     }
 
     /// Waits up to 2 s for the last events of the load to arrive, then stops the watchers.
     func finish() async -> WatchedDelays {
         try? await Task.sleep(for: .seconds(2))
         stop()
-        return state.withLock { state in
+        let result = state.withLock { state in
             WatchedDelays(
                 perNode: nodes.indices.map { (nodes[$0], state.delays[$0], state.gaps[$0], state.repeats[$0]) })
         }
+        try? await Task.sleep(for: .milliseconds(100))
+        for socket in sockets.withLock({ $0 }) { close(socket) }
+        return result
+    }
+}
+
+/// The parts of an auction's `text/event-stream` the watchers measure, from the raw bytes of an
+/// HTTP/1.1 response with a chunked body: each event's seq (`id:`) and, for bids, the decision
+/// time (`"at"` in the data, RFC 3339 UTC with milliseconds, as the API writes it).
+struct ServerSentEventReader {
+    struct Event {
+        var seq: Int64
+        var bidAt: Int64?
+    }
+
+    private var headerDone = false
+    private var raw: [UInt8] = []
+    private var body: [UInt8] = []
+    private var chunkLeft = 0
+
+    mutating func feed(_ bytes: ArraySlice<UInt8>) -> [Event] {
+        raw += bytes
+        if !headerDone {
+            guard let end = Self.find([13, 10, 13, 10], in: raw, from: 0) else { return [] }
+            raw.removeFirst(end + 4)
+            headerDone = true
+        }
+        // Chunked transfer coding: "size\r\n" + size bytes + "\r\n".
+        var position = 0
+        while position < raw.count {
+            if chunkLeft > 0 {
+                let take = min(chunkLeft, raw.count - position)
+                body += raw[position..<position + take]
+                position += take
+                chunkLeft -= take
+                if chunkLeft == 0 { chunkLeft = -2 }  // the CRLF after the data
+                continue
+            }
+            if chunkLeft < 0 {
+                let skip = min(-chunkLeft, raw.count - position)
+                position += skip
+                chunkLeft += skip
+                continue
+            }
+            guard let lineEnd = Self.find([13, 10], in: raw, from: position) else { break }
+            let sizeText = String(decoding: raw[position..<lineEnd], as: UTF8.self)
+            chunkLeft = Int(sizeText.split(separator: ";").first ?? "", radix: 16) ?? 0
+            position = lineEnd + 2
+        }
+        raw.removeFirst(position)
+        var events: [Event] = []
+        var start = 0
+        while let end = Self.find([10, 10], in: body, from: start) {
+            if let event = Self.parse(body[start..<end]) { events.append(event) }
+            start = end + 2
+        }
+        body.removeFirst(start)
+        return events
+    }
+
+    private static func parse(_ block: ArraySlice<UInt8>) -> Event? {
+        var seq: Int64?
+        var isBid = false
+        var at: Int64?
+        for line in block.split(separator: 10) {
+            if line.starts(with: Array("id: ".utf8)) {
+                seq = Int64(String(decoding: line.dropFirst(4), as: UTF8.self))
+            } else if line.starts(with: Array("event: bid".utf8)) {
+                isBid = true
+            } else if line.starts(with: Array("data: ".utf8)), let key = find(Array("\"at\":\"".utf8), in: Array(line), from: 0) {
+                let text = Array(line)[(key + 6)...].prefix(24)
+                at = milliseconds(String(decoding: text, as: UTF8.self))
+            }
+        }
+        guard let seq else { return nil }
+        return Event(seq: seq, bidAt: isBid ? at : nil)
+    }
+
+    /// `2026-11-27T04:25:01.123Z` in milliseconds since 1970.
+    static func milliseconds(_ text: String) -> Int64? {
+        let digits = Array(text.utf8)
+        guard digits.count >= 24, digits[23] == UInt8(ascii: "Z") else { return nil }
+        func number(_ range: Range<Int>) -> Int64? { Int64(String(decoding: digits[range], as: UTF8.self)) }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), let hour = number(11..<13),
+            let minute = number(14..<16), let second = number(17..<19), let milli = number(20..<23)
+        else { return nil }
+        // Days from the civil date (H. Hinnant's algorithm).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        return ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1_000 + milli
+    }
+
+    static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
+        guard haystack.count >= needle.count, start <= haystack.count - needle.count else { return nil }
+        var index = start
+        while index <= haystack.count - needle.count {
+            if haystack[index] == needle[0], haystack[index..<index + needle.count].elementsEqual(needle) { return index }
+            index += 1
+        }
+        return nil
+    }
+}
+
+/// A blocking TCP client socket, for the watchers' threads.
+enum RawSocket {
+    static func connect(host: String, port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ChaosError("no socket") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else {
+            close(fd)
+            throw ChaosError("cannot connect to \(host):\(port)")
+        }
+        return fd
+    }
+
+    static func send(_ fd: Int32, _ text: String) throws {
+        let bytes = Array(text.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let count = bytes[sent...].withUnsafeBytes { Foundation.send(fd, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { throw ChaosError("send failed") }
+            sent += count
+        }
+    }
+
+    static func nowMilliseconds() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) * 1_000 + Int64(time.tv_nsec) / 1_000_000
     }
 }
 

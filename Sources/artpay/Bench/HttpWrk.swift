@@ -141,7 +141,8 @@ struct WrkLoad: Sendable {
             points.append((Double(int("latencyMax")), Double(requests) * (100 - previous) / 100))
         }
         (row.p50, row.p99) = (Self.percentile(50, of: points) / 1_000, Self.percentile(99, of: points) / 1_000)
-        row.cpu = cpu.text(servers: serverName, wrk: "wrk", harness: nil)
+        // This process is idle during a wrk run unless it watches the load (SSE watchers).
+        row.cpu = cpu.text(servers: serverName, wrk: "wrk", harness: cpu.harness >= 5 ? "watchers (this process)" : nil)
         row.otherCPU = cpu.other
         return row
     }
