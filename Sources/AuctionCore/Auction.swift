@@ -42,7 +42,9 @@ public struct Auction: Hashable, Sendable {
                 return .accept(try decideCreate(terms, now: now))
             case .placeBid(let bid):
                 let state = try existing()
-                switch try previous(bidId: bid.bidId, bidderId: bid.bidderId, amount: bid.maximum, checked: checkedLogFor) {
+                switch try previous(
+                    bidId: bid.bidId, bidderId: bid.bidderId, amount: bid.maximum, checked: checkedLogFor)
+                {
                 case .receipt(let receipt): return .alreadyAccepted(receipt)
                 case .inLog: return .lookUpInLog(bid.bidId)
                 case .unknown: return .accept(try state.decideBid(bid, now: now))
@@ -156,7 +158,8 @@ extension Auction: Codable {
         try state.encode(to: stateEncoder)
         var nested = stateEncoder.container(keyedBy: StateKeys.self)
         try nested.encode(
-            Dictionary(uniqueKeysWithValues: ledger.recentReceipts.map { ($0.bidId, $0) }), forKey: .receipts)
+            Dictionary(ledger.recentReceipts.map { ($0.bidId, $0) }, uniquingKeysWith: { first, _ in first }),
+            forKey: .receipts)
         let older = ledger.olderFingerprints
         if !older.isEmpty { try nested.encode(Self.hex(older), forKey: .olderBidFingerprints) }
     }
@@ -166,7 +169,9 @@ extension Auction: Codable {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(fingerprints.count * 16)
         for value in fingerprints {
-            for shift in stride(from: 60, through: 0, by: -4) { bytes.append(digits[Int((value >> UInt64(shift)) & 0xF)]) }
+            for shift in stride(from: 60, through: 0, by: -4) {
+                bytes.append(digits[Int((value >> UInt64(shift)) & 0xF)])
+            }
         }
         return String(decoding: bytes, as: UTF8.self)
     }

@@ -165,8 +165,8 @@ public struct ReadModelSnapshot: Sendable {
     /// only up to its horizon — however many auctions the cluster holds or has closed.
     var runningByEnd = ChunkedSortedArray<EndKey>()
     var bySalePrice: TreeDictionary<SaleID, ChunkedSortedArray<PriceKey>> = [:]
-    /// Bids per second of the last hour (before its newest bid) of each auction that has bids.
-    var recentBids: TreeDictionary<AuctionID, BidsPerSecond> = [:]
+    /// Bids per minute of the last hour (before its newest bid) of each auction that has bids.
+    var recentBids: TreeDictionary<AuctionID, BidsPerMinute> = [:]
 
     public var count: Int { entries.count }
 
@@ -204,8 +204,8 @@ public struct ReadModelSnapshot: Sendable {
         return index.prefix(limit).compactMap { entries[$0.id]?.summary }
     }
 
-    /// Auctions by the number of bids accepted since `since` (counted in whole seconds: the bids of
-    /// the second `since` falls in count), most first (ties: soonest end).
+    /// Auctions by the number of bids accepted since `since` (counted in whole minutes: the bids of
+    /// the minute `since` falls in count), most first (ties: soonest end).
     public func mostActive(since: Timestamp, limit: Int) -> [(summary: AuctionSummary, recentBids: Int)] {
         var top: [(summary: AuctionSummary, recentBids: Int)] = []
         func ranksBefore(
@@ -245,54 +245,59 @@ public struct ReadModelSnapshot: Sendable {
                 bySalePrice[sale]?.remove(PriceKey(price: old.price.minorUnits, id: id))
             }
             if let sale = summary.saleId {
-                bySalePrice[sale, default: ChunkedSortedArray()].insert(PriceKey(price: summary.price.minorUnits, id: id))
+                bySalePrice[sale, default: ChunkedSortedArray()].insert(
+                    PriceKey(price: summary.price.minorUnits, id: id))
             }
         }
     }
 }
 
-/// How many bids an auction accepted in each second of the hour before its newest bid: what "most
-/// active" counts. At most 3,601 entries however busy the auction, so what the read model keeps
-/// per auction is bounded, not proportional to its bids.
-struct BidsPerSecond: Sendable {
-    private var seconds: [Int64] = []
-    private var counts: [Int] = []
-    static let window: Int64 = 3_600
+/// How many bids an auction accepted in each minute of the hour before its newest bid: what "most
+/// active" counts. A ring of 61 counts, allocated with the auction's first bid, so what the read
+/// model keeps per auction is the same however busy the auction is and however long it runs (the
+/// per-second entries this replaced grew for an hour: up to 58 KB for a busy auction, and a copy
+/// of them on each change after a publish).
+struct BidsPerMinute: Sendable {
+    /// Minutes kept before the newest one.
+    static let window: Int64 = 60
+    private static let slots = Int(window) + 1
+    private var counts: [UInt32] = []
+    /// The minute of the newest bid.
+    private var newest: Int64 = 0
 
-    var isEmpty: Bool { seconds.isEmpty }
+    var isEmpty: Bool { counts.isEmpty }
 
-    static func second(of time: Timestamp) -> Int64 {
+    static func minute(of time: Timestamp) -> Int64 {
         let milliseconds = time.millisecondsSinceEpoch
-        return milliseconds >= 0 ? milliseconds / 1_000 : -((-milliseconds + 999) / 1_000)
+        return milliseconds >= 0 ? milliseconds / 60_000 : -((-milliseconds + 59_999) / 60_000)
     }
 
     mutating func record(_ time: Timestamp) {
-        let second = Self.second(of: time)
-        if let last = seconds.last, second <= last {
-            // Bids arrive in log order, so at most a late one lands in an earlier second.
-            let index = seconds.partitioningIndex { $0 >= second }
-            if seconds[index] == second {
-                counts[index] += 1
-            } else {
-                seconds.insert(second, at: index)
-                counts.insert(1, at: index)
-            }
-        } else {
-            seconds.append(second)
-            counts.append(1)
+        let minute = Self.minute(of: time)
+        if counts.isEmpty {
+            counts = Array(repeating: 0, count: Self.slots)
+            newest = minute
         }
-        let keep = seconds.partitioningIndex { $0 >= seconds.last! - Self.window }
-        if keep > 0 {
-            seconds.removeFirst(keep)
-            counts.removeFirst(keep)
+        if minute > newest {
+            // The minutes in between had no bid; a jump of over an hour clears the ring.
+            for step in 1...min(minute - newest, Self.window + 1) { counts[Self.slot(newest + step)] = 0 }
+            newest = minute
         }
+        // Bids arrive in log order, so at most a late one lands in an earlier minute.
+        guard minute >= newest - Self.window else { return }
+        counts[Self.slot(minute)] &+= 1
     }
 
-    /// Bids in the seconds from the one `since` falls in on.
+    /// Bids in the minutes from the one `since` falls in on.
     func count(since: Timestamp) -> Int {
-        guard let last = seconds.last, last >= Self.second(of: since) else { return 0 }
-        let first = seconds.partitioningIndex { $0 >= Self.second(of: since) }
-        return counts[first...].reduce(0, +)
+        guard !counts.isEmpty else { return 0 }
+        let first = max(Self.minute(of: since), newest - Self.window)
+        guard first <= newest else { return 0 }
+        return (first...newest).reduce(0) { $0 + Int(counts[Self.slot($1)]) }
+    }
+
+    private static func slot(_ minute: Int64) -> Int {
+        Int(((minute % Int64(slots)) + Int64(slots)) % Int64(slots))
     }
 }
 
@@ -494,7 +499,7 @@ actor ReadModelWriter {
         switch event.event {
         case .bidAccepted(let bid):
             fold(bidder: bid.bidderId, price: bid.price, in: id)
-            snapshot.recentBids[id, default: BidsPerSecond()].record(bid.at)
+            snapshot.recentBids[id, default: BidsPerMinute()].record(bid.at)
         case .boughtNow(let purchase):
             fold(bidder: purchase.bidderId, price: purchase.price, in: id)
         case .created, .extended, .closed, .cancelled:
@@ -518,7 +523,7 @@ actor ReadModelWriter {
         var state: AuctionState?
         var seq: Int64 = 0
         var standing: [UserID: BidderStanding] = [:]
-        var recent = BidsPerSecond()
+        var recent = BidsPerMinute()
         func add(_ bidder: UserID, _ price: Money) {
             standing[bidder, default: BidderStanding(bidderId: bidder, highestPrice: price, bids: 0)].record(price)
         }

@@ -361,8 +361,9 @@ public actor ClusterNode {
         fanOut.subscribeToEverything(subscriber: "local") { [weak self] events in self?.receive(events) }
     }
 
-    /// Tells each subscribed auction's current owner (again) where to push, and lets every feed
-    /// look in the store for anything a push missed.
+    /// Renews, with every live member, the subscription to everything it writes (read model and
+    /// live feeds), lets every feed look in the store for anything a push missed, and runs the
+    /// periodic sweeps (read-model catch-up, due closes, passivation).
     private func renewSubscriptions() {
         lastRenewal = ContinuousClock.now
         subscribeLocally()

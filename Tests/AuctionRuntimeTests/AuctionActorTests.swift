@@ -203,7 +203,8 @@ import Testing
 
             // Used within the idle time: both stay.
             #expect(
-                await registry.passivateIdle(unusedFor: .seconds(600), runningEndingAfter: RT.start.advanced(by: .seconds(120)))
+                await registry.passivateIdle(
+                    unusedFor: .seconds(600), runningEndingAfter: RT.start.advanced(by: .seconds(120)))
                     == 0)
             // Idle: the one ending within the horizon stays, the other goes.
             #expect(
@@ -250,8 +251,10 @@ import Testing
             await registry.shutdown()
 
             let restarted = RT.registry(sqlite, clock: clock)
-            let again = try await restarted.submit(RT.bid("late-2", by: "alice", first[2].maximum.minorUnits), to: RT.auction)
-                .get()
+            let again = try await restarted.submit(
+                RT.bid("late-2", by: "alice", first[2].maximum.minorUnits), to: RT.auction
+            )
+            .get()
             #expect(again.replayed)
             #expect(again.receipt == first[2])
         }

@@ -94,7 +94,9 @@ import Testing
                 #expect(
                     snapshot.running(endingBy: middle, limit: 1_000)
                         == running.filter { $0.endsAt <= middle })
-                #expect(snapshot.running(endingBy: middle, limit: 2) == Array(running.filter { $0.endsAt <= middle }.prefix(2)))
+                #expect(
+                    snapshot.running(endingBy: middle, limit: 2)
+                        == Array(running.filter { $0.endsAt <= middle }.prefix(2)))
             }
             for sale in 0..<3 {
                 let expected = summaries.filter { $0.saleId == SaleID(rawValue: "sale-\(sale)") }
@@ -105,11 +107,11 @@ import Testing
             }
             for minutes in [1, 5, 30] {
                 let since = now.advanced(by: .seconds(Int64(-60 * minutes)))
-                // Most active counts in whole seconds: every bid of the second `since` falls in counts.
-                let sinceSecond = since.millisecondsSinceEpoch / 1_000
+                // Most active counts in whole minutes: every bid of the minute `since` falls in counts.
+                let sinceMinute = since.millisecondsSinceEpoch / 60_000
                 let expected = ids.compactMap { id -> (AuctionSummary, Int)? in
                     let count = auctions[id]!.ledger.recentReceipts.filter {
-                        $0.at.millisecondsSinceEpoch / 1_000 >= sinceSecond
+                        $0.at.millisecondsSinceEpoch / 60_000 >= sinceMinute
                     }.count
                     return count > 0 ? (auctions[id]!.summary!, count) : nil
                 }
@@ -170,12 +172,14 @@ import Testing
             try take(
                 .placeBid(
                     PlaceBid(
-                        bidId: BidID(rawValue: "a1")!, bidderId: alice, maximum: Money(minorUnits: 2_000, currency: .eur)
+                        bidId: BidID(rawValue: "a1")!, bidderId: alice,
+                        maximum: Money(minorUnits: 2_000, currency: .eur)
                     )), at: start.advanced(by: .seconds(1)))
             try take(
                 .placeBid(
                     PlaceBid(
-                        bidId: BidID(rawValue: "b1")!, bidderId: bob, maximum: Money(minorUnits: 3_000, currency: .eur))),
+                        bidId: BidID(rawValue: "b1")!, bidderId: bob, maximum: Money(minorUnits: 3_000, currency: .eur))
+                ),
                 at: start.advanced(by: .seconds(2)))
             try take(.close, at: start.advanced(by: .seconds(61)))
             #expect(log.count == 4)

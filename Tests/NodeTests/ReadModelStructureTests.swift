@@ -30,20 +30,26 @@ import Testing
         for (copy, expected) in published { #expect(Array(copy) == expected) }
     }
 
-    @Test func bidsPerSecond_countsWholeSeconds_andForgetsBeyondAnHour() {
-        var bids = BidsPerSecond()
-        let start = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
+    @Test func bidsPerMinute_countsWholeMinutes_andForgetsBeyondAnHour() {
+        var bids = BidsPerMinute()
+        let start = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)  // a whole minute
         bids.record(start)
-        bids.record(start.advanced(by: .milliseconds(400)))
-        bids.record(start.advanced(by: .milliseconds(1_200)))
-        bids.record(start.advanced(by: .milliseconds(900)))  // late, into an earlier second
+        bids.record(start.advanced(by: .seconds(40)))
+        bids.record(start.advanced(by: .seconds(70)))
+        bids.record(start.advanced(by: .seconds(59)))  // late, into an earlier minute
         #expect(bids.count(since: start) == 4)
-        #expect(bids.count(since: start.advanced(by: .milliseconds(999))) == 4)
-        #expect(bids.count(since: start.advanced(by: .milliseconds(1_000))) == 1)
-        #expect(bids.count(since: start.advanced(by: .seconds(2))) == 0)
-        bids.record(start.advanced(by: .seconds(3_601)))
-        #expect(bids.count(since: start) == 2, "the first second is over an hour before the newest bid")
-        for second in 0..<10_000 { bids.record(start.advanced(by: .seconds(Int64(4_000 + second)))) }
-        #expect(bids.count(since: start) == 3_601, "one entry per second of the last hour, however many bids")
+        #expect(bids.count(since: start.advanced(by: .milliseconds(59_999))) == 4)
+        #expect(bids.count(since: start.advanced(by: .seconds(60))) == 1)
+        #expect(bids.count(since: start.advanced(by: .seconds(120))) == 0)
+        bids.record(start.advanced(by: .seconds(60 * 61)))
+        #expect(bids.count(since: start) == 2, "the first minute is over an hour before the newest bid")
+        bids.record(start.advanced(by: .seconds(60 * 61 - 3_700)))
+        #expect(bids.count(since: start) == 2, "a bid from before the hour is not counted")
+        for minute in 0..<500 {
+            for _ in 0..<3 { bids.record(start.advanced(by: .seconds(Int64(60 * (100 + minute))))) }
+        }
+        #expect(bids.count(since: start) == 3 * 61, "one count per minute of the last hour, however many bids")
+        bids.record(start.advanced(by: .seconds(60 * 2_000)))
+        #expect(bids.count(since: start) == 1, "a jump of over an hour forgets everything before it")
     }
 }

@@ -37,12 +37,26 @@ import Testing
             }
         }
         let port = Mutex<Int?>(nil)
-        let server = Task { try await receiver.serve(host: "127.0.0.1", port: 0) { bound in port.withLock { $0 = bound } } }
+        let serveFailure = Mutex<String?>(nil)
+        let server = Task {
+            do {
+                try await receiver.serve(host: "127.0.0.1", port: 0) { bound in port.withLock { $0 = bound } }
+            } catch {
+                serveFailure.withLock { $0 = "\(error)" }
+            }
+        }
         defer {
             server.cancel()
             sender.shutdown()
         }
-        try await eventually("the receiver listens") { port.withLock { $0 } != nil }
+        // Generous: under the whole suite this process's threads can be busy elsewhere for a while.
+        try await eventually("the receiver listens", timeout: .seconds(120)) {
+            port.withLock { $0 } != nil || serveFailure.withLock { $0 } != nil
+        }
+        if let failure = serveFailure.withLock({ $0 }) {
+            Issue.record("the receiver could not listen: \(failure)")
+            return
+        }
         let address = NodeAddress(host: "127.0.0.1", port: port.withLock { $0 }!)
         let auction = AuctionID(rawValue: "order-lot")!
         let now = Timestamp(millisecondsSinceEpoch: 1_000)

@@ -151,7 +151,8 @@ struct HttpBenchCommand: AsyncParsableCommand {
             } else if let soakMinutes {
                 let soak = try await runner.measureSoak(
                     script: try runner.scriptsDirectory() + "/bids.lua", minutes: soakMinutes)
-                report = Self.soakMarkdown(peak: soak.peak, minutes: soak.minutes, command: self, run: run, postgres: server)
+                report = Self.soakMarkdown(
+                    peak: soak.peak, minutes: soak.minutes, command: self, run: run, postgres: server)
             } else {
                 let rows = try await runner.measure()
                 report = Self.markdown(

@@ -68,16 +68,21 @@ extension HttpBenchRunner {
 
             let lots = HttpBenchCommand.lots(command.auctions)
             report.rows.append(
-                try await scaleTest(artpay, load: "1 hot lot holding \(Self.count(smallBids)) bids", code: "ss", ids: [small], script: script))
+                try await scaleTest(
+                    artpay, load: "1 hot lot holding \(Self.count(smallBids)) bids", code: "ss", ids: [small],
+                    script: script))
             report.rows.append(
-                try await scaleTest(artpay, load: "1 hot lot holding \(Self.count(lotBids)) bids", code: "sb", ids: [big], script: script))
+                try await scaleTest(
+                    artpay, load: "1 hot lot holding \(Self.count(lotBids)) bids", code: "sb", ids: [big],
+                    script: script))
             let fresh = try await scaleTest(
                 artpay, load: "1 fresh hot lot, \(Self.count(artpay.uniform.count + 3)) auctions in the cluster",
                 code: "sh", ids: [artpay.hot], script: script)
             report.rows.append(fresh)
             report.rows.append(
                 try await scaleTest(
-                    artpay, load: "\(lots), \(Self.count(artpay.uniform.count + 3)) auctions in the cluster", code: "su",
+                    artpay, load: "\(lots), \(Self.count(artpay.uniform.count + 3)) auctions in the cluster",
+                    code: "su",
                     ids: artpay.uniform, script: script, watch: false))
 
             let extra = max(0, clusterAuctions - artpay.uniform.count - 4)
@@ -191,7 +196,9 @@ extension HttpBenchRunner {
                 serverPids: artpay.pids, serverName: "nodes", ids: artpay.uniform)
             let target = peak.requestsPerSecond / 2
             let pace = Self.pace(connections: command.bidders, target: target, peakLatency: peak.p50)
-            say("bench http: soak, \(minutes) min at about \(HttpBenchCommand.grouped(target)) requests/s (\(pace) ms pause per connection)")
+            say(
+                "bench http: soak, \(minutes) min at about \(HttpBenchCommand.grouped(target)) requests/s (\(pace) ms pause per connection)"
+            )
             var rows: [SoakMinute] = []
             let perServer = command.bidders / HttpBenchCommand.servers
             let wrk = WrkLoad(
@@ -363,7 +370,9 @@ final class DelayWatchers: Sendable {
                     let count = recv(socket, &buffer, buffer.count, 0)
                     guard count > 0 else { break }
                     let arrived = RawSocket.nowMilliseconds()
-                    for event in reader.feed(buffer[0..<count]) { watchers.record(event, node: index, arrived: arrived) }
+                    for event in reader.feed(buffer[0..<count]) {
+                        watchers.record(event, node: index, arrived: arrived)
+                    }
                 }
             }
             thread.start()
@@ -470,7 +479,9 @@ struct ServerSentEventReader {
                 seq = Int64(String(decoding: line.dropFirst(4), as: UTF8.self))
             } else if line.starts(with: Array("event: bid".utf8)) {
                 isBid = true
-            } else if line.starts(with: Array("data: ".utf8)), let key = find(Array("\"at\":\"".utf8), in: Array(line), from: 0) {
+            } else if line.starts(with: Array("data: ".utf8)),
+                let key = find(Array("\"at\":\"".utf8), in: Array(line), from: 0)
+            {
                 let text = Array(line)[(key + 6)...].prefix(24)
                 at = milliseconds(String(decoding: text, as: UTF8.self))
             }
@@ -501,7 +512,9 @@ struct ServerSentEventReader {
         guard haystack.count >= needle.count, start <= haystack.count - needle.count else { return nil }
         var index = start
         while index <= haystack.count - needle.count {
-            if haystack[index] == needle[0], haystack[index..<index + needle.count].elementsEqual(needle) { return index }
+            if haystack[index] == needle[0], haystack[index..<index + needle.count].elementsEqual(needle) {
+                return index
+            }
             index += 1
         }
         return nil
@@ -585,16 +598,20 @@ extension HttpBenchCommand {
         func ratio(_ a: Int, _ b: Int) -> String? {
             guard rows.indices.contains(a), rows.indices.contains(b), rows[b].requestsPerSecond > 0 else { return nil }
             return String(
-                format: "%.2f× requests/s, %.2f× accepted bids/s", rows[a].requestsPerSecond / rows[b].requestsPerSecond,
+                format: "%.2f× requests/s, %.2f× accepted bids/s",
+                rows[a].requestsPerSecond / rows[b].requestsPerSecond,
                 rows[a].acceptedPerSecond / max(rows[b].acceptedPerSecond, 1e-9))
         }
         var lines: [String] = []
-        if let lot = ratio(1, 0) { lines.append("- Lot holding \(grouped(Double(command.scaleLotBids))) bids ÷ 1,000: \(lot)") }
+        if let lot = ratio(1, 0) {
+            lines.append("- Lot holding \(grouped(Double(command.scaleLotBids))) bids ÷ 1,000: \(lot)")
+        }
         if let hot = ratio(4, 2) {
             lines.append("- Fresh hot lot, \(grouped(Double(command.scaleAuctions))) auctions ÷ 1,000: \(hot)")
         }
         if let uniform = ratio(5, 3) {
-            lines.append("- \(lots(command.auctions)), \(grouped(Double(command.scaleAuctions))) auctions ÷ 1,000: \(uniform)")
+            lines.append(
+                "- \(lots(command.auctions)), \(grouped(Double(command.scaleAuctions))) auctions ÷ 1,000: \(uniform)")
         }
         if let paced = report.rows.last?.delays {
             lines.append("- Live updates at half of the peak, per node: \(paced.text)")
@@ -630,7 +647,8 @@ extension HttpBenchCommand {
         for minute in minutes {
             let row = minute.row
             text += String(
-                format: "| %d | %@ | %@ | %.2f | %.2f | %d | %@ | %@ |\n", minute.minute, grouped(row.requestsPerSecond),
+                format: "| %d | %@ | %@ | %.2f | %.2f | %d | %@ | %@ |\n", minute.minute,
+                grouped(row.requestsPerSecond),
                 grouped(row.acceptedPerSecond), row.p50, row.p99, row.failureCount,
                 minute.rssMiB.map { String(format: "%.0f", $0) }.joined(separator: ", "), row.cpu)
         }
@@ -642,7 +660,8 @@ extension HttpBenchCommand {
         if let first = minutes.first, let last = minutes.last {
             lines.append(
                 String(
-                    format: "- Last minute ÷ first, accepted bids/s: %.3f", last.row.acceptedPerSecond
+                    format: "- Last minute ÷ first, accepted bids/s: %.3f",
+                    last.row.acceptedPerSecond
                         / max(first.row.acceptedPerSecond, 1e-9)))
             let window = Array(minutes.suffix(max(1, minutes.count * 2 / 3)))
             for node in first.rssMiB.indices {
@@ -655,18 +674,19 @@ extension HttpBenchCommand {
                 }
             }
         }
-        text += "\n" + lines.joined(separator: "\n") + """
+        text +=
+            "\n" + lines.joined(separator: "\n") + """
 
 
-            Run \(run), \(Date().formatted(.iso8601)), \(ProcessInfo.processInfo.activeProcessorCount) cores, \
-            PostgreSQL \(postgres). \(command.bidders) bidders over \(command.bidders) keep-alive connections on \
-            \(lots(command.auctions)), each connection pausing after an answer so that together they ask about \
-            half of the peak; one wrk run of 60 s per minute (new connections each minute); RSS from /proc after \
-            each minute.
+                Run \(run), \(Date().formatted(.iso8601)), \(ProcessInfo.processInfo.activeProcessorCount) cores, \
+                PostgreSQL \(postgres). \(command.bidders) bidders over \(command.bidders) keep-alive connections on \
+                \(lots(command.auctions)), each connection pausing after an answer so that together they ask about \
+                half of the peak; one wrk run of 60 s per minute (new connections each minute); RSS from /proc after \
+                each minute.
 
-            Command: `artpay \(CommandLine.arguments.dropFirst().joined(separator: " "))`
+                Command: `artpay \(CommandLine.arguments.dropFirst().joined(separator: " "))`
 
-            """
+                """
         return text
     }
 }

@@ -96,10 +96,15 @@ final class ChaosCluster: Sendable {
 
     // MARK: - Processes
 
+    /// Starts node `index`. `ARTPAY_NODE_WRAPPER` (an absolute path, for profiling: a script that
+    /// sets up a profiler and `exec`s its arguments, so the pid stays the node's) runs the node
+    /// through that program.
     func start(_ index: Int) throws {
         let node = nodes[index]
+        let arguments = ["node", "--config", node.configPath, "--log-level", nodeLogLevel]
+        let wrapper = ProcessInfo.processInfo.environment["ARTPAY_NODE_WRAPPER"].flatMap { $0.isEmpty ? nil : $0 }
         let pid = try Spawn.start(
-            binary, ["node", "--config", node.configPath, "--log-level", nodeLogLevel], logPath: node.logPath)
+            wrapper ?? binary, wrapper == nil ? arguments : [binary] + arguments, logPath: node.logPath)
         states.withLock { $0[index] = .running(pid: pid) }
         try "\(pid)\n".write(toFile: "\(workDirectory)/node-\(index + 1).pid", atomically: true, encoding: .utf8)
     }
