@@ -15,9 +15,18 @@ import Testing
             let start = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
             var auctions: [AuctionID: Auction] = [:]
             var log: [StoredEvent] = []
+            /// Applies decided `events` to `id`'s auction and logs them.
+            func take(_ events: [AuctionEvent], _ id: AuctionID) throws {
+                var auction = auctions[id] ?? Auction(id: id)
+                for event in events {
+                    try auction.apply(event)
+                    log.append(StoredEvent(auction: id, seq: auction.seq, epoch: Epoch(1), event: event))
+                }
+                auctions[id] = auction
+            }
             let ids = (0..<12).map { AuctionID(rawValue: "idx-\($0)")! }
             for (index, id) in ids.enumerated() {
-                var auction = Auction(id: id)
+                let auction = Auction(id: id)
                 let terms = AuctionTerms(
                     auctionId: id, sellerId: UserID(rawValue: "seller")!, saleId: SaleID(rawValue: "sale-\(index % 3)"),
                     title: "Lot \(index)", startingPrice: Money(minorUnits: 1_000, currency: .eur), opensAt: start,
@@ -27,42 +36,30 @@ import Testing
                     Issue.record("create")
                     return
                 }
-                for event in events {
-                    try auction.apply(event)
-                    log.append(StoredEvent(auction: id, seq: auction.seq, epoch: Epoch(1), event: event))
-                }
-                auctions[id] = auction
+                try take(events, id)
             }
             var now = start
             for n in 0..<400 {
                 now = now.advanced(by: .milliseconds(Int64(random.next() % 3_000)))
                 let id = ids[Int(random.next() % UInt64(ids.count))]
-                var auction = auctions[id]!
+                let auction = auctions[id]!
                 guard let state = auction.state else { continue }
                 let bid = PlaceBid(
                     bidId: BidID(rawValue: "b\(n)")!, bidderId: UserID(rawValue: "bidder-\(random.next() % 7)")!,
                     maximum: state.minimumNextBid + Money(minorUnits: Int64(random.next() % 3) * 500, currency: .eur))
                 guard case .accept(let events) = auction.decide(.placeBid(bid), now: now) else { continue }
-                for event in events {
-                    try auction.apply(event)
-                    log.append(StoredEvent(auction: id, seq: auction.seq, epoch: Epoch(1), event: event))
-                }
-                auctions[id] = auction
+                try take(events, id)
             }
             // A third of the lots end (the index of running auctions must drop them).
             for id in ids.enumerated().filter({ $0.offset % 3 == 0 }).map(\.element) {
-                var auction = auctions[id]!
+                let auction = auctions[id]!
                 guard let endsAt = auction.summary?.endsAt,
                     case .accept(let events) = auction.decide(.close, now: max(now, endsAt))
                 else {
                     Issue.record("close \(id)")
                     return
                 }
-                for event in events {
-                    try auction.apply(event)
-                    log.append(StoredEvent(auction: id, seq: auction.seq, epoch: Epoch(1), event: event))
-                }
-                auctions[id] = auction
+                try take(events, id)
             }
             // The store holds the whole log (for gap reloads); the model gets shuffled batches, some
             // events twice, some never.
