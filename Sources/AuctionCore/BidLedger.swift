@@ -8,8 +8,10 @@
 /// from the log (`lookup` says `.inLog`), so answers stay exact at any age; a fingerprint never
 /// makes a new bid look old without that check.
 ///
-/// Invariants: a bid id is in at most one tier; `recent` holds receipts in the order they were
-/// recorded; the tiers only move receipts from recent to fingerprints.
+/// Invariants: fingerprints are never removed (two old ids may share one; dropping it for one
+/// would make the other look new), so a receipt restored from the log may be in both tiers and
+/// the whole one answers; `order` lists the ids of `recent` oldest first from `head`, restored
+/// ones at the end.
 public struct BidLedger: Sendable {
     /// How long, in event time, a receipt stays whole after the newest receipt of its auction.
     public static let retention: Duration = .seconds(120)
@@ -38,9 +40,6 @@ public struct BidLedger: Sendable {
         older = Set(olderFingerprints)
         for receipt in receipts.sorted(by: { $0.seq < $1.seq }) { record(receipt) }
     }
-
-    /// Accepted bids, whole or as fingerprints.
-    public var count: Int { recent.count + older.count }
 
     /// The receipts kept whole, oldest first.
     public var recentReceipts: [BidReceipt] { order[head...].compactMap { recent[$0] } }
@@ -80,7 +79,6 @@ public struct BidLedger: Sendable {
     /// A receipt read back from the log for a late retry: kept whole again until it ages out.
     public mutating func restore(_ receipt: BidReceipt) {
         guard recent[receipt.bidId] == nil else { return }
-        older.remove(Self.fingerprint(receipt.bidId))
         recent[receipt.bidId] = receipt
         order.append(receipt.bidId)
     }
