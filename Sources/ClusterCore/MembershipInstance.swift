@@ -134,9 +134,55 @@ public struct MembershipInstance: Sendable {
         return reached * 2 > known
     }
 
-    /// Probes in a row without an answer (direct or indirect) after which this node doubts itself.
+    /// Probes in a row without an answer (direct or indirect), and without a message from any other
+    /// member meanwhile, after which this node doubts itself.
     static let unhealthyAfterFailedProbes = 3
     private var failedProbesInARow = 0
+    /// Whether any other member's message arrived during the current probe period.
+    private var heardSinceProbeStarted = false
+
+    /// Lifeguard's local health multiplier (0 = healthy, up to `settings.maximumLocalHealth`): how
+    /// much this node doubts its own timeliness. It rises when this node runs late (a tick long
+    /// after its deadline: the process was starved, paused or descheduled) and when it has to
+    /// refute a suspicion of itself; it falls with every probe answered in time. The probe
+    /// interval and the ping timeout stretch by `1 + localHealth`.
+    ///
+    /// Why: a node that runs late sees every answer late and would suspect healthy members — and
+    /// drop its shards for its own failed probes — while it is the slow one. Stretching its own
+    /// timeouts makes a starved node a patient prober instead of a source of false suspicions.
+    /// Unlike Lifeguard, an unanswered probe alone does not raise it: this node measures its own
+    /// lateness directly, and a node cut off from everyone must keep probing at full pace so that
+    /// it gives up its shards within a second (see `holdsShards`).
+    public private(set) var localHealth = 0
+    /// The deadline `tick` was due at, as of the last input: how late a tick is measures how far
+    /// behind this node runs.
+    private var dueAt: Timestamp?
+
+    private var probeInterval: Duration { settings.probeInterval * (1 + localHealth) }
+    private var pingTimeout: Duration { settings.pingTimeout * (1 + localHealth) }
+
+    private mutating func adjustHealth(by change: Int) {
+        localHealth = min(settings.maximumLocalHealth, max(0, localHealth + change))
+    }
+
+    /// A tick more than a ping timeout after its deadline means this node did not run: what it
+    /// missed meanwhile (acks, refutations) may be waiting in its inbox. So the stall is not held
+    /// against others — the open probe and every suspicion get the time back — and counts
+    /// against this node's own health.
+    private mutating func absorbStall(now: Timestamp) {
+        guard let due = dueAt, now > due.advanced(by: settings.pingTimeout) else { return }
+        let stall = due.duration(to: now)
+        adjustHealth(by: 1)
+        if var open = probe, !open.acked {
+            open.indirectAt = max(open.indirectAt, now.advanced(by: pingTimeout))
+            open.indirectSent = false
+            probe = open
+            nextProbeAt = max(nextProbeAt, now.advanced(by: probeInterval))
+        }
+        for (id, record) in records {
+            if let since = record.suspectedSince { records[id]?.suspectedSince = since.advanced(by: stall) }
+        }
+    }
 
     private var liveOthers: [Member] {
         records.values.map(\.member).filter(\.status.isLive).sorted { $0.id < $1.id }
@@ -147,6 +193,8 @@ public struct MembershipInstance: Sendable {
     /// Advances timers: probes, indirect probes, suspicion expiry, push-pull.
     public mutating func tick(now: Timestamp) -> [MembershipDirective] {
         guard myself.status == .alive else { return [] }
+        absorbStall(now: now)
+        defer { dueAt = nextDeadline }
         var out: [MembershipDirective] = []
         expireSuspicions(now: now, into: &out)
         relays = relays.filter { $0.value.expiresAt > now }
@@ -165,7 +213,10 @@ public struct MembershipInstance: Sendable {
 
         if now >= nextProbeAt {
             if let finished = probe, !finished.acked {
-                failedProbesInARow += 1
+                // Only silence from everyone makes this node doubt itself: a late ack, or any
+                // other member's message, shows the network reaches it — the target is slow, not
+                // this node cut off.
+                failedProbesInARow = heardSinceProbeStarted ? 0 : failedProbesInARow + 1
                 // A node that doubts itself (or reaches no majority) raises no suspicion either:
                 // after a heal it would spread to nodes that never lost sight of the suspect.
                 if seesMajority, let record = records[finished.target], record.member.status == .alive {
@@ -173,12 +224,13 @@ public struct MembershipInstance: Sendable {
                 }
             }
             probe = nil
+            heardSinceProbeStarted = false
             if let target = nextProbeTarget() {
                 sequence += 1
-                probe = Probe(target: target.id, sequence: sequence, indirectAt: now.advanced(by: settings.pingTimeout))
+                probe = Probe(target: target.id, sequence: sequence, indirectAt: now.advanced(by: pingTimeout))
                 out.append(send(.ping(sequence: sequence), to: target.address))
             }
-            nextProbeAt = now.advanced(by: settings.probeInterval)
+            nextProbeAt = now.advanced(by: probeInterval)
         }
 
         if now >= nextSyncAt {
@@ -210,7 +262,12 @@ public struct MembershipInstance: Sendable {
         -> [MembershipDirective]
     {
         guard myself.status == .alive, message.sender.id != myself.id else { return [] }
+        // A message moves the deadline (an ack cancels the indirect probe; a suspicion brings its
+        // expiry): the tick is due at the new one — unless it is overdue already, which the next
+        // tick must still see as lateness.
+        defer { if dueAt.map({ now <= $0 }) ?? true { dueAt = nextDeadline } }
         var out: [MembershipDirective] = []
+        heardSinceProbeStarted = true
         let senderKnownFinished =
             records[message.sender.id].map {
                 $0.member.generation == message.sender.generation && !$0.member.status.isLive
@@ -229,6 +286,7 @@ public struct MembershipInstance: Sendable {
                 current.acked = true
                 probe = current
                 failedProbesInARow = 0
+                adjustHealth(by: -1)
             } else if let relay = relays.removeValue(forKey: sequence) {
                 out.append(send(.ack(sequence: relay.originSequence), to: relay.origin))
             }
@@ -325,6 +383,7 @@ public struct MembershipInstance: Sendable {
         switch claim.status {
         case .suspect where claim.incarnation >= myself.incarnation:
             myself.incarnation = claim.incarnation + 1
+            adjustHealth(by: 1)
         case .dead, .left:
             // Declared dead: come back as a new generation, which supersedes every old record.
             myself.generation = max(myself.generation + 1, UInt64(max(0, now.millisecondsSinceEpoch)))

@@ -24,6 +24,9 @@ public struct MembershipSettings: Hashable, Sendable {
     /// How often a node pushes its whole view to a random member (and pulls theirs), which heals
     /// partitions. Seeds that have not answered yet are asked every probe interval instead.
     public var syncInterval: Duration = .seconds(5)
+    /// The highest local health multiplier (Lifeguard's S): a starved node probes at most
+    /// `1 + maximumLocalHealth` times slower than `probeInterval`.
+    public var maximumLocalHealth: Int = 8
     /// The most members one view holds; records beyond it are ignored.
     public var maximumMembers: Int = 256
 

@@ -440,7 +440,9 @@ public actor ClusterNode {
         case .dead: counters.deaths += 1
         case .alive, .left: break
         }
-        logger.info(
+        // Suspicions and deaths are what an operator needs to read after an incident.
+        logger.log(
+            level: to.status == .alive && from?.status != .suspect ? .info : .notice,
             "member changed", metadata: ["member": "\(to.id)", "from": "\(from?.description ?? "-")", "to": "\(to)"])
         if !to.status.isLive {
             // Commands waiting on a node that is gone fail now, so they can be retried elsewhere.
@@ -522,6 +524,10 @@ public actor ClusterNode {
         metric(
             "artpay_cluster_deaths_total", "counter", "Members this node saw declared dead.",
             [("", "\(counters.deaths)")])
+        metric(
+            "artpay_cluster_local_health", "gauge",
+            "Lifeguard's local health multiplier: 0 when this node runs on time; probes slow down by 1 + it.",
+            [("", "\(membership.localHealth)")])
         metric(
             "artpay_cluster_frames_not_from_their_sender_total", "counter",
             "Frames a peer sent on behalf of another node (dropped).", [("", "\(counters.framesNotFromTheirSender)")])

@@ -65,6 +65,11 @@ struct ClusterSimulation {
     /// Deaths that overrode a refutation the observer had already seen: never allowed.
     private(set) var refutedKills: [Declaration] = []
     private(set) var messagesSent = 0
+    /// Milliseconds by which a node runs behind, per node index: a starved process (CPU-bound, or
+    /// its threads queued behind other work) handles every message and every timer that much late.
+    var lag: [Int: Int64] = [:]
+    /// Times a node dropped every shard it held because its own health said it reached no majority.
+    private(set) var shardDrops = 0
 
     init(nodeCount: Int, seed: UInt64, settings: MembershipSettings = .init()) {
         self.random = SeededRandom(seed: seed)
@@ -130,7 +135,7 @@ struct ClusterSimulation {
             if let first = deliveries.first { next = min(next, first.at) }
             for node in nodes {
                 if let deadline = node.instance?.nextDeadline.millisecondsSinceEpoch {
-                    next = min(next, max(deadline, now))
+                    next = min(next, max(deadline + (lag[nodes.firstIndex { $0.id == node.id }!] ?? 0), now))
                 }
             }
             if workload != nil { next = min(next, max(nextBidAt, now)) }
@@ -150,7 +155,9 @@ struct ClusterSimulation {
                 deliver(first)
             }
             for index in nodes.indices {
-                guard let deadline = nodes[index].instance?.nextDeadline.millisecondsSinceEpoch, deadline <= now else {
+                guard let deadline = nodes[index].instance?.nextDeadline.millisecondsSinceEpoch,
+                    deadline + (lag[index] ?? 0) <= now
+                else {
                     continue
                 }
                 let directives = nodes[index].instance!.tick(now: timestamp)
@@ -187,7 +194,7 @@ struct ClusterSimulation {
     }
 
     private mutating func schedule(_ payload: Payload, to target: Int, from: NodeAddress) {
-        let delay = Int64(random.next() % 15) + 1
+        let delay = Int64(random.next() % 15) + 1 + (lag[target] ?? 0)
         insert(Delivery(at: now + delay, order: order, to: target, from: from, payload: payload))
         order += 1
     }
@@ -289,6 +296,7 @@ struct ClusterSimulation {
         nodes[index].candidates = Placement.candidates(instance.members)
         let me = nodes[index].id
         let keepsShards = instance.holdsShards
+        if !keepsShards, !nodes[index].leases.isEmpty { shardDrops += 1 }
         for shard in nodes[index].leases.keys
         where !keepsShards || Placement.owner(of: shard, among: nodes[index].candidates) != me {
             nodes[index].leases[shard] = nil

@@ -25,6 +25,37 @@ import Testing
         return instance
     }
 
+    /// Ticks at every deadline up to `end`, then at `end`, as the shell does: a tick long after
+    /// its deadline tells the instance that this node did not run (see `localHealth`).
+    /// With `answeredBy`, the members at those addresses ack every ping at once (a healthy rest of
+    /// the cluster); others stay silent.
+    static func advance(
+        _ instance: inout MembershipInstance, to end: Timestamp, answeredBy answering: Set<NodeAddress> = []
+    ) -> [MembershipDirective] {
+        var out: [MembershipDirective] = []
+        func answer(_ directives: [MembershipDirective], at now: Timestamp) {
+            out += directives
+            for (message, address) in sends(directives) where answering.contains(address) {
+                guard case .ping(let sequence) = message.kind,
+                    let peer = instance.members.first(where: { $0.address == address })
+                else { continue }
+                answer(
+                    instance.receive(MembershipMessage(sender: peer, kind: .ack(sequence: sequence)), from: address, now: now),
+                    at: now)
+            }
+        }
+        var steps = 0
+        while instance.nextDeadline < end, steps < 10_000 {
+            let now = instance.nextDeadline
+            answer(instance.tick(now: now), at: now)
+            steps += 1
+        }
+        answer(instance.tick(now: end), at: end)
+        return out
+    }
+
+    static func addresses(_ members: Int...) -> Set<NodeAddress> { Set(members.map { member($0).address }) }
+
     static func sends(_ directives: [MembershipDirective]) -> [(MembershipMessage, NodeAddress)] {
         directives.compactMap { if case .send(let message, let to) = $0 { (message, to) } else { nil } }
     }
@@ -207,8 +238,8 @@ import Testing
         }
         // Two independent suspicions of the two that could confirm (K = 2): the minimum timeout.
         let atMinimum = Self.t0.advanced(by: confirmed.settings.suspicionMinimum)
-        _ = lone.tick(now: atMinimum)
-        _ = confirmed.tick(now: atMinimum)
+        _ = Self.advance(&lone, to: atMinimum, answeredBy: Self.addresses(3, 4))
+        _ = Self.advance(&confirmed, to: atMinimum, answeredBy: Self.addresses(3, 4))
         #expect(lone.member(suspect.id)?.status == .suspect)
         #expect(confirmed.member(suspect.id)?.status == .dead)
     }
@@ -255,4 +286,101 @@ import Testing
             from: Self.member(2).address, now: Self.t0)
         #expect(instance.members.map(\.id) == [1, 2, 3].map { Self.member($0).id })
     }
+
+    // MARK: - Local health (Lifeguard)
+
+    /// A tick a second after its deadline: this node was starved. The probe that was open meanwhile
+    /// is not held against its target (its ack may be queued behind the stall), the node's health
+    /// drops, and it probes more slowly until answers come back in time.
+    @Test func aLateTick_isThisNodesFault_notTheTargets() {
+        var instance = Self.instance()
+        let pings = Self.sends(instance.tick(now: Self.t0))
+        guard let (_, target) = pings.first else {
+            Issue.record("no ping")
+            return
+        }
+        #expect(instance.localHealth == 0)
+        let late = instance.tick(now: Self.t0.advanced(by: .seconds(1)))
+        #expect(instance.localHealth == 1)
+        #expect(!late.contains { if case .changed(_, let to) = $0 { to.status == .suspect } else { false } })
+        #expect(!Self.sends(late).contains { if case .pingRequest = $0.0.kind { true } else { false } })
+        // The ping timeout is now twice as long: no indirect probe after one base timeout.
+        let afterOneTimeout = Self.t0.advanced(by: .seconds(1)).advanced(by: instance.settings.pingTimeout)
+        #expect(instance.nextDeadline > afterOneTimeout)
+        // Its target answers the queued ping: back to full health, no suspicion.
+        guard case .ping(let sequence) = pings.first!.0.kind else { return }
+        let targetMember = instance.members.first { $0.address == target }!
+        _ = instance.receive(
+            MembershipMessage(sender: targetMember, kind: .ack(sequence: sequence)), from: target,
+            now: Self.t0.advanced(by: .milliseconds(1_010)))
+        #expect(instance.localHealth == 0)
+        let rest = Self.advance(&instance, to: Self.t0.advanced(by: .seconds(3)))
+        #expect(!rest.contains { if case .changed(_, let to) = $0 { to.address == target } else { false } })
+    }
+
+    /// A stall does not turn a suspicion into a death: the suspect's refutation may be waiting in
+    /// this node's inbox, so the suspicion gets the stalled time back.
+    @Test func aStall_givesSuspicionsTheirTimeBack() {
+        var instance = Self.instance()
+        _ = instance.receive(
+            MembershipMessage(sender: Self.member(3), kind: .ack(sequence: 0), gossip: [Self.member(2, status: .suspect, by: 3)]),
+            from: Self.member(3).address, now: Self.t0)
+        let stalled = Self.t0.advanced(by: instance.settings.suspicionMaximum + .seconds(1))
+        let afterStall = instance.tick(now: stalled)
+        #expect(!afterStall.contains { if case .changed(_, let to) = $0 { to.status == .dead } else { false } })
+        #expect(instance.member(Self.member(2).id)?.status == .suspect)
+        for (message, address) in Self.sends(afterStall) where address != Self.member(2).address {
+            guard case .ping(let sequence) = message.kind else { continue }
+            let peer = instance.members.first { $0.address == address }!
+            _ = instance.receive(MembershipMessage(sender: peer, kind: .ack(sequence: sequence)), from: address, now: stalled)
+        }
+        // Without a refutation it still dies, one suspicion timeout after the stall.
+        let later = Self.advance(
+            &instance, to: stalled.advanced(by: instance.settings.suspicionMaximum * 2), answeredBy: Self.addresses(3, 4))
+        #expect(later.contains { if case .changed(_, let to) = $0 { to.id == Self.member(2).id && to.status == .dead } else { false } })
+    }
+
+    /// Refuting a suspicion of itself also lowers this node's health: others found it slow.
+    @Test func refutingASuspicion_lowersHealth_andAnsweredProbesRestoreIt() {
+        var instance = Self.instance()
+        _ = instance.receive(
+            MembershipMessage(sender: Self.member(2), kind: .ack(sequence: 0), gossip: [Self.member(1, status: .suspect, by: 2)]),
+            from: Self.member(2).address, now: Self.t0)
+        #expect(instance.localHealth == 1)
+        let pings = Self.sends(instance.tick(now: Self.t0))
+        guard let (ping, target) = pings.first(where: { if case .ping = $0.0.kind { true } else { false } }),
+            case .ping(let sequence) = ping.kind
+        else {
+            Issue.record("no ping in \(pings)")
+            return
+        }
+        let answering = instance.members.first { $0.address == target }!
+        _ = instance.receive(
+            MembershipMessage(sender: answering, kind: .ack(sequence: sequence)), from: target,
+            now: Self.t0.advanced(by: .milliseconds(5)))
+        #expect(instance.localHealth == 0)
+    }
+
+    /// A node that hears nobody doubts itself after three probe periods (it gives up its shards);
+    /// one whose probes fail but which still hears other members — late acks, their pings — does not:
+    /// the others are slow, this node is not cut off.
+    @Test func onlySilence_makesANodeDoubtItself() {
+        var silent = Self.instance(knowing: 2)
+        var hearing = Self.instance(knowing: 2)
+        let period = silent.settings.probeInterval
+        for round in 0...3 {
+            let at = Self.t0.advanced(by: period * round)
+            _ = Self.advance(&silent, to: at)
+            _ = Self.advance(&hearing, to: at)
+            // A ping from node 3 in every period: the network reaches `hearing`.
+            _ = hearing.receive(
+                MembershipMessage(sender: Self.member(3), kind: .ping(sequence: UInt64(100 + round))),
+                from: Self.member(3).address, now: at.advanced(by: .milliseconds(10)))
+        }
+        _ = Self.advance(&silent, to: Self.t0.advanced(by: period * 4))
+        _ = Self.advance(&hearing, to: Self.t0.advanced(by: period * 4))
+        #expect(!silent.holdsShards)
+        #expect(hearing.holdsShards)
+    }
+
 }
