@@ -40,7 +40,8 @@ import Testing
                     let peer = instance.members.first(where: { $0.address == address })
                 else { continue }
                 answer(
-                    instance.receive(MembershipMessage(sender: peer, kind: .ack(sequence: sequence)), from: address, now: now),
+                    instance.receive(
+                        MembershipMessage(sender: peer, kind: .ack(sequence: sequence)), from: address, now: now),
                     at: now)
             }
         }
@@ -323,7 +324,8 @@ import Testing
     @Test func aStall_givesSuspicionsTheirTimeBack() {
         var instance = Self.instance()
         _ = instance.receive(
-            MembershipMessage(sender: Self.member(3), kind: .ack(sequence: 0), gossip: [Self.member(2, status: .suspect, by: 3)]),
+            MembershipMessage(
+                sender: Self.member(3), kind: .ack(sequence: 0), gossip: [Self.member(2, status: .suspect, by: 3)]),
             from: Self.member(3).address, now: Self.t0)
         let stalled = Self.t0.advanced(by: instance.settings.suspicionMaximum + .seconds(1))
         let afterStall = instance.tick(now: stalled)
@@ -332,19 +334,25 @@ import Testing
         for (message, address) in Self.sends(afterStall) where address != Self.member(2).address {
             guard case .ping(let sequence) = message.kind else { continue }
             let peer = instance.members.first { $0.address == address }!
-            _ = instance.receive(MembershipMessage(sender: peer, kind: .ack(sequence: sequence)), from: address, now: stalled)
+            _ = instance.receive(
+                MembershipMessage(sender: peer, kind: .ack(sequence: sequence)), from: address, now: stalled)
         }
         // Without a refutation it still dies, one suspicion timeout after the stall.
         let later = Self.advance(
-            &instance, to: stalled.advanced(by: instance.settings.suspicionMaximum * 2), answeredBy: Self.addresses(3, 4))
-        #expect(later.contains { if case .changed(_, let to) = $0 { to.id == Self.member(2).id && to.status == .dead } else { false } })
+            &instance, to: stalled.advanced(by: instance.settings.suspicionMaximum * 2),
+            answeredBy: Self.addresses(3, 4))
+        #expect(
+            later.contains {
+                if case .changed(_, let to) = $0 { to.id == Self.member(2).id && to.status == .dead } else { false }
+            })
     }
 
     /// Refuting a suspicion of itself also lowers this node's health: others found it slow.
     @Test func refutingASuspicion_lowersHealth_andAnsweredProbesRestoreIt() {
         var instance = Self.instance()
         _ = instance.receive(
-            MembershipMessage(sender: Self.member(2), kind: .ack(sequence: 0), gossip: [Self.member(1, status: .suspect, by: 2)]),
+            MembershipMessage(
+                sender: Self.member(2), kind: .ack(sequence: 0), gossip: [Self.member(1, status: .suspect, by: 2)]),
             from: Self.member(2).address, now: Self.t0)
         #expect(instance.localHealth == 1)
         let pings = Self.sends(instance.tick(now: Self.t0))
