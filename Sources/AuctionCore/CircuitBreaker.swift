@@ -28,7 +28,7 @@ public struct CircuitBreaker: Sendable {
     public enum State: Hashable, Sendable {
         case closed
         case open(until: Timestamp)
-        case halfOpen(started: Int, succeeded: Int)
+        case halfOpen(since: Timestamp, started: Int, succeeded: Int)
 
         /// `closed`, `open` or `half_open`: the metric's and `/v1/cluster`'s label.
         public var name: String {
@@ -76,11 +76,16 @@ public struct CircuitBreaker: Sendable {
             return true
         case .open(let until):
             guard now >= until else { return false }
-            state = .halfOpen(started: 1, succeeded: 0)
+            state = .halfOpen(since: now, started: 1, succeeded: 0)
             return true
-        case .halfOpen(let started, let succeeded):
-            guard started < settings.halfOpenProbes else { return false }
-            state = .halfOpen(started: started + 1, succeeded: succeeded)
+        case .halfOpen(let since, let started, let succeeded):
+            guard started < settings.halfOpenProbes else {
+                // A probe whose outcome never came (its task was cancelled, its shard moved) is a
+                // slow call: open again rather than wait for it for ever.
+                if now > since.advanced(by: settings.slowCall) { open(now: now) }
+                return false
+            }
+            state = .halfOpen(since: since, started: started + 1, succeeded: succeeded)
             return true
         }
     }
@@ -103,7 +108,9 @@ public struct CircuitBreaker: Sendable {
             if recent.count >= settings.minimumCalls, failures * 100 >= settings.failureRatePercent * recent.count {
                 open(now: now)
             }
-        case .halfOpen(let started, let succeeded):
+        case .halfOpen(let since, let started, let succeeded):
+            // A call that started before the probes did is not one of them.
+            guard startedAt >= since else { return }
             if bad {
                 open(now: now)
             } else if succeeded + 1 >= settings.halfOpenProbes {
@@ -111,7 +118,7 @@ public struct CircuitBreaker: Sendable {
                 openings = 0
                 recent = []
             } else {
-                state = .halfOpen(started: started, succeeded: succeeded + 1)
+                state = .halfOpen(since: since, started: started, succeeded: succeeded + 1)
             }
         case .open:
             // A call that started before it opened: its outcome no longer matters.

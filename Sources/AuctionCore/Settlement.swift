@@ -71,7 +71,11 @@ public struct Settlement: Hashable, Sendable {
         }
     }
 
-    /// What falls due at `now` for the owner to run, if anything: authorize once a method is on
+    /// Whether the lot waits for its second-chance offer: the owner computes it from the auction's
+    /// log (`SecondChance.runnerUp`, without `defaulters`) and runs `offerSecondChance`.
+    public var needsSecondChanceOffer: Bool { phase == .defaulted && inFlight == nil }
+
+    /// What falls due at `now` for the owner to run, if anything (see also `needsSecondChanceOffer`): authorize once a method is on
     /// file, remind at half the deadline, default after it, expire an unanswered offer. A call in
     /// flight comes first — the shell re-sends `inFlight` with its key before anything else.
     public func nextCommand(now: Timestamp) -> SettlementCommand? {
@@ -229,6 +233,10 @@ public struct Settlement: Hashable, Sendable {
                 throw .wrongPhase(phase)
             }
 
+        case .callFailed(let attempt, let reason):
+            guard let call = inFlight, call.attempt == attempt, call.operation != .authorize else { return .unchanged }
+            return .accept([.callFailed(attempt: attempt, reason: Self.bounded(reason), at: now)])
+
         case .cancelSucceeded(let attempt, let reason):
             guard let call = inFlight, call.operation == .cancel, call.attempt == attempt else { return .unchanged }
             return .accept([.cancelled(reason: Self.bounded(reason), at: now)])
@@ -327,6 +335,15 @@ public struct Settlement: Hashable, Sendable {
             captured = amount
             inFlight = nil
             phase = .captured
+        case .callFailed(let attempt, _, _):
+            try require(
+                inFlight?.attempt == attempt && inFlight?.operation != .authorize, "a capture, cancel or refund failed")
+            if inFlight?.operation == .capture {
+                intent = nil
+                paymentMethod = nil
+                phase = .declined
+            }
+            inFlight = nil
         case .payoutRecorded(let amount, _):
             try require(phase == .captured && amount == invoice?.sellerPayout, "the payout follows the capture")
             phase = .settled
@@ -402,6 +419,9 @@ public enum SettlementCommand: Hashable, Sendable {
     case refundSucceeded(attempt: Int)
     case cancel(reason: String)
     case cancelSucceeded(attempt: Int, reason: String)
+    /// The provider refused the capture, cancel or refund in flight for good (not a transport
+    /// error or a 5xx, which are retried with the same key).
+    case callFailed(attempt: Int, reason: String)
 }
 
 /// Why a settlement refused a command, with a stable `code` for the API and a human `message`.

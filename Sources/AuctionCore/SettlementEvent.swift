@@ -60,6 +60,10 @@ public enum SettlementEvent: Hashable, Sendable, Codable {
     /// A business outcome (the card was declined): the buyer may choose another method until `dueBy`.
     case declined(attempt: Int, reason: String, at: Timestamp)
     case captured(attempt: Int, amount: Money, at: Timestamp)
+    /// The provider refused a capture, cancel or refund for good (an expired authorization, say):
+    /// a failed capture sends the buyer back to paying (like a decline); the others leave the
+    /// settlement where it was.
+    case callFailed(attempt: Int, reason: String, at: Timestamp)
     /// The seller's payout (hammer − commission) is recorded: the round is settled.
     case payoutRecorded(amount: Money, at: Timestamp)
     case reminded(at: Timestamp)

@@ -34,6 +34,9 @@ public struct MembershipInstance: Sendable {
         var sequence: UInt64
         var indirectAt: Timestamp
         var indirectSent = false
+        /// Whether a stall already gave this probe its time back (once only: under a steady lag
+        /// a probe of a crashed member must still end).
+        var extended = false
         var acked = false
     }
 
@@ -134,12 +137,25 @@ public struct MembershipInstance: Sendable {
         return reached * 2 > known
     }
 
-    /// Probes in a row without an answer (direct or indirect), and without a message from any other
-    /// member meanwhile, after which this node doubts itself.
+    /// Probes in a row without an answer (direct or indirect), while this node did not hear from a
+    /// majority (`heardFromMajority`), after which it doubts itself.
     static let unhealthyAfterFailedProbes = 3
     private var failedProbesInARow = 0
-    /// Whether any other member's message arrived during the current probe period.
-    private var heardSinceProbeStarted = false
+    /// When each other member was last heard from (any message it sent).
+    private var lastHeard: [NodeID: Timestamp] = [:]
+
+    /// Whether this node heard, within the last three (stretched) probe periods, from enough
+    /// members to form a majority with itself: then the network reaches it, and unanswered probes
+    /// mean slow targets, not that this node is cut off. A minority that still hears itself (two
+    /// nodes of five) does not count as a majority.
+    private func heardFromMajority(now: Timestamp) -> Bool {
+        let horizon = now.advanced(by: .zero - probeInterval * 3)
+        let heard = records.count { id, record in
+            record.member.status != .left && (lastHeard[id].map { $0 >= horizon } ?? false)
+        }
+        let known = 1 + records.values.count { $0.member.status != .left }
+        return (1 + heard) * 2 > known
+    }
 
     /// Lifeguard's local health multiplier (0 = healthy, up to `settings.maximumLocalHealth`): how
     /// much this node doubts its own timeliness. It rises when this node runs late (a tick long
@@ -151,8 +167,8 @@ public struct MembershipInstance: Sendable {
     /// drop its shards for its own failed probes — while it is the slow one. Stretching its own
     /// timeouts makes a starved node a patient prober instead of a source of false suspicions.
     /// Unlike Lifeguard, an unanswered probe alone does not raise it: this node measures its own
-    /// lateness directly, and a node cut off from everyone must keep probing at full pace so that
-    /// it gives up its shards within a second (see `holdsShards`).
+    /// lateness directly, and a node cut off from the majority (and running on time) must keep
+    /// probing at full pace so that it gives up its shards within about a second (`holdsShards`).
     public private(set) var localHealth = 0
     /// The deadline `tick` was due at, as of the last input: how late a tick is measures how far
     /// behind this node runs.
@@ -171,16 +187,20 @@ public struct MembershipInstance: Sendable {
     /// against this node's own health.
     private mutating func absorbStall(now: Timestamp) {
         guard let due = dueAt, now > due.advanced(by: settings.pingTimeout) else { return }
-        let stall = due.duration(to: now)
         adjustHealth(by: 1)
-        if var open = probe, !open.acked {
+        if var open = probe, !open.acked, !open.extended {
             open.indirectAt = max(open.indirectAt, now.advanced(by: pingTimeout))
             open.indirectSent = false
+            open.extended = true
             probe = open
             nextProbeAt = max(nextProbeAt, now.advanced(by: probeInterval))
         }
         for (id, record) in records {
-            if let since = record.suspectedSince { records[id]?.suspectedSince = since.advanced(by: stall) }
+            // The time this node did not run since the suspicion began (it may have begun during
+            // the stall, from a message handled late).
+            if let since = record.suspectedSince {
+                records[id]?.suspectedSince = since.advanced(by: max(since, due).duration(to: now))
+            }
         }
     }
 
@@ -194,7 +214,7 @@ public struct MembershipInstance: Sendable {
     public mutating func tick(now: Timestamp) -> [MembershipDirective] {
         guard myself.status == .alive else { return [] }
         absorbStall(now: now)
-        defer { dueAt = nextDeadline }
+        defer { dueAt = max(nextDeadline, now) }
         var out: [MembershipDirective] = []
         expireSuspicions(now: now, into: &out)
         relays = relays.filter { $0.value.expiresAt > now }
@@ -213,10 +233,10 @@ public struct MembershipInstance: Sendable {
 
         if now >= nextProbeAt {
             if let finished = probe, !finished.acked {
-                // Only silence from everyone makes this node doubt itself: a late ack, or any
-                // other member's message, shows the network reaches it — the target is slow, not
-                // this node cut off.
-                failedProbesInARow = heardSinceProbeStarted ? 0 : failedProbesInARow + 1
+                // Only not hearing a majority makes this node doubt itself: late acks and pings
+                // from most members show the network reaches it — the target is slow, not this
+                // node cut off.
+                failedProbesInARow = heardFromMajority(now: now) ? 0 : failedProbesInARow + 1
                 // A node that doubts itself (or reaches no majority) raises no suspicion either:
                 // after a heal it would spread to nodes that never lost sight of the suspect.
                 if seesMajority, let record = records[finished.target], record.member.status == .alive {
@@ -224,7 +244,6 @@ public struct MembershipInstance: Sendable {
                 }
             }
             probe = nil
-            heardSinceProbeStarted = false
             if let target = nextProbeTarget() {
                 sequence += 1
                 probe = Probe(target: target.id, sequence: sequence, indirectAt: now.advanced(by: pingTimeout))
@@ -265,9 +284,9 @@ public struct MembershipInstance: Sendable {
         // A message moves the deadline (an ack cancels the indirect probe; a suspicion brings its
         // expiry): the tick is due at the new one — unless it is overdue already, which the next
         // tick must still see as lateness.
-        defer { if dueAt.map({ now <= $0 }) ?? true { dueAt = nextDeadline } }
+        defer { if dueAt.map({ now <= $0 }) ?? true { dueAt = max(nextDeadline, now) } }
         var out: [MembershipDirective] = []
-        heardSinceProbeStarted = true
+        lastHeard[message.sender.id] = now
         let senderKnownFinished =
             records[message.sender.id].map {
                 $0.member.generation == message.sender.generation && !$0.member.status.isLive

@@ -70,4 +70,26 @@ import Testing
         for second in 75..<79 { Self.call(&breaker, at: Double(second), .serverError(status: 502)) }
         #expect(breaker.state != .closed)
     }
+
+    /// A call started before the breaker opened is not a probe; a probe that never reports opens
+    /// the breaker again instead of jamming it half-open.
+    @Test func staleOutcomes_areIgnored_andALostProbeDoesNotJamIt() {
+        var breaker = CircuitBreaker()
+        let early = Self.at(0)
+        let first = breaker.permit(now: early)
+        #expect(first)
+        for second in 1..<6 { Self.call(&breaker, at: Double(second), .serverError(status: 503)) }
+        let permitted = (0..<3).map { _ in breaker.permit(now: Self.at(40)) }
+        #expect(permitted == [true, true, true])
+        breaker.record(.timedOut, startedAt: early, now: Self.at(41))
+        #expect(
+            breaker.state == .halfOpen(since: Self.at(40), started: 3, succeeded: 0), "the stale timeout is no probe")
+        breaker.record(.answered, startedAt: Self.at(40), now: Self.at(40.5))
+        // The other two probes never report: after a slow call's time it opens again.
+        let meanwhile = breaker.permit(now: Self.at(44))
+        #expect(!meanwhile)
+        let afterwards = breaker.permit(now: Self.at(46))
+        #expect(!afterwards)
+        #expect(breaker.retryAt == Self.at(106), "open again, for twice as long")
+    }
 }

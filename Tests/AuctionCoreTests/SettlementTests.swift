@@ -214,6 +214,21 @@ import Testing
         #expect(Self.run(&paid, .cancel(reason: "too late")) == .reject(.wrongPhase(.settled)))
     }
 
+    @Test func aRefusedCapture_sendsTheBuyerBackToPaying() {
+        var settlement = Self.opened()
+        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, Self.card))
+        Self.run(&settlement, .startAuthorization)
+        Self.run(&settlement, .authorizationSucceeded(attempt: 1, intent: Self.intent))
+        Self.run(&settlement, .startCapture)
+        #expect(Self.run(&settlement, .callFailed(attempt: 1, reason: "stale")) == .unchanged)
+        Self.run(&settlement, .callFailed(attempt: 2, reason: "authorization_expired"))
+        #expect(settlement.phase == .declined)
+        #expect(settlement.inFlight == nil)
+        #expect(settlement.captured == nil)
+        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, Self.otherCard))
+        #expect(settlement.nextCommand(now: Self.t0) == .startAuthorization)
+    }
+
     static func paid() -> Settlement {
         var settlement = opened()
         run(&settlement, .choosePaymentMethod(buyerId: F.alice, card))
@@ -271,7 +286,7 @@ import Testing
         var description: String { "(\(command),\(value),\(delaySeconds))" }
     }
 
-    static let steps = zip(Gen.int(in: 0...15), Gen.int64(in: 0...200_000), Gen.int64(in: 0...100_000))
+    static let steps = zip(Gen.int(in: 0...16), Gen.int64(in: 0...200_000), Gen.int64(in: 0...100_000))
         .map { Step(command: $0, value: $1, delaySeconds: $2) }.array(of: 0...60)
 
     static func command(_ step: Step, on settlement: Settlement) -> SettlementCommand {
@@ -302,6 +317,7 @@ import Testing
         case 12: return .refundSucceeded(attempt: attempt)
         case 13: return .cancel(reason: step.value % 7 == 0 ? " " : "admin")
         case 14: return .cancelSucceeded(attempt: attempt, reason: "admin")
+        case 15: return .callFailed(attempt: attempt, reason: "authorization_expired")
         default: return settlement.nextCommand(now: t0.advanced(by: .seconds(step.value))) ?? .remind
         }
     }
@@ -377,7 +393,7 @@ import Testing
             }
             if let next = settlement.nextCommand(now: now) {
                 run(&settlement, next, at: now)
-            } else if settlement.phase == .defaulted {
+            } else if settlement.needsSecondChanceOffer {
                 run(&settlement, .offerSecondChance(nil), at: now)
             } else {
                 now = now.advanced(by: .seconds(30 * 86_400))

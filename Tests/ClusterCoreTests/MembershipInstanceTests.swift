@@ -369,26 +369,35 @@ import Testing
         #expect(instance.localHealth == 0)
     }
 
-    /// A node that hears nobody doubts itself after three probe periods (it gives up its shards);
-    /// one whose probes fail but which still hears other members — late acks, their pings — does not:
-    /// the others are slow, this node is not cut off.
-    @Test func onlySilence_makesANodeDoubtItself() {
+    /// A node that hears nobody doubts itself once three probes fail after the last word it heard
+    /// (it gives up its shards); one whose probes fail but which hears a majority — late acks, their
+    /// pings — does not: the others are slow, this node is not cut off. Two nodes of five that
+    /// still hear each other are a minority and doubt themselves.
+    @Test func onlyNotHearingAMajority_makesANodeDoubtItself() {
         var silent = Self.instance(knowing: 2)
         var hearing = Self.instance(knowing: 2)
+        var minority = Self.instance(knowing: 4)
         let period = silent.settings.probeInterval
-        for round in 0...3 {
+        for round in 0...8 {
             let at = Self.t0.advanced(by: period * round)
             _ = Self.advance(&silent, to: at)
             _ = Self.advance(&hearing, to: at)
-            // A ping from node 3 in every period: the network reaches `hearing`.
+            _ = Self.advance(&minority, to: at)
+            // A ping from node 3 (node 2 for the minority) in every period.
             _ = hearing.receive(
                 MembershipMessage(sender: Self.member(3), kind: .ping(sequence: UInt64(100 + round))),
                 from: Self.member(3).address, now: at.advanced(by: .milliseconds(10)))
+            _ = minority.receive(
+                MembershipMessage(sender: Self.member(2), kind: .ping(sequence: UInt64(100 + round))),
+                from: Self.member(2).address, now: at.advanced(by: .milliseconds(10)))
         }
-        _ = Self.advance(&silent, to: Self.t0.advanced(by: period * 4))
-        _ = Self.advance(&hearing, to: Self.t0.advanced(by: period * 4))
+        let end = Self.t0.advanced(by: period * 9)
+        _ = Self.advance(&silent, to: end)
+        _ = Self.advance(&hearing, to: end)
+        _ = Self.advance(&minority, to: end)
         #expect(!silent.holdsShards)
         #expect(hearing.holdsShards)
+        #expect(!minority.holdsShards)
     }
 
 }
