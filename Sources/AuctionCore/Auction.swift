@@ -62,6 +62,8 @@ public struct Auction: Hashable, Sendable {
                 return .accept(try existing().decideClose(now: now))
             case .cancel(let reason):
                 return .accept(try existing().decideCancel(reason: reason, now: now))
+            case .settle(let step):
+                return .accept(try existing().decideSettlement(step, now: now))
             }
         } catch {
             return .reject(error)
@@ -310,7 +312,19 @@ extension AuctionState {
             .closed(
                 AuctionClosed(
                     result: .sold(winnerId: purchase.bidderId, bidId: purchase.bidId, price: buyNowPrice), at: now)),
+            settlementOpening(buyer: purchase.bidderId, hammer: buyNowPrice, now: now),
         ]
+    }
+
+    /// A sold lot's settlement opens in the same batch as its `closed` event: the invoice is due
+    /// from the moment of the hammer, and no failover can leave a sold lot without one.
+    private func settlementOpening(buyer: UserID, hammer: Money, now: Timestamp) -> AuctionEvent {
+        let decision = Settlement(auctionId: terms.auctionId).decide(
+            .open(buyerId: buyer, hammer: hammer), fees: terms.fees, now: now)
+        guard case .accept(let events) = decision, let opened = events.first else {
+            preconditionFailure("a fresh settlement always opens: \(decision)")
+        }
+        return .settlement(opened)
     }
 
     func decideClose(now: Timestamp) throws(AuctionRejection) -> [AuctionEvent] {
@@ -320,17 +334,23 @@ extension AuctionState {
         case .cancelled: throw .auctionCancelled
         case .ended: break
         }
-        let result: AuctionResult
-        if let leader {
-            if reserveMet {
-                result = .sold(winnerId: leader.bidderId, bidId: leader.bidId, price: price)
-            } else {
-                result = .unsold(.reserveNotMet)
-            }
-        } else {
-            result = .unsold(.noBids)
+        guard let leader else { return [.closed(AuctionClosed(result: .unsold(.noBids), at: now))] }
+        guard reserveMet else { return [.closed(AuctionClosed(result: .unsold(.reserveNotMet), at: now))] }
+        return [
+            .closed(
+                AuctionClosed(result: .sold(winnerId: leader.bidderId, bidId: leader.bidId, price: price), at: now)),
+            settlementOpening(buyer: leader.bidderId, hammer: price, now: now),
+        ]
+    }
+
+    func decideSettlement(_ step: SettlementCommand, now: Timestamp) throws(AuctionRejection) -> [AuctionEvent] {
+        guard case .closed(.sold) = status, let settlement else { throw .settlement(.notOpen) }
+        if case .open = step { throw .invalidCommand("a settlement opens when the lot is sold") }
+        switch settlement.decide(step, fees: terms.fees, now: now) {
+        case .accept(let events): return events.map(AuctionEvent.settlement)
+        case .unchanged: return []
+        case .reject(let rejection): throw .settlement(rejection)
         }
-        return [.closed(AuctionClosed(result: result, at: now))]
     }
 
     func decideCancel(reason: String, now: Timestamp) throws(AuctionRejection) -> [AuctionEvent] {

@@ -8,6 +8,9 @@ public enum AuctionCommand: Hashable, Sendable, Codable {
     case close
     /// Sent by an admin; the gateway checks the role.
     case cancel(reason: String)
+    /// A step of the sold lot's settlement: by its owner's settlement driver (what falls due, the
+    /// provider's answers), by the buyer (a payment method, a second-chance answer), by an admin.
+    case settle(SettlementCommand)
 
 }
 

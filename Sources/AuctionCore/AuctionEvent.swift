@@ -11,6 +11,8 @@ public enum AuctionEvent: Hashable, Sendable {
     case extended(ClosingExtended)
     case closed(AuctionClosed)
     case cancelled(AuctionCancelled)
+    /// A step of the sold lot's settlement, after `closed` (see `Settlement`).
+    case settlement(SettlementEvent)
 
     /// The stable name of the event kind, as stored in the log.
     public var kind: Kind {
@@ -21,6 +23,7 @@ public enum AuctionEvent: Hashable, Sendable {
         case .extended: .extended
         case .closed: .closed
         case .cancelled: .cancelled
+        case .settlement: .settlement
         }
     }
 
@@ -29,7 +32,7 @@ public enum AuctionEvent: Hashable, Sendable {
         switch self {
         case .bidAccepted(let bid): bid.bidId
         case .boughtNow(let purchase): purchase.bidId
-        case .created, .extended, .closed, .cancelled: nil
+        case .created, .extended, .closed, .cancelled, .settlement: nil
         }
     }
 
@@ -40,6 +43,7 @@ public enum AuctionEvent: Hashable, Sendable {
         case extended = "extended"
         case closed = "closed"
         case cancelled = "cancelled"
+        case settlement = "settlement"
     }
 }
 

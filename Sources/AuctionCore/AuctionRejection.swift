@@ -27,6 +27,8 @@ public enum AuctionRejection: Error, Hashable, Sendable {
     case buyNowPriceMismatch(buyNowPrice: Money)
     /// The auction cannot be closed before its (possibly extended) end.
     case notYetEnded(endsAt: Timestamp)
+    /// The lot's settlement refused the step; its own code and message say why.
+    case settlement(SettlementRejection)
 
     /// The stable, machine-readable code of the rejection, used by the API and in logs.
     public var code: String {
@@ -48,6 +50,7 @@ public enum AuctionRejection: Error, Hashable, Sendable {
         case .buyNowUnavailable: "buy_now_unavailable"
         case .buyNowPriceMismatch: "buy_now_price_mismatch"
         case .notYetEnded: "auction_not_ended"
+        case .settlement(let rejection): rejection.code
         }
     }
 
@@ -72,6 +75,7 @@ public enum AuctionRejection: Error, Hashable, Sendable {
         case .buyNowUnavailable: "Buy now is not available for this auction any more."
         case .buyNowPriceMismatch(let price): "The buy-now price is \(price)."
         case .notYetEnded(let endsAt): "The auction runs until \(endsAt)."
+        case .settlement(let rejection): rejection.message
         }
     }
 }

@@ -13,6 +13,9 @@ public struct AuctionState: Hashable, Sendable, Codable {
     /// Accepted bids, outbid ones included.
     public internal(set) var bidCount: Int
     public internal(set) var status: Status
+    /// The sold lot's settlement, from its first step on (nil before, and for unsold lots). Small —
+    /// no per-bid data — so read models keep it too and answer invoices from it.
+    public internal(set) var settlement: Settlement?
 
     public enum Status: Hashable, Sendable, Codable {
         case running
@@ -57,6 +60,17 @@ public struct AuctionState: Hashable, Sendable, Codable {
             return
         }
         guard let current = state else { throw broken("\(event.kind.rawValue) before created") }
+        if case .settlement(let step) = event {
+            guard case .closed(.sold) = current.status else { throw broken("settlement of a lot that was not sold") }
+            var settlement = current.settlement ?? Settlement(auctionId: id)
+            do {
+                try settlement.apply(step)
+            } catch {
+                throw broken(error.reason)
+            }
+            state!.settlement = settlement
+            return
+        }
         guard current.status == .running else { throw broken("\(event.kind.rawValue) after the auction ended") }
         switch event {
         case .created:
@@ -89,6 +103,8 @@ public struct AuctionState: Hashable, Sendable, Codable {
             state!.status = .closed(closed.result)
         case .cancelled(let cancelled):
             state!.status = .cancelled(reason: cancelled.reason)
+        case .settlement:
+            break  // Folded above: it follows `closed`.
         }
     }
 

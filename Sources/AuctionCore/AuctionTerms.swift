@@ -20,6 +20,10 @@ public struct AuctionTerms: Hashable, Sendable, Codable {
     /// Zero turns soft close off.
     public var extensionWindow: Duration
     public var increments: IncrementTable
+    /// The money rules the lot is sold under (buyer's premium, commission, payment deadline): fixed
+    /// with the lot, so a later change of the house's schedule never changes a sold lot's invoice.
+    /// Logs written before fees existed read as `FeeSchedule.standard`.
+    public var fees: FeeSchedule
 
     public static let defaultExtensionWindow: Duration = .seconds(120)
     public static let maximumExtensionWindow: Duration = .seconds(86_400)
@@ -35,7 +39,8 @@ public struct AuctionTerms: Hashable, Sendable, Codable {
         opensAt: Timestamp,
         closesAt: Timestamp,
         extensionWindow: Duration = AuctionTerms.defaultExtensionWindow,
-        increments: IncrementTable? = nil
+        increments: IncrementTable? = nil,
+        fees: FeeSchedule = .standard
     ) {
         self.auctionId = auctionId
         self.sellerId = sellerId
@@ -49,6 +54,7 @@ public struct AuctionTerms: Hashable, Sendable, Codable {
         self.closesAt = closesAt
         self.extensionWindow = extensionWindow
         self.increments = increments ?? .standard(for: startingPrice.currency)
+        self.fees = fees
     }
 
     /// Checks the invariant above for an auction created at `now`.
@@ -81,11 +87,16 @@ public struct AuctionTerms: Hashable, Sendable, Codable {
         guard extensionWindow >= .zero, extensionWindow <= Self.maximumExtensionWindow else {
             throw .invalidTerms("extensionWindow must be between 0 and 86400 seconds")
         }
+        do {
+            try fees.validate()
+        } catch {
+            throw .invalidTerms("fees: \(error)")
+        }
     }
 
     private enum CodingKeys: String, CodingKey {
         case auctionId, sellerId, saleId, title, currency, startingPrice, reservePrice, buyNowPrice
-        case opensAt, closesAt, extensionWindowMilliseconds, increments
+        case opensAt, closesAt, extensionWindowMilliseconds, increments, fees
     }
 
     public init(from decoder: any Decoder) throws {
@@ -102,6 +113,7 @@ public struct AuctionTerms: Hashable, Sendable, Codable {
         closesAt = try container.decode(Timestamp.self, forKey: .closesAt)
         extensionWindow = .milliseconds(try container.decode(Int64.self, forKey: .extensionWindowMilliseconds))
         increments = try container.decode(IncrementTable.self, forKey: .increments)
+        fees = try container.decodeIfPresent(FeeSchedule.self, forKey: .fees) ?? .standard
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -118,5 +130,6 @@ public struct AuctionTerms: Hashable, Sendable, Codable {
         try container.encode(closesAt, forKey: .closesAt)
         try container.encode(extensionWindow.wholeMilliseconds, forKey: .extensionWindowMilliseconds)
         try container.encode(increments, forKey: .increments)
+        try container.encode(fees, forKey: .fees)
     }
 }

@@ -115,7 +115,7 @@ extension BidReceipt {
             self.init(
                 bidId: purchase.bidId, bidderId: purchase.bidderId, maximum: purchase.price, seq: seq,
                 at: purchase.at, outcome: .boughtNow, price: purchase.price)
-        case .created, .extended, .closed, .cancelled:
+        case .created, .extended, .closed, .cancelled, .settlement:
             return nil
         }
     }

@@ -12,6 +12,16 @@ public struct BidderNotification: Hashable, Sendable, Codable {
         /// Soft close moved the end.
         case extended
         case cancelled
+        /// The lot is the recipient's to pay: `price` is the invoice total, `endsAt` the deadline.
+        case paymentDue = "payment_due"
+        /// Half of the time to pay has passed.
+        case paymentReminder = "payment_reminder"
+        /// The card was declined, or a capture refused: choose another method before `endsAt`.
+        case paymentFailed = "payment_failed"
+        /// The winner defaulted: the recipient may buy the lot at `price` until `endsAt`.
+        case secondChanceOffer = "second_chance_offer"
+        /// Paid in full.
+        case paid
     }
 
     /// `auction:seq:kind`: unique per recipient, the same on every node.
@@ -86,7 +96,46 @@ extension AuctionState {
             return recipients.map { note($0, $0 == winner ? .won : .lost, at: closed.at) }
         case .cancelled(let cancelled):
             return everyone().map { note($0, .cancelled, at: cancelled.at) }
+        case .settlement(let step):
+            return settlementNotifications(after: step, auction: id, seq: seq)
         case .created, .boughtNow:
+            return []
+        }
+    }
+}
+
+extension AuctionState {
+    /// What a settlement step tells its buyer (or the runner-up), called right after applying it:
+    /// amounts are the invoice's, the time is the deadline to act by.
+    func settlementNotifications(after step: SettlementEvent, auction id: AuctionID, seq: Int64)
+        -> [BidderNotification]
+    {
+        guard let settlement, let buyer = settlement.buyerId, let invoice = settlement.invoice,
+            let dueBy = settlement.dueBy
+        else { return [] }
+        func note(_ user: UserID, _ kind: BidderNotification.Kind, _ price: Money, _ by: Timestamp, at time: Timestamp)
+            -> [BidderNotification]
+        {
+            [
+                BidderNotification(
+                    userId: user, kind: kind, auctionId: id, seq: seq, title: terms.title, price: price, endsAt: by,
+                    at: time)
+            ]
+        }
+        switch step {
+        case .opened(_, _, _, _, _, let at):
+            return note(buyer, .paymentDue, invoice.total, dueBy, at: at)
+        case .reminded(let at):
+            return note(buyer, .paymentReminder, invoice.total, dueBy, at: at)
+        case .declined(_, _, let at):
+            return note(buyer, .paymentFailed, invoice.total, dueBy, at: at)
+        case .callFailed(_, _, let at) where settlement.phase == .declined:
+            return note(buyer, .paymentFailed, invoice.total, dueBy, at: at)
+        case .secondChanceOffered(let offer, let at):
+            return note(offer.bidderId, .secondChanceOffer, offer.price, offer.expiresAt, at: at)
+        case .payoutRecorded(_, let at):
+            return note(buyer, .paid, invoice.total, dueBy, at: at)
+        default:
             return []
         }
     }

@@ -53,7 +53,7 @@ public struct FeeSchedule: Hashable, Sendable, Codable {
         case tiersNotRising
         case lastTierNotOpenEnded
         case rateOutOfRange
-        case deadlineNotPositive
+        case deadlineOutOfRange
 
         public var description: String {
             switch self {
@@ -61,7 +61,8 @@ public struct FeeSchedule: Hashable, Sendable, Codable {
             case .tiersNotRising: "tier limits must rise strictly and be positive"
             case .lastTierNotOpenEnded: "only the last tier is open-ended, and it must be"
             case .rateOutOfRange: "rates are between 0 and 10,000 basis points"
-            case .deadlineNotPositive: "the payment deadline and the second-chance window must be positive"
+            case .deadlineOutOfRange:
+                "the payment deadline and the second-chance window must be positive and at most a year"
             }
         }
     }
@@ -77,7 +78,9 @@ public struct FeeSchedule: Hashable, Sendable, Codable {
         else { throw .tiersNotRising }
         let rates = buyerPremium.map(\.rateBasisPoints) + [sellerCommissionBasisPoints]
         guard rates.allSatisfy({ (0...10_000).contains($0) }) else { throw .rateOutOfRange }
-        guard paymentDeadline > .zero, secondChanceWindow > .zero else { throw .deadlineNotPositive }
+        let year = Duration.seconds(365 * 86_400)
+        guard paymentDeadline > .zero, secondChanceWindow > .zero, paymentDeadline <= year, secondChanceWindow <= year
+        else { throw .deadlineOutOfRange }
     }
 
     /// The invoice of a lot hammered at `hammer` (positive, at most `Money.maximumMinorUnits`).
@@ -111,6 +114,31 @@ public struct FeeSchedule: Hashable, Sendable, Codable {
     /// `amount / 10,000`, half up (amounts are never negative here).
     private static func roundedBasisPoints(_ amount: Int64) -> Int64 {
         (amount + 5_000) / 10_000
+    }
+}
+
+/// Stored with the lot's terms: durations in milliseconds, like the rest of the log.
+extension FeeSchedule {
+    private enum CodingKeys: String, CodingKey {
+        case buyerPremium, sellerCommissionBasisPoints, paymentDeadlineMilliseconds, secondChanceWindowMilliseconds
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            buyerPremium: try container.decode([Tier].self, forKey: .buyerPremium),
+            sellerCommissionBasisPoints: try container.decode(Int64.self, forKey: .sellerCommissionBasisPoints),
+            paymentDeadline: .milliseconds(try container.decode(Int64.self, forKey: .paymentDeadlineMilliseconds)),
+            secondChanceWindow: .milliseconds(
+                try container.decode(Int64.self, forKey: .secondChanceWindowMilliseconds)))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(buyerPremium, forKey: .buyerPremium)
+        try container.encode(sellerCommissionBasisPoints, forKey: .sellerCommissionBasisPoints)
+        try container.encode(paymentDeadline.wholeMilliseconds, forKey: .paymentDeadlineMilliseconds)
+        try container.encode(secondChanceWindow.wholeMilliseconds, forKey: .secondChanceWindowMilliseconds)
     }
 }
 

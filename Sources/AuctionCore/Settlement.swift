@@ -13,7 +13,7 @@
 /// a round captures at most once, exactly its invoice total; refunds never exceed what was
 /// captured; a default only when no call is in flight (a call that may have charged is resolved
 /// first).
-public struct Settlement: Hashable, Sendable {
+public struct Settlement: Hashable, Sendable, Codable {
     public enum Phase: String, Hashable, Sendable, Codable, CaseIterable {
         case due, authorizing, authorized, capturing, captured, settled, declined, defaulted
         case secondChanceOffered = "second_chance_offered"
@@ -63,9 +63,10 @@ public struct Settlement: Hashable, Sendable {
         case reject(SettlementRejection)
     }
 
-    public func decide(_ command: SettlementCommand, now: Timestamp) -> Decision {
+    /// - Parameter fees: the lot's money rules (its terms'), for the invoice of a round that opens.
+    public func decide(_ command: SettlementCommand, fees: FeeSchedule, now: Timestamp) -> Decision {
         do throws(SettlementRejection) {
-            return try decideThrowing(command, now: now)
+            return try decideThrowing(command, fees: fees, now: now)
         } catch {
             return .reject(error)
         }
@@ -96,9 +97,11 @@ public struct Settlement: Hashable, Sendable {
         }
     }
 
-    private func decideThrowing(_ command: SettlementCommand, now: Timestamp) throws(SettlementRejection) -> Decision {
+    private func decideThrowing(_ command: SettlementCommand, fees: FeeSchedule, now: Timestamp)
+        throws(SettlementRejection) -> Decision
+    {
         switch command {
-        case .open(let buyerId, let hammer, let fees):
+        case .open(let buyerId, let hammer):
             guard phase == nil else { return .unchanged }
             return .accept([opening(round: 1, buyerId: buyerId, hammer: hammer, fees: fees, now: now)])
 
@@ -109,7 +112,7 @@ public struct Settlement: Hashable, Sendable {
             guard inFlight == nil else { throw .paymentInFlight }
             if let dueBy, now >= dueBy { throw .paymentOverdue(dueBy: dueBy) }
             guard method != paymentMethod else { return .unchanged }
-            return .accept([.paymentMethodChosen(method, at: now)])
+            return .accept([.paymentMethodChosen(method: method, at: now)])
 
         case .startAuthorization:
             let phase = try opened()
@@ -174,7 +177,7 @@ public struct Settlement: Hashable, Sendable {
             guard offer.price.minorUnits > 0, offer.expiresAt > now else { throw .invalidCommand("a usable offer") }
             return .accept([.secondChanceOffered(offer, at: now)])
 
-        case .answerSecondChance(let bidder, let accept, let fees):
+        case .answerSecondChance(let bidder, let accept):
             let phase = try opened()
             guard phase == .secondChanceOffered, let offer else { throw .wrongPhase(phase) }
             guard bidder == offer.bidderId else { throw .notTheOfferedBidder }
@@ -400,10 +403,10 @@ public struct Settlement: Hashable, Sendable {
 
 /// What the settlement of a lot is asked to do: by the owner's shell (what `nextCommand` returned,
 /// and the provider's answers), by the buyer and by an admin.
-public enum SettlementCommand: Hashable, Sendable {
+public enum SettlementCommand: Hashable, Sendable, Codable {
     /// The lot closed sold to `buyerId` at `hammer`.
-    case open(buyerId: UserID, hammer: Money, fees: FeeSchedule)
-    case choosePaymentMethod(buyerId: UserID, PaymentMethodID)
+    case open(buyerId: UserID, hammer: Money)
+    case choosePaymentMethod(buyerId: UserID, method: PaymentMethodID)
     case startAuthorization
     case authorizationSucceeded(attempt: Int, intent: PaymentIntentID)
     case authorizationDeclined(attempt: Int, reason: String)
@@ -412,10 +415,10 @@ public enum SettlementCommand: Hashable, Sendable {
     case remind
     case declareDefault
     /// The runner-up's offer (`SecondChance.offer`), or nil when nobody is eligible.
-    case offerSecondChance(SecondChanceOffer?)
-    case answerSecondChance(bidderId: UserID, accept: Bool, fees: FeeSchedule)
+    case offerSecondChance(offer: SecondChanceOffer?)
+    case answerSecondChance(bidderId: UserID, accept: Bool)
     case expireSecondChance
-    case startRefund(Money)
+    case startRefund(amount: Money)
     case refundSucceeded(attempt: Int)
     case cancel(reason: String)
     case cancelSucceeded(attempt: Int, reason: String)
@@ -425,7 +428,7 @@ public enum SettlementCommand: Hashable, Sendable {
 }
 
 /// Why a settlement refused a command, with a stable `code` for the API and a human `message`.
-public enum SettlementRejection: Error, Hashable, Sendable {
+public enum SettlementRejection: Error, Hashable, Sendable, Codable {
     case notOpen
     case notTheBuyer
     case noPaymentMethod

@@ -53,7 +53,7 @@ public struct SecondChanceOffer: Hashable, Sendable, Codable {
 public enum SettlementEvent: Hashable, Sendable, Codable {
     /// A round opens: the winner (round 1) or a second-chance buyer owes `invoice.total` by `dueBy`.
     case opened(round: Int, buyerId: UserID, invoice: Invoice, dueBy: Timestamp, remindAt: Timestamp, at: Timestamp)
-    case paymentMethodChosen(PaymentMethodID, at: Timestamp)
+    case paymentMethodChosen(method: PaymentMethodID, at: Timestamp)
     /// The key of a provider call, recorded before the call.
     case callStarted(ProviderCall, at: Timestamp)
     case authorized(attempt: Int, intent: PaymentIntentID, at: Timestamp)

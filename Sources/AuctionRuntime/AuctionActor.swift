@@ -305,7 +305,7 @@ extension AuctionCommand {
         switch self {
         case .placeBid(let bid): bid.bidId
         case .buyNow(let purchase): purchase.bidId
-        case .create, .close, .cancel: nil
+        case .create, .close, .cancel, .settle: nil
         }
     }
 }

@@ -329,6 +329,7 @@ extension AuctionEvent {
         case .extended: "extended"
         case .closed: "closed"
         case .cancelled: "cancelled"
+        case .settlement: "settlement"
         }
     }
 }

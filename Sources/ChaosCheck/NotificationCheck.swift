@@ -26,7 +26,7 @@ public enum NotificationCheck {
                 switch event.event {
                 case .bidAccepted(let bid): bidders.insert(bid.bidderId)
                 case .boughtNow(let purchase): bidders.insert(purchase.bidderId)
-                case .created, .extended, .closed, .cancelled: break
+                case .created, .extended, .closed, .cancelled, .settlement: break
                 }
                 switch event.event {
                 case .closed, .cancelled:

@@ -108,8 +108,10 @@ public struct APIError: Error, Sendable, HTTPResponseError {
         }
         let status: HTTPResponse.Status
         switch rejection {
-        case .auctionNotFound: status = .notFound
+        case .auctionNotFound, .settlement(.notOpen): status = .notFound
         case .auctionAlreadyExists, .bidIdConflict: status = .conflict
+        case .settlement(.paymentInFlight), .settlement(.wrongPhase): status = .conflict
+        case .settlement(.notTheBuyer), .settlement(.notTheOfferedBidder): status = .forbidden
         default: status = .unprocessableContent
         }
         return APIError(status, code: rejection.code, detail: rejection.message, extra: extra)

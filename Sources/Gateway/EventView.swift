@@ -71,6 +71,10 @@ enum EventView {
             }
         case .cancelled(let cancelled):
             return ("cancelled", ["reason": cancelled.reason, "at": Timestamps.format(cancelled.at)])
+        case .settlement:
+            // The buyer's invoice and payment steps are theirs (see `/v1/me/settlements`): the public
+            // stream only keeps its seq contiguous, so a watcher sees no gap.
+            return ("settlement", [:])
         }
     }
 }

@@ -502,7 +502,7 @@ actor ReadModelWriter {
             snapshot.recentBids[id, default: BidsPerMinute()].record(bid.at)
         case .boughtNow(let purchase):
             fold(bidder: purchase.bidderId, price: purchase.price, in: id)
-        case .created, .extended, .closed, .cancelled:
+        case .created, .extended, .closed, .cancelled, .settlement:
             break
         }
         if let state = auctions[id]?.state {
@@ -540,7 +540,7 @@ actor ReadModelWriter {
                     recent.record(bid.at)
                 case .boughtNow(let purchase):
                     add(purchase.bidderId, purchase.price)
-                case .created, .extended, .closed, .cancelled:
+                case .created, .extended, .closed, .cancelled, .settlement:
                     break
                 }
             }

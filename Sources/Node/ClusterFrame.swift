@@ -218,10 +218,28 @@ enum WireCodec {
             buffer.writeWireString(TextLimits.truncated(reason, maximumBytes: maximumText))
         case .create(let terms):
             buffer.writeInteger(UInt8(5))
-            let json = (try? JSONEncoder().encode(terms)) ?? Data()
-            buffer.writeInteger(UInt32(json.count))
-            buffer.writeBytes(json)
+            writeJSON(terms, to: &buffer)
+        case .settle(let step):
+            buffer.writeInteger(UInt8(6))
+            writeJSON(step, to: &buffer)
         }
+    }
+
+    /// A rare, structured value as length-prefixed JSON (its `Codable` form).
+    static func writeJSON(_ value: some Encodable, to buffer: inout ByteBuffer) {
+        let json = (try? JSONEncoder().encode(value)) ?? Data()
+        buffer.writeInteger(UInt32(json.count))
+        buffer.writeBytes(json)
+    }
+
+    static func readJSON<Value: Decodable>(_: Value.Type, _ what: String, from buffer: inout ByteBuffer)
+        throws(WireError) -> Value
+    {
+        let length = Int(try buffer.readWire(UInt32.self))
+        guard length <= 64 * 1_024 else { throw .outOfBounds("\(what) of \(length) bytes") }
+        guard let bytes = buffer.readBytes(length: length) else { throw .truncated }
+        guard let value = try? JSONDecoder().decode(Value.self, from: Data(bytes)) else { throw .invalid(what) }
+        return value
     }
 
     static func readCommand(from buffer: inout ByteBuffer) throws(WireError) -> AuctionCommand {
@@ -241,13 +259,9 @@ enum WireCodec {
         case 4:
             return .cancel(reason: try buffer.readWireString(maximumBytes: maximumText))
         case 5:
-            let length = Int(try buffer.readWire(UInt32.self))
-            guard length <= 64 * 1_024 else { throw .outOfBounds("terms of \(length) bytes") }
-            guard let bytes = buffer.readBytes(length: length) else { throw .truncated }
-            guard let terms = try? JSONDecoder().decode(AuctionTerms.self, from: Data(bytes)) else {
-                throw .invalid("auction terms")
-            }
-            return .create(terms)
+            return .create(try readJSON(AuctionTerms.self, "auction terms", from: &buffer))
+        case 6:
+            return .settle(try readJSON(SettlementCommand.self, "settlement command", from: &buffer))
         case let tag:
             throw .unknownTag("command", tag)
         }
@@ -420,8 +434,16 @@ enum WireCodec {
     }
 
     static func write(_ rejection: AuctionRejection, to buffer: inout ByteBuffer) {
+        if case .settlement(let refusal) = rejection {
+            // Settlement codes overlap the auction's (`currency_mismatch`): a marker of its own.
+            buffer.writeWireString("settlement")
+            writeJSON(refusal, to: &buffer)
+            return
+        }
         buffer.writeWireString(rejection.code)
         switch rejection {
+        case .settlement:
+            break
         case .auctionNotFound, .auctionAlreadyExists, .invalidAmount, .auctionClosed, .auctionCancelled,
             .sellerCannotBid, .buyNowUnavailable:
             break
@@ -460,6 +482,8 @@ enum WireCodec {
         case "maximum_not_above_current": return .maximumNotAboveCurrent(currentMaximum: try readMoney(from: &buffer))
         case "buy_now_price_mismatch": return .buyNowPriceMismatch(buyNowPrice: try readMoney(from: &buffer))
         case "bid_id_conflict": return .bidIdConflict(try readIdentifier(BidID.self, from: &buffer))
+        case "settlement":
+            return .settlement(try readJSON(SettlementRejection.self, "settlement refusal", from: &buffer))
         default: throw .invalid("rejection code \(code)")
         }
     }

@@ -24,6 +24,7 @@ public enum EventCodec {
         case .extended(let value): data = try! encoder.encode(value)
         case .closed(let value): data = try! encoder.encode(value)
         case .cancelled(let value): data = try! encoder.encode(value)
+        case .settlement(let value): data = try! encoder.encode(value)
         }
         return (event.kind.rawValue, String(decoding: data, as: UTF8.self))
     }
@@ -44,6 +45,7 @@ public enum EventCodec {
             case .extended: return .extended(try decoder.decode(ClosingExtended.self, from: data))
             case .closed: return .closed(try decoder.decode(AuctionClosed.self, from: data))
             case .cancelled: return .cancelled(try decoder.decode(AuctionCancelled.self, from: data))
+            case .settlement: return .settlement(try decoder.decode(SettlementEvent.self, from: data))
             }
         } catch {
             throw .corruptRecord(auction: auction, seq: seq, reason: "undecodable \(kind.rawValue) payload: \(error)")

@@ -42,7 +42,8 @@ import Testing
             (F.bid("c1", F.carol, 4_000), F.duringSale),
             (.close, F.closesAt),
         ])
-        #expect(heard.suffix(3) == ["alice:won@5", "bob:lost@5", "carol:lost@5"])
+        // The winner's invoice opens with the hammer (the next seq).
+        #expect(heard.suffix(4) == ["alice:won@5", "bob:lost@5", "carol:lost@5", "alice:payment_due@6"])
     }
 
     @Test func unsoldBelowReserve_everyBidderLost() {
@@ -66,7 +67,7 @@ import Testing
                 (F.bid("a1", F.alice, 5_000), F.duringSale),
                 (.buyNow(BuyNow(bidId: BidID(rawValue: "c1")!, bidderId: F.carol, price: F.usd(50_000))), F.duringSale),
             ], terms: F.terms(reserve: 20_000, buyNow: 50_000))  // buy-now stays until the reserve is met
-        #expect(boughtNow == ["alice:lost@4", "carol:won@4"])
+        #expect(boughtNow == ["alice:lost@4", "carol:won@4", "carol:payment_due@5"])
     }
 
     @Test func ids_areTheSameWhoeverDerivesThem() {

@@ -1,4 +1,5 @@
 import AuctionCore
+import Foundation
 import PropertyBased
 import Testing
 
@@ -69,7 +70,7 @@ import Testing
     static func run(_ settlement: inout Settlement, _ command: SettlementCommand, at now: Timestamp = t0)
         -> Settlement.Decision
     {
-        let decision = settlement.decide(command, now: now)
+        let decision = settlement.decide(command, fees: fees, now: now)
         if case .accept(let events) = decision {
             for event in events { try! settlement.apply(event) }
         }
@@ -78,7 +79,7 @@ import Testing
 
     static func opened(hammer: Int64 = 100_000) -> Settlement {
         var settlement = Settlement(auctionId: F.auctionId)
-        run(&settlement, .open(buyerId: F.alice, hammer: F.usd(hammer), fees: fees))
+        run(&settlement, .open(buyerId: F.alice, hammer: F.usd(hammer)))
         return settlement
     }
 
@@ -87,8 +88,8 @@ import Testing
         #expect(settlement.phase == .due)
         #expect(settlement.dueBy == Self.t0.advanced(by: .seconds(3 * 86_400)))
         #expect(settlement.nextCommand(now: Self.t0) == nil, "nothing to do before a method is on file")
-        #expect(Self.run(&settlement, .choosePaymentMethod(buyerId: F.bob, Self.card)) == .reject(.notTheBuyer))
-        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, Self.card))
+        #expect(Self.run(&settlement, .choosePaymentMethod(buyerId: F.bob, method: Self.card)) == .reject(.notTheBuyer))
+        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, method: Self.card))
         #expect(settlement.nextCommand(now: Self.t0) == .startAuthorization)
         Self.run(&settlement, .startAuthorization)
         #expect(settlement.phase == .authorizing)
@@ -113,7 +114,7 @@ import Testing
 
     @Test func aDecline_letsTheBuyerTryAnotherMethod_untilTheDeadline() {
         var settlement = Self.opened()
-        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, Self.card))
+        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, method: Self.card))
         Self.run(&settlement, .startAuthorization)
         Self.run(&settlement, .authorizationDeclined(attempt: 1, reason: "card_declined"))
         #expect(settlement.phase == .declined)
@@ -121,7 +122,7 @@ import Testing
         let halfway = Self.t0.advanced(by: .seconds(36 * 3_600))
         #expect(settlement.nextCommand(now: halfway) == .remind)
         Self.run(&settlement, .remind, at: halfway)
-        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, Self.otherCard), at: halfway)
+        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, method: Self.otherCard), at: halfway)
         #expect(settlement.nextCommand(now: halfway) == .startAuthorization)
         Self.run(&settlement, .startAuthorization, at: halfway)
         #expect(settlement.inFlight?.idempotencyKey == "settle:lot-42:2:authorize")
@@ -142,12 +143,12 @@ import Testing
         #expect(settlement.phase == .defaulted)
         #expect(settlement.defaulters == [F.alice])
         let offer = SecondChanceOffer(bidderId: F.bob, price: F.usd(80_000), expiresAt: late.advanced(by: .seconds(60)))
-        Self.run(&settlement, .offerSecondChance(offer), at: late)
+        Self.run(&settlement, .offerSecondChance(offer: offer), at: late)
         #expect(settlement.phase == .secondChanceOffered)
         #expect(
-            Self.run(&settlement, .answerSecondChance(bidderId: F.carol, accept: true, fees: Self.fees), at: late)
+            Self.run(&settlement, .answerSecondChance(bidderId: F.carol, accept: true), at: late)
                 == .reject(.notTheOfferedBidder))
-        Self.run(&settlement, .answerSecondChance(bidderId: F.bob, accept: true, fees: Self.fees), at: late)
+        Self.run(&settlement, .answerSecondChance(bidderId: F.bob, accept: true), at: late)
         #expect(settlement.phase == .due)
         #expect(settlement.round == 2)
         #expect(settlement.buyerId == F.bob)
@@ -157,7 +158,7 @@ import Testing
         Self.run(&settlement, .declareDefault, at: settlement.dueBy!)
         let another = SecondChanceOffer(
             bidderId: F.carol, price: F.usd(70_000), expiresAt: late.advanced(by: .seconds(9_999_999)))
-        Self.run(&settlement, .offerSecondChance(another), at: settlement.dueBy!)
+        Self.run(&settlement, .offerSecondChance(offer: another), at: settlement.dueBy!)
         #expect(settlement.phase == .unsold)
     }
 
@@ -166,11 +167,11 @@ import Testing
         Self.run(&settlement, .declareDefault, at: settlement.dueBy!)
         let offer = SecondChanceOffer(
             bidderId: F.bob, price: F.usd(80_000), expiresAt: settlement.dueBy!.advanced(by: .seconds(60)))
-        Self.run(&settlement, .offerSecondChance(offer), at: settlement.dueBy!)
+        Self.run(&settlement, .offerSecondChance(offer: offer), at: settlement.dueBy!)
         #expect(settlement.nextCommand(now: offer.expiresAt) == .expireSecondChance)
         #expect(
             Self.run(
-                &settlement, .answerSecondChance(bidderId: F.bob, accept: true, fees: Self.fees), at: offer.expiresAt)
+                &settlement, .answerSecondChance(bidderId: F.bob, accept: true), at: offer.expiresAt)
                 == .reject(.offerExpired))
         Self.run(&settlement, .expireSecondChance, at: offer.expiresAt)
         #expect(settlement.phase == .unsold)
@@ -179,18 +180,18 @@ import Testing
     @Test func refunds_stayWithinTheCapture() {
         var settlement = Self.paid()
         #expect(
-            Self.run(&settlement, .startRefund(F.usd(126_001)))
+            Self.run(&settlement, .startRefund(amount: F.usd(126_001)))
                 == .reject(.refundAboveCaptured(refundable: F.usd(126_000))))
-        Self.run(&settlement, .startRefund(F.usd(26_000)))
+        Self.run(&settlement, .startRefund(amount: F.usd(26_000)))
         #expect(settlement.inFlight?.idempotencyKey == "settle:lot-42:3:refund")
-        #expect(Self.run(&settlement, .startRefund(F.usd(1))) == .reject(.paymentInFlight))
+        #expect(Self.run(&settlement, .startRefund(amount: F.usd(1))) == .reject(.paymentInFlight))
         Self.run(&settlement, .refundSucceeded(attempt: 3))
         #expect(settlement.phase == .refunded)
         #expect(settlement.refunded == F.usd(26_000))
         #expect(
-            Self.run(&settlement, .startRefund(F.usd(100_001)))
+            Self.run(&settlement, .startRefund(amount: F.usd(100_001)))
                 == .reject(.refundAboveCaptured(refundable: F.usd(100_000))))
-        Self.run(&settlement, .startRefund(F.usd(100_000)))
+        Self.run(&settlement, .startRefund(amount: F.usd(100_000)))
         Self.run(&settlement, .refundSucceeded(attempt: 4))
         #expect(settlement.refunded == F.usd(126_000))
     }
@@ -201,7 +202,7 @@ import Testing
         #expect(due.phase == .cancelled)
 
         var authorized = Self.opened()
-        Self.run(&authorized, .choosePaymentMethod(buyerId: F.alice, Self.card))
+        Self.run(&authorized, .choosePaymentMethod(buyerId: F.alice, method: Self.card))
         Self.run(&authorized, .startAuthorization)
         #expect(Self.run(&authorized, .cancel(reason: "withdrawn")) == .reject(.paymentInFlight))
         Self.run(&authorized, .authorizationSucceeded(attempt: 1, intent: Self.intent))
@@ -216,7 +217,7 @@ import Testing
 
     @Test func aRefusedCapture_sendsTheBuyerBackToPaying() {
         var settlement = Self.opened()
-        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, Self.card))
+        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, method: Self.card))
         Self.run(&settlement, .startAuthorization)
         Self.run(&settlement, .authorizationSucceeded(attempt: 1, intent: Self.intent))
         Self.run(&settlement, .startCapture)
@@ -225,13 +226,13 @@ import Testing
         #expect(settlement.phase == .declined)
         #expect(settlement.inFlight == nil)
         #expect(settlement.captured == nil)
-        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, Self.otherCard))
+        Self.run(&settlement, .choosePaymentMethod(buyerId: F.alice, method: Self.otherCard))
         #expect(settlement.nextCommand(now: Self.t0) == .startAuthorization)
     }
 
     static func paid() -> Settlement {
         var settlement = opened()
-        run(&settlement, .choosePaymentMethod(buyerId: F.alice, card))
+        run(&settlement, .choosePaymentMethod(buyerId: F.alice, method: card))
         run(&settlement, .startAuthorization)
         run(&settlement, .authorizationSucceeded(attempt: 1, intent: intent))
         run(&settlement, .startCapture)
@@ -293,7 +294,7 @@ import Testing
         let attempt = settlement.inFlight?.attempt ?? settlement.attempts
         let buyer = step.value % 3 == 0 ? F.bob : (settlement.buyerId ?? F.alice)
         switch step.command {
-        case 0: return .choosePaymentMethod(buyerId: buyer, step.value % 2 == 0 ? card : otherCard)
+        case 0: return .choosePaymentMethod(buyerId: buyer, method: step.value % 2 == 0 ? card : otherCard)
         case 1: return .startAuthorization
         case 2: return .authorizationSucceeded(attempt: attempt - Int(step.value % 2), intent: intent)
         case 3: return .authorizationDeclined(attempt: attempt, reason: "card_declined")
@@ -308,12 +309,12 @@ import Testing
             let offer = SecondChanceOffer(
                 bidderId: step.value % 2 == 0 ? F.carol : F.alice, price: F.usd(1 + step.value % 90_000),
                 expiresAt: t0.advanced(by: .seconds(step.value * 10)))
-            return .offerSecondChance(step.value % 5 == 0 ? nil : offer)
+            return .offerSecondChance(offer: step.value % 5 == 0 ? nil : offer)
         case 9:
             return .answerSecondChance(
-                bidderId: settlement.offer?.bidderId ?? buyer, accept: step.value % 3 != 0, fees: fees)
+                bidderId: settlement.offer?.bidderId ?? buyer, accept: step.value % 3 != 0)
         case 10: return .expireSecondChance
-        case 11: return .startRefund(F.usd(1 + step.value))
+        case 11: return .startRefund(amount: F.usd(1 + step.value))
         case 12: return .refundSucceeded(attempt: attempt)
         case 13: return .cancel(reason: step.value % 7 == 0 ? " " : "admin")
         case 14: return .cancelSucceeded(attempt: attempt, reason: "admin")
@@ -327,7 +328,7 @@ import Testing
             var settlement = Settlement(auctionId: F.auctionId)
             guard
                 case .accept(let opening) = settlement.decide(
-                    .open(buyerId: F.alice, hammer: F.usd(100_000), fees: Self.fees), now: Self.t0)
+                    .open(buyerId: F.alice, hammer: F.usd(100_000)), fees: Self.fees, now: Self.t0)
             else { return }
             try! settlement.apply(contentsOf: opening)
             var log = opening
@@ -337,7 +338,7 @@ import Testing
             for step in steps {
                 now = now.advanced(by: .seconds(step.delaySeconds))
                 let before = settlement
-                let decision = settlement.decide(Self.command(step, on: settlement), now: now)
+                let decision = settlement.decide(Self.command(step, on: settlement), fees: Self.fees, now: now)
                 guard case .accept(let events) = decision else {
                     #expect(settlement == before)
                     continue
@@ -394,10 +395,95 @@ import Testing
             if let next = settlement.nextCommand(now: now) {
                 run(&settlement, next, at: now)
             } else if settlement.needsSecondChanceOffer {
-                run(&settlement, .offerSecondChance(nil), at: now)
+                run(&settlement, .offerSecondChance(offer: nil), at: now)
             } else {
                 now = now.advanced(by: .seconds(30 * 86_400))
             }
+        }
+    }
+}
+
+/// Settlement in the auction's own log: it opens with the hammer, runs through `Auction.decide`,
+/// replays with the log, and is refused for lots that were not sold.
+@Suite struct SettlementInTheLogTests {
+    typealias F = Fixture
+
+    static func sold(buyNow: Bool = false) -> (Auction, [AuctionEvent]) {
+        var auction = Auction(id: F.auctionId)
+        var log: [AuctionEvent] = []
+        func run(_ command: AuctionCommand, at now: Timestamp) {
+            guard case .accept(let events) = auction.decide(command, now: now) else { return }
+            try! auction.apply(contentsOf: events)
+            log += events
+        }
+        run(.create(F.terms(starting: 1_000, buyNow: 50_000)), at: Timestamp(millisecondsSinceEpoch: 0))
+        if buyNow {
+            run(
+                .buyNow(BuyNow(bidId: BidID(rawValue: "b1")!, bidderId: F.alice, price: F.usd(50_000))),
+                at: F.duringSale)
+        } else {
+            run(F.bid("b1", F.alice, 5_000), at: F.duringSale)
+            run(.close, at: F.closesAt)
+        }
+        return (auction, log)
+    }
+
+    @Test func theHammer_opensTheSettlement_inTheSameBatch() {
+        let (auction, log) = Self.sold()
+        guard case .closed = log[log.count - 2],
+            case .settlement(.opened(1, let buyer, let invoice, let dueBy, _, _)) = log.last
+        else {
+            Issue.record("closed then opened expected, got \(log.suffix(2))")
+            return
+        }
+        #expect(buyer == F.alice)
+        #expect(invoice.hammer == F.usd(1_000), "alone: the starting price")
+        #expect(dueBy == F.closesAt.advanced(by: .seconds(3 * 86_400)))
+        #expect(auction.state?.settlement?.phase == .due)
+        let (bought, boughtLog) = Self.sold(buyNow: true)
+        #expect(bought.state?.settlement?.invoice?.hammer == F.usd(50_000))
+        #expect(boughtLog.count == 4, "created, bought_now, closed, opened")
+    }
+
+    @Test func settlementSteps_runThroughTheAuction_andReplay() {
+        var (auction, log) = Self.sold()
+        let card = PaymentMethodID(rawValue: "pm_card_visa")!
+        let steps: [AuctionCommand] = [
+            .settle(.choosePaymentMethod(buyerId: F.alice, method: card)), .settle(.startAuthorization),
+        ]
+        for step in steps {
+            guard case .accept(let events) = auction.decide(step, now: F.closesAt) else {
+                Issue.record("\(step) refused")
+                return
+            }
+            try! auction.apply(contentsOf: events)
+            log += events
+        }
+        #expect(auction.state?.settlement?.inFlight?.idempotencyKey == "settle:lot-42:1:authorize")
+        #expect(
+            auction.decide(.settle(.choosePaymentMethod(buyerId: F.bob, method: card)), now: F.closesAt)
+                == .reject(.settlement(.notTheBuyer)))
+        #expect(
+            auction.decide(.settle(.open(buyerId: F.bob, hammer: F.usd(1))), now: F.closesAt)
+                == .reject(.invalidCommand("a settlement opens when the lot is sold")))
+        let replayed = try! Auction.replay(id: F.auctionId, events: log)
+        #expect(replayed.state == auction.state)
+        // Snapshots keep it too.
+        let coded = try! JSONDecoder().decode(Auction.self, from: JSONEncoder().encode(auction))
+        #expect(coded.state?.settlement == auction.state?.settlement)
+    }
+
+    @Test func anUnsoldLot_hasNoSettlement() {
+        var auction = F.created(F.terms(starting: 1_000, reserve: 9_000))
+        auction.handle(F.bid("b1", F.alice, 5_000))
+        auction.handle(.close, at: F.closesAt)
+        #expect(auction.state?.settlement == nil)
+        #expect(
+            auction.decide(.settle(.startAuthorization), now: F.closesAt) == .reject(.settlement(.notOpen)))
+        var state = auction.state
+        let forged = AuctionEvent.settlement(.reminded(at: F.closesAt))
+        #expect(throws: EventApplicationError.self) {
+            try AuctionState.advance(&state, with: forged, auction: F.auctionId, seq: auction.seq + 1)
         }
     }
 }

@@ -106,7 +106,7 @@ struct Scenario {
         let report = Self.honest().check()
         #expect(report.passed, "\(report.violations)")
         #expect(report.operations == 4)
-        #expect(report.watchedEvents == 6)
+        #expect(report.watchedEvents == 7, "through the settlement that opens with the hammer")
         #expect(report.summary.contains("result: PASS"))
     }
 

@@ -7,7 +7,7 @@ import Testing
     /// who never bid hears nothing.
     @Test func theEndOfAnAuction_isDueToEachOfItsBidders() throws {
         let run = HistoryCheckerTests.honest()
-        let closedAt = try #require(run.log.last?.seq)
+        let closedAt = try #require(run.log.last { if case .closed = $0.event { true } else { false } }?.seq)
         let users: Set<UserID> = ["alice", "bob", "carol", "dave"].map { UserID(rawValue: $0)! }.reduce(into: []) {
             $0.insert($1)
         }

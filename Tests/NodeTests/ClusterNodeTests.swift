@@ -222,6 +222,10 @@ final class LocalCluster: Sendable {
 
 extension Result {
     var value: Success? { try? get() }
+    var failure: Failure? {
+        if case .failure(let failure) = self { return failure }
+        return nil
+    }
 }
 
 enum SystemClockNow {
@@ -325,6 +329,54 @@ enum SystemClockNow {
             }
             let log = try await store.events(of: id, after: 0, limit: 10)
             #expect(log.filter { if case .closed = $0.event { true } else { false } }.count == 1)
+            await cluster.stop()
+        }
+    }
+}
+
+/// A sold lot's settlement through any node: the hammer opens it, buyer steps reach the owner from
+/// every node (commands and refusals cross the wire), and the provider call's key is in the log.
+@Suite(.serialized) struct SettlementThroughTheClusterTests {
+    @Test func settlementSteps_sentToAnyNode_runOnTheOwner() async throws {
+        try await withSQLiteStore { store, _ in
+            let cluster = try await LocalCluster.start(count: 3, store: store)
+            defer { Task { await cluster.stop() } }
+            try await cluster.converged()
+            let id = AuctionID(rawValue: "lot-settle")!
+            let now = SystemClock().now()
+            let terms = AuctionTerms(
+                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Sold",
+                startingPrice: Money(minorUnits: 1_000, currency: .eur),
+                opensAt: now, closesAt: now.advanced(by: .milliseconds(1_500)), extensionWindow: .zero)
+            let alice = UserID(rawValue: "alice")!
+            #expect(await cluster.nodes[0].node.submit(.create(terms), to: id).value != nil)
+            let bid = PlaceBid(
+                bidId: BidID(rawValue: "b1")!, bidderId: alice, maximum: Money(minorUnits: 5_000, currency: .eur))
+            #expect(await cluster.nodes[1].node.submit(.placeBid(bid), to: id).value != nil)
+            try await eventually("the hammer opens the settlement", timeout: .seconds(20)) {
+                let log = try await store.events(of: id, after: 0, limit: 10)
+                return log.contains { if case .settlement(.opened) = $0.event { true } else { false } }
+            }
+            let card = PaymentMethodID(rawValue: "pm_card_visa")!
+            for running in cluster.nodes {
+                let refused = await running.node.submit(
+                    .settle(.choosePaymentMethod(buyerId: UserID(rawValue: "bob")!, method: card)), to: id)
+                #expect(refused.failure == .rejected(.settlement(.notTheBuyer)), "\(refused)")
+            }
+            let chosen = await cluster.nodes[0].node.submit(
+                .settle(.choosePaymentMethod(buyerId: alice, method: card)), to: id)
+            #expect(chosen.value != nil, "\(chosen)")
+            let started = await cluster.nodes[1].node.submit(.settle(.startAuthorization), to: id)
+            #expect(started.value != nil, "\(started)")
+            let again = await cluster.nodes[2].node.submit(.settle(.startAuthorization), to: id)
+            #expect(again.failure == .rejected(.settlement(.wrongPhase(.authorizing))), "\(again)")
+            let log = try await store.events(of: id, after: 0, limit: 20)
+            guard case .settlement(.callStarted(let call, _))? = log.last?.event else {
+                Issue.record("the key is not the last event: \(log.map(\.event.kind))")
+                return
+            }
+            #expect(call.idempotencyKey == "settle:lot-settle:1:authorize")
+            #expect(call.amount == Money(minorUnits: 1_260, currency: .eur), "1,000 + 26 %")
             await cluster.stop()
         }
     }
