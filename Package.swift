@@ -38,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // Pure auction rules: no I/O, no clock, no randomness.
@@ -61,6 +62,31 @@ let package = Package(
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The payment provider as settlements use it: a Stripe-shaped HTTP client, webhook signatures.
+        .target(
+            name: "Payments",
+            dependencies: [
+                "AuctionCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // The sandbox payment provider (`artpay psp`): Stripe-shaped, idempotent, with seeded faults.
+        .target(
+            name: "PaymentSandbox",
+            dependencies: [
+                "Payments",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -209,6 +235,16 @@ let package = Package(
         .testTarget(
             name: "ChaosCheckTests",
             dependencies: ["AuctionCore", "Storage", "ChaosCheck"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PaymentsTests",
+            dependencies: [
+                "AuctionCore", "Payments", "PaymentSandbox",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
