@@ -109,6 +109,7 @@ let package = Package(
                 "ClusterCore",
                 "Storage",
                 "AuctionRuntime",
+                "Payments",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -204,6 +205,10 @@ let package = Package(
             name: "NodeTests",
             dependencies: [
                 "AuctionCore", "ClusterCore", "Storage", "AuctionRuntime", "Node", "TestSupport",
+                "Payments", "PaymentSandbox",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

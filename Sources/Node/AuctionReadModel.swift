@@ -113,6 +113,26 @@ public final class AuctionReadModel: Sendable {
     public func mostActive(since: Timestamp, limit: Int) -> [(summary: AuctionSummary, recentBids: Int)] {
         snapshot.mostActive(since: since, limit: limit)
     }
+
+    public func settlement(of id: AuctionID) -> Settlement? { snapshot.settlements[id] }
+
+    /// Settlements not finished yet (what the owners' settlement drivers look at).
+    public var settlementsInProgress: [Settlement] { Array(snapshot.unfinishedSettlements.values) }
+
+    /// The settlements `user` is the buyer of, or has a second-chance offer in, newest lots last.
+    public func settlements(of user: UserID) -> [Settlement] {
+        snapshot.settlements.values.filter { $0.buyerId == user || $0.offer?.bidderId == user }
+            .sorted { $0.auctionId < $1.auctionId }
+    }
+
+    /// Every settlement, optionally only those in `phase`, at most `limit`, by auction id.
+    public func settlements(in phase: Settlement.Phase?, limit: Int) -> [Settlement] {
+        Array(
+            snapshot.settlements.values.filter { phase == nil || $0.phase == phase }.sorted {
+                $0.auctionId < $1.auctionId
+            }
+            .prefix(limit))
+    }
 }
 
 /// The one place a snapshot is swapped: readers copy it out under the lock, the writer swaps it.
@@ -167,6 +187,10 @@ public struct ReadModelSnapshot: Sendable {
     var bySalePrice: TreeDictionary<SaleID, ChunkedSortedArray<PriceKey>> = [:]
     /// Bids per minute of the last hour (before its newest bid) of each auction that has bids.
     var recentBids: TreeDictionary<AuctionID, BidsPerMinute> = [:]
+    /// Every sold lot's settlement, and those not finished yet apart: the settlement drivers scan
+    /// only these, however many lots were ever sold.
+    var settlements: TreeDictionary<AuctionID, Settlement> = [:]
+    var unfinishedSettlements: TreeDictionary<AuctionID, Settlement> = [:]
 
     public var count: Int { entries.count }
 
@@ -572,6 +596,10 @@ actor ReadModelWriter {
                 > ($1.bidderId == leader ? 1 : 0, $1.highestPrice.minorUnits, $0.bidderId.rawValue)
         }
         snapshot.set(id, summary: state.summary(auction: id, seq: projected.seq), ranked: ranked)
+        if let settlement = state.settlement, snapshot.settlements[id] != settlement {
+            snapshot.settlements[id] = settlement
+            snapshot.unfinishedSettlements[id] = settlement.phase?.isFinished == false ? settlement : nil
+        }
     }
 }
 

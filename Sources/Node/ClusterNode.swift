@@ -183,6 +183,13 @@ public actor ClusterNode {
         }
     }
 
+    /// Whether this node owns `auction` now: its shard is placed here and the node reaches a
+    /// majority. What background work for an auction (closing it, settling it) runs on.
+    public func owns(_ auction: AuctionID) -> Bool {
+        membership.holdsShards
+            && Placement.owner(of: configuration.shardMap.shard(of: auction), among: candidates) == configuration.id
+    }
+
     private func route(_ command: AuctionCommand, to auction: AuctionID, hops: UInt8) async -> Result<
         CommandAccepted, EngineError
     > {

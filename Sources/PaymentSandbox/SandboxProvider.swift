@@ -53,6 +53,7 @@ public final class SandboxProvider: Sendable {
     private let random: Mutex<SplitMix>
     private let secretKey: String
     private let webhooks: Mutex<[Webhook]>
+    private let injected = Mutex<[String: Int]>([:])
     private let logger: Logger
 
     public init(
@@ -67,6 +68,12 @@ public final class SandboxProvider: Sendable {
     }
 
     public var ledger: [SandboxBook.LedgerEntry] { book.withLock { $0.ledger } }
+
+    /// Faults injected so far, by kind (`outage`, `rate_limit`, `error_before`, `error_after`,
+    /// `timeout_after_charge`, `webhook_duplicate`): what a chaos run reports.
+    public var faultsInjected: [String: Int] { injected.withLock { $0 } }
+
+    private func count(_ kind: String) { injected.withLock { $0[kind, default: 0] += 1 } }
 
     public var currentFaults: SandboxFaults {
         get { faults.withLock { $0 } }
@@ -160,15 +167,18 @@ public final class SandboxProvider: Sendable {
         if faults.latencyMilliseconds > 0 { try await Task.sleep(for: .milliseconds(faults.latencyMilliseconds)) }
         let now = Self.now()
         if now < faults.outageUntilMilliseconds {
+            count("outage")
             return Self.response(SandboxBook.problem(503, type: "api_error", code: "outage", "Service unavailable."))
         }
         if roll(faults.rateLimitRate) {
+            count("rate_limit")
             var response = Self.response(
                 SandboxBook.problem(429, type: "rate_limit_error", code: "rate_limit", "Too many requests."))
             response.headers[.retryAfter] = "1"
             return response
         }
         if roll(faults.errorBeforeRate) {
+            count("error_before")
             return Self.response(SandboxBook.problem(500, type: "api_error", code: "internal", "An error occurred."))
         }
         let key = request.headers[HTTPField.Name("Idempotency-Key")!]
@@ -186,9 +196,11 @@ public final class SandboxProvider: Sendable {
             }
         }
         if roll(faults.errorAfterRate) {
+            count("error_after")
             return Self.response(SandboxBook.problem(500, type: "api_error", code: "internal", "An error occurred."))
         }
         if roll(faults.timeoutAfterChargeRate) {
+            count("timeout_after_charge")
             // Hold the answer past the caller's deadline; the call has taken effect.
             try await Task.sleep(for: .milliseconds(faults.hangMilliseconds))
         }
@@ -215,6 +227,7 @@ public final class SandboxProvider: Sendable {
             for event in book.withLock({ $0.takeOutbox() }) {
                 pending.append((event, now + Int64(faults.webhookDelayMilliseconds), 0))
                 if roll(faults.webhookDuplicateRate) {
+                    count("webhook_duplicate")
                     pending.append((event, now + Int64(faults.webhookDelayMilliseconds) + 50, 0))
                 }
             }

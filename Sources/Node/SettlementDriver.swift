@@ -1,0 +1,238 @@
+public import AuctionCore
+public import AuctionRuntime
+public import Logging
+public import Payments
+public import Storage
+
+/// Runs the settlements of the lots this node owns: sends the provider call whose key is in the
+/// log (again, with the same key, after a lost answer or a failover), records its outcome, and
+/// runs what falls due (authorize, capture, remind, default, second-chance offer, expiry).
+///
+/// Why it is safe to run anywhere at any time: it decides nothing itself. Every step goes through
+/// the lot's owner (`ClusterNode.submit`) and the settlement rules, which refuse stale steps; a
+/// provider call is only ever made for a key the fenced log already holds, so two nodes that both
+/// believe they own a lot during a failover send the same key, and the provider moves money once.
+/// Every provider call passes the circuit breaker and has the client's deadline.
+public actor SettlementDriver {
+    public struct Settings: Sendable {
+        /// How often the settlements in progress are looked at.
+        public var pollInterval: Duration = .milliseconds(250)
+        /// The first wait after a failed call; doubles up to `maximumRetryDelay`.
+        public var retryDelay: Duration = .milliseconds(500)
+        public var maximumRetryDelay: Duration = .seconds(60)
+        public var breaker = CircuitBreaker.Settings()
+
+        public init() {}
+    }
+
+    /// What the driver did, for `/metrics` and `/v1/cluster`.
+    public struct Counters: Sendable, Codable {
+        public var providerCalls = 0
+        public var providerFailures = 0
+        public var retries = 0
+        public var authorizations = 0
+        public var declines = 0
+        public var captures = 0
+        public var refunds = 0
+        public var breakerOpenings = 0
+        public var breakerState = "closed"
+    }
+
+    private let node: ClusterNode
+    private let provider: any PaymentProvider
+    private let store: any EventStore
+    private let clock: any EngineClock
+    private let logger: Logger
+    private let settings: Settings
+    private var breaker: CircuitBreaker
+    private var busy: Set<AuctionID> = []
+    private var retryAt: [AuctionID: Timestamp] = [:]
+    private var failures: [AuctionID: Int] = [:]
+    private var counts = Counters()
+
+    public init(
+        node: ClusterNode, provider: any PaymentProvider, store: any EventStore, clock: any EngineClock,
+        logger: Logger, settings: Settings = .init()
+    ) {
+        self.node = node
+        self.provider = provider
+        self.store = store
+        self.clock = clock
+        self.logger = logger
+        self.settings = settings
+        self.breaker = CircuitBreaker(settings: settings.breaker)
+    }
+
+    public var counters: Counters {
+        var counters = counts
+        counters.breakerOpenings = breaker.timesOpened
+        counters.breakerState = breaker.state.name
+        return counters
+    }
+
+    /// Drives settlements until the task is cancelled; one step per lot at a time.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                let now = clock.now()
+                for settlement in node.readModel.settlementsInProgress {
+                    let id = settlement.auctionId
+                    guard !busy.contains(id), retryAt[id].map({ $0 <= now }) ?? true else { continue }
+                    guard
+                        settlement.inFlight != nil || settlement.needsSecondChanceOffer
+                            || settlement.nextCommand(now: now) != nil
+                    else { continue }
+                    guard await node.owns(id) else { continue }
+                    busy.insert(id)
+                    group.addTask { await self.step(id) }
+                }
+                try? await Task.sleep(for: settings.pollInterval)
+            }
+        }
+    }
+
+    private func step(_ id: AuctionID) async {
+        defer { busy.remove(id) }
+        // The latest view: the read model may have moved on since the scan.
+        guard let settlement = node.readModel.settlement(of: id), settlement.phase?.isFinished == false else { return }
+        let now = clock.now()
+        if let call = settlement.inFlight {
+            await resolve(call, of: settlement)
+        } else if settlement.needsSecondChanceOffer {
+            await offerSecondChance(for: settlement)
+        } else if let command = settlement.nextCommand(now: now) {
+            await submit(command, to: id)
+        }
+    }
+
+    // MARK: - Provider calls
+
+    private func resolve(_ call: ProviderCall, of settlement: Settlement) async {
+        let id = settlement.auctionId
+        let now = clock.now()
+        guard breaker.permit(now: now) else {
+            retryAt[id] = breaker.retryAt ?? now.advanced(by: settings.retryDelay)
+            return
+        }
+        counts.providerCalls += 1
+        let started = clock.now()
+        do throws(ProviderError) {
+            let outcome = try await send(call, of: settlement)
+            breaker.record(.answered, startedAt: started, now: clock.now())
+            failures[id] = nil
+            retryAt[id] = nil
+            await submit(outcome, to: id)
+        } catch {
+            breaker.record(error.breakerResult, startedAt: started, now: clock.now())
+            if error.isRetryable {
+                counts.providerFailures += 1
+                counts.retries += 1
+                let failed = (failures[id] ?? 0) + 1
+                failures[id] = failed
+                var delay = settings.retryDelay
+                for _ in 1..<min(failed, 16) { delay = min(delay * 2, settings.maximumRetryDelay) }
+                if case .rateLimited(let seconds?) = error { delay = max(delay, .seconds(seconds)) }
+                retryAt[id] = clock.now().advanced(by: delay)
+                logger.debug(
+                    "provider call failed; the same key goes again",
+                    metadata: ["key": "\(call.idempotencyKey)", "error": "\(error)", "retryIn": "\(delay)"])
+                return
+            }
+            failures[id] = nil
+            switch error {
+            case .idempotencyConflict(let message):
+                // The key was used with other parameters: a bug here, never resolved by retrying.
+                logger.error(
+                    "the provider refused a reused idempotency key",
+                    metadata: ["key": "\(call.idempotencyKey)", "detail": "\(message)"])
+                retryAt[id] = clock.now().advanced(by: settings.maximumRetryDelay)
+            case .declined(let code, _), .refused(_, let code, _):
+                let outcome: SettlementCommand =
+                    call.operation == .authorize
+                    ? .authorizationDeclined(attempt: call.attempt, reason: code)
+                    : .callFailed(attempt: call.attempt, reason: code)
+                if call.operation == .authorize { counts.declines += 1 }
+                await submit(outcome, to: id)
+            default:
+                break
+            }
+        }
+    }
+
+    /// Makes `call` with its logged key and says what the settlement should record.
+    private func send(_ call: ProviderCall, of settlement: Settlement) async throws(ProviderError)
+        -> SettlementCommand
+    {
+        let id = settlement.auctionId
+        switch call.operation {
+        case .authorize:
+            guard let amount = call.amount, let method = call.paymentMethod else {
+                throw .refused(status: 0, code: "incomplete_call", message: "an authorization without amount or method")
+            }
+            let intent = try await provider.authorize(
+                amount: amount, paymentMethod: method, key: call.idempotencyKey,
+                metadata: ["auction": id.rawValue, "attempt": "\(call.attempt)"])
+            guard intent.status == "requires_capture", let intentId = PaymentIntentID(rawValue: intent.id) else {
+                throw .refused(status: 0, code: "unexpected_status", message: intent.status)
+            }
+            counts.authorizations += 1
+            return .authorizationSucceeded(attempt: call.attempt, intent: intentId)
+        case .capture:
+            guard let amount = call.amount, let intent = settlement.intent else {
+                throw .refused(status: 0, code: "incomplete_call", message: "a capture without amount or intent")
+            }
+            let captured = try await provider.capture(intent: intent, amount: amount, key: call.idempotencyKey)
+            counts.captures += 1
+            return .captureSucceeded(
+                attempt: call.attempt, amount: Money(minorUnits: captured.amountReceived, currency: amount.currency))
+        case .cancel:
+            guard let intent = settlement.intent else {
+                throw .refused(status: 0, code: "incomplete_call", message: "a cancel without intent")
+            }
+            _ = try await provider.cancel(intent: intent, key: call.idempotencyKey)
+            return .cancelSucceeded(attempt: call.attempt, reason: "cancelled by an admin")
+        case .refund:
+            guard let amount = call.amount, let intent = settlement.intent else {
+                throw .refused(status: 0, code: "incomplete_call", message: "a refund without amount or intent")
+            }
+            _ = try await provider.refund(intent: intent, amount: amount, key: call.idempotencyKey)
+            counts.refunds += 1
+            return .refundSucceeded(attempt: call.attempt)
+        }
+    }
+
+    // MARK: - Second chance
+
+    private func offerSecondChance(for settlement: Settlement) async {
+        let id = settlement.auctionId
+        var log: [AuctionEvent] = []
+        var after: Int64 = 0
+        do {
+            while true {
+                let page = try await store.events(of: id, after: after, limit: 1_000)
+                guard let last = page.last else { break }
+                log += page.map(\.event)
+                after = last.seq
+            }
+        } catch {
+            retryAt[id] = clock.now().advanced(by: settings.retryDelay)
+            return
+        }
+        guard case .created(let created)? = log.first else { return }
+        let runnerUp = SecondChance.runnerUp(in: log, excluding: Set(settlement.defaulters))
+        let offer = runnerUp.map {
+            SecondChanceOffer(
+                bidderId: $0.bidderId, price: $0.price,
+                expiresAt: clock.now().advanced(by: created.terms.fees.secondChanceWindow))
+        }
+        await submit(.offerSecondChance(offer: offer), to: id)
+    }
+
+    private func submit(_ command: SettlementCommand, to id: AuctionID) async {
+        let result = await node.submit(.settle(command), to: id)
+        if case .failure(let error) = result {
+            logger.debug("a settlement step was not recorded", metadata: ["auction": "\(id)", "error": "\(error)"])
+            retryAt[id] = clock.now().advanced(by: settings.retryDelay)
+        }
+    }
+}
