@@ -131,6 +131,7 @@ let package = Package(
                 "Storage",
                 "AuctionRuntime",
                 "Node",
+                "Payments",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -162,6 +163,9 @@ let package = Package(
                 "Gateway",
                 "ArtPayClient",
                 "ChaosCheck",
+                "Payments",
+                "PaymentSandbox",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -228,7 +232,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "AuctionCore", "Storage", "AuctionRuntime", "Node", "Gateway", "TestSupport",
+                "AuctionCore", "Storage", "AuctionRuntime", "Node", "Gateway", "TestSupport", "Payments",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),

@@ -1,4 +1,4 @@
-import AuctionCore
+public import AuctionCore
 public import AuctionRuntime
 import Foundation
 import HTTPTypes
@@ -31,13 +31,18 @@ public struct GatewayAPI: Sendable {
         public var loginLock: LoginLockPolicy
         /// How many API requests a node handles at once before it sheds load.
         public var admission: AdmissionLimits
+        /// The money rules new lots are sold under (fixed into each lot's terms when it is created).
+        public var fees: FeeSchedule
+        /// Secrets the payment provider signs its webhooks with (several during a rotation); no
+        /// webhook verifies without one.
+        public var webhookSecrets: [String]
 
         public init(
             passwordCost: UInt8 = 12, rateLimit: RateLimitMiddleware.Policy = .init(capacity: 120, refillPerSecond: 20),
             requestTimeout: Duration = .seconds(15), connections: ConnectionLimits = .init(),
             streams: StreamLimits = .init(), userCacheAge: Duration = .seconds(10),
             loginLock: LoginLockPolicy = .init(),
-            admission: AdmissionLimits = .init()
+            admission: AdmissionLimits = .init(), fees: FeeSchedule = .standard, webhookSecrets: [String] = []
         ) {
             self.passwordCost = passwordCost
             self.rateLimit = rateLimit
@@ -47,6 +52,8 @@ public struct GatewayAPI: Sendable {
             self.userCacheAge = userCacheAge
             self.loginLock = loginLock
             self.admission = admission
+            self.fees = fees
+            self.webhookSecrets = webhookSecrets
         }
     }
 
@@ -62,6 +69,7 @@ public struct GatewayAPI: Sendable {
     let streams: StreamLimiter
     let directory: UserDirectory
     let admission: AdmissionControl
+    let webhooks = WebhookLedger()
     /// A bcrypt hash at the configured cost that no password matches: a login of an unknown user
     /// checks it, so it takes as long as one of a known user.
     private let unknownUserHash: String
@@ -111,8 +119,10 @@ public struct GatewayAPI: Sendable {
                 body: .init(
                     byteBuffer: ByteBuffer(
                         string: await node.metricsText() + metrics.text() + connections.metricsText()
-                            + admission.metricsText() + streams.metricsText())))
+                            + admission.metricsText() + streams.metricsText() + webhooks.metricsText())))
         }
+        // The provider's webhooks carry their own signature instead of a user's token.
+        router.post("/v1/payments/webhook", use: providerWebhook)
         let api = router.group("/v1")
             .add(middleware: AdmissionMiddleware(control: admission))
             .add(middleware: AuthenticationMiddleware(tokens: tokens, directory: directory))
@@ -134,6 +144,12 @@ public struct GatewayAPI: Sendable {
         api.get("/auctions/:id/leaderboard", use: leaderboard)
         api.get("/leaderboards/most-active", use: mostActive)
         api.get("/sales/:id/top", use: saleTop)
+        api.get("/me/settlements", use: mySettlements)
+        api.post("/me/settlements/:id/payment-method", use: choosePaymentMethod)
+        api.post("/me/settlements/:id/second-chance", use: answerSecondChance)
+        api.get("/settlements", use: settlements)
+        api.post("/settlements/:id/refund", use: refundSettlement)
+        api.post("/settlements/:id/cancel", use: cancelSettlement)
         return router
     }
 
@@ -352,7 +368,8 @@ public struct GatewayAPI: Sendable {
             auctionId: id, sellerId: caller.userId, saleId: saleId, title: body.title,
             startingPrice: money(body.startingPrice),
             reservePrice: body.reservePrice.map(money), buyNowPrice: body.buyNowPrice.map(money), opensAt: opensAt,
-            closesAt: closesAt, extensionWindow: .seconds(body.extensionWindowSeconds ?? 120))
+            closesAt: closesAt, extensionWindow: .seconds(body.extensionWindowSeconds ?? 120),
+            fees: configuration.fees)
         // Refused here rather than at the owner: invalid terms never cross the wire, and the answer
         // is the owner's own rule either way.
         do {

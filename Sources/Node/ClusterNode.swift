@@ -66,6 +66,8 @@ public actor ClusterNode {
     public nonisolated let readModel: AuctionReadModel
     private let userChangeListeners = Mutex<[@Sendable (UserID) -> Void]>([])
     private let liveGatewayCount = Mutex(1)
+    /// What this node's settlement driver last published, for `/v1/cluster` and `/metrics`.
+    let paymentsStatus = Mutex<SettlementDriver.Counters?>(nil)
     /// Local consumers of auctions' events (SSE and WebSocket clients on this node). Not actor
     /// state: pushed events reach them in arrival order without waiting behind forwarded commands.
     private let feeds = Mutex<[AuctionID: [ObjectIdentifier: EventFeed]]>([:])
@@ -503,7 +505,8 @@ public actor ClusterNode {
                 shardsHeld: owned.map { .init(shard: $0.key.rawValue, epoch: $0.value.rawValue) }.sorted {
                     $0.shard < $1.shard
                 },
-                reachesMajority: membership.seesMajority, counters: counters)
+                reachesMajority: membership.seesMajority, counters: counters,
+                payments: paymentsStatus.withLock { $0 })
         }
     }
 
@@ -588,6 +591,32 @@ public actor ClusterNode {
                 ("{reason=\"malformed_frame\"}", "\(transport.malformedFrames)"),
                 ("{reason=\"oversized_frame\"}", "\(transport.oversizedFrames)"),
             ])
+        if let payments = paymentsStatus.withLock({ $0 }) {
+            for (name, help, value) in [
+                ("artpay_payment_provider_calls_total", "Calls to the payment provider.", payments.providerCalls),
+                (
+                    "artpay_payment_provider_failures_total",
+                    "Provider calls that failed (transport, timeout, 5xx, 429) and are retried with their key.",
+                    payments.providerFailures
+                ),
+                (
+                    "artpay_payment_authorizations_total", "Authorizations the provider granted.",
+                    payments.authorizations
+                ),
+                ("artpay_payment_declines_total", "Authorizations the provider declined.", payments.declines),
+                ("artpay_payment_captures_total", "Captures the provider confirmed.", payments.captures),
+                ("artpay_payment_refunds_total", "Refunds the provider confirmed.", payments.refunds),
+                (
+                    "artpay_payment_breaker_openings_total", "Times the provider's circuit breaker opened.",
+                    payments.breakerOpenings
+                ),
+            ] {
+                metric(name, "counter", help, [("", "\(value)")])
+            }
+            metric(
+                "artpay_payment_breaker_state", "gauge", "The provider's circuit breaker: 1 for its current state.",
+                ["closed", "open", "half_open"].map { ("{state=\"\($0)\"}", $0 == payments.breakerState ? "1" : "0") })
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }
@@ -618,4 +647,6 @@ public struct ClusterSnapshot: Sendable, Codable {
     /// Whether this node reaches a majority of the cluster; without one it holds and takes no shard.
     public var reachesMajority: Bool
     public var counters: ClusterNode.Counters
+    /// This node's settlement driver (nil when no payment provider is configured).
+    public var payments: SettlementDriver.Counters?
 }

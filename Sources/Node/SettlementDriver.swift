@@ -86,6 +86,7 @@ public actor SettlementDriver {
                     busy.insert(id)
                     group.addTask { await self.step(id) }
                 }
+                node.paymentsStatus.withLock { $0 = counters }
                 try? await Task.sleep(for: settings.pollInterval)
             }
         }

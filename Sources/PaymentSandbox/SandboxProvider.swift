@@ -247,9 +247,9 @@ public final class SandboxProvider: Sendable {
         }
     }
 
+    /// Tries the endpoints in turn until one accepts (several nodes behind one logical endpoint).
     private func deliver(_ event: SandboxBook.Event, using http: HTTPClient) async -> Bool {
         let body = JSONValue.render(event.body)
-        var delivered = true
         for target in webhooks.withLock({ $0 }) {
             var request = HTTPClientRequest(url: target.url)
             request.method = .POST
@@ -261,12 +261,12 @@ public final class SandboxProvider: Sendable {
             do {
                 let response = try await http.execute(request, timeout: .seconds(5))
                 _ = try? await response.body.collect(upTo: 64 * 1_024)
-                if !(200..<300).contains(Int(response.status.code)) { delivered = false }
+                if (200..<300).contains(Int(response.status.code)) { return true }
             } catch {
-                delivered = false
+                continue
             }
         }
-        return delivered
+        return false
     }
 }
 

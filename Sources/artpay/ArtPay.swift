@@ -10,7 +10,7 @@ struct ArtPay: AsyncParsableCommand {
             NodeCommand.self, DevCommand.self, LoginCommand.self, AuctionsCommand.self, BidCommand.self,
             WatchCommand.self,
             NotificationsCommand.self, CheckCommand.self, ChaosCommand.self,
-            KeygenCommand.self, CertsCommand.self,
+            KeygenCommand.self, CertsCommand.self, PSPCommand.self,
             BenchCommand.self,
         ])
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import AuctionRuntime
 import Foundation
 import Gateway
@@ -6,6 +7,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import Node
+import Payments
 import PostgresNIO
 import ServiceLifecycle
 import Storage
@@ -86,9 +88,23 @@ struct NodeCommand: AsyncParsableCommand {
             let (username, password) = (admin.username, admin.password)
             bootstrapAdmin = { try await api.ensureAdmin(username: username, password: password) }
         }
+        var driver: SettlementDriver?
+        var providerHTTP: HTTPClient?
+        if let provider = settings.provider {
+            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            providerHTTP = http
+            driver = SettlementDriver(
+                node: node,
+                provider: StripeShapedClient(
+                    baseURL: provider.url, secretKey: provider.secretKey, http: http, timeout: provider.callTimeout),
+                store: store, clock: clock, logger: logger)
+        } else {
+            logger.notice(
+                "no payment provider (payments.provider.url): sold lots wait, unpaid, until one is configured")
+        }
         let cluster = ClusterService(
             node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger,
-            bootstrapAdmin: bootstrapAdmin)
+            bootstrapAdmin: bootstrapAdmin, settlementDriver: driver)
         let router = api.responder(isReady: { await cluster.isReady })
         // Keep-alive connections idle for a minute are closed (event streams send a heartbeat every
         // 15 s, WebSockets a ping every 30 s); the connection guard caps connections and bounds how
@@ -110,8 +126,10 @@ struct NodeCommand: AsyncParsableCommand {
             try await group.run()
         } catch {
             await sqlite?.close()
+            try? await providerHTTP?.shutdown()
             throw error
         }
+        try? await providerHTTP?.shutdown()
         // Every store connection is closed before the process ends (PostgreSQL's client is a
         // service of the group and has stopped with it).
         await sqlite?.close()
@@ -127,12 +145,13 @@ actor ClusterService: Service {
     let bind: (host: String, port: Int)
     let logger: Logger
     let bootstrapAdmin: (@Sendable () async throws -> Void)?
+    let settlementDriver: SettlementDriver?
     private(set) var isReady = false
 
     init(
         node: ClusterNode, transport: ClusterTransport, store: any EventStore, bind: (host: String, port: Int),
         logger: Logger,
-        bootstrapAdmin: (@Sendable () async throws -> Void)?
+        bootstrapAdmin: (@Sendable () async throws -> Void)?, settlementDriver: SettlementDriver? = nil
     ) {
         self.node = node
         self.transport = transport
@@ -140,6 +159,7 @@ actor ClusterService: Service {
         self.bind = bind
         self.logger = logger
         self.bootstrapAdmin = bootstrapAdmin
+        self.settlementDriver = settlementDriver
     }
 
     func run() async throws {
@@ -155,6 +175,7 @@ actor ClusterService: Service {
                 }
             }
             group.addTask { await node.run() }
+            if let driver = settlementDriver { group.addTask { await driver.run() } }
             isReady = true
             try? await gracefulShutdown()
             isReady = false

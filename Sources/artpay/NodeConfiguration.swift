@@ -32,6 +32,14 @@ struct NodeSettings: Sendable {
     var bootstrapAdmin: (username: String, password: String)?
     /// `debug.unsafeDisableFencing`: for showing the chaos checker catch two writers; never in service.
     var fencing: Fencing
+    /// `payments.provider.*`: where settlements are paid; nil leaves sold lots waiting (due).
+    var provider: ProviderSettings?
+
+    struct ProviderSettings: Sendable {
+        var url: String
+        var secretKey: String
+        var callTimeout: Duration
+    }
 
     struct Invalid: Error, CustomStringConvertible {
         var description: String
@@ -154,7 +162,7 @@ struct NodeSettings: Sendable {
         func seconds(_ key: ConfigKey, default value: Double) -> Duration {
             .milliseconds(Int64(max(0.1, reader.double(forKey: key, default: value)) * 1_000))
         }
-        let api = GatewayAPI.Configuration(
+        var api = GatewayAPI.Configuration(
             passwordCost: UInt8(clamping: reader.int(forKey: "auth.passwordCost", default: 12)),
             rateLimit: .init(
                 capacity: reader.int(forKey: "http.rateLimit.capacity", default: 120),
@@ -181,6 +189,38 @@ struct NodeSettings: Sendable {
                 maximumWait: .milliseconds(
                     Int64(max(0, reader.int(forKey: "http.admission.maxWaitMilliseconds", default: 20)))),
                 maximumWaiting: max(0, reader.int(forKey: "http.admission.maxWaiting", default: 256))))
+        var tiers: [FeeSchedule.Tier] = []
+        for entry in reader.stringArray(forKey: "payments.buyerPremiumTiers") ?? [] {
+            // "upTo:basisPoints", the last one ":basisPoints" (open-ended).
+            let parts = entry.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2, let rate = Int64(parts[1]), parts[0].isEmpty || Int64(parts[0]) != nil else {
+                throw Invalid(
+                    description: "\(file): 'payments.buyerPremiumTiers' entries are upToMajorUnits:basisPoints, "
+                        + "the last one :basisPoints")
+            }
+            tiers.append(.init(upToMajorUnits: Int64(parts[0]), rateBasisPoints: rate))
+        }
+        let fees = FeeSchedule(
+            buyerPremium: tiers.isEmpty ? FeeSchedule.standard.buyerPremium : tiers,
+            sellerCommissionBasisPoints: Int64(
+                reader.int(forKey: "payments.sellerCommissionBasisPoints", default: 1_000)),
+            paymentDeadline: seconds("payments.paymentDeadlineSeconds", default: 3 * 86_400),
+            secondChanceWindow: seconds("payments.secondChanceWindowSeconds", default: 2 * 86_400))
+        do {
+            try fees.validate()
+        } catch {
+            throw Invalid(description: "\(file): payments: \(error)")
+        }
+        api.fees = fees
+        api.webhookSecrets = reader.stringArray(forKey: "payments.webhookSecrets", isSecret: true) ?? []
+        var provider: ProviderSettings?
+        if let url = reader.string(forKey: "payments.provider.url") {
+            guard let key = reader.string(forKey: "payments.provider.secretKey", isSecret: true), !key.isEmpty else {
+                throw Invalid(description: "\(file): 'payments.provider.url' needs 'payments.provider.secretKey'")
+            }
+            provider = ProviderSettings(
+                url: url, secretKey: key, callTimeout: seconds("payments.provider.timeoutSeconds", default: 10))
+        }
         return NodeSettings(
             cluster: ClusterNode.Configuration(
                 id: id, address: advertised, roles: roles, seeds: seeds, membership: membership),
@@ -191,6 +231,7 @@ struct NodeSettings: Sendable {
             signingKey: .init(kid: signingKid, privateKeyPEM: signingPEM), verificationKeys: verification,
             tokenLifetime: .seconds(reader.int(forKey: "auth.tokenLifetimeSeconds", default: 3_600)), api: api,
             bootstrapAdmin: admin,
-            fencing: reader.bool(forKey: "debug.unsafeDisableFencing", default: false) ? .unsafelyDisabled : .enforced)
+            fencing: reader.bool(forKey: "debug.unsafeDisableFencing", default: false) ? .unsafelyDisabled : .enforced,
+            provider: provider)
     }
 }

@@ -158,11 +158,16 @@ import Testing
             clock.advance(to: end)
             try await eventually("the timer closes the auction") {
                 let log = try await sqlite.events(of: RT.auction, after: 0, limit: 20)
-                return log.last.map { if case .closed = $0.event { true } else { false } } ?? false
+                return log.contains { if case .closed = $0.event { true } else { false } }
             }
             let log = try await sqlite.events(of: RT.auction, after: 0, limit: 20)
             #expect(log.filter { if case .closed = $0.event { true } else { false } }.count == 1)
-            guard case .closed(let closed) = log.last?.event else { return }
+            guard case .settlement(.opened)? = log.last?.event,
+                case .closed(let closed)? = log.dropLast().last?.event
+            else {
+                Issue.record("closed, then the settlement opened: \(log.suffix(2).map(\.event.kind))")
+                return
+            }
             #expect(
                 closed.result
                     == .sold(winnerId: UserID(rawValue: "bob")!, bidId: BidID(rawValue: "b2")!, price: RT.eur(5_100)))

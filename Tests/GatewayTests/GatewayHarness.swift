@@ -15,6 +15,7 @@ import Testing
 
 /// One node's API over a real SQLite store, driven without sockets (Hummingbird's router tests).
 struct GatewayHarness: Sendable {
+    static let webhookSecret = "whsec_gateway_tests"
     let api: GatewayAPI
     let tokens: TokenAuthority
     /// The private key of `kid` "k1" (the signing key) and of "k0" (an older, still accepted key).
@@ -49,7 +50,7 @@ struct GatewayHarness: Sendable {
                 node: node, users: store, events: store, tokens: tokens, clock: clock,
                 configuration: .init(
                     passwordCost: 4, rateLimit: rateLimit, connections: connections, streams: streams,
-                    loginLock: loginLock))
+                    loginLock: loginLock, webhookSecrets: [GatewayHarness.webhookSecret]))
             try await api.ensureAdmin(username: "root", password: "root-password")
             // Live: a real HTTP server on a free loopback port, as a node serves it (WebSocket
             // upgrades, the connection guard).

@@ -91,10 +91,12 @@ import Testing
                 _ = await cluster.nodes[n % 3].node.submit(.placeBid(bid), to: id)
             }
             try await eventually(
-                "alice (on nodes 1 and 2) hears outbid, then lost; bob (on node 3) won", timeout: .seconds(20)
+                "alice (on nodes 1 and 2) hears outbid, then lost; bob (on node 3) won, then owes the invoice",
+                timeout: .seconds(20)
             ) {
                 Set(heard.lines.withLock { $0 }) == [
                     "0:alice:outbid@3", "1:alice:outbid@3", "0:alice:lost@4", "1:alice:lost@4", "2:bob:won@4",
+                    "2:bob:payment_due@5",
                 ]
             }
             await cluster.stop()

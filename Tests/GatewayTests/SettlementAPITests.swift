@@ -1,0 +1,82 @@
+import Foundation
+import Gateway
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Payments
+import Testing
+
+/// The settlement routes on one node: a sold lot's invoice reaches its buyer only, paying is the
+/// buyer's alone, and provider webhooks are refused unless signed.
+@Suite struct SettlementAPITests {
+    @Test func theBuyerSeesTheInvoice_andChoosesAMethod_nobodyElse() async throws {
+        try await GatewayHarness.run { client, _ in
+            let seller = try await client.signUp("sasha", roles: ["seller"])
+            let winner = try await client.signUp("wanda", roles: ["bidder"])
+            let other = try await client.signUp("otto", roles: ["bidder"])
+            let closes = Date().addingTimeInterval(1.5).formatted(.iso8601)
+            let created = try await client.send(
+                .post, "/v1/auctions",
+                json:
+                    #"{"id":"lot-invoice","title":"Invoice","currency":"EUR","startingPrice":100000,"closesAt":"\#(closes)","extensionWindowSeconds":0}"#,
+                token: seller)
+            #expect(created.status == .created)
+            let bid = try await client.send(
+                .post, "/v1/auctions/lot-invoice/bids", json: #"{"bidId":"w1","maximum":150000,"currency":"EUR"}"#,
+                token: winner)
+            #expect(bid.status == .created)
+            var invoice: [String: Any] = [:]
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
+                let mine = try await client.send(.get, "/v1/me/settlements", token: winner).json
+                if let first = (mine["settlements"] as? [[String: Any]])?.first {
+                    invoice = first
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(invoice["state"] as? String == "due")
+            #expect(invoice["hammer"] as? Int == 100_000, "alone: the starting price")
+            #expect(invoice["buyersPremium"] as? Int == 26_000)
+            #expect(invoice["total"] as? Int == 126_000)
+            let others = try await client.send(.get, "/v1/me/settlements", token: other).json
+            #expect((others["settlements"] as? [Any])?.isEmpty == true, "an invoice is its buyer's only")
+            let notYours = try await client.send(
+                .post, "/v1/me/settlements/lot-invoice/payment-method", json: #"{"paymentMethod":"pm_card_visa"}"#,
+                token: other)
+            #expect(notYours.status == .forbidden)
+            #expect(notYours.json["code"] as? String == "not_the_buyer")
+            let paid = try await client.send(
+                .post, "/v1/me/settlements/lot-invoice/payment-method", json: #"{"paymentMethod":"pm_card_visa"}"#,
+                token: winner)
+            #expect(paid.status == .ok)
+            #expect(paid.json["paymentMethod"] as? String == "pm_card_visa")
+        }
+    }
+
+    @Test func webhooks_mustBeSigned_andUnknownOnesAreCountedNotApplied() async throws {
+        try await GatewayHarness.run { client, _ in
+            let body =
+                #"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{"id":"pi_unknown","amount_received":5,"metadata":{}}}}"#
+            let unsigned = try await client.send(.post, "/v1/payments/webhook", json: body)
+            #expect(unsigned.status == .badRequest)
+            let forged = WebhookSignature.sign(
+                Array(body.utf8), secret: "not the secret", at: Int64(Date().timeIntervalSince1970))
+            let refused = try await client.send(
+                .post, "/v1/payments/webhook", json: body, headers: [HTTPField.Name("Stripe-Signature")!: forged])
+            #expect(refused.status == .badRequest)
+            let signed = WebhookSignature.sign(
+                Array(body.utf8), secret: GatewayHarness.webhookSecret, at: Int64(Date().timeIntervalSince1970))
+            let accepted = try await client.send(
+                .post, "/v1/payments/webhook", json: body, headers: [HTTPField.Name("Stripe-Signature")!: signed])
+            #expect(accepted.status == .ok)
+            let again = try await client.send(
+                .post, "/v1/payments/webhook", json: body, headers: [HTTPField.Name("Stripe-Signature")!: signed])
+            #expect(again.status == .ok)
+            let metrics = String(buffer: try await client.send(.get, "/metrics").body)
+            #expect(metrics.contains(#"artpay_payment_webhooks_total{outcome="rejected"} 2"#))
+            #expect(metrics.contains(#"artpay_payment_webhooks_total{outcome="ignored"} 1"#))
+            #expect(metrics.contains(#"artpay_payment_webhooks_total{outcome="duplicate"} 1"#))
+        }
+    }
+}
