@@ -28,6 +28,11 @@ struct DevCommand: AsyncParsableCommand {
     var clusterPort: Int = 7_100
     @Option(help: "HTTP port of every node.")
     var httpPort: Int = 8_100
+    @Option(help: "Seconds a buyer has to pay (and a runner-up to take a second-chance offer).")
+    var paymentDeadlineSeconds: Int = 120
+
+    static let pspSecretKey = "sk_test_artpay_dev"
+    static let webhookSecret = "whsec_artpay_dev"
 
     static let users: [(String, String, [String])] = [
         ("sofia", "sofia-password", ["seller"]), ("marco", "marco-password", ["seller"]),
@@ -51,6 +56,8 @@ struct DevCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: certificates, withIntermediateDirectories: true)
         let tls = try ClusterCertificates.writeLocalCluster(
             (1...3).map { (NodeID(rawValue: "node-\($0)")!, "127.0.0.\($0)") }, into: certificates.path)
+        // The sandbox payment provider, on its own loopback address, sending webhooks to any node.
+        let psp = "http://127.0.0.4:\(httpPort)"
         var nodes: [DevNode] = []
         for index in 1...3 {
             let config = devDirectory.appendingPathComponent("node-\(index).json")
@@ -63,19 +70,33 @@ struct DevCommand: AsyncParsableCommand {
                   "http": { "host": "127.0.0.\(index)", "port": \(httpPort) },
                   "store": { "kind": "sqlite", "sqlite": { "path": "\(root.appendingPathComponent("dev.sqlite").path)" } },
                   "auth": { "signingKeyFile": "\(keyPath)", "signingKid": "dev", "passwordCost": 10,
-                            "admin": { "username": "admin", "password": "admin-password" } }
+                            "admin": { "username": "admin", "password": "admin-password" } },
+                  "payments": { "provider": { "url": "\(psp)", "secretKey": "\(Self.pspSecretKey)" },
+                                "webhookSecrets": ["\(Self.webhookSecret)"],
+                                "paymentDeadlineSeconds": \(paymentDeadlineSeconds),
+                                "secondChanceWindowSeconds": \(paymentDeadlineSeconds) }
                 }
                 """
             try json.write(to: config, atomically: true, encoding: .utf8)
             nodes.append(
                 DevNode(
-                    name: "node-\(index)", http: "http://127.0.0.\(index):\(httpPort)", config: config.path,
+                    name: "node-\(index)", http: "http://127.0.0.\(index):\(httpPort)",
+                    arguments: ["node", "--config", config.path, "--log-level", "notice"],
                     log: devDirectory.appendingPathComponent("node-\(index).log").path))
         }
+        var pspArguments = [
+            "psp", "--host", "127.0.0.4", "--port", "\(httpPort)", "--secret-key", Self.pspSecretKey,
+            "--webhook-secret",
+            Self.webhookSecret,
+        ]
+        for node in nodes { pspArguments += ["--webhook-url", "\(node.http)/v1/payments/webhook"] }
+        let provider = DevNode(
+            name: "psp", http: psp, arguments: pspArguments, log: devDirectory.appendingPathComponent("psp.log").path)
         var logger = Logger(label: "artpay.dev")
         logger.logLevel = .error
         let service = DevClusterService(
-            nodes: nodes, firstClose: firstCloseSeconds, stopAfter: minutes > 0 ? .seconds(minutes * 60) : nil)
+            nodes: nodes, provider: provider, paymentDeadline: paymentDeadlineSeconds, firstClose: firstCloseSeconds,
+            stopAfter: minutes > 0 ? .seconds(minutes * 60) : nil)
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: service)], gracefulShutdownSignals: [.sigint, .sigterm], logger: logger))
@@ -83,22 +104,22 @@ struct DevCommand: AsyncParsableCommand {
     }
 }
 
-/// One child `artpay node` process of the dev cluster, started with posix_spawn and reaped by pid
+/// One child process of the dev cluster (`artpay node`, or the sandbox `artpay psp`), started with posix_spawn and reaped by pid
 /// (see `Spawn`): Foundation's `Process` lost track of a child killed with kill -9 and left
 /// `artpay dev` waiting forever on Ctrl-C.
 final class DevNode: @unchecked Sendable {
     let name: String
     let http: String
-    let config: String
+    let arguments: [String]
     let log: String
     private let lock = NSLock()
     private var pid: pid_t?
     private var exited = false
 
-    init(name: String, http: String, config: String, log: String) {
+    init(name: String, http: String, arguments: [String], log: String) {
         self.name = name
         self.http = http
-        self.config = config
+        self.arguments = arguments
         self.log = log
     }
 
@@ -108,7 +129,7 @@ final class DevNode: @unchecked Sendable {
             executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         }
         _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let started = try Spawn.start(executable, ["node", "--config", config, "--log-level", "notice"], logPath: log)
+        let started = try Spawn.start(executable, arguments, logPath: log)
         lock.withLock {
             pid = started
             exited = false
@@ -146,15 +167,19 @@ final class DevNode: @unchecked Sendable {
 /// Runs the dev cluster: starts the nodes, seeds demo data, prints how to use it, shows status.
 struct DevClusterService: Service {
     let nodes: [DevNode]
+    let provider: DevNode
+    let paymentDeadline: Int
     let firstClose: Int
     let stopAfter: Duration?
 
     func run() async throws {
         defer {
-            // Ask all nodes to stop at once, then wait for each.
+            // Ask all nodes to stop at once, then wait for each; the provider last.
             nodes.forEach { $0.requestStop() }
             nodes.forEach { $0.stop() }
+            provider.stop()
         }
+        try provider.start()
         for node in nodes { try node.start() }
         print("artpay dev: starting 3 nodes (logs in \((nodes[0].log as NSString).deletingLastPathComponent)/)…")
         try await waitUntilReady()
@@ -183,7 +208,11 @@ struct DevClusterService: Service {
                     ready += 1
                 }
             }
-            if ready == nodes.count { return }
+            if ready == nodes.count,
+                (try? await APIClient(base: provider.http).call("GET", "/health", timeout: 1)) != nil
+            {
+                return
+            }
             try await Task.sleep(for: .milliseconds(250))
         }
         throw ValidationError("the nodes did not become ready within 60 s; see \(nodes[0].log)")
@@ -252,6 +281,15 @@ struct DevClusterService: Service {
                 -H 'content-type: application/json' -d '{"bidId":"alice-1","maximum":\(lot.minimum + 10_000),"currency":"\(lot.currency)"}'
             Watch it live:   curl -N \(nodes[2].http)/v1/auctions/\(lot.id)/events
             Or with the CLI: swift run artpay bid \(lot.id) \(lot.minimum + 10_000) --user alice --password alice-password
+
+            Win a lot, then pay for it (amounts, premium and deadline in the invoice). The sandbox provider's
+            card pm_card_visa succeeds, pm_card_chargeDeclined declines; a buyer who has not paid within
+            \(paymentDeadline) s defaults, and the runner-up gets a second-chance offer:
+              curl -s \(nodes[0].http)/v1/me/settlements -H "authorization: Bearer $TOKEN"
+              curl -s -X POST \(nodes[0].http)/v1/me/settlements/\(lot.id)/payment-method -H "authorization: Bearer $TOKEN" \\
+                -H 'content-type: application/json' -d '{"paymentMethod":"pm_card_visa"}'
+            Every authorization, capture and refund at the provider (sandbox):
+              curl -s \(provider.http)/v1/sandbox/ledger -H 'authorization: Bearer \(DevCommand.pspSecretKey)'
 
             Kill a node (kill -9 <pid> with a pid above) to watch failover in the status line. Ctrl-C stops everything.
 

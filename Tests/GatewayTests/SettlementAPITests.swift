@@ -14,17 +14,18 @@ import Testing
             let seller = try await client.signUp("sasha", roles: ["seller"])
             let winner = try await client.signUp("wanda", roles: ["bidder"])
             let other = try await client.signUp("otto", roles: ["bidder"])
-            let closes = Date().addingTimeInterval(1.5).formatted(.iso8601)
+            // Sold by buy now: at once, whatever the clock (a close timer would race a starved test).
+            let closes = Date().addingTimeInterval(3_600).formatted(.iso8601)
             let created = try await client.send(
                 .post, "/v1/auctions",
                 json:
-                    #"{"id":"lot-invoice","title":"Invoice","currency":"EUR","startingPrice":100000,"closesAt":"\#(closes)","extensionWindowSeconds":0}"#,
+                    #"{"id":"lot-invoice","title":"Invoice","currency":"EUR","startingPrice":100000,"buyNowPrice":150000,"closesAt":"\#(closes)"}"#,
                 token: seller)
             #expect(created.status == .created)
-            let bid = try await client.send(
-                .post, "/v1/auctions/lot-invoice/bids", json: #"{"bidId":"w1","maximum":150000,"currency":"EUR"}"#,
+            let bought = try await client.send(
+                .post, "/v1/auctions/lot-invoice/buy-now", json: #"{"bidId":"w1","price":150000,"currency":"EUR"}"#,
                 token: winner)
-            #expect(bid.status == .created)
+            #expect(bought.status == .created, "\(String(buffer: bought.body))")
             var invoice: [String: Any] = [:]
             let deadline = ContinuousClock.now + .seconds(30)
             while ContinuousClock.now < deadline {
@@ -36,9 +37,9 @@ import Testing
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(invoice["state"] as? String == "due")
-            #expect(invoice["hammer"] as? Int == 100_000, "alone: the starting price")
-            #expect(invoice["buyersPremium"] as? Int == 26_000)
-            #expect(invoice["total"] as? Int == 126_000)
+            #expect(invoice["hammer"] as? Int == 150_000)
+            #expect(invoice["buyersPremium"] as? Int == 39_000)
+            #expect(invoice["total"] as? Int == 189_000)
             let others = try await client.send(.get, "/v1/me/settlements", token: other).json
             #expect((others["settlements"] as? [Any])?.isEmpty == true, "an invoice is its buyer's only")
             let notYours = try await client.send(
