@@ -97,6 +97,27 @@ public actor AuctionRegistry {
     /// How many auctions have an actor here.
     public var activeAuctionCount: Int { actors.count }
 
+    /// Lets go of every shard another node has written under a newer epoch than the lease held here.
+    ///
+    /// Why: a node that was paused or cut off while others took its shards may find, once back, that
+    /// its view of the cluster never changed — it never released them, and its actors still hold the
+    /// state they had. Fencing stops its next append, but a command that appends nothing (a
+    /// rejection, a replay, a settlement step refused for a payment "still in flight") would be
+    /// answered from that stale state for ever. Seeing the newer epoch in the log is proof enough.
+    public func noticeEpochs(_ seen: [(AuctionID, Epoch)]) async {
+        var stale: Set<ShardID> = []
+        for (auction, epoch) in seen {
+            let shard = configuration.shardMap.shard(of: auction)
+            if let held = leases[shard], held < epoch { stale.insert(shard) }
+        }
+        for shard in stale {
+            logger.notice(
+                "another node wrote this shard under a newer epoch: releasing it",
+                metadata: ["shard": "\(shard)", "held": "\(leases[shard].map { "\($0)" } ?? "-")"])
+            await release(shard)
+        }
+    }
+
     /// Stops the actors of `shard` and forgets its lease (the shard moves to another node).
     public func release(_ shard: ShardID) async {
         if let epoch = leases[shard] {

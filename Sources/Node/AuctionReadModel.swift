@@ -54,6 +54,12 @@ public final class AuctionReadModel: Sendable {
         await writer.catchUp()
     }
 
+    /// Calls `observe` with the auctions whose logs were written under a newer epoch than any this
+    /// model had seen for them (pushed or read from the store), after each applied batch.
+    public func onNewerEpochs(_ observe: @escaping @Sendable ([(AuctionID, Epoch)]) -> Void) async {
+        await writer.onNewerEpochs(observe)
+    }
+
     /// Applies pushed events (any order, duplicates allowed) and publishes the new snapshot.
     public func apply(_ events: [StoredEvent]) async {
         await writer.apply(events)
@@ -420,6 +426,11 @@ actor ReadModelWriter {
     private let notifications: NotificationHub
     private let notifyFrom: Timestamp
     private let publish: @Sendable (ReadModelSnapshot) -> Void
+    /// The newest epoch each auction's log was written under, as far as applied here.
+    private var epochs: [AuctionID: Epoch] = [:]
+    /// Auctions whose epoch rose since the last publish, with the new epoch.
+    private var raised: [(AuctionID, Epoch)] = []
+    private var observeEpochs: (@Sendable ([(AuctionID, Epoch)]) -> Void)?
 
     init(
         store: any EventStore, notifications: NotificationHub, notifyFrom: Timestamp,
@@ -429,6 +440,24 @@ actor ReadModelWriter {
         self.notifications = notifications
         self.notifyFrom = notifyFrom
         self.publish = publish
+    }
+
+    func onNewerEpochs(_ observe: @escaping @Sendable ([(AuctionID, Epoch)]) -> Void) {
+        observeEpochs = observe
+    }
+
+    private func note(_ epoch: Epoch, of id: AuctionID) {
+        guard epoch > epochs[id] ?? Epoch(0) else { return }
+        epochs[id] = epoch
+        raised.append((id, epoch))
+    }
+
+    /// Publishes the snapshot, and tells the observer which logs another writer may have taken.
+    private func publishChanges() {
+        publish(snapshot)
+        guard !raised.isEmpty else { return }
+        observeEpochs?(raised)
+        raised = []
     }
 
     func catchUp() async {
@@ -461,7 +490,7 @@ actor ReadModelWriter {
             }
         }
         for id in touched { index(id) }
-        publish(snapshot)
+        publishChanges()
         notifications.publish(notes)
     }
 
@@ -502,7 +531,7 @@ actor ReadModelWriter {
             }
         }
         for id in touched { index(id) }
-        publish(snapshot)
+        publishChanges()
         notifications.publish(notes)
     }
 
@@ -520,6 +549,7 @@ actor ReadModelWriter {
             return false
         }
         auctions[id]!.seq = event.seq
+        note(event.epoch, of: id)
         switch event.event {
         case .bidAccepted(let bid):
             fold(bidder: bid.bidderId, price: bid.price, in: id)
@@ -558,6 +588,7 @@ actor ReadModelWriter {
                     (try? AuctionState.advance(&state, with: event.event, auction: id, seq: event.seq)) != nil
                 else { return }
                 seq = event.seq
+                note(event.epoch, of: id)
                 switch event.event {
                 case .bidAccepted(let bid):
                     add(bid.bidderId, bid.price)

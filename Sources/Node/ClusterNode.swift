@@ -150,6 +150,8 @@ public actor ClusterNode {
             }
         }
         subscribeLocally()
+        // A log written under a newer epoch than this node's lease: the shard was taken meanwhile.
+        await readModel.onNewerEpochs { [registry] seen in Task { await registry.noticeEpochs(seen) } }
         Task { await readModel.catchUp() }
         while !Task.isCancelled {
             let now = clock.now()

@@ -21,6 +21,10 @@ public actor SettlementDriver {
         public var retryDelay: Duration = .milliseconds(500)
         public var maximumRetryDelay: Duration = .seconds(60)
         public var breaker = CircuitBreaker.Settings()
+        /// Debug only (`debug.unsafeFreshIdempotencyKeys`): every send gets a key of its own instead
+        /// of the one logged before the call, as if keys were not persisted — a retry after a lost
+        /// answer then moves money again. The chaos checker must report it.
+        public var unsafeFreshKeys = false
 
         public init() {}
     }
@@ -46,8 +50,11 @@ public actor SettlementDriver {
     private let settings: Settings
     private var breaker: CircuitBreaker
     private var busy: Set<AuctionID> = []
-    private var retryAt: [AuctionID: Timestamp] = [:]
-    private var failures: [AuctionID: Int] = [:]
+    /// When the call in flight of a lot may be resent, for that call's attempt only: a later step
+    /// of the lot (recorded meanwhile by another node, or by a webhook) is never held back by it.
+    private var callRetry: [AuctionID: (attempt: Int, at: Timestamp, failures: Int)] = [:]
+    /// When a lot's other steps may be tried again after one was not recorded.
+    private var stepRetry: [AuctionID: Timestamp] = [:]
     private var counts = Counters()
 
     public init(
@@ -75,9 +82,20 @@ public actor SettlementDriver {
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
                 let now = clock.now()
-                for settlement in node.readModel.settlementsInProgress {
+                let inProgress = node.readModel.settlementsInProgress
+                // What is kept per lot goes with the lot's settlement.
+                let open = Set(inProgress.map(\.auctionId))
+                callRetry = callRetry.filter { open.contains($0.key) }
+                stepRetry = stepRetry.filter { open.contains($0.key) }
+                for settlement in inProgress {
                     let id = settlement.auctionId
-                    guard !busy.contains(id), retryAt[id].map({ $0 <= now }) ?? true else { continue }
+                    guard !busy.contains(id) else { continue }
+                    if let call = settlement.inFlight {
+                        if let wait = callRetry[id], wait.attempt == call.attempt, wait.at > now { continue }
+                        if let open = breaker.retryAt, open > now { continue }
+                    } else if let wait = stepRetry[id], wait > now {
+                        continue
+                    }
                     guard
                         settlement.inFlight != nil || settlement.needsSecondChanceOffer
                             || settlement.nextCommand(now: now) != nil
@@ -111,42 +129,39 @@ public actor SettlementDriver {
     private func resolve(_ call: ProviderCall, of settlement: Settlement) async {
         let id = settlement.auctionId
         let now = clock.now()
-        guard breaker.permit(now: now) else {
-            retryAt[id] = breaker.retryAt ?? now.advanced(by: settings.retryDelay)
-            return
-        }
+        // Open (the loop waits for `retryAt`) or half-open with every probe out: later.
+        guard breaker.permit(now: now) else { return }
         counts.providerCalls += 1
         let started = clock.now()
         do throws(ProviderError) {
             let outcome = try await send(call, of: settlement)
             breaker.record(.answered, startedAt: started, now: clock.now())
-            failures[id] = nil
-            retryAt[id] = nil
+            callRetry[id] = nil
             await submit(outcome, to: id)
         } catch {
             breaker.record(error.breakerResult, startedAt: started, now: clock.now())
             if error.isRetryable {
                 counts.providerFailures += 1
                 counts.retries += 1
-                let failed = (failures[id] ?? 0) + 1
-                failures[id] = failed
+                let previous = callRetry[id].flatMap { $0.attempt == call.attempt ? $0.failures : nil } ?? 0
+                let failed = previous + 1
                 var delay = settings.retryDelay
                 for _ in 1..<min(failed, 16) { delay = min(delay * 2, settings.maximumRetryDelay) }
                 if case .rateLimited(let seconds?) = error { delay = max(delay, .seconds(seconds)) }
-                retryAt[id] = clock.now().advanced(by: delay)
+                callRetry[id] = (call.attempt, clock.now().advanced(by: delay), failed)
                 logger.debug(
                     "provider call failed; the same key goes again",
                     metadata: ["key": "\(call.idempotencyKey)", "error": "\(error)", "retryIn": "\(delay)"])
                 return
             }
-            failures[id] = nil
+            callRetry[id] = nil
             switch error {
             case .idempotencyConflict(let message):
                 // The key was used with other parameters: a bug here, never resolved by retrying.
                 logger.error(
                     "the provider refused a reused idempotency key",
                     metadata: ["key": "\(call.idempotencyKey)", "detail": "\(message)"])
-                retryAt[id] = clock.now().advanced(by: settings.maximumRetryDelay)
+                callRetry[id] = (call.attempt, clock.now().advanced(by: settings.maximumRetryDelay), 0)
             case .declined(let code, _), .refused(_, let code, _):
                 let outcome: SettlementCommand =
                     call.operation == .authorize
@@ -165,6 +180,10 @@ public actor SettlementDriver {
         -> SettlementCommand
     {
         let id = settlement.auctionId
+        var call = call
+        if settings.unsafeFreshKeys {
+            call.idempotencyKey += "~\(UInt64.random(in: 0...UInt64.max))"
+        }
         switch call.operation {
         case .authorize:
             guard let amount = call.amount, let method = call.paymentMethod else {
@@ -216,7 +235,7 @@ public actor SettlementDriver {
                 after = last.seq
             }
         } catch {
-            retryAt[id] = clock.now().advanced(by: settings.retryDelay)
+            stepRetry[id] = clock.now().advanced(by: settings.retryDelay)
             return
         }
         guard case .created(let created)? = log.first else { return }
@@ -232,8 +251,12 @@ public actor SettlementDriver {
     private func submit(_ command: SettlementCommand, to id: AuctionID) async {
         let result = await node.submit(.settle(command), to: id)
         if case .failure(let error) = result {
-            logger.debug("a settlement step was not recorded", metadata: ["auction": "\(id)", "error": "\(error)"])
-            retryAt[id] = clock.now().advanced(by: settings.retryDelay)
+            logger.info(
+                "a settlement step was not recorded",
+                metadata: ["auction": "\(id)", "step": "\(command)", "error": "\(error)"])
+            stepRetry[id] = clock.now().advanced(by: settings.retryDelay)
+        } else {
+            stepRetry[id] = nil
         }
     }
 }

@@ -87,6 +87,8 @@ public struct SandboxBook: Sendable {
     private var intents: [String: Intent] = [:]
     private var keys: [String: KeyRecord] = [:]
     private var counter = 0
+    /// Requests refused because their key was used before with other parameters.
+    public private(set) var keyConflicts = 0
     public private(set) var ledger: [LedgerEntry] = []
     /// Events not yet handed to the deliverer.
     public private(set) var outbox: [Event] = []
@@ -110,6 +112,7 @@ public struct SandboxBook: Sendable {
             return .proceed
         }
         guard record.fingerprint == fingerprint else {
+            keyConflicts += 1
             return .replay(
                 Self.problem(
                     400, type: "idempotency_error", code: "idempotency_key_reused",

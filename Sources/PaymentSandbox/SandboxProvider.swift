@@ -31,6 +31,24 @@ public struct SandboxFaults: Hashable, Sendable, Codable {
     public var hangMilliseconds = 15_000
 
     public init() {}
+
+    /// Any subset of the fields; the others keep their defaults (no fault).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
+            try container.decodeIfPresent(T.self, forKey: key) ?? fallback
+        }
+        latencyMilliseconds = try value(.latencyMilliseconds, 0)
+        timeoutAfterChargeRate = try value(.timeoutAfterChargeRate, 0)
+        errorBeforeRate = try value(.errorBeforeRate, 0)
+        errorAfterRate = try value(.errorAfterRate, 0)
+        rateLimitRate = try value(.rateLimitRate, 0)
+        outageUntilMilliseconds = try value(.outageUntilMilliseconds, 0)
+        webhookDelayMilliseconds = try value(.webhookDelayMilliseconds, 0)
+        webhookDuplicateRate = try value(.webhookDuplicateRate, 0)
+        webhookReorder = try value(.webhookReorder, false)
+        hangMilliseconds = try value(.hangMilliseconds, 15_000)
+    }
 }
 
 /// The sandbox payment provider served over HTTP: a Stripe-shaped subset (PaymentIntents with
@@ -68,6 +86,9 @@ public final class SandboxProvider: Sendable {
     }
 
     public var ledger: [SandboxBook.LedgerEntry] { book.withLock { $0.ledger } }
+
+    /// Requests refused because their idempotency key was used before with other parameters.
+    public var keyConflicts: Int { book.withLock { $0.keyConflicts } }
 
     /// Faults injected so far, by kind (`outage`, `rate_limit`, `error_before`, `error_after`,
     /// `timeout_after_charge`, `webhook_duplicate`): what a chaos run reports.
@@ -121,6 +142,20 @@ public final class SandboxProvider: Sendable {
             guard self.authorized(request) else { return Self.response(Self.unauthorized) }
             let entries = self.ledger
             let data = (try? JSONEncoder().encode(["data": entries])) ?? Data()
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(data: data)))
+        }
+        router.get("/v1/sandbox/stats") { request, _ in
+            guard self.authorized(request) else { return Self.response(Self.unauthorized) }
+            struct Stats: Codable {
+                var faultsInjected: [String: Int]
+                var keyConflicts: Int
+                var ledgerEntries: Int
+            }
+            let stats = Stats(
+                faultsInjected: self.faultsInjected, keyConflicts: self.keyConflicts, ledgerEntries: self.ledger.count)
+            let data = (try? JSONEncoder().encode(stats)) ?? Data()
             return Response(
                 status: .ok, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(data: data)))

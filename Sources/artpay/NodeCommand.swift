@@ -93,11 +93,18 @@ struct NodeCommand: AsyncParsableCommand {
         if let provider = settings.provider {
             let http = HTTPClient(eventLoopGroupProvider: .singleton)
             providerHTTP = http
+            var driverSettings = SettlementDriver.Settings()
+            driverSettings.unsafeFreshKeys = provider.unsafeFreshKeys
+            if provider.unsafeFreshKeys {
+                logger.critical(
+                    "IDEMPOTENCY KEYS ARE NOT THE LOGGED ONES (debug.unsafeFreshIdempotencyKeys): retries can charge twice"
+                )
+            }
             driver = SettlementDriver(
                 node: node,
                 provider: StripeShapedClient(
                     baseURL: provider.url, secretKey: provider.secretKey, http: http, timeout: provider.callTimeout),
-                store: store, clock: clock, logger: logger)
+                store: store, clock: clock, logger: logger, settings: driverSettings)
         } else {
             logger.notice(
                 "no payment provider (payments.provider.url): sold lots wait, unpaid, until one is configured")

@@ -39,6 +39,8 @@ struct NodeSettings: Sendable {
         var url: String
         var secretKey: String
         var callTimeout: Duration
+        /// `debug.unsafeFreshIdempotencyKeys`: see `SettlementDriver.Settings.unsafeFreshKeys`.
+        var unsafeFreshKeys: Bool
     }
 
     struct Invalid: Error, CustomStringConvertible {
@@ -219,7 +221,8 @@ struct NodeSettings: Sendable {
                 throw Invalid(description: "\(file): 'payments.provider.url' needs 'payments.provider.secretKey'")
             }
             provider = ProviderSettings(
-                url: url, secretKey: key, callTimeout: seconds("payments.provider.timeoutSeconds", default: 10))
+                url: url, secretKey: key, callTimeout: seconds("payments.provider.timeoutSeconds", default: 10),
+                unsafeFreshKeys: reader.bool(forKey: "debug.unsafeFreshIdempotencyKeys", default: false))
         }
         return NodeSettings(
             cluster: ClusterNode.Configuration(

@@ -165,4 +165,22 @@ import Testing
             #expect(sandbox.ledger.map(\.kind) == [.decline, .authorization, .capture])
         }
     }
+
+    @Test func anUnansweredOffer_expires_andTheLotIsUnsold() async throws {
+        let fees = FeeSchedule(
+            buyerPremium: FeeSchedule.standard.buyerPremium, sellerCommissionBasisPoints: 1_000,
+            paymentDeadline: .seconds(1), secondChanceWindow: .seconds(1))
+        try await Self.withSettlingCluster { cluster, sandbox in
+            let lot = AuctionID(rawValue: "lot-expiring-offer")!
+            try await Self.sell(
+                lot, bids: [(UserID(rawValue: "bob")!, 3_000), (UserID(rawValue: "alice")!, 9_000)], fees: fees,
+                in: cluster)
+            try await eventually("alice defaults, bob's offer expires, the lot is unsold", timeout: .seconds(30)) {
+                Self.settlement(lot, in: cluster)?.phase == .unsold
+            }
+            let log = try await cluster.store.events(of: lot, after: 0, limit: 50).map(\.event)
+            #expect(log.contains { if case .settlement(.secondChanceExpired) = $0 { true } else { false } })
+            #expect(sandbox.ledger.isEmpty)
+        }
+    }
 }

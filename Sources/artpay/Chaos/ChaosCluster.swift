@@ -1,3 +1,4 @@
+import ArtPayClient
 import AuctionCore
 import Foundation
 import Gateway
@@ -35,6 +36,13 @@ final class ChaosCluster: Sendable {
     let workDirectory: String
     let postgres: (bin: String, dataDirectory: String)?
     private let states: Mutex<[State]>
+    /// The sandbox payment provider every node pays through (an outside service: never faulted
+    /// by the nemesis except with `psp-outage`).
+    let provider: (host: String, port: Int)?
+    static let providerKey = "sk_test_chaos"
+    static let webhookSecret = "whsec_chaos"
+    private let providerPID = Mutex<pid_t?>(nil)
+    var providerURL: String { provider.map { "http://\($0.host):\($0.port)" } ?? "" }
     private let partitionTable: String
     private let partitioned = Mutex<Int?>(nil)
 
@@ -43,8 +51,9 @@ final class ChaosCluster: Sendable {
 
     init(
         nodes: [Node], binary: String, workDirectory: String, postgres: (bin: String, dataDirectory: String)?,
-        nodeLogLevel: String = "notice"
+        provider: (host: String, port: Int)? = nil, nodeLogLevel: String = "notice"
     ) {
+        self.provider = provider
         self.nodeLogLevel = nodeLogLevel
         self.nodes = nodes
         self.binary = binary
@@ -59,8 +68,17 @@ final class ChaosCluster: Sendable {
     static func configure(
         count: Int, firstHost: Int, workDirectory: String,
         pg: (host: String, port: Int, user: String, database: String),
-        disableFencing: Bool
+        disableFencing: Bool, provider: (host: String, port: Int)? = nil, freshKeys: Bool = false
     ) throws -> [Node] {
+        // Without a provider the nodes run no settlement driver (sold lots stay due).
+        let payments =
+            provider.map {
+                """
+                "payments": { "provider": { "url": "http://\($0.host):\($0.port)", "secretKey": "\(providerKey)", "timeoutSeconds": 2 },
+                                "webhookSecrets": ["\(webhookSecret)"], "paymentDeadlineSeconds": 15, "secondChanceWindowSeconds": 15 },
+                """
+            } ?? ""
+
         let keyPath = workDirectory + "/jwt.pem"
         try TokenAuthority.generatePrivateKeyPEM().write(toFile: keyPath, atomically: true, encoding: .utf8)
         var nodes: [Node] = []
@@ -86,7 +104,8 @@ final class ChaosCluster: Sendable {
                             "rateLimit": { "capacity": 100000, "refillPerSecond": 100000 } },
                   "store": { "kind": "postgres", "postgres": { "host": "\(pg.host)", "port": \(pg.port), "user": "\(pg.user)", "database": "\(pg.database)" } },
                   "auth": { "signingKeyFile": "\(keyPath)", "passwordCost": 4, "admin": { "username": "chaos-admin", "password": "chaos-admin-password" } },
-                  "debug": { "unsafeDisableFencing": \(disableFencing) }
+                  \(payments)
+                  "debug": { "unsafeDisableFencing": \(disableFencing), "unsafeFreshIdempotencyKeys": \(freshKeys) }
                 }
                 """
             try config.write(toFile: node.configPath, atomically: true, encoding: .utf8)
@@ -110,6 +129,36 @@ final class ChaosCluster: Sendable {
     }
 
     func state(_ index: Int) -> State { states.withLock { $0[index] } }
+
+    /// Starts the sandbox provider with `faults` (its JSON), delivering webhooks to every node.
+    func startProvider(faults: String, seed: UInt64) throws {
+        guard let provider else { return }
+        var arguments = [
+            "psp", "--host", provider.host, "--port", "\(provider.port)", "--secret-key", Self.providerKey,
+            "--webhook-secret", Self.webhookSecret, "--seed", "\(seed)", "--faults", faults,
+        ]
+        for node in nodes { arguments += ["--webhook-url", "\(node.http)/v1/payments/webhook"] }
+        let pid = try Spawn.start(binary, arguments, logPath: "\(workDirectory)/psp.log")
+        providerPID.withLock { $0 = pid }
+        try "\(pid)\n".write(toFile: "\(workDirectory)/psp.pid", atomically: true, encoding: .utf8)
+    }
+
+    func stopProvider() {
+        guard let pid = providerPID.withLock({ $0 }) else { return }
+        Foundation.kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while !Spawn.hasExited(pid), Date() < deadline { usleep(20_000) }
+        if !Spawn.hasExited(pid) {
+            Foundation.kill(pid, SIGKILL)
+            Spawn.waitForExit(pid)
+        }
+        providerPID.withLock { $0 = nil }
+    }
+
+    /// The provider's own JSON answer for `path` (ledger, stats, faults).
+    func provider(_ method: String, _ path: String, json: [String: Any]? = nil) async throws -> [String: Any] {
+        try await APIClient(base: providerURL, token: Self.providerKey).call(method, path, json: json, timeout: 5)
+    }
 
     /// Nodes that ended without being killed by the run (a crash): marked killed, returned.
     func reapCrashed() -> [Int] {
@@ -239,6 +288,7 @@ final class ChaosCluster: Sendable {
     func cleanUp() async {
         heal()
         await stopAll()
+        stopProvider()
     }
 
     /// For an interrupt: synchronous, no task needed (the cooperative pool may be busy). Kills
@@ -253,7 +303,7 @@ final class ChaosCluster: Sendable {
                 }
             }
         }
-        for pid in pids {
+        for pid in pids + [providerPID.withLock { $0 }].compactMap({ $0 }) {
             Foundation.kill(pid, SIGCONT)
             Foundation.kill(pid, SIGKILL)
             Spawn.waitForExit(pid)

@@ -39,6 +39,11 @@ struct ChaosCommand: AsyncParsableCommand {
     var maxCalmUnknownPercent: Double = 1
     @Option(help: "Liveness: seconds after PostgreSQL is up again within which accepted bids/s must be back to 80 %.")
     var maxRecoverySeconds: Double = 2
+    @Flag(help: "Debug: the nodes send fresh idempotency keys instead of the logged ones; the check must then fail.")
+    var unsafeFreshIdempotencyKeys = false
+    @Option(help: "The sandbox provider's faults (the JSON of POST /v1/sandbox/faults).")
+    var pspFaults =
+        #"{"errorBeforeRate":0.1,"errorAfterRate":0.1,"timeoutAfterChargeRate":0.1,"hangMilliseconds":3000,"rateLimitRate":0.05,"latencyMilliseconds":20,"webhookDelayMilliseconds":300,"webhookDuplicateRate":0.3,"webhookReorder":true,"outageUntilMilliseconds":0}"#
     @Flag(help: "Debug: start the nodes with fencing disabled; the check must then fail.") var unsafeDisableFencing =
         false
     @OptionGroup var postgres: PostgresOptions
@@ -46,6 +51,8 @@ struct ChaosCommand: AsyncParsableCommand {
     enum Fault: String, CaseIterable {
         case kill, pause, partition
         case pgRestart = "pg-restart"
+        /// The payment provider answers 503 to everything for the hold: the breakers open.
+        case pspOutage = "psp-outage"
     }
 
     func validate() throws {
@@ -74,13 +81,16 @@ struct ChaosCommand: AsyncParsableCommand {
         try await PostgresClient.withRunning(pgConfiguration) { client in
             _ = try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(database)"))
         }
+        let providerHost = "127.0.0.\(firstHost + nodes)"
+        let provider = (host: providerHost, port: try LocalNetwork.freePort(providerHost))
         let configured = try ChaosCluster.configure(
             count: nodes, firstHost: firstHost, workDirectory: work,
             pg: (pgConfiguration.host ?? "127.0.0.1", pgConfiguration.port ?? 5432, pgConfiguration.username, database),
-            disableFencing: unsafeDisableFencing)
+            disableFencing: unsafeDisableFencing, provider: provider, freshKeys: unsafeFreshIdempotencyKeys)
         let cluster = ChaosCluster(
             nodes: configured, binary: Self.executablePath, workDirectory: work,
-            postgres: pgBin.flatMap { bin in pgDataDir.map { (bin, $0) } }, nodeLogLevel: nodeLogLevel)
+            postgres: pgBin.flatMap { bin in pgDataDir.map { (bin, $0) } }, provider: provider,
+            nodeLogLevel: nodeLogLevel)
         let interrupt = Self.onInterrupt { cluster.emergencyCleanUp() }
         defer { for source in interrupt { source.cancel() } }
 
@@ -91,7 +101,12 @@ struct ChaosCommand: AsyncParsableCommand {
         var unnotified: [String] = []
         var impact = FaultImpact()
         var moves: [ShardLeaseSampler.Round] = []
+        var settlements: SettlementCheck.Report?
         do {
+            try cluster.startProvider(faults: pspFaults, seed: seed)
+            try await Self.waitUntil("the payment provider answers", seconds: 30) {
+                (try? await ChaosCluster.status(cluster.providerURL + "/health")) == 200
+            }
             for index in configured.indices { try cluster.start(index) }
             try await Self.waitUntil("the cluster converges", seconds: 90) { await cluster.converged() }
             let workload = try await ChaosWorkload.prepare(
@@ -105,6 +120,8 @@ struct ChaosCommand: AsyncParsableCommand {
                 Task { await workload.followNotifications(of: index, since: runStarted) }
             }
             let deadline = ContinuousClock.now.advanced(by: .seconds(duration))
+            // Buyers keep paying through the settle phase, until the settlement wait below ends.
+            let payers = Task { await workload.pay(until: deadline.advanced(by: .seconds(180))) }
             async let bids: Void = workload.run(clients: clients, until: deadline, maxOperations: maxOperations)
             let leases = ShardLeaseSampler(configuration: Self.configuration(pgConfiguration, database: database))
             let rounds = try await nemesis(
@@ -160,6 +177,10 @@ struct ChaosCommand: AsyncParsableCommand {
             wedged = await ChaosLiveness.probeEveryAuction(
                 everything, through: cluster, token: workload.bidders[0].token)
             stale = await ChaosLiveness.compareReadModels(everything, through: cluster)
+            settlements = try await settlementChecks(
+                cluster: cluster, workload: workload,
+                configuration: Self.configuration(pgConfiguration, database: database))
+            payers.cancel()
             let overdue = await ChaosLiveness.overdueCommands(through: cluster)
             say(
                 "chaos: watchdog: commands answered after the forward timeout, per node since its last start: "
@@ -168,6 +189,7 @@ struct ChaosCommand: AsyncParsableCommand {
                 "chaos: liveness: \(everything.count) auctions probed through \(cluster.nodes.count) nodes, "
                     + "\(wedged.count) without an answer, \(stale.count) read-model differences")
             await cluster.stopAll()
+            cluster.stopProvider()
             writer.close()
 
             let entries = try CheckCommand.read(history)
@@ -189,18 +211,22 @@ struct ChaosCommand: AsyncParsableCommand {
             say("chaos: run failed: \(error); node logs in \(work)")
             throw ExitCode(2)
         }
-        guard let report else { throw ExitCode(2) }
+        guard let report, let settlements else { throw ExitCode(2) }
         say("chaos: seed \(seed); history \(history); node logs in \(work)")
         say(report.summary)
         say(impact.summary)
         say(ShardLeaseSampler.summary(moves))
+        say(settlements.summary)
+        for line in settlements.violations.prefix(20) { say("SETTLEMENT: \(line)") }
         let slow = impact.violations(
             maxCalmUnknownShare: maxCalmUnknownPercent / 100, maxRecoverySeconds: maxRecoverySeconds)
         for line in wedged { say("LIVENESS: no answer from \(line)") }
         for line in stale { say("LIVENESS: read model behind: \(line)") }
         for line in slow { say("LIVENESS: \(line)") }
         for line in unnotified.prefix(20) { say("LIVENESS: notification: \(line)") }
-        if !report.passed || !wedged.isEmpty || !stale.isEmpty || !slow.isEmpty || !unnotified.isEmpty {
+        if !report.passed || !wedged.isEmpty || !stale.isEmpty || !slow.isEmpty || !unnotified.isEmpty
+            || !settlements.passed
+        {
             throw ExitCode(1)
         }
     }
@@ -232,7 +258,8 @@ struct ChaosCommand: AsyncParsableCommand {
             let target = Int(random.next() % UInt64(cluster.nodes.count))
             let name = cluster.nodes[target].id
             let hold = Duration.milliseconds(3_000 + Int64(random.next() % 5_000))
-            await leases.startRound(fault == .pgRestart ? "pg-restart" : "\(fault.rawValue) \(name)")
+            await leases.startRound(
+                fault == .pgRestart || fault == .pspOutage ? fault.rawValue : "\(fault.rawValue) \(name)")
             switch fault {
             case .kill:
                 note("kill", name)
@@ -252,6 +279,14 @@ struct ChaosCommand: AsyncParsableCommand {
                 try? await Task.sleep(for: hold)
                 cluster.heal()
                 note("heal", name)
+            case .pspOutage:
+                note("psp-outage", "provider")
+                let until = Int64(Date().timeIntervalSince1970 * 1_000) + hold.wholeMilliseconds
+                var faults = (try? JSONSerialization.jsonObject(with: Data(pspFaults.utf8)) as? [String: Any]) ?? [:]
+                faults["outageUntilMilliseconds"] = until
+                _ = try? await cluster.provider("POST", "/v1/sandbox/faults", json: faults)
+                try? await Task.sleep(for: hold)
+                note("psp-up", "provider")
             case .pgRestart:
                 note("pg-restart", "postgresql")
                 try cluster.restartPostgres()
