@@ -122,7 +122,7 @@ public struct Settlement: Hashable, Sendable, Codable {
             let call = ProviderCall(
                 operation: .authorize, attempt: attempts + 1, auction: auctionId, amount: invoice.total,
                 paymentMethod: paymentMethod)
-            return .accept([.callStarted(call, at: now)])
+            return .accept([.callStarted(call: call, at: now)])
 
         case .authorizationSucceeded(let attempt, let intent):
             guard phase == .authorizing, inFlight?.attempt == attempt else { return .unchanged }
@@ -139,7 +139,7 @@ public struct Settlement: Hashable, Sendable, Codable {
             let call = ProviderCall(
                 operation: .capture, attempt: attempts + 1, auction: auctionId, amount: invoice?.total,
                 paymentMethod: paymentMethod)
-            return .accept([.callStarted(call, at: now)])
+            return .accept([.callStarted(call: call, at: now)])
 
         case .captureSucceeded(let attempt, let amount):
             guard phase == .capturing, inFlight?.attempt == attempt, let invoice else { return .unchanged }
@@ -175,7 +175,7 @@ public struct Settlement: Hashable, Sendable, Codable {
                 throw .currencyMismatch(expected: invoice!.hammer.currency)
             }
             guard offer.price.minorUnits > 0, offer.expiresAt > now else { throw .invalidCommand("a usable offer") }
-            return .accept([.secondChanceOffered(offer, at: now)])
+            return .accept([.secondChanceOffered(offer: offer, at: now)])
 
         case .answerSecondChance(let bidder, let accept):
             let phase = try opened()
@@ -212,7 +212,7 @@ public struct Settlement: Hashable, Sendable, Codable {
             guard amount <= refundable else { throw .refundAboveCaptured(refundable: refundable) }
             let call = ProviderCall(
                 operation: .refund, attempt: attempts + 1, auction: auctionId, amount: amount, paymentMethod: nil)
-            return .accept([.callStarted(call, at: now)])
+            return .accept([.callStarted(call: call, at: now)])
 
         case .refundSucceeded(let attempt):
             guard let call = inFlight, call.operation == .refund, call.attempt == attempt, let amount = call.amount
@@ -231,7 +231,7 @@ public struct Settlement: Hashable, Sendable, Codable {
                 // The authorization is released at the provider first; `cancelSucceeded` ends it.
                 let call = ProviderCall(
                     operation: .cancel, attempt: attempts + 1, auction: auctionId, amount: nil, paymentMethod: nil)
-                return .accept([.callStarted(call, at: now)])
+                return .accept([.callStarted(call: call, at: now)])
             default:
                 throw .wrongPhase(phase)
             }

@@ -55,7 +55,7 @@ public enum SettlementEvent: Hashable, Sendable, Codable {
     case opened(round: Int, buyerId: UserID, invoice: Invoice, dueBy: Timestamp, remindAt: Timestamp, at: Timestamp)
     case paymentMethodChosen(method: PaymentMethodID, at: Timestamp)
     /// The key of a provider call, recorded before the call.
-    case callStarted(ProviderCall, at: Timestamp)
+    case callStarted(call: ProviderCall, at: Timestamp)
     case authorized(attempt: Int, intent: PaymentIntentID, at: Timestamp)
     /// A business outcome (the card was declined): the buyer may choose another method until `dueBy`.
     case declined(attempt: Int, reason: String, at: Timestamp)
@@ -69,7 +69,7 @@ public enum SettlementEvent: Hashable, Sendable, Codable {
     case reminded(at: Timestamp)
     /// The buyer did not pay by the deadline: blocked from bidding until an admin lifts it.
     case defaulted(buyerId: UserID, at: Timestamp)
-    case secondChanceOffered(SecondChanceOffer, at: Timestamp)
+    case secondChanceOffered(offer: SecondChanceOffer, at: Timestamp)
     case secondChanceAnswered(bidderId: UserID, accepted: Bool, at: Timestamp)
     case secondChanceExpired(at: Timestamp)
     /// Nobody pays for the lot: no eligible runner-up, or the offer was declined or expired.
