@@ -23,8 +23,8 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "Seconds of workload under faults.") var duration: Int = 150
     @Option(help: "Nodes in the cluster.") var nodes: Int = 3
     @Option(help: "Seed of the workload and the fault schedule (default: random, printed).") var seed: UInt64?
-    @Option(help: "Faults to inject, comma-separated: kill, pause, partition, pg-restart.") var faults: String =
-        "kill,pause,partition,pg-restart"
+    @Option(help: "Faults to inject, comma-separated: kill, pause, partition, pg-restart, psp-outage.")
+    var faults: String = "kill,pause,partition,pg-restart,psp-outage"
     @Option(help: "Where the history (JSON Lines) goes.") var history: String = "chaos-history.jsonl"
     @Option(help: "Directory for node configurations and logs (default: a new temporary one, kept).") var workDir:
         String?
