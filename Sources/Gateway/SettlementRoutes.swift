@@ -202,6 +202,8 @@ extension GatewayAPI {
         case .success, .failure(.rejected):
             return Response(status: .ok)
         case .failure(let error):
+            // Not recorded: the provider's next delivery of this event must not count as a repeat.
+            webhooks.forget(event.id)
             throw APIError.engine(error)
         }
     }
@@ -299,6 +301,9 @@ final class WebhookLedger: Sendable {
             return true
         }
     }
+
+    /// Forgets `id`, so its next delivery is handled again (its first one was not recorded).
+    func forget(_ id: String) { state.withLock { _ = $0.seen.remove(id) } }
 
     func count(_ outcome: Outcome) { state.withLock { $0.counts[outcome, default: 0] += 1 } }
 

@@ -1,10 +1,11 @@
 import Foundation
-import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Payments
 import Testing
+
+@testable import Gateway
 
 /// The settlement routes on one node: a sold lot's invoice reaches its buyer only, paying is the
 /// buyer's alone, and provider webhooks are refused unless signed.
@@ -79,5 +80,17 @@ import Testing
             #expect(metrics.contains(#"artpay_payment_webhooks_total{outcome="ignored"} 1"#))
             #expect(metrics.contains(#"artpay_payment_webhooks_total{outcome="duplicate"} 1"#))
         }
+    }
+
+    /// A delivery that could not be recorded (the owner failing over) is forgotten, so the
+    /// provider's retry of it is handled, not dropped as a repeat; the oldest ids go first.
+    @Test func aWebhookNotRecorded_isHandledAgainWhenRedelivered() {
+        let ledger = WebhookLedger()
+        #expect(ledger.firstDelivery(of: "evt_1"))
+        #expect(!ledger.firstDelivery(of: "evt_1"))
+        ledger.forget("evt_1")
+        #expect(ledger.firstDelivery(of: "evt_1"))
+        for index in 0..<WebhookLedger.remembered { _ = ledger.firstDelivery(of: "evt_fill_\(index)") }
+        #expect(ledger.firstDelivery(of: "evt_1"), "forgotten once \(WebhookLedger.remembered) newer ids came")
     }
 }
