@@ -216,9 +216,7 @@ extension GatewayAPI {
         let intentId = object.paymentIntent ?? object.id
         guard
             let auction = byMetadata
-                ?? node.readModel.settlements(in: nil, limit: Int.max).first(where: {
-                    $0.intent?.rawValue == intentId
-                })?.auctionId,
+                ?? node.readModel.settlement(withIntent: intentId)?.auctionId,
             let settlement = node.readModel.settlement(of: auction), let call = settlement.inFlight
         else { return nil }
         switch (event.type, call.operation) {

@@ -122,6 +122,11 @@ public final class AuctionReadModel: Sendable {
 
     public func settlement(of id: AuctionID) -> Settlement? { snapshot.settlements[id] }
 
+    /// The settlement paid through the provider's `intent` (a refund's webhook names only that).
+    public func settlement(withIntent intent: String) -> Settlement? {
+        snapshot.settlements.values.first { $0.intent?.rawValue == intent }
+    }
+
     /// Settlements not finished yet (what the owners' settlement drivers look at).
     public var settlementsInProgress: [Settlement] { Array(snapshot.unfinishedSettlements.values) }
 

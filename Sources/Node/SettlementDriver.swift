@@ -33,7 +33,6 @@ public actor SettlementDriver {
     public struct Counters: Sendable, Codable {
         public var providerCalls = 0
         public var providerFailures = 0
-        public var retries = 0
         public var authorizations = 0
         public var declines = 0
         public var captures = 0
@@ -142,7 +141,6 @@ public actor SettlementDriver {
             breaker.record(error.breakerResult, startedAt: started, now: clock.now())
             if error.isRetryable {
                 counts.providerFailures += 1
-                counts.retries += 1
                 let previous = callRetry[id].flatMap { $0.attempt == call.attempt ? $0.failures : nil } ?? 0
                 let failed = previous + 1
                 var delay = settings.retryDelay

@@ -133,9 +133,9 @@ struct ClusterSimulation {
         while true {
             var next = end
             if let first = deliveries.first { next = min(next, first.at) }
-            for node in nodes {
-                if let deadline = node.instance?.nextDeadline.millisecondsSinceEpoch {
-                    next = min(next, max(deadline + (lag[nodes.firstIndex { $0.id == node.id }!] ?? 0), now))
+            for index in nodes.indices {
+                if let deadline = nodes[index].instance?.nextDeadline.millisecondsSinceEpoch {
+                    next = min(next, max(deadline + (lag[index] ?? 0), now))
                 }
             }
             if workload != nil { next = min(next, max(nextBidAt, now)) }
