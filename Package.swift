@@ -232,7 +232,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "AuctionCore", "Storage", "AuctionRuntime", "Node", "Gateway", "TestSupport", "Payments",
+                "AuctionCore", "Storage", "AuctionRuntime", "Node", "Gateway", "TestSupport", "Payments", "PaymentSandbox",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),

@@ -76,6 +76,10 @@ public struct Settlement: Hashable, Sendable, Codable {
     /// log (`SecondChance.runnerUp`, without `defaulters`) and runs `offerSecondChance`.
     public var needsSecondChanceOffer: Bool { phase == .defaulted && inFlight == nil }
 
+    /// A round that opened with nothing to pay with yet: the owner charges the buyer's saved
+    /// payment method, if they have one, by `choosePaymentMethod` for them.
+    public var awaitsPaymentMethod: Bool { phase == .due && paymentMethod == nil && inFlight == nil }
+
     /// What falls due at `now` for the owner to run, if anything (see also `needsSecondChanceOffer`): authorize once a method is on
     /// file, remind at half the deadline, default after it, expire an unanswered offer. A call in
     /// flight comes first — the shell re-sends `inFlight` with its key before anything else.

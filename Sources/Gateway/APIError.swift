@@ -70,6 +70,10 @@ public struct APIError: Error, Sendable, HTTPResponseError {
     static let storeUnavailable = APIError(
         .serviceUnavailable, code: "store_unavailable", detail: "The store is busy; try again shortly.",
         headers: [.retryAfter: "1"])
+    static let biddingBlocked = APIError(
+        .forbidden, code: "bidding_blocked",
+        detail: "You did not pay for a lot you won by its deadline, so you may not bid until an admin lifts the block.")
+
     static func forbidden(_ role: Role) -> APIError {
         APIError(
             .forbidden, code: "forbidden", detail: "This needs the \(role.rawValue) role.",

@@ -110,6 +110,8 @@ struct UserView: Codable, Sendable {
     var id: String
     var username: String
     var roles: [String]
+    /// A default blocks the user from bidding until an admin lifts it.
+    var blockedFromBidding = false
 }
 
 struct SessionView: Codable, Sendable {

@@ -7,6 +7,7 @@ import HummingbirdBcrypt
 import NIOCore
 import NIOPosix
 public import Node
+public import Payments
 import ServiceLifecycle
 public import Storage
 
@@ -70,14 +71,17 @@ public struct GatewayAPI: Sendable {
     let directory: UserDirectory
     let admission: AdmissionControl
     let webhooks = WebhookLedger()
+    /// The payment provider, to check a payment method before it is saved (nil: none configured).
+    let provider: (any PaymentProvider)?
     /// A bcrypt hash at the configured cost that no password matches: a login of an unknown user
     /// checks it, so it takes as long as one of a known user.
     private let unknownUserHash: String
 
     public init(
         node: ClusterNode, users: any UserStore, events: any EventStore, tokens: TokenAuthority, clock: any EngineClock,
-        configuration: Configuration = .init()
+        configuration: Configuration = .init(), provider: (any PaymentProvider)? = nil
     ) {
+        self.provider = provider
         self.node = node
         self.users = users
         self.events = events
@@ -147,6 +151,11 @@ public struct GatewayAPI: Sendable {
         api.get("/me/settlements", use: mySettlements)
         api.post("/me/settlements/:id/payment-method", use: choosePaymentMethod)
         api.post("/me/settlements/:id/second-chance", use: answerSecondChance)
+        api.get("/me/payment-methods", use: myPaymentMethods)
+        api.post("/me/payment-methods", use: savePaymentMethod)
+        api.delete("/me/payment-methods/:method", use: removePaymentMethod)
+        api.get("/users/:id/bidding-blocks", use: biddingBlocks)
+        api.delete("/users/:id/bidding-blocks", use: liftBiddingBlocks)
         api.get("/settlements", use: settlements)
         api.post("/settlements/:id/refund", use: refundSettlement)
         api.post("/settlements/:id/cancel", use: cancelSettlement)
@@ -259,15 +268,14 @@ public struct GatewayAPI: Sendable {
     /// heard yet.
     func freshAdmin(_ context: GatewayContext) async throws(APIError) -> Identity {
         let caller = try context.caller()
-        guard try await directory.currentRoles(of: caller, fresh: true).contains(.admin) else {
+        guard try await directory.currentStanding(of: caller, fresh: true).roles.contains(.admin) else {
             throw APIError.forbidden(.admin)
         }
         return caller
     }
 
     /// Every node drops what it cached about `user`: its tokens' fate changes now.
-    private func userChanged(_ user: UserID) async {
-        directory.forget(user)
+    func userChanged(_ user: UserID) async {
         await node.announceUserChange(user)
     }
 
@@ -306,7 +314,8 @@ public struct GatewayAPI: Sendable {
         let caller = try context.caller()
         return try Self.json(
             UserView(
-                id: caller.userId.rawValue, username: caller.username, roles: caller.roles.map(\.rawValue).sorted()))
+                id: caller.userId.rawValue, username: caller.username, roles: caller.roles.map(\.rawValue).sorted(),
+                blockedFromBidding: caller.blockedFromBidding))
     }
 
     @Sendable func grantRoles(_ request: Request, context: GatewayContext) async throws -> Response {
@@ -429,7 +438,7 @@ public struct GatewayAPI: Sendable {
 
     @Sendable func bid(_ request: Request, context: GatewayContext) async throws -> Response {
         let caller = try context.caller()
-        try caller.require(.bidder)
+        try caller.requireMayBid()
         let id = try Self.auctionId(context)
         let body = try BidRequest.decode(try await Self.body(request, context))
         let bid = PlaceBid(
@@ -440,7 +449,7 @@ public struct GatewayAPI: Sendable {
 
     @Sendable func buyNow(_ request: Request, context: GatewayContext) async throws -> Response {
         let caller = try context.caller()
-        try caller.require(.bidder)
+        try caller.requireMayBid()
         let id = try Self.auctionId(context)
         let body = try BuyNowRequest.decode(try await Self.body(request, context))
         let purchase = BuyNow(

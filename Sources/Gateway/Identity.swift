@@ -17,6 +17,9 @@ public struct Identity: Sendable, Hashable {
     /// The user's token version when the token was issued; the token is valid only while the
     /// user's current version is the same.
     public var tokenVersion: Int64
+    /// The user defaulted on a lot and no admin has lifted the block yet (as the store says now,
+    /// like the roles — never as the token says).
+    public var blockedFromBidding = false
 
     public init(userId: UserID, username: String, roles: Set<Role>, tokenVersion: Int64 = 0) {
         self.userId = userId
@@ -27,5 +30,11 @@ public struct Identity: Sendable, Hashable {
 
     func require(_ role: Role) throws(APIError) {
         guard roles.contains(role) else { throw APIError.forbidden(role) }
+    }
+
+    /// A bidder whom no default blocks: bids, buy-now and second-chance purchases.
+    func requireMayBid() throws(APIError) {
+        try require(.bidder)
+        guard !blockedFromBidding else { throw APIError.biddingBlocked }
     }
 }

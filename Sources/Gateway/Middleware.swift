@@ -138,7 +138,9 @@ public struct AuthenticationMiddleware: RouterMiddleware {
             context.identity = identity
             return try await next(request, context)
         }
-        identity.roles = try await directory.currentRoles(of: identity, fresh: false)
+        let standing = try await directory.currentStanding(of: identity, fresh: false)
+        identity.roles = standing.roles
+        identity.blockedFromBidding = standing.blockedFromBidding
         context.identity = identity
         return try await next(request, context)
     }

@@ -109,9 +109,9 @@ extension GatewayAPI {
     /// `POST /v1/me/settlements/{id}/second-chance`: take or decline a second-chance offer.
     @Sendable func answerSecondChance(_ request: Request, context: GatewayContext) async throws -> Response {
         let caller = try context.caller()
-        try caller.require(.bidder)
         let id = try Self.auctionId(context)
         let body = try SecondChanceAnswerRequest.decode(try await Self.body(request, context))
+        if body.accept { try caller.requireMayBid() } else { try caller.require(.bidder) }
         return try await settle(.answerSecondChance(bidderId: caller.userId, accept: body.accept), on: id)
     }
 

@@ -2,8 +2,8 @@ import AuctionCore
 import Storage
 import Synchronization
 
-/// What the store says about a user now — whether they exist, their roles, their token version —
-/// cached for a few seconds per node.
+/// What the store says about a user now — whether they exist, their roles, their token version,
+/// whether a default blocks them from bidding — cached for a few seconds per node.
 ///
 /// Why: a token is a signed snapshot of a user's roles; taking a role away or logging out must
 /// stop it working before it expires. Each request compares its token's version with the user's
@@ -15,6 +15,7 @@ final class UserDirectory: Sendable {
     struct Standing: Sendable, Hashable {
         var roles: Set<Role>
         var tokenVersion: Int64
+        var blockedFromBidding: Bool
     }
 
     private struct Entry {
@@ -47,7 +48,9 @@ final class UserDirectory: Sendable {
             throw error
         }
         let standing = stored.map {
-            Standing(roles: Set($0.roles.compactMap(Role.init(rawValue:))), tokenVersion: $0.tokenVersion)
+            Standing(
+                roles: Set($0.roles.compactMap(Role.init(rawValue:))), tokenVersion: $0.tokenVersion,
+                blockedFromBidding: $0.blockedFromBidding)
         }
         entries.withLock { entries in
             if entries.count >= Self.maximumEntries { entries.removeAll(keepingCapacity: true) }
@@ -56,10 +59,10 @@ final class UserDirectory: Sendable {
         return standing
     }
 
-    /// The roles `identity`'s user has now, or why its token no longer stands: 401 `token_revoked`
-    /// when the user is gone or the token's version is not the user's, 503 when the store cannot
-    /// say (and nothing usable is cached).
-    func currentRoles(of identity: Identity, fresh: Bool) async throws(APIError) -> Set<Role> {
+    /// The standing of `identity`'s user now, or why its token no longer stands: 401
+    /// `token_revoked` when the user is gone or the token's version is not the user's, 503 when the
+    /// store cannot say (and nothing usable is cached).
+    func currentStanding(of identity: Identity, fresh: Bool) async throws(APIError) -> Standing {
         let found: Standing?
         do {
             found = try await standing(of: identity.userId, fresh: fresh)
@@ -67,7 +70,7 @@ final class UserDirectory: Sendable {
             throw APIError.storeUnavailable
         }
         guard let found, found.tokenVersion == identity.tokenVersion else { throw APIError.tokenRevoked }
-        return found.roles
+        return found
     }
 
     /// Drops what is cached about `user` (its standing changed here or on another node).

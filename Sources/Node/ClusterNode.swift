@@ -320,15 +320,17 @@ public actor ClusterNode {
 
     // MARK: - Users
 
-    /// Hears about users whose roles or token version changed on another node (the gateway's
-    /// cache of user standings).
+    /// Hears about users whose standing changed on this node or another (the gateway's cache of
+    /// user standings).
     public nonisolated func onUserChange(_ listener: @escaping @Sendable (UserID) -> Void) {
         userChangeListeners.withLock { $0.append(listener) }
     }
 
-    /// Tells every live member that `user`'s roles or token version changed. Best effort: a member
-    /// that misses it sees the change when its cached entry expires.
+    /// Tells this node's listeners and every live member that `user`'s standing (roles, token
+    /// version, block from bidding) changed. Best effort: a member that misses it sees the change
+    /// when its cached entry expires.
     public func announceUserChange(_ user: UserID) {
+        for listener in userChangeListeners.withLock({ $0 }) { listener(user) }
         for member in membership.members where member.id != configuration.id && member.status.isLive {
             transport.send(.userChanged(user), to: member.address)
         }

@@ -6,7 +6,8 @@ public import Storage
 
 /// Runs the settlements of the lots this node owns: sends the provider call whose key is in the
 /// log (again, with the same key, after a lost answer or a failover), records its outcome, and
-/// runs what falls due (authorize, capture, remind, default, second-chance offer, expiry).
+/// runs what falls due (charge the buyer's saved payment method, authorize, capture, remind,
+/// default — blocking the buyer from bidding —, second-chance offer, expiry).
 ///
 /// Why it is safe to run anywhere at any time: it decides nothing itself. Every step goes through
 /// the lot's owner (`ClusterNode.submit`) and the settlement rules, which refuse stale steps; a
@@ -38,12 +39,15 @@ public actor SettlementDriver {
         public var captures = 0
         public var refunds = 0
         public var breakerOpenings = 0
+        /// Buyers this node blocked from bidding after a default.
+        public var buyersBlocked = 0
         public var breakerState = "closed"
     }
 
     private let node: ClusterNode
     private let provider: any PaymentProvider
     private let store: any EventStore
+    private let users: any UserStore
     private let clock: any EngineClock
     private let logger: Logger
     private let settings: Settings
@@ -55,14 +59,18 @@ public actor SettlementDriver {
     /// When a lot's other steps may be tried again after one was not recorded.
     private var stepRetry: [AuctionID: Timestamp] = [:]
     private var counts = Counters()
+    /// Rounds (`auction#round`) whose buyer's saved payment methods were looked up: once each per
+    /// node, so a buyer with none costs one query, not one per poll.
+    private var savedMethodLookedUp: Set<String> = []
 
     public init(
-        node: ClusterNode, provider: any PaymentProvider, store: any EventStore, clock: any EngineClock,
-        logger: Logger, settings: Settings = .init()
+        node: ClusterNode, provider: any PaymentProvider, store: any EventStore, users: any UserStore,
+        clock: any EngineClock, logger: Logger, settings: Settings = .init()
     ) {
         self.node = node
         self.provider = provider
         self.store = store
+        self.users = users
         self.clock = clock
         self.logger = logger
         self.settings = settings
@@ -86,6 +94,11 @@ public actor SettlementDriver {
                 let open = Set(inProgress.map(\.auctionId))
                 callRetry = callRetry.filter { open.contains($0.key) }
                 stepRetry = stepRetry.filter { open.contains($0.key) }
+                if savedMethodLookedUp.count > 2 * open.count + 1_000 {
+                    savedMethodLookedUp = savedMethodLookedUp.filter { key in
+                        open.contains { key.hasPrefix("\($0.rawValue)#") }
+                    }
+                }
                 for settlement in inProgress {
                     let id = settlement.auctionId
                     guard !busy.contains(id) else { continue }
@@ -97,7 +110,7 @@ public actor SettlementDriver {
                     }
                     guard
                         settlement.inFlight != nil || settlement.needsSecondChanceOffer
-                            || settlement.nextCommand(now: now) != nil
+                            || needsSavedMethodLookup(settlement) || settlement.nextCommand(now: now) != nil
                     else { continue }
                     guard await node.owns(id) else { continue }
                     busy.insert(id)
@@ -117,7 +130,10 @@ public actor SettlementDriver {
         if let call = settlement.inFlight {
             await resolve(call, of: settlement)
         } else if settlement.needsSecondChanceOffer {
+            guard await blockDefaulters(of: settlement) else { return }
             await offerSecondChance(for: settlement)
+        } else if needsSavedMethodLookup(settlement) {
+            await chargeSavedMethod(for: settlement)
         } else if let command = settlement.nextCommand(now: now) {
             await submit(command, to: id)
         }
@@ -217,6 +233,59 @@ public actor SettlementDriver {
             counts.refunds += 1
             return .refundSucceeded(attempt: call.attempt)
         }
+    }
+
+    // MARK: - Saved payment methods
+
+    private func needsSavedMethodLookup(_ settlement: Settlement) -> Bool {
+        settlement.awaitsPaymentMethod && !savedMethodLookedUp.contains(Self.roundKey(settlement))
+    }
+
+    private static func roundKey(_ settlement: Settlement) -> String {
+        "\(settlement.auctionId.rawValue)#\(settlement.round)"
+    }
+
+    /// Pays a round that opened without a payment method with the buyer's default saved one, as if
+    /// the buyer had chosen it; a buyer with none pays through the API as before. Once per round:
+    /// a saved card that is declined is not tried again by itself.
+    private func chargeSavedMethod(for settlement: Settlement) async {
+        guard let buyer = settlement.buyerId else { return }
+        let methods: [SavedPaymentMethod]
+        do {
+            methods = try await users.paymentMethods(of: buyer)
+        } catch {
+            stepRetry[settlement.auctionId] = clock.now().advanced(by: settings.retryDelay)
+            return
+        }
+        savedMethodLookedUp.insert(Self.roundKey(settlement))
+        guard let method = methods.first else { return }
+        logger.info(
+            "charging the buyer's saved payment method",
+            metadata: ["auction": "\(settlement.auctionId)", "round": "\(settlement.round)", "brand": "\(method.brand)"])
+        await submit(.choosePaymentMethod(buyerId: buyer, method: method.id), to: settlement.auctionId)
+    }
+
+    // MARK: - Defaults
+
+    /// Blocks every buyer who defaulted on the lot from bidding, on every node at once (the store
+    /// is the truth; every member drops its cached standing), before the lot moves on. Idempotent:
+    /// a block an admin lifted is not recorded again. Whether every block is recorded.
+    private func blockDefaulters(of settlement: Settlement) async -> Bool {
+        for buyer in settlement.defaulters {
+            do {
+                if try await users.blockFromBidding(buyer, defaultedOn: settlement.auctionId, at: clock.now()) {
+                    logger.notice(
+                        "a buyer who did not pay is blocked from bidding",
+                        metadata: ["auction": "\(settlement.auctionId)", "buyer": "\(buyer)"])
+                    counts.buyersBlocked += 1
+                }
+            } catch {
+                stepRetry[settlement.auctionId] = clock.now().advanced(by: settings.retryDelay)
+                return false
+            }
+            await node.announceUserChange(buyer)
+        }
+        return true
     }
 
     // MARK: - Second chance

@@ -246,6 +246,26 @@ public struct SandboxBook: Sendable {
         return Answer(status: 200, body: intent.json)
     }
 
+    /// A test payment method as Stripe describes it (brand and last four digits of its test card).
+    public static func paymentMethod(_ id: String) -> Answer {
+        let cards: [String: (brand: String, last4: String)] = [
+            "pm_card_visa": ("visa", "4242"), "pm_card_mastercard": ("mastercard", "4444"),
+            "pm_card_amex": ("amex", "8431"), "pm_card_chargeDeclined": ("visa", "0002"),
+            "pm_card_chargeDeclinedInsufficientFunds": ("visa", "9995"),
+            "pm_card_chargeDeclinedExpiredCard": ("visa", "0069"),
+        ]
+        guard let card = cards[id] else {
+            return problem(
+                404, type: "invalid_request_error", code: "resource_missing", "No such PaymentMethod: '\(id)'")
+        }
+        return Answer(
+            status: 200,
+            body: [
+                "id": .string(id), "object": .string("payment_method"), "type": .string("card"),
+                "card": .object(["brand": .string(card.brand), "last4": .string(card.last4)]),
+            ])
+    }
+
     /// Hands the pending webhook events to the deliverer.
     public mutating func takeOutbox() -> [Event] {
         defer { outbox = [] }

@@ -138,6 +138,11 @@ public final class SandboxProvider: Sendable {
             guard self.authorized(request) else { return Self.response(Self.unauthorized) }
             return Self.response(self.book.withLock { $0.retrieve(id) })
         }
+        router.get("/v1/payment_methods/:id") { request, context in
+            let id = try context.parameters.require("id")
+            guard self.authorized(request) else { return Self.response(Self.unauthorized) }
+            return Self.response(SandboxBook.paymentMethod(id))
+        }
         router.get("/v1/sandbox/ledger") { request, _ in
             guard self.authorized(request) else { return Self.response(Self.unauthorized) }
             let entries = self.ledger

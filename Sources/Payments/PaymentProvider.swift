@@ -56,6 +56,28 @@ public struct Refund: Hashable, Sendable, Codable {
     }
 }
 
+/// A payment method as the provider describes it (Stripe's `PaymentMethod`, card part): what a
+/// buyer sees of a card they saved, never its number.
+public struct PaymentMethodDetails: Hashable, Sendable, Codable {
+    public struct Card: Hashable, Sendable, Codable {
+        public var brand: String
+        public var last4: String
+
+        public init(brand: String, last4: String) {
+            self.brand = brand
+            self.last4 = last4
+        }
+    }
+
+    public var id: String
+    public var card: Card?
+
+    public init(id: String, card: Card?) {
+        self.id = id
+        self.card = card
+    }
+}
+
 /// Why a provider call did not succeed. Only the provider's own trouble counts against the
 /// circuit breaker (`breakerResult`); a decline is the provider working.
 public enum ProviderError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -116,4 +138,7 @@ public protocol PaymentProvider: Sendable {
     func cancel(intent: PaymentIntentID, key: String) async throws(ProviderError) -> PaymentIntent
     func refund(intent: PaymentIntentID, amount: Money, key: String) async throws(ProviderError) -> Refund
     func retrieve(intent: PaymentIntentID) async throws(ProviderError) -> PaymentIntent
+    /// The provider's description of a payment method token: `refused` with `resource_missing`
+    /// when the provider does not know it.
+    func retrieve(paymentMethod: PaymentMethodID) async throws(ProviderError) -> PaymentMethodDetails
 }

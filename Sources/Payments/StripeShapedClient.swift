@@ -54,6 +54,10 @@ public struct StripeShapedClient: PaymentProvider {
         try await call(.GET, "/v1/payment_intents/\(intent.rawValue)", fields: [], key: nil)
     }
 
+    public func retrieve(paymentMethod: PaymentMethodID) async throws(ProviderError) -> PaymentMethodDetails {
+        try await call(.GET, "/v1/payment_methods/\(paymentMethod.rawValue)", fields: [], key: nil)
+    }
+
     private func call<Answer: Decodable>(
         _ method: HTTPMethod, _ path: String, fields: [(String, String)], key: String?
     ) async throws(ProviderError) -> Answer {

@@ -338,14 +338,18 @@ extension PostgresEventStore: UserStore {
 
     public func user(named username: String) async throws(UserStoreError) -> StoredUser? {
         try await fetchUser(
-            "SELECT id, username, password_hash, roles, created_at, token_version FROM users WHERE username = \(username)"
-        )
+            "SELECT \(unescaped: Self.userColumns) FROM users WHERE username = \(username)")
     }
 
     public func user(id: UserID) async throws(UserStoreError) -> StoredUser? {
         try await fetchUser(
-            "SELECT id, username, password_hash, roles, created_at, token_version FROM users WHERE id = \(id.rawValue)")
+            "SELECT \(unescaped: Self.userColumns) FROM users WHERE id = \(id.rawValue)")
     }
+
+    private static let userColumns = """
+        id, username, password_hash, roles, created_at, token_version,
+        EXISTS (SELECT 1 FROM bidding_blocks b WHERE b.user_id = users.id AND b.lifted_at IS NULL)
+        """
 
     public func revokeTokens(of id: UserID) async throws(UserStoreError) {
         let updated = try await userCall { connection, logger in
@@ -444,14 +448,14 @@ extension PostgresEventStore: UserStore {
     }
 
     private func fetchUser(_ query: PostgresQuery) async throws(UserStoreError) -> StoredUser? {
-        let found: (String, String, String, String, Int64, Int64)?
+        let found: (String, String, String, String, Int64, Int64, Bool)?
         let (client, logger) = (client, logger)
         do {
             found = try await withDeadline(timeout) { [answers] in
                 try await answers.run(on: client) { connection in
-                    var found: (String, String, String, String, Int64, Int64)?
+                    var found: (String, String, String, String, Int64, Int64, Bool)?
                     for try await row in try await connection.query(query, logger: logger).decode(
-                        (String, String, String, String, Int64, Int64).self)
+                        (String, String, String, String, Int64, Int64, Bool).self)
                     {
                         found = row
                     }
@@ -461,10 +465,116 @@ extension PostgresEventStore: UserStore {
         } catch {
             throw .unavailable("PostgreSQL: \(String(describing: (error as? PSQLError)?.code ?? .connectionError))")
         }
-        guard let (rawId, username, hash, roles, created, tokenVersion) = found else { return nil }
+        guard let (rawId, username, hash, roles, created, tokenVersion, blocked) = found else { return nil }
         guard let id = UserID(rawValue: rawId) else { throw .unavailable("malformed user row") }
         return StoredUser(
             id: id, username: username, passwordHash: hash, roles: roles.split(separator: ",").map(String.init),
-            createdAt: Timestamp(millisecondsSinceEpoch: created), tokenVersion: tokenVersion)
+            createdAt: Timestamp(millisecondsSinceEpoch: created), tokenVersion: tokenVersion,
+            blockedFromBidding: blocked)
+    }
+
+    // MARK: - Payment methods and blocks
+
+    public func savePaymentMethod(_ method: SavedPaymentMethod, for user: UserID) async throws(UserStoreError) {
+        let saved = try await userCall { connection, logger in
+            var saved = 0
+            let rows = try await connection.query(
+                """
+                INSERT INTO payment_methods (user_id, method_id, brand, last4, saved_at)
+                SELECT id, \(method.id.rawValue), \(method.brand), \(method.last4),
+                       \(method.savedAt.millisecondsSinceEpoch)
+                FROM users WHERE id = \(user.rawValue)
+                ON CONFLICT (user_id, method_id) DO UPDATE
+                    SET brand = excluded.brand, last4 = excluded.last4, saved_at = excluded.saved_at
+                RETURNING method_id
+                """, logger: logger)
+            for try await _ in rows { saved += 1 }
+            return saved
+        }
+        if saved == 0 { throw .unknownUser }
+    }
+
+    public func paymentMethods(of user: UserID) async throws(UserStoreError) -> [SavedPaymentMethod] {
+        try await userCall { connection, logger in
+            var methods: [SavedPaymentMethod] = []
+            let rows = try await connection.query(
+                """
+                SELECT method_id, brand, last4, saved_at FROM payment_methods WHERE user_id = \(user.rawValue)
+                ORDER BY saved_at DESC, method_id
+                """, logger: logger)
+            for try await (id, brand, last4, savedAt) in rows.decode((String, String, String, Int64).self) {
+                guard let id = PaymentMethodID(rawValue: id) else { continue }
+                methods.append(
+                    SavedPaymentMethod(
+                        id: id, brand: brand, last4: last4, savedAt: Timestamp(millisecondsSinceEpoch: savedAt)))
+            }
+            return methods
+        }
+    }
+
+    public func removePaymentMethod(_ method: PaymentMethodID, of user: UserID) async throws(UserStoreError) -> Bool {
+        try await userCall { connection, logger in
+            var removed = false
+            let rows = try await connection.query(
+                """
+                DELETE FROM payment_methods WHERE user_id = \(user.rawValue) AND method_id = \(method.rawValue)
+                RETURNING method_id
+                """, logger: logger)
+            for try await _ in rows { removed = true }
+            return removed
+        }
+    }
+
+    public func blockFromBidding(_ user: UserID, defaultedOn auction: AuctionID, at: Timestamp)
+        async throws(UserStoreError) -> Bool
+    {
+        try await userCall { connection, logger in
+            var blocked = false
+            let rows = try await connection.query(
+                """
+                INSERT INTO bidding_blocks (user_id, auction_id, blocked_at)
+                SELECT id, \(auction.rawValue), \(at.millisecondsSinceEpoch) FROM users WHERE id = \(user.rawValue)
+                ON CONFLICT (user_id, auction_id) DO NOTHING
+                RETURNING user_id
+                """, logger: logger)
+            for try await _ in rows { blocked = true }
+            return blocked
+        }
+    }
+
+    public func liftBiddingBlocks(of user: UserID, by admin: UserID, at: Timestamp) async throws(UserStoreError) -> Int {
+        try await userCall { connection, logger in
+            var lifted = 0
+            let rows = try await connection.query(
+                """
+                UPDATE bidding_blocks SET lifted_at = \(at.millisecondsSinceEpoch), lifted_by = \(admin.rawValue)
+                WHERE user_id = \(user.rawValue) AND lifted_at IS NULL
+                RETURNING auction_id
+                """, logger: logger)
+            for try await _ in rows { lifted += 1 }
+            return lifted
+        }
+    }
+
+    public func biddingBlocks(of user: UserID) async throws(UserStoreError) -> [BiddingBlock] {
+        try await userCall { connection, logger in
+            var blocks: [BiddingBlock] = []
+            let rows = try await connection.query(
+                """
+                SELECT auction_id, blocked_at, lifted_at, lifted_by FROM bidding_blocks
+                WHERE user_id = \(user.rawValue) ORDER BY blocked_at DESC, auction_id
+                """, logger: logger)
+            for try await (auction, blockedAt, liftedAt, liftedBy) in rows.decode(
+                (String, Int64, Int64?, String?).self)
+            {
+                guard let auction = AuctionID(rawValue: auction) else { continue }
+                blocks.append(
+                    BiddingBlock(
+                        auction: auction, blockedAt: Timestamp(millisecondsSinceEpoch: blockedAt),
+                        liftedAt: liftedAt.map(Timestamp.init(millisecondsSinceEpoch:)),
+                        liftedBy: liftedBy.flatMap(UserID.init(rawValue:))))
+            }
+            return blocks
+        }
     }
 }

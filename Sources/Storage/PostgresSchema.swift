@@ -205,5 +205,33 @@ enum PostgresSchema {
                 """,
             ]
         ),
+        // Payments: the methods a user keeps on file (provider tokens, never card numbers), and
+        // blocks from bidding after a default, one per (user, lot), lifted by an admin.
+        SchemaMigration(
+            version: 6,
+            statements: [
+                """
+                CREATE TABLE payment_methods (
+                    user_id text NOT NULL REFERENCES users (id),
+                    method_id text NOT NULL,
+                    brand text NOT NULL,
+                    last4 text NOT NULL,
+                    saved_at bigint NOT NULL,
+                    PRIMARY KEY (user_id, method_id)
+                )
+                """,
+                """
+                CREATE TABLE bidding_blocks (
+                    user_id text NOT NULL REFERENCES users (id),
+                    auction_id text NOT NULL,
+                    blocked_at bigint NOT NULL,
+                    lifted_at bigint,
+                    lifted_by text,
+                    PRIMARY KEY (user_id, auction_id)
+                )
+                """,
+                "CREATE INDEX bidding_blocks_in_force ON bidding_blocks (user_id) WHERE lifted_at IS NULL",
+            ]
+        ),
     ]
 }

@@ -369,6 +369,32 @@ enum SQLiteSchema {
                 """,
             ]
         ),
+        // Saved payment methods and blocks from bidding (see the PostgreSQL schema's version 6).
+        SchemaMigration(
+            version: 6,
+            statements: [
+                """
+                CREATE TABLE payment_methods (
+                    user_id TEXT NOT NULL REFERENCES users (id),
+                    method_id TEXT NOT NULL,
+                    brand TEXT NOT NULL,
+                    last4 TEXT NOT NULL,
+                    saved_at INTEGER NOT NULL,
+                    PRIMARY KEY (user_id, method_id)
+                )
+                """,
+                """
+                CREATE TABLE bidding_blocks (
+                    user_id TEXT NOT NULL REFERENCES users (id),
+                    auction_id TEXT NOT NULL,
+                    blocked_at INTEGER NOT NULL,
+                    lifted_at INTEGER,
+                    lifted_by TEXT,
+                    PRIMARY KEY (user_id, auction_id)
+                )
+                """,
+            ]
+        ),
     ]
 }
 
@@ -393,13 +419,12 @@ extension SQLiteEventStore: UserStore {
 
     public func user(named username: String) async throws(UserStoreError) -> StoredUser? {
         try await fetchUser(
-            "SELECT id, username, password_hash, roles, created_at, token_version FROM users WHERE username = ?",
-            username)
+"SELECT \(Self.userColumns) FROM users WHERE username = ?", username)
     }
 
     public func user(id: UserID) async throws(UserStoreError) -> StoredUser? {
         try await fetchUser(
-            "SELECT id, username, password_hash, roles, created_at, token_version FROM users WHERE id = ?", id.rawValue)
+"SELECT \(Self.userColumns) FROM users WHERE id = ?", id.rawValue)
     }
 
     public func revokeTokens(of id: UserID) async throws(UserStoreError) {
@@ -508,7 +533,114 @@ extension SQLiteEventStore: UserStore {
         return StoredUser(
             id: id, username: username, passwordHash: hash, roles: roles.split(separator: ",").map(String.init),
             createdAt: Timestamp(millisecondsSinceEpoch: Int64(created)),
-            tokenVersion: Int64(row.column("token_version")?.integer ?? 0))
+            tokenVersion: Int64(row.column("token_version")?.integer ?? 0),
+            blockedFromBidding: (row.column("blocked")?.integer ?? 0) != 0)
+    }
+
+    private static let userColumns = """
+        id, username, password_hash, roles, created_at, token_version,
+        EXISTS (SELECT 1 FROM bidding_blocks b WHERE b.user_id = users.id AND b.lifted_at IS NULL) AS blocked
+        """
+
+    // MARK: - Payment methods and blocks
+
+    /// Runs `sql` alone on the connection; the number of rows it changed.
+    private func changing(_ sql: String, _ bindings: [SQLiteData]) async throws(UserStoreError) -> Int {
+        do {
+            return try await exclusive {
+                _ = try await connection.query(sql, bindings)
+                let rows = try await connection.query("SELECT changes() AS n")
+                return rows.first?.column("n")?.integer ?? 0
+            }
+        } catch {
+            throw .unavailable(error.description)
+        }
+    }
+
+    public func savePaymentMethod(_ method: SavedPaymentMethod, for user: UserID) async throws(UserStoreError) {
+        let saved = try await changing(
+            """
+            INSERT INTO payment_methods (user_id, method_id, brand, last4, saved_at)
+            SELECT id, ?, ?, ?, ? FROM users WHERE id = ?
+            ON CONFLICT (user_id, method_id) DO UPDATE
+                SET brand = excluded.brand, last4 = excluded.last4, saved_at = excluded.saved_at
+            """,
+            [
+                .text(method.id.rawValue), .text(method.brand), .text(method.last4),
+                .integer(Int(method.savedAt.millisecondsSinceEpoch)), .text(user.rawValue),
+            ])
+        if saved == 0 { throw .unknownUser }
+    }
+
+    public func paymentMethods(of user: UserID) async throws(UserStoreError) -> [SavedPaymentMethod] {
+        let rows: [SQLiteRow]
+        do {
+            rows = try await exclusive {
+                try await connection.query(
+                    """
+                    SELECT method_id, brand, last4, saved_at FROM payment_methods WHERE user_id = ?
+                    ORDER BY saved_at DESC, method_id
+                    """, [.text(user.rawValue)])
+            }
+        } catch {
+            throw .unavailable(error.description)
+        }
+        return rows.compactMap { row in
+            guard let id = row.column("method_id")?.string.flatMap(PaymentMethodID.init(rawValue:)),
+                let brand = row.column("brand")?.string, let last4 = row.column("last4")?.string,
+                let savedAt = row.column("saved_at")?.integer
+            else { return nil }
+            return SavedPaymentMethod(
+                id: id, brand: brand, last4: last4, savedAt: Timestamp(millisecondsSinceEpoch: Int64(savedAt)))
+        }
+    }
+
+    public func removePaymentMethod(_ method: PaymentMethodID, of user: UserID) async throws(UserStoreError) -> Bool {
+        try await changing(
+            "DELETE FROM payment_methods WHERE user_id = ? AND method_id = ?",
+            [.text(user.rawValue), .text(method.rawValue)]) > 0
+    }
+
+    public func blockFromBidding(_ user: UserID, defaultedOn auction: AuctionID, at: Timestamp)
+        async throws(UserStoreError) -> Bool
+    {
+        try await changing(
+            """
+            INSERT INTO bidding_blocks (user_id, auction_id, blocked_at)
+            SELECT id, ?, ? FROM users WHERE id = ?
+            ON CONFLICT (user_id, auction_id) DO NOTHING
+            """,
+            [.text(auction.rawValue), .integer(Int(at.millisecondsSinceEpoch)), .text(user.rawValue)]) > 0
+    }
+
+    public func liftBiddingBlocks(of user: UserID, by admin: UserID, at: Timestamp) async throws(UserStoreError) -> Int {
+        try await changing(
+            "UPDATE bidding_blocks SET lifted_at = ?, lifted_by = ? WHERE user_id = ? AND lifted_at IS NULL",
+            [.integer(Int(at.millisecondsSinceEpoch)), .text(admin.rawValue), .text(user.rawValue)])
+    }
+
+    public func biddingBlocks(of user: UserID) async throws(UserStoreError) -> [BiddingBlock] {
+        let rows: [SQLiteRow]
+        do {
+            rows = try await exclusive {
+                try await connection.query(
+                    """
+                    SELECT auction_id, blocked_at, lifted_at, lifted_by FROM bidding_blocks WHERE user_id = ?
+                    ORDER BY blocked_at DESC, auction_id
+                    """, [.text(user.rawValue)])
+            }
+        } catch {
+            throw .unavailable(error.description)
+        }
+        return rows.compactMap { row in
+            guard let auction = row.column("auction_id")?.string.flatMap(AuctionID.init(rawValue:)),
+                let blockedAt = row.column("blocked_at")?.integer
+            else { return nil }
+            return BiddingBlock(
+                auction: auction, blockedAt: Timestamp(millisecondsSinceEpoch: Int64(blockedAt)),
+                liftedAt: row.column("lifted_at")?.integer.map { Timestamp(millisecondsSinceEpoch: Int64($0)) },
+                liftedBy: row.column("lifted_by")?.string.flatMap(UserID.init(rawValue:)))
+        }
     }
 }
 

@@ -24,6 +24,57 @@ public protocol UserStore: Sendable {
         -> LoginFailures
     /// Forgets the failures of `username` (after a successful login).
     func clearLoginFailures(of username: String) async throws(UserStoreError)
+
+    /// Saves `method` for `user` as their default (saving one again makes it the default again);
+    /// `unknownUser` when there is no such user.
+    func savePaymentMethod(_ method: SavedPaymentMethod, for user: UserID) async throws(UserStoreError)
+    /// The user's saved payment methods, the default (most recently saved) first.
+    func paymentMethods(of user: UserID) async throws(UserStoreError) -> [SavedPaymentMethod]
+    /// Removes a saved method; whether there was one.
+    func removePaymentMethod(_ method: PaymentMethodID, of user: UserID) async throws(UserStoreError) -> Bool
+
+    /// Blocks `user` from bidding because they did not pay for `auction` by its deadline. Once per
+    /// (user, auction): blocking again after an admin lifted it changes nothing, so the settlement
+    /// owner may repeat it after a failover. Whether a new block was recorded.
+    func blockFromBidding(_ user: UserID, defaultedOn auction: AuctionID, at: Timestamp)
+        async throws(UserStoreError) -> Bool
+    /// Lifts every block of `user` still in force (admin); how many.
+    func liftBiddingBlocks(of user: UserID, by admin: UserID, at: Timestamp) async throws(UserStoreError) -> Int
+    /// The user's blocks, in force or lifted, newest first.
+    func biddingBlocks(of user: UserID) async throws(UserStoreError) -> [BiddingBlock]
+}
+
+/// A payment method a user keeps on file: the provider's token (never a card number) and what the
+/// provider said about it, so the owner of a lot they win can charge it with no action from them.
+public struct SavedPaymentMethod: Hashable, Sendable {
+    public var id: PaymentMethodID
+    public var brand: String
+    public var last4: String
+    public var savedAt: Timestamp
+
+    public init(id: PaymentMethodID, brand: String, last4: String, savedAt: Timestamp) {
+        self.id = id
+        self.brand = brand
+        self.last4 = last4
+        self.savedAt = savedAt
+    }
+}
+
+/// Why a user may not bid: they defaulted on `auction`. In force until an admin lifts it.
+public struct BiddingBlock: Hashable, Sendable {
+    public var auction: AuctionID
+    public var blockedAt: Timestamp
+    public var liftedAt: Timestamp?
+    public var liftedBy: UserID?
+
+    public init(auction: AuctionID, blockedAt: Timestamp, liftedAt: Timestamp?, liftedBy: UserID?) {
+        self.auction = auction
+        self.blockedAt = blockedAt
+        self.liftedAt = liftedAt
+        self.liftedBy = liftedBy
+    }
+
+    public var inForce: Bool { liftedAt == nil }
 }
 
 /// Failed logins of one username, kept in the store so that every node counts the same ones.
@@ -73,10 +124,13 @@ public struct StoredUser: Hashable, Sendable, CustomStringConvertible {
     /// Raised on every role change and revocation; a token is valid only with the version it was
     /// issued with.
     public var tokenVersion: Int64
+    /// A block from bidding is in force (`UserStore.blockFromBidding`); set when read, ignored when
+    /// created.
+    public var blockedFromBidding: Bool
 
     public init(
         id: UserID, username: String, passwordHash: String, roles: [String], createdAt: Timestamp,
-        tokenVersion: Int64 = 0
+        tokenVersion: Int64 = 0, blockedFromBidding: Bool = false
     ) {
         self.id = id
         self.username = username
@@ -84,6 +138,7 @@ public struct StoredUser: Hashable, Sendable, CustomStringConvertible {
         self.roles = roles
         self.createdAt = createdAt
         self.tokenVersion = tokenVersion
+        self.blockedFromBidding = blockedFromBidding
     }
 
     public var description: String { "user \(id) (\(username)) roles \(roles)" }

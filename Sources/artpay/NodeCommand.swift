@@ -81,15 +81,9 @@ struct NodeCommand: AsyncParsableCommand {
         let clock = SystemClock()
         let node = ClusterNode(
             configuration: settings.cluster, store: store, transport: transport, clock: clock, logger: logger)
-        let api = GatewayAPI(
-            node: node, users: store, events: store, tokens: tokens, clock: clock, configuration: settings.api)
-        var bootstrapAdmin: (@Sendable () async throws -> Void)?
-        if let admin = settings.bootstrapAdmin {
-            let (username, password) = (admin.username, admin.password)
-            bootstrapAdmin = { try await api.ensureAdmin(username: username, password: password) }
-        }
         var driver: SettlementDriver?
         var providerHTTP: HTTPClient?
+        var paymentProvider: StripeShapedClient?
         if let provider = settings.provider {
             let http = HTTPClient(eventLoopGroupProvider: .singleton)
             providerHTTP = http
@@ -100,14 +94,23 @@ struct NodeCommand: AsyncParsableCommand {
                     "IDEMPOTENCY KEYS ARE NOT THE LOGGED ONES (debug.unsafeFreshIdempotencyKeys): retries can charge twice"
                 )
             }
+            let client = StripeShapedClient(
+                baseURL: provider.url, secretKey: provider.secretKey, http: http, timeout: provider.callTimeout)
+            paymentProvider = client
             driver = SettlementDriver(
-                node: node,
-                provider: StripeShapedClient(
-                    baseURL: provider.url, secretKey: provider.secretKey, http: http, timeout: provider.callTimeout),
-                store: store, clock: clock, logger: logger, settings: driverSettings)
+                node: node, provider: client, store: store, users: store, clock: clock, logger: logger,
+                settings: driverSettings)
         } else {
             logger.notice(
                 "no payment provider (payments.provider.url): sold lots wait, unpaid, until one is configured")
+        }
+        let api = GatewayAPI(
+            node: node, users: store, events: store, tokens: tokens, clock: clock, configuration: settings.api,
+            provider: paymentProvider)
+        var bootstrapAdmin: (@Sendable () async throws -> Void)?
+        if let admin = settings.bootstrapAdmin {
+            let (username, password) = (admin.username, admin.password)
+            bootstrapAdmin = { try await api.ensureAdmin(username: username, password: password) }
         }
         let cluster = ClusterService(
             node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger,

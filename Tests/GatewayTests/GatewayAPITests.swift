@@ -106,6 +106,11 @@ import Testing
                 ("second chance", .post, "/v1/me/settlements/lot-roles/second-chance", { #"{"accept":true}"# }),
                 ("refund", .post, "/v1/settlements/lot-roles/refund", { #"{"amount":100,"currency":"EUR"}"# }),
                 ("cancel settlement", .post, "/v1/settlements/lot-roles/cancel", { #"{"reason":"withdrawn"}"# }),
+                ("my payment methods", .get, "/v1/me/payment-methods", { "" }),
+                ("save payment method", .post, "/v1/me/payment-methods", { #"{"paymentMethod":"pm_card_visa"}"# }),
+                ("remove payment method", .delete, "/v1/me/payment-methods/pm_card_visa", { "" }),
+                ("bidding blocks", .get, "/v1/users/\(userId)/bidding-blocks", { "" }),
+                ("lift bidding blocks", .delete, "/v1/users/\(userId)/bidding-blocks", { "" }),
             ]
             // Which role may do what: 401 without a token, 403 without the role.
             let allowed: [String: Set<String>] = [
@@ -113,10 +118,17 @@ import Testing
                 "grant roles": ["admin"], "me": ["bidder", "seller", "admin"],
                 "my settlements": ["bidder", "seller", "admin"], "settlements": ["admin"],
                 "pay": ["bidder", "seller", "admin"], "second chance": ["bidder", "admin"], "refund": ["admin"],
-                "cancel settlement": ["admin"],
+                "cancel settlement": ["admin"], "my payment methods": ["bidder", "seller", "admin"],
+                "save payment method": ["bidder", "seller", "admin"], "remove payment method": ["bidder", "seller", "admin"],
+                "bidding blocks": ["admin"], "lift bidding blocks": ["admin"],
             ]
-            // Allowed, but the lot is not sold: the settlement routes answer 404 past the role check.
-            let unsold: Set<String> = ["pay", "second chance", "refund", "cancel settlement"]
+            // Allowed, but there is nothing to act on (the lot is not sold, no method saved, no block
+            // in force): 404 past the role check.
+            let unsold: Set<String> = [
+                "pay", "second chance", "refund", "cancel settlement", "remove payment method", "lift bidding blocks",
+            ]
+            // Allowed, but this harness has no payment provider to check a method with.
+            let withoutProvider: Set<String> = ["save payment method"]
             _ = try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-other"), token: seller)
             for (name, method, uri, body) in routes {
                 for (role, token) in [("none", nil), ("bidder", bidder), ("seller", seller), ("admin", admin)]
@@ -128,6 +140,8 @@ import Testing
                         #expect(response.status == .unauthorized, "\(name) without a token: \(response.status)")
                     } else if allowed[name]!.contains(role), unsold.contains(name) {
                         #expect(response.status == .notFound, "\(name) as \(role): \(response.status)")
+                    } else if allowed[name]!.contains(role), withoutProvider.contains(name) {
+                        #expect(response.status == .serviceUnavailable, "\(name) as \(role): \(response.status)")
                     } else if allowed[name]!.contains(role) {
                         #expect(
                             response.status.code < 300,

@@ -9,6 +9,7 @@ import HummingbirdWebSocket
 import Logging
 import NIOCore
 import Node
+import Payments
 import Storage
 import TestSupport
 import Testing
@@ -25,7 +26,7 @@ struct GatewayHarness: Sendable {
     static func run(
         rateLimit: RateLimitMiddleware.Policy = .init(capacity: 10_000, refillPerSecond: 10_000),
         live: Bool = false, connections: ConnectionLimits = .init(), streams: StreamLimits = .init(),
-        loginLock: LoginLockPolicy = .init(),
+        loginLock: LoginLockPolicy = .init(), provider: (any PaymentProvider)? = nil,
         _ body: @Sendable (any TestClientProtocol, GatewayHarness) async throws -> Void
     ) async throws {
         try await withSQLiteStore { store, _ in
@@ -50,7 +51,7 @@ struct GatewayHarness: Sendable {
                 node: node, users: store, events: store, tokens: tokens, clock: clock,
                 configuration: .init(
                     passwordCost: 4, rateLimit: rateLimit, connections: connections, streams: streams,
-                    loginLock: loginLock, webhookSecrets: [GatewayHarness.webhookSecret]))
+                    loginLock: loginLock, webhookSecrets: [GatewayHarness.webhookSecret]), provider: provider)
             try await api.ensureAdmin(username: "root", password: "root-password")
             // Live: a real HTTP server on a free loopback port, as a node serves it (WebSocket
             // upgrades, the connection guard).

@@ -1,7 +1,10 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import AsyncHTTPClient
+import AuctionCore
 import HummingbirdTesting
+import PaymentSandbox
 import Payments
 import Testing
 
@@ -92,5 +95,127 @@ import Testing
         #expect(ledger.firstDelivery(of: "evt_1"))
         for index in 0..<WebhookLedger.remembered { _ = ledger.firstDelivery(of: "evt_fill_\(index)") }
         #expect(ledger.firstDelivery(of: "evt_1"), "forgotten once \(WebhookLedger.remembered) newer ids came")
+    }
+
+    /// Runs `body` with a Stripe-shaped client of a sandbox provider listening on a free port.
+    static func withSandbox(_ body: @Sendable (StripeShapedClient) async throws -> Void) async throws {
+        let sandbox = SandboxProvider(secretKey: "sk_test_gateway", faults: .init(), seed: 3)
+        try await Application(router: sandbox.router()).test(.live) { client in
+            let port = try #require(client.port)
+            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                try await body(
+                    StripeShapedClient(
+                        baseURL: "http://127.0.0.1:\(port)", secretKey: "sk_test_gateway", http: http,
+                        timeout: .seconds(5)))
+            } catch {
+                try? await http.shutdown()
+                throw error
+            }
+            try await http.shutdown()
+        }
+    }
+
+    /// A card is saved only once the provider knows it; the latest saved is the default; it is the
+    /// caller's alone to list and remove.
+    @Test func paymentMethods_areCheckedWithTheProvider_andKeptPerUser() async throws {
+        try await Self.withSandbox { provider in
+            try await GatewayHarness.run(provider: provider) { client, _ in
+                let ann = try await client.signUp("ann")
+                let ben = try await client.signUp("ben")
+                let unknown = try await client.send(
+                    .post, "/v1/me/payment-methods", json: #"{"paymentMethod":"pm_card_madeUp"}"#, token: ann)
+                #expect(unknown.status == .unprocessableContent)
+                #expect(unknown.json["code"] as? String == "payment_method_unknown")
+                let malformed = try await client.send(
+                    .post, "/v1/me/payment-methods", json: #"{"paymentMethod":"pm card"}"#, token: ann)
+                #expect(malformed.status == .badRequest)
+                let anonymous = try await client.send(
+                    .post, "/v1/me/payment-methods", json: #"{"paymentMethod":"pm_card_visa"}"#)
+                #expect(anonymous.status == .unauthorized)
+                for method in ["pm_card_visa", "pm_card_amex"] {
+                    let saved = try await client.send(
+                        .post, "/v1/me/payment-methods", json: #"{"paymentMethod":"\#(method)"}"#, token: ann)
+                    #expect(saved.status == .created, "\(String(buffer: saved.body))")
+                }
+                let listed = try await client.send(.get, "/v1/me/payment-methods", token: ann).json
+                let methods = try #require(listed["paymentMethods"] as? [[String: Any]])
+                #expect(methods.map { $0["id"] as? String } == ["pm_card_amex", "pm_card_visa"])
+                #expect(methods.map { $0["last4"] as? String } == ["8431", "4242"])
+                #expect(methods.map { $0["isDefault"] as? Bool } == [true, false])
+                let bens = try await client.send(.get, "/v1/me/payment-methods", token: ben).json
+                #expect((bens["paymentMethods"] as? [Any])?.isEmpty == true)
+                #expect(
+                    try await client.send(.delete, "/v1/me/payment-methods/pm_card_amex", token: ben).status
+                        == .notFound)
+                #expect(
+                    try await client.send(.delete, "/v1/me/payment-methods/pm_card_amex", token: ann).status
+                        == .noContent)
+                let after = try await client.send(.get, "/v1/me/payment-methods", token: ann).json
+                #expect((after["paymentMethods"] as? [[String: Any]])?.map { $0["id"] as? String } == ["pm_card_visa"])
+            }
+        }
+    }
+
+    @Test func withoutAProvider_savingAMethodSaysSo() async throws {
+        try await GatewayHarness.run { client, _ in
+            let ann = try await client.signUp("ann")
+            let answer = try await client.send(
+                .post, "/v1/me/payment-methods", json: #"{"paymentMethod":"pm_card_visa"}"#, token: ann)
+            #expect(answer.status == .serviceUnavailable)
+            #expect(answer.json["code"] as? String == "payments_not_configured")
+        }
+    }
+
+    /// A buyer blocked after a default is refused at once — with the token they already hold — for
+    /// bids and buy-now, until an admin lifts the block; then the same token bids again.
+    @Test func aBlockedBuyer_cannotBid_untilAnAdminLiftsTheBlock() async throws {
+        try await GatewayHarness.run { client, harness in
+            let root = try await client.logIn("root", "root-password")
+            let seller = try await client.signUp("sam", roles: ["seller"])
+            let dan = try await client.signUp("dan")
+            let danId = try #require(try await client.send(.get, "/v1/me", token: dan).json["id"] as? String)
+            #expect(
+                try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-blocked"), token: seller)
+                    .status == .created)
+            let bid = #"{"bidId":"dan-1","maximum":2000,"currency":"EUR"}"#
+            #expect(try await client.send(.post, "/v1/auctions/lot-blocked/bids", json: bid, token: dan).status == .created)
+
+            // What the lot's settlement owner does after the deadline: block, then announce.
+            let user = UserID(rawValue: danId)!
+            #expect(
+                try await harness.api.users.blockFromBidding(
+                    user, defaultedOn: AuctionID(rawValue: "lot-unpaid")!, at: Timestamp(millisecondsSinceEpoch: 1)))
+            await harness.api.node.announceUserChange(user)
+
+            let refused = try await client.send(
+                .post, "/v1/auctions/lot-blocked/bids", json: #"{"bidId":"dan-2","maximum":3000,"currency":"EUR"}"#,
+                token: dan)
+            #expect(refused.status == .forbidden)
+            #expect(refused.json["code"] as? String == "bidding_blocked")
+            let buyNow = try await client.send(
+                .post, "/v1/auctions/lot-blocked/buy-now", json: #"{"bidId":"dan-3","price":5000,"currency":"EUR"}"#,
+                token: dan)
+            #expect(buyNow.json["code"] as? String == "bidding_blocked")
+            #expect(try await client.send(.get, "/v1/me", token: dan).json["blockedFromBidding"] as? Bool == true)
+
+            #expect(try await client.send(.delete, "/v1/users/\(danId)/bidding-blocks", token: dan).status == .forbidden)
+            let blocks = try await client.send(.get, "/v1/users/\(danId)/bidding-blocks", token: root).json
+            #expect(blocks["blockedFromBidding"] as? Bool == true)
+            #expect((blocks["blocks"] as? [[String: Any]])?.first?["auctionId"] as? String == "lot-unpaid")
+            let lifted = try await client.send(.delete, "/v1/users/\(danId)/bidding-blocks", token: root)
+            #expect(lifted.status == .ok)
+            #expect(lifted.json["blockedFromBidding"] as? Bool == false)
+            let again = try await client.send(.delete, "/v1/users/\(danId)/bidding-blocks", token: root)
+            #expect(again.status == .notFound)
+            #expect(again.json["code"] as? String == "no_bidding_block")
+            #expect(
+                try await client.send(.delete, "/v1/users/u-nobody/bidding-blocks", token: root).status == .notFound)
+
+            let bidsAgain = try await client.send(
+                .post, "/v1/auctions/lot-blocked/bids", json: #"{"bidId":"dan-4","maximum":3000,"currency":"EUR"}"#,
+                token: dan)
+            #expect(bidsAgain.status == .created, "\(String(buffer: bidsAgain.body))")
+        }
     }
 }

@@ -22,7 +22,7 @@ import Testing
     /// A cluster with a settlement driver per node, talking to a sandbox on a free port.
     static func withSettlingCluster(
         faults: SandboxFaults = .init(), callTimeout: Duration = .seconds(5),
-        _ body: @Sendable (LocalCluster, SandboxProvider) async throws -> Void
+        _ body: @Sendable (LocalCluster, SandboxProvider, SQLiteEventStore) async throws -> Void
     ) async throws {
         try await withSQLiteStore { store, _ in
             let sandbox = SandboxProvider(secretKey: "sk_test_cluster", faults: faults, seed: 11)
@@ -45,13 +45,13 @@ import Testing
                         baseURL: "http://127.0.0.1:\(port)", secretKey: "sk_test_cluster", http: http,
                         timeout: callTimeout)
                     let driver = SettlementDriver(
-                        node: running.node, provider: provider, store: store, clock: SystemClock(), logger: logger,
-                        settings: settings)
+                        node: running.node, provider: provider, store: store, users: store, clock: SystemClock(),
+                        logger: logger, settings: settings)
                     drivers.append(Task { await driver.run() })
                 }
                 do {
                     try await cluster.converged()
-                    try await body(cluster, sandbox)
+                    try await body(cluster, sandbox, store)
                 } catch {
                     drivers.forEach { $0.cancel() }
                     await cluster.stop()
@@ -93,7 +93,7 @@ import Testing
         faults.errorAfterRate = 0.2
         faults.timeoutAfterChargeRate = 0.2
         faults.hangMilliseconds = 1_000
-        try await Self.withSettlingCluster(faults: faults, callTimeout: .milliseconds(400)) { cluster, sandbox in
+        try await Self.withSettlingCluster(faults: faults, callTimeout: .milliseconds(400)) { cluster, sandbox, _ in
             let lots = (0..<6).map { AuctionID(rawValue: "lot-pay-\($0)")! }
             for (index, lot) in lots.enumerated() {
                 try await Self.sell(
@@ -128,34 +128,68 @@ import Testing
         }
     }
 
-    @Test func aDefault_leadsToASecondChance_thatSettlesOnItsOwn() async throws {
+    /// Saves `method` as the default of a new user `id`.
+    static func customer(_ id: UserID, saves method: String?, in store: SQLiteEventStore) async throws {
+        try await store.createUser(
+            StoredUser(
+                id: id, username: id.rawValue, passwordHash: "-", roles: ["bidder"],
+                createdAt: Timestamp(millisecondsSinceEpoch: 0)))
+        guard let method else { return }
+        try await store.savePaymentMethod(
+            SavedPaymentMethod(
+                id: PaymentMethodID(rawValue: method)!, brand: "visa", last4: "4242",
+                savedAt: Timestamp(millisecondsSinceEpoch: 1)),
+            for: id)
+    }
+
+    /// Nobody calls the API after the hammer: the winner's saved card is authorized and captured
+    /// by the lot's owner, and the seller's payout recorded.
+    @Test func aSavedCard_isCharged_withNoActionFromTheBuyer() async throws {
+        try await Self.withSettlingCluster { cluster, sandbox, store in
+            let carol = UserID(rawValue: "carol")!
+            try await Self.customer(carol, saves: "pm_card_visa", in: store)
+            let lot = AuctionID(rawValue: "lot-saved-card")!
+            try await Self.sell(lot, bids: [(carol, 4_000)], in: cluster)
+            try await eventually("carol's saved card pays", timeout: .seconds(30)) {
+                Self.settlement(lot, in: cluster)?.phase == .settled
+            }
+            let settled = try #require(Self.settlement(lot, in: cluster))
+            #expect(settled.paymentMethod == Self.visa)
+            #expect(settled.captured == settled.invoice?.total)
+            #expect(sandbox.ledger.map(\.kind) == [.authorization, .capture])
+            let log = try await cluster.store.events(of: lot, after: 0, limit: 50).map(\.event)
+            #expect(log.contains { if case .settlement(.payoutRecorded) = $0 { true } else { false } })
+        }
+    }
+
+    /// The winner's saved card declines and the deadline passes: the winner is blocked from bidding
+    /// (once, whatever the failovers), the runner-up is offered the lot and their own saved card
+    /// pays for it as round 2.
+    @Test func aDecliningSavedCard_blocksTheBuyer_andTheSecondChanceIsPaidWithTheRunnerUpsCard() async throws {
         let fees = FeeSchedule(
             buyerPremium: FeeSchedule.standard.buyerPremium, sellerCommissionBasisPoints: 1_000,
             paymentDeadline: .seconds(2), secondChanceWindow: .seconds(30))
-        try await Self.withSettlingCluster { cluster, sandbox in
+        try await Self.withSettlingCluster { cluster, sandbox, store in
             let lot = AuctionID(rawValue: "lot-second-chance")!
             let alice = UserID(rawValue: "alice")!
             let bob = UserID(rawValue: "bob")!
+            try await Self.customer(alice, saves: "pm_card_chargeDeclined", in: store)
+            try await Self.customer(bob, saves: "pm_card_visa", in: store)
             try await Self.sell(lot, bids: [(bob, 3_000), (alice, 9_000)], fees: fees, in: cluster)
-            try await eventually("sold to alice", timeout: .seconds(20)) {
-                Self.settlement(lot, in: cluster)?.phase == .due
-            }
-            let declining = PaymentMethodID(rawValue: "pm_card_chargeDeclined")!
-            _ = await cluster.nodes[1].node.submit(
-                .settle(.choosePaymentMethod(buyerId: alice, method: declining)), to: lot)
             try await eventually("the card is declined, the deadline passes, bob gets an offer", timeout: .seconds(30))
             {
                 Self.settlement(lot, in: cluster)?.phase == .secondChanceOffered
             }
+            #expect(try await store.user(id: alice)?.blockedFromBidding == true)
+            #expect(try await store.biddingBlocks(of: alice).map(\.auction) == [lot])
+            #expect(try await store.user(id: bob)?.blockedFromBidding == false)
             let offered = try #require(Self.settlement(lot, in: cluster)?.offer)
             #expect(offered.bidderId == bob)
             #expect(offered.price == Money(minorUnits: 1_000, currency: .eur), "alone, bob pays the starting price")
             let accepted = await cluster.nodes[2].node.submit(
                 .settle(.answerSecondChance(bidderId: bob, accept: true)), to: lot)
             #expect(accepted.value != nil, "\(accepted)")
-            _ = await cluster.nodes[0].node.submit(
-                .settle(.choosePaymentMethod(buyerId: bob, method: Self.visa)), to: lot)
-            try await eventually("bob's round settles", timeout: .seconds(30)) {
+            try await eventually("bob's round settles with his saved card", timeout: .seconds(30)) {
                 Self.settlement(lot, in: cluster)?.phase == .settled
             }
             let settled = try #require(Self.settlement(lot, in: cluster))
@@ -170,7 +204,7 @@ import Testing
         let fees = FeeSchedule(
             buyerPremium: FeeSchedule.standard.buyerPremium, sellerCommissionBasisPoints: 1_000,
             paymentDeadline: .seconds(1), secondChanceWindow: .seconds(1))
-        try await Self.withSettlingCluster { cluster, sandbox in
+        try await Self.withSettlingCluster { cluster, sandbox, _ in
             let lot = AuctionID(rawValue: "lot-expiring-offer")!
             try await Self.sell(
                 lot, bids: [(UserID(rawValue: "bob")!, 3_000), (UserID(rawValue: "alice")!, 9_000)], fees: fees,

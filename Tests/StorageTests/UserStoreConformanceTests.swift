@@ -61,6 +61,84 @@ import Testing
         }
     }
 
+    /// The most recently saved method is the default; saving one again makes it the default again;
+    /// a user who does not exist saves nothing.
+    @Test(arguments: Backend.allCases)
+    func paymentMethods_areKept_defaultFirst(_ backend: Backend) async throws {
+        try await withStore(backend) { store, other, _ in
+            try await store.createUser(Self.user("fay"))
+            let fay = UserID(rawValue: "u-fay")!
+            #expect(try await other.paymentMethods(of: fay).isEmpty)
+            let visa = SavedPaymentMethod(
+                id: PaymentMethodID(rawValue: "pm_card_visa")!, brand: "visa", last4: "4242",
+                savedAt: Timestamp(millisecondsSinceEpoch: 1_000))
+            var amex = SavedPaymentMethod(
+                id: PaymentMethodID(rawValue: "pm_card_amex")!, brand: "amex", last4: "8431",
+                savedAt: Timestamp(millisecondsSinceEpoch: 2_000))
+            try await store.savePaymentMethod(visa, for: fay)
+            try await store.savePaymentMethod(amex, for: fay)
+            #expect(try await other.paymentMethods(of: fay) == [amex, visa])
+            var visaAgain = visa
+            visaAgain.savedAt = Timestamp(millisecondsSinceEpoch: 3_000)
+            try await other.savePaymentMethod(visaAgain, for: fay)
+            #expect(try await store.paymentMethods(of: fay) == [visaAgain, amex])
+            #expect(try await store.removePaymentMethod(visa.id, of: fay))
+            #expect(try await store.removePaymentMethod(visa.id, of: fay) == false)
+            #expect(try await other.paymentMethods(of: fay) == [amex])
+            amex.savedAt = Timestamp(millisecondsSinceEpoch: 4_000)
+            await #expect(throws: UserStoreError.unknownUser) {
+                try await store.savePaymentMethod(amex, for: UserID(rawValue: "nobody")!)
+            }
+        }
+    }
+
+    /// A default blocks its buyer once per lot: an owner repeating the block after a failover
+    /// does not undo an admin's lift, and a default on another lot blocks again.
+    @Test(arguments: Backend.allCases)
+    func biddingBlocks_holdUntilLifted_once_perLot(_ backend: Backend) async throws {
+        try await withStore(backend) { store, other, _ in
+            try await store.createUser(Self.user("gus"))
+            try await store.createUser(Self.user("hal"))
+            let gus = UserID(rawValue: "u-gus")!
+            let hal = UserID(rawValue: "u-hal")!
+            let lot = AuctionID(rawValue: "lot-1")!
+            #expect(try await other.user(id: gus)?.blockedFromBidding == false)
+            #expect(try await store.blockFromBidding(gus, defaultedOn: lot, at: Timestamp(millisecondsSinceEpoch: 10)))
+            #expect(
+                try await other.blockFromBidding(gus, defaultedOn: lot, at: Timestamp(millisecondsSinceEpoch: 11))
+                    == false)
+            #expect(try await other.user(id: gus)?.blockedFromBidding == true)
+            #expect(try await other.user(named: "gus")?.blockedFromBidding == true)
+            #expect(try await other.user(id: hal)?.blockedFromBidding == false)
+
+            #expect(try await other.liftBiddingBlocks(of: gus, by: hal, at: Timestamp(millisecondsSinceEpoch: 20)) == 1)
+            #expect(try await store.liftBiddingBlocks(of: gus, by: hal, at: Timestamp(millisecondsSinceEpoch: 21)) == 0)
+            #expect(try await store.user(id: gus)?.blockedFromBidding == false)
+            #expect(
+                try await store.blockFromBidding(gus, defaultedOn: lot, at: Timestamp(millisecondsSinceEpoch: 30))
+                    == false)
+            #expect(try await store.user(id: gus)?.blockedFromBidding == false)
+
+            let secondLot = AuctionID(rawValue: "lot-2")!
+            #expect(
+                try await store.blockFromBidding(gus, defaultedOn: secondLot, at: Timestamp(millisecondsSinceEpoch: 40)))
+            #expect(try await other.user(id: gus)?.blockedFromBidding == true)
+            let blocks = try await other.biddingBlocks(of: gus)
+            #expect(
+                blocks == [
+                    BiddingBlock(
+                        auction: secondLot, blockedAt: Timestamp(millisecondsSinceEpoch: 40), liftedAt: nil,
+                        liftedBy: nil),
+                    BiddingBlock(
+                        auction: lot, blockedAt: Timestamp(millisecondsSinceEpoch: 10),
+                        liftedAt: Timestamp(millisecondsSinceEpoch: 20), liftedBy: hal),
+                ])
+            #expect(
+                try await store.blockFromBidding(
+                    UserID(rawValue: "nobody")!, defaultedOn: lot, at: Timestamp(millisecondsSinceEpoch: 50)) == false)
+        }
+    }
+
     /// Failures counted from two connections at once are all counted (the count is raised in the
     /// store, not read and written back), lock as the policy says, and are cleared.
     @Test(arguments: Backend.allCases)
