@@ -9,7 +9,7 @@ struct ArtPay: AsyncParsableCommand {
         subcommands: [
             NodeCommand.self, DevCommand.self, LoginCommand.self, AuctionsCommand.self, BidCommand.self,
             WatchCommand.self,
-            NotificationsCommand.self, CheckCommand.self, ChaosCommand.self,
+            NotificationsCommand.self, SettlementsCommand.self, CheckCommand.self, ChaosCommand.self,
             KeygenCommand.self, CertsCommand.self, PSPCommand.self,
             BenchCommand.self,
         ])

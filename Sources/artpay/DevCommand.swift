@@ -40,6 +40,10 @@ struct DevCommand: AsyncParsableCommand {
         ("carol", "carol-password", ["bidder"]),
     ]
 
+    /// The sandbox test card each demo bidder keeps on file: what they win is charged with it, with
+    /// no action from them. Carol's declines, to show a default and a second-chance offer.
+    static let savedCards = ["alice": "pm_card_visa", "bob": "pm_card_mastercard", "carol": "pm_card_chargeDeclined"]
+
     func run() async throws {
         let root = URL(fileURLWithPath: dataDirectory, isDirectory: true).standardizedFileURL
         let devDirectory = root.appendingPathComponent("dev")
@@ -228,6 +232,10 @@ struct DevClusterService: Service {
             } catch let failure as APIClient.Failure where failure.status == 409 {
                 // Created by an earlier run.
             }
+            if let card = DevCommand.savedCards[username] {
+                let bidder = try await api.loggedIn(username, password)
+                try await bidder.call("POST", "/v1/me/payment-methods", json: ["paymentMethod": card])
+            }
         }
         let stamp = Int(Date().timeIntervalSince1970)
         let catalogue: [(String, String, Int, Int?, Int?, String)] = [
@@ -282,12 +290,15 @@ struct DevClusterService: Service {
             Watch it live:   curl -N \(nodes[2].http)/v1/auctions/\(lot.id)/events
             Or with the CLI: swift run artpay bid \(lot.id) \(lot.minimum + 10_000) --user alice --password alice-password
 
-            Win a lot, then pay for it (amounts, premium and deadline in the invoice). The sandbox provider's
-            card pm_card_visa succeeds, pm_card_chargeDeclined declines; a buyer who has not paid within
-            \(paymentDeadline) s defaults, and the runner-up gets a second-chance offer:
+            Paying: every bidder keeps a sandbox test card on file, and what they win is charged with it by the
+            lot's owner with no action from them (alice: pm_card_visa, bob: pm_card_mastercard). Carol's card
+            (pm_card_chargeDeclined) declines: if she wins, she has \(paymentDeadline) s to pay another way, else she is
+            blocked from bidding and the runner-up gets a second-chance offer at the price without her bids.
+              swift run artpay settlements --user alice --password alice-password      (invoices)
+              swift run artpay settlements pay <lot> pm_card_visa --user carol --password carol-password
+              swift run artpay settlements all --user admin --password admin-password  (every lot; admin)
+            Or over HTTP:
               curl -s \(nodes[0].http)/v1/me/settlements -H "authorization: Bearer $TOKEN"
-              curl -s -X POST \(nodes[0].http)/v1/me/settlements/\(lot.id)/payment-method -H "authorization: Bearer $TOKEN" \\
-                -H 'content-type: application/json' -d '{"paymentMethod":"pm_card_visa"}'
             Every authorization, capture and refund at the provider (sandbox):
               curl -s \(provider.http)/v1/sandbox/ledger -H 'authorization: Bearer \(DevCommand.pspSecretKey)'
 
@@ -298,6 +309,8 @@ struct DevClusterService: Service {
 
     private func printStatus() async {
         var parts: [String] = []
+        var captured = 0
+        var declined = 0
         for node in nodes {
             if let view = try? await APIClient(base: node.http).call("GET", "/v1/cluster", timeout: 1),
                 let members = view["members"] as? [[String: Any]]
@@ -305,12 +318,16 @@ struct DevClusterService: Service {
                 let alive = members.filter { $0["status"] as? String == "alive" }.count
                 let held = (view["shardsHeld"] as? [Any])?.count ?? 0
                 parts.append("\(node.name) up, sees \(alive)/3, \(held) shards")
+                let payments = view["payments"] as? [String: Any]
+                captured += payments?["captures"] as? Int ?? 0
+                declined += payments?["declines"] as? Int ?? 0
             } else {
                 parts.append("\(node.name) DOWN")
             }
         }
+        parts.append("paid \(captured), declined \(declined)")
         let line = "status: " + parts.joined(separator: " | ")
-        print("\r" + line.padding(toLength: 110, withPad: " ", startingAt: 0), terminator: "")
+        print("\r" + line.padding(toLength: 130, withPad: " ", startingAt: 0), terminator: "")
         fflush(nil)
     }
 }

@@ -2,13 +2,13 @@ public import Testing
 
 /// Polls `condition` until it holds, failing the test after `timeout`. Never a fixed sleep.
 public func eventually(
-    _ what: String, timeout: Duration = .seconds(15), sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
+    _ what: String, timeout: Duration = .seconds(15), every interval: Duration = .milliseconds(5),
+    sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while ContinuousClock.now < deadline {
         if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(5))
+        try await Task.sleep(for: interval)
     }
     // Once more after the deadline: a test process whose threads were all busy elsewhere may wake
     // up past it with the condition long since true.
