@@ -60,6 +60,12 @@ public final class AuctionReadModel: Sendable {
         await writer.onNewerEpochs(observe)
     }
 
+    /// Calls `observe` after each published batch that applied a settlement event (the settlement
+    /// driver starts the next step then instead of at its next poll).
+    public func onSettlementEvents(_ observe: @escaping @Sendable () -> Void) async {
+        await writer.onSettlementEvents(observe)
+    }
+
     /// Applies pushed events (any order, duplicates allowed) and publishes the new snapshot.
     public func apply(_ events: [StoredEvent]) async {
         await writer.apply(events)
@@ -436,6 +442,9 @@ actor ReadModelWriter {
     /// Auctions whose epoch rose since the last publish, with the new epoch.
     private var raised: [(AuctionID, Epoch)] = []
     private var observeEpochs: (@Sendable ([(AuctionID, Epoch)]) -> Void)?
+    /// A settlement event was applied since the last publish.
+    private var settlementsChanged = false
+    private var observeSettlements: (@Sendable () -> Void)?
 
     init(
         store: any EventStore, notifications: NotificationHub, notifyFrom: Timestamp,
@@ -451,6 +460,10 @@ actor ReadModelWriter {
         observeEpochs = observe
     }
 
+    func onSettlementEvents(_ observe: @escaping @Sendable () -> Void) {
+        observeSettlements = observe
+    }
+
     private func note(_ epoch: Epoch, of id: AuctionID) {
         guard epoch > epochs[id] ?? Epoch(0) else { return }
         epochs[id] = epoch
@@ -460,6 +473,10 @@ actor ReadModelWriter {
     /// Publishes the snapshot, and tells the observer which logs another writer may have taken.
     private func publishChanges() {
         publish(snapshot)
+        if settlementsChanged {
+            settlementsChanged = false
+            observeSettlements?()
+        }
         guard !raised.isEmpty else { return }
         observeEpochs?(raised)
         raised = []
@@ -561,7 +578,9 @@ actor ReadModelWriter {
             snapshot.recentBids[id, default: BidsPerMinute()].record(bid.at)
         case .boughtNow(let purchase):
             fold(bidder: purchase.bidderId, price: purchase.price, in: id)
-        case .created, .extended, .closed, .cancelled, .settlement:
+        case .settlement:
+            settlementsChanged = true
+        case .created, .extended, .closed, .cancelled:
             break
         }
         if let state = auctions[id]?.state {

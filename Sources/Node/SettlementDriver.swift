@@ -3,6 +3,7 @@ public import AuctionRuntime
 public import Logging
 public import Payments
 public import Storage
+import Synchronization
 
 /// Runs the settlements of the lots this node owns: sends the provider call whose key is in the
 /// log (again, with the same key, after a lost answer or a failover), records its outcome, and
@@ -59,6 +60,9 @@ public actor SettlementDriver {
     /// When a lot's other steps may be tried again after one was not recorded.
     private var stepRetry: [AuctionID: Timestamp] = [:]
     private var counts = Counters()
+    /// Rung when the read model applies a settlement event: the next scan starts then, not at the
+    /// next poll (the poll remains for deadlines and retries).
+    private let doorbell = Doorbell()
     /// Rounds (`auction#round`) whose buyer's saved payment methods were looked up: once each per
     /// node, so a buyer with none costs one query, not one per poll.
     private var savedMethodLookedUp: Set<String> = []
@@ -86,6 +90,8 @@ public actor SettlementDriver {
 
     /// Drives settlements until the task is cancelled; one step per lot at a time.
     public func run() async {
+        let doorbell = doorbell
+        await node.readModel.onSettlementEvents { doorbell.ring() }
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
                 let now = clock.now()
@@ -117,42 +123,72 @@ public actor SettlementDriver {
                     group.addTask { await self.step(id) }
                 }
                 node.paymentsStatus.withLock { $0 = counters }
-                try? await Task.sleep(for: settings.pollInterval)
+                await doorbell.wait(upTo: settings.pollInterval)
             }
         }
     }
 
+    /// Runs the lot's steps one after the other while each is recorded and the next is due (a
+    /// saved card: choose, authorize, send, record, capture, send, record), instead of one per poll.
     private func step(_ id: AuctionID) async {
         defer { busy.remove(id) }
-        // The latest view: the read model may have moved on since the scan.
-        guard let settlement = node.readModel.settlement(of: id), settlement.phase?.isFinished == false else { return }
+        for _ in 0..<Self.stepsInARow {
+            // The latest view: the read model may have moved on since the scan.
+            guard let settlement = node.readModel.settlement(of: id), settlement.phase?.isFinished == false,
+                let recorded = await stepOnce(settlement),
+                await readModelReaches(recorded, of: id),
+                await node.owns(id)
+            else { return }
+        }
+    }
+
+    private static let stepsInARow = 8
+
+    /// One step of `settlement`; the lot's seq once the step is recorded, nil when nothing was.
+    private func stepOnce(_ settlement: Settlement) async -> Int64? {
+        let id = settlement.auctionId
         let now = clock.now()
         if let call = settlement.inFlight {
-            await resolve(call, of: settlement)
+            if let wait = callRetry[id], wait.attempt == call.attempt, wait.at > now { return nil }
+            return await resolve(call, of: settlement)
+        } else if let wait = stepRetry[id], wait > now {
+            return nil
         } else if settlement.needsSecondChanceOffer {
-            guard await blockDefaulters(of: settlement) else { return }
-            await offerSecondChance(for: settlement)
+            guard await blockDefaulters(of: settlement) else { return nil }
+            return await offerSecondChance(for: settlement)
         } else if needsSavedMethodLookup(settlement) {
-            await chargeSavedMethod(for: settlement)
+            return await chargeSavedMethod(for: settlement)
         } else if let command = settlement.nextCommand(now: now) {
-            await submit(command, to: id)
+            return await submit(command, to: id)
         }
+        return nil
+    }
+
+    /// Waits (briefly: the owner's own read model follows its appends within milliseconds) until
+    /// this node's read model has the lot at `seq`, so the next step starts from what was recorded.
+    private func readModelReaches(_ seq: Int64, of id: AuctionID) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(1)
+        while ContinuousClock.now < deadline {
+            if let summary = node.readModel.summary(of: id), summary.seq >= seq { return true }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+        return false
     }
 
     // MARK: - Provider calls
 
-    private func resolve(_ call: ProviderCall, of settlement: Settlement) async {
+    private func resolve(_ call: ProviderCall, of settlement: Settlement) async -> Int64? {
         let id = settlement.auctionId
         let now = clock.now()
         // Open (the loop waits for `retryAt`) or half-open with every probe out: later.
-        guard breaker.permit(now: now) else { return }
+        guard breaker.permit(now: now) else { return nil }
         counts.providerCalls += 1
         let started = clock.now()
         do throws(ProviderError) {
             let outcome = try await send(call, of: settlement)
             breaker.record(.answered, startedAt: started, now: clock.now())
             callRetry[id] = nil
-            await submit(outcome, to: id)
+            return await submit(outcome, to: id)
         } catch {
             breaker.record(error.breakerResult, startedAt: started, now: clock.now())
             if error.isRetryable {
@@ -166,7 +202,7 @@ public actor SettlementDriver {
                 logger.debug(
                     "provider call failed; the same key goes again",
                     metadata: ["key": "\(call.idempotencyKey)", "error": "\(error)", "retryIn": "\(delay)"])
-                return
+                return nil
             }
             callRetry[id] = nil
             switch error {
@@ -176,15 +212,16 @@ public actor SettlementDriver {
                     "the provider refused a reused idempotency key",
                     metadata: ["key": "\(call.idempotencyKey)", "detail": "\(message)"])
                 callRetry[id] = (call.attempt, clock.now().advanced(by: settings.maximumRetryDelay), 0)
+                return nil
             case .declined(let code, _), .refused(_, let code, _):
                 let outcome: SettlementCommand =
                     call.operation == .authorize
                     ? .authorizationDeclined(attempt: call.attempt, reason: code)
                     : .callFailed(attempt: call.attempt, reason: code)
                 if call.operation == .authorize { counts.declines += 1 }
-                await submit(outcome, to: id)
+                return await submit(outcome, to: id)
             default:
-                break
+                return nil
             }
         }
     }
@@ -248,21 +285,21 @@ public actor SettlementDriver {
     /// Pays a round that opened without a payment method with the buyer's default saved one, as if
     /// the buyer had chosen it; a buyer with none pays through the API as before. Once per round:
     /// a saved card that is declined is not tried again by itself.
-    private func chargeSavedMethod(for settlement: Settlement) async {
-        guard let buyer = settlement.buyerId else { return }
+    private func chargeSavedMethod(for settlement: Settlement) async -> Int64? {
+        guard let buyer = settlement.buyerId else { return nil }
         let methods: [SavedPaymentMethod]
         do {
             methods = try await users.paymentMethods(of: buyer)
         } catch {
             stepRetry[settlement.auctionId] = clock.now().advanced(by: settings.retryDelay)
-            return
+            return nil
         }
         savedMethodLookedUp.insert(Self.roundKey(settlement))
-        guard let method = methods.first else { return }
+        guard let method = methods.first else { return nil }
         logger.info(
             "charging the buyer's saved payment method",
             metadata: ["auction": "\(settlement.auctionId)", "round": "\(settlement.round)", "brand": "\(method.brand)"])
-        await submit(.choosePaymentMethod(buyerId: buyer, method: method.id), to: settlement.auctionId)
+        return await submit(.choosePaymentMethod(buyerId: buyer, method: method.id), to: settlement.auctionId)
     }
 
     // MARK: - Defaults
@@ -290,7 +327,7 @@ public actor SettlementDriver {
 
     // MARK: - Second chance
 
-    private func offerSecondChance(for settlement: Settlement) async {
+    private func offerSecondChance(for settlement: Settlement) async -> Int64? {
         let id = settlement.auctionId
         var log: [AuctionEvent] = []
         var after: Int64 = 0
@@ -303,27 +340,88 @@ public actor SettlementDriver {
             }
         } catch {
             stepRetry[id] = clock.now().advanced(by: settings.retryDelay)
-            return
+            return nil
         }
-        guard case .created(let created)? = log.first else { return }
+        guard case .created(let created)? = log.first else { return nil }
         let runnerUp = SecondChance.runnerUp(in: log, excluding: Set(settlement.defaulters))
         let offer = runnerUp.map {
             SecondChanceOffer(
                 bidderId: $0.bidderId, price: $0.price,
                 expiresAt: clock.now().advanced(by: created.terms.fees.secondChanceWindow))
         }
-        await submit(.offerSecondChance(offer: offer), to: id)
+        return await submit(.offerSecondChance(offer: offer), to: id)
     }
 
-    private func submit(_ command: SettlementCommand, to id: AuctionID) async {
-        let result = await node.submit(.settle(command), to: id)
-        if case .failure(let error) = result {
+    /// Runs `command` on the lot's owner; the lot's seq after it, or nil when it was not recorded
+    /// (the lot's other steps then wait `retryDelay`).
+    private func submit(_ command: SettlementCommand, to id: AuctionID) async -> Int64? {
+        switch await node.submit(.settle(command), to: id) {
+        case .failure(let error):
             logger.info(
                 "a settlement step was not recorded",
                 metadata: ["auction": "\(id)", "step": "\(command)", "error": "\(error)"])
             stepRetry[id] = clock.now().advanced(by: settings.retryDelay)
-        } else {
+            return nil
+        case .success(let accepted):
             stepRetry[id] = nil
+            return accepted.seq
+        }
+    }
+}
+
+/// Wakes one waiter early: `wait(upTo:)` returns after the interval or as soon as `ring()` is
+/// called (a ring while nobody waits is kept for the next wait).
+final class Doorbell: Sendable {
+    private struct State {
+        var rung = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func ring() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter else {
+                state.rung = true
+                return nil
+            }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    func wait(upTo interval: Duration) async {
+        let rung = state.withLock { state in
+            defer { state.rung = false }
+            return state.rung
+        }
+        guard !rung else { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: interval) }
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { continuation in
+                        let ringNow = self.state.withLock { state -> Bool in
+                            if state.rung || Task.isCancelled {
+                                state.rung = false
+                                return true
+                            }
+                            state.waiter = continuation
+                            return false
+                        }
+                        if ringNow { continuation.resume() }
+                    }
+                } onCancel: {
+                    let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+                        defer { state.waiter = nil }
+                        return state.waiter
+                    }
+                    waiter?.resume()
+                }
+            }
+            await group.next()
+            group.cancelAll()
         }
     }
 }
