@@ -112,6 +112,8 @@ struct ChaosCommand: AsyncParsableCommand {
             let workload = try await ChaosWorkload.prepare(
                 cluster: cluster, history: writer, seed: seed, bidderCount: 12, hot: 3, cold: 30)
             say("chaos: cluster up, workload starting")
+            let breakers = BreakerTimeline()
+            let breakerSampler = Task { await breakers.sample(cluster.nodes) }
             let watchers = workload.hot.enumerated().map { index, auction in
                 Task { await workload.watch(auction, watcher: index + 1) }
             }
@@ -125,7 +127,8 @@ struct ChaosCommand: AsyncParsableCommand {
             async let bids: Void = workload.run(clients: clients, until: deadline, maxOperations: maxOperations)
             let leases = ShardLeaseSampler(configuration: Self.configuration(pgConfiguration, database: database))
             let rounds = try await nemesis(
-                cluster: cluster, history: writer, seed: seed, faults: enabled, until: deadline, leases: leases)
+                cluster: cluster, history: writer, seed: seed, faults: enabled, until: deadline, leases: leases,
+                breakers: breakers)
             await bids
             say("chaos: \(workload.operations.load(ordering: .relaxed)) requests, \(rounds) fault rounds; healing")
 
@@ -181,6 +184,16 @@ struct ChaosCommand: AsyncParsableCommand {
                 cluster: cluster, workload: workload,
                 configuration: Self.configuration(pgConfiguration, database: database))
             payers.cancel()
+            breakerSampler.cancel()
+            let breakerReport = breakers.report()
+            try breakerReport.write(
+                to: URL(fileURLWithPath: history).deletingLastPathComponent().appendingPathComponent("breakers.txt"),
+                atomically: true, encoding: .utf8)
+            let opened = breakers.transitions.filter { $0.to == "open" }.count
+            let closed = breakers.transitions.filter { $0.to == "closed" }.count
+            say(
+                "chaos: breakers (sampled each second, breakers.txt): opened \(opened) times, closed again \(closed) "
+                    + "times; \(breakerReport.split(separator: "\n").last ?? "")")
             let overdue = await ChaosLiveness.overdueCommands(through: cluster)
             say(
                 "chaos: watchdog: commands answered after the forward timeout, per node since its last start: "
@@ -238,7 +251,7 @@ struct ChaosCommand: AsyncParsableCommand {
     /// ownership moves are counted. Returns the rounds.
     private func nemesis(
         cluster: ChaosCluster, history: HistoryWriter, seed: UInt64, faults: [Fault],
-        until deadline: ContinuousClock.Instant, leases: ShardLeaseSampler
+        until deadline: ContinuousClock.Instant, leases: ShardLeaseSampler, breakers: BreakerTimeline
     ) async throws -> Int {
         guard !faults.isEmpty else {
             try? await Task.sleep(until: deadline)
@@ -281,12 +294,14 @@ struct ChaosCommand: AsyncParsableCommand {
                 note("heal", name)
             case .pspOutage:
                 note("psp-outage", "provider")
+                breakers.mark("outage starts")
                 let until = Int64(Date().timeIntervalSince1970 * 1_000) + hold.wholeMilliseconds
                 var faults = (try? JSONSerialization.jsonObject(with: Data(pspFaults.utf8)) as? [String: Any]) ?? [:]
                 faults["outageUntilMilliseconds"] = until
                 _ = try? await cluster.provider("POST", "/v1/sandbox/faults", json: faults)
                 try? await Task.sleep(for: hold)
                 note("psp-up", "provider")
+                breakers.mark("outage ends")
             case .pgRestart:
                 note("pg-restart", "postgresql")
                 try cluster.restartPostgres()

@@ -4,6 +4,7 @@ import ChaosCheck
 import Foundation
 import PostgresNIO
 import Storage
+import Synchronization
 
 extension ChaosCommand {
     /// After the heal: waits (≤ 90 s) until every sold lot's settlement has finished, then checks the provider's ledger against the final logs (`SettlementCheck`) and
@@ -61,5 +62,70 @@ extension ChaosCommand {
                 + "\(calls), \(failures) failed and resent with their key, breaker openings \(openings); faults injected by "
                 + "the provider: \(injected.isEmpty ? "none" : injected)")
         return report
+    }
+}
+
+/// Samples each node's payment-provider circuit breaker (`/v1/cluster` → `payments.breakerState`)
+/// once a second during a run and keeps every change, so the run shows the breakers opening during
+/// provider outages and closing after them.
+final class BreakerTimeline: Sendable {
+    struct Change: Sendable {
+        var second: Double
+        var node: String
+        var from: String
+        var to: String
+    }
+
+    private let changes = Mutex<[Change]>([])
+    private let last = Mutex<[String: String]>([:])
+    private let started = ContinuousClock.now
+
+    /// Samples until cancelled.
+    func sample(_ nodes: [ChaosCluster.Node]) async {
+        while !Task.isCancelled {
+            for node in nodes {
+                guard let view = try? await ChaosCluster.getJSON(node.http + "/v1/cluster"),
+                    let state = (view["payments"] as? [String: Any])?["breakerState"] as? String
+                else { continue }
+                let elapsed = ContinuousClock.now - started
+                let second = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                let previous = last.withLock { last in
+                    defer { last[node.id] = state }
+                    return last[node.id]
+                }
+                // A restarted node starts closed: its first sample is a change only if it is not.
+                if previous ?? "closed" != state {
+                    changes.withLock {
+                        $0.append(Change(second: second, node: node.id, from: previous ?? "closed", to: state))
+                    }
+                }
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Notes a provider outage starting or ending, between the breakers' changes.
+    func mark(_ what: String) {
+        let elapsed = ContinuousClock.now - started
+        let second = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        changes.withLock { $0.append(Change(second: second, node: "provider", from: "", to: what)) }
+    }
+
+    var recorded: [Change] { changes.withLock { $0 } }
+    /// Changes of the breakers themselves (not the provider's marks).
+    var transitions: [Change] { recorded.filter { $0.node != "provider" } }
+    var finalStates: [String: String] { last.withLock { $0 } }
+
+    /// One line per change, then the state each node ended in.
+    func report() -> String {
+        var lines = recorded.map { change in
+            change.node == "provider"
+                ? String(format: "%7.1f s  provider %@", change.second, change.to)
+                : String(format: "%7.1f s  %@  %@ → %@", change.second, change.node, change.from, change.to)
+        }
+        lines.append(
+            "at the end: "
+                + finalStates.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        return lines.joined(separator: "\n")
     }
 }
