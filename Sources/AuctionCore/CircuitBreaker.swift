@@ -90,6 +90,14 @@ public struct CircuitBreaker: Sendable {
         }
     }
 
+    /// The state's name as of `now`: an open breaker whose wait is over lets the next call through
+    /// as a probe, so it is `half_open` — what an operator should see after an outage that no call
+    /// has followed yet, rather than `open` for as long as the provider is not needed.
+    public func stateName(at now: Timestamp) -> String {
+        if case .open(let until) = state, now >= until { return "half_open" }
+        return state.name
+    }
+
     /// When the breaker lets calls through again, if it is open.
     public var retryAt: Timestamp? {
         if case .open(let until) = state { return until }

@@ -84,7 +84,7 @@ public actor SettlementDriver {
     public var counters: Counters {
         var counters = counts
         counters.breakerOpenings = breaker.timesOpened
-        counters.breakerState = breaker.state.name
+        counters.breakerState = breaker.stateName(at: clock.now())
         return counters
     }
 

@@ -25,11 +25,14 @@ import Testing
         let duringOutage = breaker.permit(now: Self.at(20))
         #expect(!duringOutage, "open: nothing passes")
         #expect(breaker.retryAt == Self.at(34.1))
+        #expect(breaker.stateName(at: Self.at(34)) == "open")
+        #expect(breaker.stateName(at: Self.at(34.1)) == "half_open", "its wait over, the next call is a probe")
         // Half-open after 30 s: three probes pass, a fourth does not.
         let permitted = (0..<4).map { _ in breaker.permit(now: Self.at(35)) }
         #expect(permitted == [true, true, true, false])
         for _ in 0..<3 { breaker.record(.answered, startedAt: Self.at(35), now: Self.at(35.2)) }
         #expect(breaker.state == .closed)
+        #expect(breaker.stateName(at: Self.at(36)) == "closed")
         #expect(breaker.openings == 0)
     }
 
