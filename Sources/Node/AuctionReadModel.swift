@@ -130,7 +130,10 @@ public final class AuctionReadModel: Sendable {
 
     /// The settlement paid through the provider's `intent` (a refund's webhook names only that).
     public func settlement(withIntent intent: String) -> Settlement? {
-        snapshot.settlements.values.first { $0.intent?.rawValue == intent }
+        let snapshot = snapshot
+        // A later round pays through another intent: the old one no longer names the settlement.
+        return snapshot.settlementByIntent[intent].flatMap { snapshot.settlements[$0] }
+            .flatMap { $0.intent?.rawValue == intent ? $0 : nil }
     }
 
     /// Settlements not finished yet (what the owners' settlement drivers look at).
@@ -138,17 +141,16 @@ public final class AuctionReadModel: Sendable {
 
     /// The settlements `user` is the buyer of, or has a second-chance offer in, newest lots last.
     public func settlements(of user: UserID) -> [Settlement] {
-        snapshot.settlements.values.filter { $0.buyerId == user || $0.offer?.bidderId == user }
+        let snapshot = snapshot
+        return (snapshot.settlementsByUser[user] ?? []).compactMap { snapshot.settlements[$0] }
             .sorted { $0.auctionId < $1.auctionId }
     }
 
     /// Every settlement, optionally only those in `phase`, at most `limit`, by auction id.
     public func settlements(in phase: Settlement.Phase?, limit: Int) -> [Settlement] {
-        Array(
-            snapshot.settlements.values.filter { phase == nil || $0.phase == phase }.sorted {
-                $0.auctionId < $1.auctionId
-            }
-            .prefix(limit))
+        let snapshot = snapshot
+        let ids = phase.map { snapshot.settlementsByPhase[$0] ?? ChunkedSortedArray() } ?? snapshot.settlementIds
+        return ids.prefix(limit).compactMap { snapshot.settlements[$0] }
     }
 }
 
@@ -208,6 +210,40 @@ public struct ReadModelSnapshot: Sendable {
     /// only these, however many lots were ever sold.
     var settlements: TreeDictionary<AuctionID, Settlement> = [:]
     var unfinishedSettlements: TreeDictionary<AuctionID, Settlement> = [:]
+    /// The lots each user is the buyer of, or has a second-chance offer in (`/v1/me/settlements`).
+    var settlementsByUser: TreeDictionary<UserID, TreeSet<AuctionID>> = [:]
+    /// The lot each provider payment intent pays for (a refund's webhook names only the intent).
+    var settlementByIntent: TreeDictionary<String, AuctionID> = [:]
+    /// Every lot with a settlement, and those in each phase, by auction id (the admin's list).
+    var settlementIds = ChunkedSortedArray<AuctionID>()
+    var settlementsByPhase: TreeDictionary<Settlement.Phase, ChunkedSortedArray<AuctionID>> = [:]
+
+    /// Records `settlement` as the lot's current one, keeping every index of settlements in step:
+    /// what a request reads costs what it returns, not how many lots were ever sold.
+    mutating func setSettlement(_ settlement: Settlement) {
+        let id = settlement.auctionId
+        let previous = settlements[id]
+        guard previous != settlement else { return }
+        settlements[id] = settlement
+        unfinishedSettlements[id] = settlement.phase?.isFinished == false ? settlement : nil
+        if previous == nil { settlementIds.insert(id) }
+        if previous?.phase != settlement.phase {
+            if let phase = previous?.phase { settlementsByPhase[phase]?.remove(id) }
+            if let phase = settlement.phase { settlementsByPhase[phase, default: ChunkedSortedArray()].insert(id) }
+        }
+        let before = previous.map(Self.parties) ?? []
+        let after = Self.parties(of: settlement)
+        for user in before.subtracting(after) {
+            settlementsByUser[user]?.remove(id)
+            if settlementsByUser[user]?.isEmpty == true { settlementsByUser[user] = nil }
+        }
+        for user in after.subtracting(before) { settlementsByUser[user, default: []].insert(id) }
+        if let intent = settlement.intent?.rawValue { settlementByIntent[intent] = id }
+    }
+
+    private static func parties(of settlement: Settlement) -> Set<UserID> {
+        Set([settlement.buyerId, settlement.offer?.bidderId].compactMap { $0 })
+    }
 
     public var count: Int { entries.count }
 
@@ -651,10 +687,7 @@ actor ReadModelWriter {
                 > ($1.bidderId == leader ? 1 : 0, $1.highestPrice.minorUnits, $0.bidderId.rawValue)
         }
         snapshot.set(id, summary: state.summary(auction: id, seq: projected.seq), ranked: ranked)
-        if let settlement = state.settlement, snapshot.settlements[id] != settlement {
-            snapshot.settlements[id] = settlement
-            snapshot.unfinishedSettlements[id] = settlement.phase?.isFinished == false ? settlement : nil
-        }
+        if let settlement = state.settlement { snapshot.setSettlement(settlement) }
     }
 }
 

@@ -61,6 +61,30 @@ import Testing
                 }
                 try take(events, id)
             }
+            // The sold lots' settlements move on to different phases: some stay due, some are
+            // authorized through an intent, some declined.
+            let sold = ids.filter { auctions[$0]!.state?.settlement?.buyerId != nil }
+            for (index, id) in sold.enumerated() {
+                let buyer = auctions[id]!.state!.settlement!.buyerId!
+                var steps: [SettlementCommand] = []
+                if index % 3 != 0 {
+                    steps = [
+                        .choosePaymentMethod(buyerId: buyer, method: PaymentMethodID(rawValue: "pm_card_visa")!),
+                        .startAuthorization,
+                    ]
+                    steps.append(
+                        index % 3 == 1
+                            ? .authorizationSucceeded(attempt: 1, intent: PaymentIntentID(rawValue: "pi_\(id)")!)
+                            : .authorizationDeclined(attempt: 1, reason: "card_declined"))
+                }
+                for step in steps {
+                    guard case .accept(let events) = auctions[id]!.decide(.settle(step), now: now) else {
+                        Issue.record("settle \(id): \(step)")
+                        return
+                    }
+                    try take(events, id)
+                }
+            }
             // The store holds the whole log (for gap reloads); the model gets shuffled batches, some
             // events twice, some never.
             try await appendAll(log, to: store)
@@ -117,6 +141,26 @@ import Testing
                 #expect(got.map(\.summary.auctionId) == expected.prefix(4).map(\.0.auctionId), "\(minutes) minutes")
                 #expect(got.map(\.recentBids) == expected.prefix(4).map(\.1), "\(minutes) minutes")
             }
+            // Settlements: per user, per phase, by intent — as a scan of every lot would find them.
+            let settlements = ids.compactMap { auctions[$0]!.state?.settlement }
+            #expect(!settlements.isEmpty)
+            for bidder in (0..<7).map({ UserID(rawValue: "bidder-\($0)")! }) {
+                #expect(
+                    model.settlements(of: bidder).map(\.auctionId)
+                        == settlements.filter { $0.buyerId == bidder || $0.offer?.bidderId == bidder }.map(\.auctionId)
+                        .sorted())
+            }
+            for phase in [nil] + Settlement.Phase.allCases.map(Optional.some) {
+                let expected = settlements.filter { phase == nil || $0.phase == phase }.map(\.auctionId).sorted()
+                #expect(model.settlements(in: phase, limit: 1_000).map(\.auctionId) == expected, "\(String(describing: phase))")
+                #expect(model.settlements(in: phase, limit: 2).map(\.auctionId) == Array(expected.prefix(2)))
+            }
+            #expect(Set(settlements.compactMap(\.phase)).count >= 3, "due, authorized and declined")
+            for settlement in settlements {
+                guard let intent = settlement.intent else { continue }
+                #expect(model.settlement(withIntent: intent.rawValue)?.auctionId == settlement.auctionId)
+            }
+            #expect(model.settlement(withIntent: "pi_unknown") == nil)
             for id in ids {
                 let state = auctions[id]!.state!
                 var best: [UserID: (Money, Int)] = [:]
