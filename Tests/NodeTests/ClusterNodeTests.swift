@@ -155,9 +155,9 @@ final class LocalCluster: Sendable {
 }
 
 @Suite(.serialized) struct UserChangeAnnouncementTests {
-    /// A change of a user's standing on one node reaches every other node's listeners (the
-    /// gateway's cache drops the user), over the real cluster transport.
-    @Test func aUserChange_reachesEveryOtherNode() async throws {
+    /// A change of a user's standing on one node reaches its own listeners and every other node's
+    /// (the gateway's cache drops the user), over the real cluster transport, once each.
+    @Test func aUserChange_reachesEveryNode() async throws {
         try await withSQLiteStore { store, _ in
             let cluster = try await LocalCluster.start(count: 3, store: store)
             defer { Task { await cluster.stop() } }
@@ -168,10 +168,11 @@ final class LocalCluster: Sendable {
             }
             let user = UserID(rawValue: "u-revoked")!
             await cluster.nodes[0].node.announceUserChange(user)
+            #expect(heard.withLock { $0[0] } == [user], "the announcing node's own cache hears it at once")
             try await eventually("both other nodes heard it") {
                 heard.withLock { $0[1] == [user] && $0[2] == [user] }
             }
-            #expect(heard.withLock { $0[0] } == nil, "the announcing node tells only the others")
+            #expect(heard.withLock { $0[0] } == [user], "and only once: its own frame does not come back")
             // Every node counts the gateways a cluster-wide rate limit is shared by.
             #expect(cluster.nodes.allSatisfy { $0.node.liveGateways == 3 })
             await cluster.stop()

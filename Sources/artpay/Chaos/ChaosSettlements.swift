@@ -55,6 +55,18 @@ extension ChaosCommand {
             failures += (payments["providerFailures"] as? NSNumber)?.intValue ?? 0
             openings += (payments["breakerOpenings"] as? NSNumber)?.intValue ?? 0
         }
+        let buyers = workload.payments.withLock { $0 }
+        var blocked = 0
+        for bidder in workload.bidders {
+            if let standing = try? await APIClient(base: nodes[0], token: admin.token).call(
+                "GET", "/v1/users/\(bidder.id.rawValue)/bidding-blocks", timeout: 5)
+            {
+                blocked += (standing["blocks"] as? [Any])?.count ?? 0
+            }
+        }
+        say(
+            "chaos: buyers: \(buyers.cardsOnFile) of \(workload.bidders.count) kept a card on file (charged by the owners); "
+                + "\(blocked) blocks from bidding after defaults, \(buyers.blocksLifted) lifted by the admin during the run")
         let injected = (stats["faultsInjected"] as? [String: Any] ?? [:]).sorted { $0.key < $1.key }
             .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         say(

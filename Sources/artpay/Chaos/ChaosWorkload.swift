@@ -57,6 +57,12 @@ final class ChaosWorkload: Sendable {
     let lastWatched = Mutex<[Int: Int64]>([:])
     /// The ids of the end notifications (won, lost, cancelled) each bidder received, on any node.
     let notified = Mutex<[UserID: Set<String>]>([:])
+    /// What the buyers did besides paying by hand (`pay(until:)`).
+    struct PaymentFigures: Sendable {
+        var cardsOnFile = 0
+        var blocksLifted = 0
+    }
+    let payments = Mutex(PaymentFigures())
     init(
         cluster: ChaosCluster, history: HistoryWriter, seed: UInt64, bidders: [(id: UserID, token: String)],
         sellerToken: String,
