@@ -17,6 +17,11 @@ public enum EngineError: Error, Hashable, Sendable, CustomStringConvertible {
     /// No node could be reached that owns the auction's shard (views disagree, or the owner is
     /// failing over). Retry shortly with the same bid id.
     case ownerUnavailable(String)
+    /// The auction's owner refused a forwarded command: whoever it was run for may not do it (no
+    /// such user, a revoked token, a missing role, a bid in someone else's name), whatever the
+    /// forwarding node vouched. Nothing was recorded. `code` is the API's (`forbidden`,
+    /// `token_revoked`, `bidding_blocked`, `not_your_command`).
+    case refusedByOwner(code: String, detail: String)
 
     /// A stable machine-readable code.
     public var code: String {
@@ -26,6 +31,7 @@ public enum EngineError: Error, Hashable, Sendable, CustomStringConvertible {
         case .storeUnavailable: "store_unavailable"
         case .stopped: "stopped"
         case .ownerUnavailable: "owner_unavailable"
+        case .refusedByOwner(let code, _): code
         }
     }
 
@@ -36,6 +42,7 @@ public enum EngineError: Error, Hashable, Sendable, CustomStringConvertible {
         case .storeUnavailable(let detail): "The store is unavailable (\(detail)); retry with the same bid id."
         case .stopped: "The auction was stopped on this node; retry."
         case .ownerUnavailable(let detail): "The auction's owner is unavailable (\(detail)); retry shortly."
+        case .refusedByOwner(_, let detail): detail
         }
     }
 
@@ -45,6 +52,15 @@ public enum EngineError: Error, Hashable, Sendable, CustomStringConvertible {
         default: self = .storeUnavailable(error.description)
         }
     }
+}
+
+/// Whom a command is run for, as the node that took it from outside vouches: a user of the API
+/// (with the token version the gateway verified), or a node's own background work (closes and
+/// settlement steps). Travels with a forwarded command so that the owner checks it again instead of
+/// trusting the forwarding node with more than a node may do.
+public enum CommandIssuer: Hashable, Sendable {
+    case user(UserID, tokenVersion: Int64)
+    case node
 }
 
 /// A command the engine accepted, durably: its events (if any) are in the log.

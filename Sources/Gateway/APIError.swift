@@ -86,6 +86,9 @@ public struct APIError: Error, Sendable, HTTPResponseError {
         switch error {
         case .rejected(let rejection):
             return rejected(rejection)
+        case .refusedByOwner(let code, let detail):
+            if code == tokenRevoked.code { return tokenRevoked }
+            return APIError(.forbidden, code: code, detail: detail)
         case .notOwner, .ownerUnavailable, .storeUnavailable, .stopped:
             return APIError(
                 .serviceUnavailable, code: error.code,

@@ -94,6 +94,8 @@ public struct GatewayAPI: Sendable {
         self.directory = directory
         self.admission = AdmissionControl(limits: configuration.admission)
         node.onUserChange { directory.forget($0) }
+        let policy = ForwardedCommandPolicy(directory: directory, users: users)
+        node.checkForwardedCommands { issuer, command in await policy.check(issuer, command) }
         self.unknownUserHash = Bcrypt.hash(UUID().uuidString + UUID().uuidString, cost: configuration.passwordCost)
     }
 
@@ -386,7 +388,7 @@ public struct GatewayAPI: Sendable {
         } catch {
             throw APIError.rejected(error)
         }
-        let accepted = try Self.unwrap(await node.submit(.create(terms), to: id))
+        let accepted = try Self.unwrap(await node.submit(.create(terms), to: id, as: caller.issuer))
         var response = try Self.json(AuctionView(accepted.summary, now: clock.now()), status: .created)
         response.headers[.location] = "/v1/auctions/\(id)"
         return response
@@ -444,7 +446,7 @@ public struct GatewayAPI: Sendable {
         let bid = PlaceBid(
             bidId: try Self.bidId(body.bidId), bidderId: caller.userId,
             maximum: try Self.money(body.maximum, body.currency))
-        return try bidResponse(counted(await node.submit(.placeBid(bid), to: id)))
+        return try bidResponse(counted(await node.submit(.placeBid(bid), to: id, as: caller.issuer)))
     }
 
     @Sendable func buyNow(_ request: Request, context: GatewayContext) async throws -> Response {
@@ -455,11 +457,11 @@ public struct GatewayAPI: Sendable {
         let purchase = BuyNow(
             bidId: try Self.bidId(body.bidId), bidderId: caller.userId, price: try Self.money(body.price, body.currency)
         )
-        return try bidResponse(counted(await node.submit(.buyNow(purchase), to: id)))
+        return try bidResponse(counted(await node.submit(.buyNow(purchase), to: id, as: caller.issuer)))
     }
 
     @Sendable func cancel(_ request: Request, context: GatewayContext) async throws -> Response {
-        _ = try await freshAdmin(context)
+        let admin = try await freshAdmin(context)
         let id = try Self.auctionId(context)
         let body = try CancelRequest.decode(try await Self.body(request, context))
         do {
@@ -467,7 +469,7 @@ public struct GatewayAPI: Sendable {
         } catch {
             throw APIError.rejected(error)
         }
-        let accepted = try Self.unwrap(await node.submit(.cancel(reason: body.reason), to: id))
+        let accepted = try Self.unwrap(await node.submit(.cancel(reason: body.reason), to: id, as: admin.issuer))
         return try Self.json(AuctionView(accepted.summary, now: clock.now()))
     }
 

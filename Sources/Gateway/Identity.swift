@@ -1,4 +1,5 @@
 public import AuctionCore
+public import AuctionRuntime
 
 /// What a user may do. Bidders bid; sellers create auctions for their lots; admins cancel auctions
 /// and grant roles.
@@ -31,6 +32,9 @@ public struct Identity: Sendable, Hashable {
     func require(_ role: Role) throws(APIError) {
         guard roles.contains(role) else { throw APIError.forbidden(role) }
     }
+
+    /// Whom a command is run for, as it travels to the auction's owner (checked again there).
+    public var issuer: CommandIssuer { .user(userId, tokenVersion: tokenVersion) }
 
     /// A bidder whom no default blocks: bids, buy-now and second-chance purchases.
     func requireMayBid() throws(APIError) {

@@ -103,7 +103,7 @@ extension GatewayAPI {
         guard let method = PaymentMethodID(rawValue: body.paymentMethod) else {
             throw APIError.malformed("A payment method is a provider token of 1 to 64 of A–Z a–z 0–9 _ - . :")
         }
-        return try await settle(.choosePaymentMethod(buyerId: caller.userId, method: method), on: id)
+        return try await settle(.choosePaymentMethod(buyerId: caller.userId, method: method), on: id, by: caller)
     }
 
     /// `POST /v1/me/settlements/{id}/second-chance`: take or decline a second-chance offer.
@@ -112,7 +112,7 @@ extension GatewayAPI {
         let id = try Self.auctionId(context)
         let body = try SecondChanceAnswerRequest.decode(try await Self.body(request, context))
         if body.accept { try caller.requireMayBid() } else { try caller.require(.bidder) }
-        return try await settle(.answerSecondChance(bidderId: caller.userId, accept: body.accept), on: id)
+        return try await settle(.answerSecondChance(bidderId: caller.userId, accept: body.accept), on: id, by: caller)
     }
 
     /// `GET /v1/settlements?state=&limit=` (admin).
@@ -134,24 +134,24 @@ extension GatewayAPI {
 
     /// `POST /v1/settlements/{id}/refund` (admin): refund part or all of what was captured.
     @Sendable func refundSettlement(_ request: Request, context: GatewayContext) async throws -> Response {
-        _ = try await freshAdmin(context)
+        let admin = try await freshAdmin(context)
         let id = try Self.auctionId(context)
         let body = try RefundRequest.decode(try await Self.body(request, context))
-        return try await settle(.startRefund(amount: try Self.money(body.amount, body.currency)), on: id)
+        return try await settle(.startRefund(amount: try Self.money(body.amount, body.currency)), on: id, by: admin)
     }
 
     /// `POST /v1/settlements/{id}/cancel` (admin): cancel before capture.
     @Sendable func cancelSettlement(_ request: Request, context: GatewayContext) async throws -> Response {
-        _ = try await freshAdmin(context)
+        let admin = try await freshAdmin(context)
         let id = try Self.auctionId(context)
         let body = try CancelRequest.decode(try await Self.body(request, context))
-        return try await settle(.cancel(reason: body.reason), on: id)
+        return try await settle(.cancel(reason: body.reason), on: id, by: admin)
     }
 
     /// Runs `command` on the lot's owner, then answers with the settlement as of that step (this
     /// node's read model catches up within milliseconds; 202 with the seq if it has not yet).
-    private func settle(_ command: SettlementCommand, on id: AuctionID) async throws -> Response {
-        let accepted = try Self.unwrap(await node.submit(.settle(command), to: id))
+    private func settle(_ command: SettlementCommand, on id: AuctionID, by caller: Identity) async throws -> Response {
+        let accepted = try Self.unwrap(await node.submit(.settle(command), to: id, as: caller.issuer))
         let deadline = ContinuousClock.now + .seconds(2)
         while ContinuousClock.now < deadline {
             if let summary = node.readModel.summary(of: id), summary.seq >= accepted.seq,
@@ -198,7 +198,8 @@ extension GatewayAPI {
         webhooks.count(.applied)
         // The provider retries until it gets a 2xx: a step the owner could not record now
         // (failing over) is answered 503, so it comes again.
-        switch await node.submit(.settle(command), to: auction) {
+        // The node vouches for the provider's word: it verified the signature.
+        switch await node.submit(.settle(command), to: auction, as: .node) {
         case .success, .failure(.rejected):
             return Response(status: .ok)
         case .failure(let error):

@@ -11,8 +11,9 @@ public import Storage
 /// carries its terms as JSON. Bounded: strings ≤ 1 KiB, a frame ≤ `ClusterFrameCoder.maximumFrameLength`.
 public enum ClusterFrame: Sendable, Equatable {
     case membership(MembershipMessage)
-    /// A command forwarded to the auction's owner; `hops` counts forwards so far.
-    case request(id: UInt64, hops: UInt8, auction: AuctionID, command: AuctionCommand)
+    /// A command forwarded to the auction's owner, with whom it is run for; `hops` counts forwards
+    /// so far.
+    case request(id: UInt64, hops: UInt8, auction: AuctionID, command: AuctionCommand, issuer: CommandIssuer)
     case response(id: UInt64, result: Result<CommandAccepted, EngineError>)
     /// Durable events of one auction, in seq order, pushed by its owner.
     case events(auction: AuctionID, events: [StoredEvent])
@@ -48,12 +49,13 @@ public enum ClusterFrame: Sendable, Equatable {
         case .membership(let message):
             buffer.writeInteger(Tag.membership.rawValue)
             MembershipCodec.write(message, to: &buffer)
-        case .request(let id, let hops, let auction, let command):
+        case .request(let id, let hops, let auction, let command, let issuer):
             buffer.writeInteger(Tag.request.rawValue)
             buffer.writeInteger(id)
             buffer.writeInteger(hops)
             buffer.writeWireString(auction.rawValue)
             WireCodec.write(command, to: &buffer)
+            WireCodec.write(issuer, to: &buffer)
         case .response(let id, let result):
             buffer.writeInteger(Tag.response.rawValue)
             buffer.writeInteger(id)
@@ -85,7 +87,9 @@ public enum ClusterFrame: Sendable, Equatable {
             let id: UInt64 = try buffer.readWire()
             let hops: UInt8 = try buffer.readWire()
             let auction = try WireCodec.readIdentifier(AuctionID.self, from: &buffer)
-            decoded = .request(id: id, hops: hops, auction: auction, command: try WireCodec.readCommand(from: &buffer))
+            let command = try WireCodec.readCommand(from: &buffer)
+            decoded = .request(
+                id: id, hops: hops, auction: auction, command: command, issuer: try WireCodec.readIssuer(from: &buffer))
         case .response:
             let id: UInt64 = try buffer.readWire()
             decoded = .response(id: id, result: try WireCodec.readResult(from: &buffer))
@@ -403,6 +407,27 @@ enum WireCodec {
             hasReserve: hasReserve, reserveMet: reserveMet, buyNowPrice: buyNowPrice, status: status)
     }
 
+    static func write(_ issuer: CommandIssuer, to buffer: inout ByteBuffer) {
+        switch issuer {
+        case .node:
+            buffer.writeInteger(UInt8(0))
+        case .user(let user, let tokenVersion):
+            buffer.writeInteger(UInt8(1))
+            buffer.writeWireString(user.rawValue)
+            buffer.writeInteger(tokenVersion)
+        }
+    }
+
+    static func readIssuer(from buffer: inout ByteBuffer) throws(WireError) -> CommandIssuer {
+        switch try buffer.readWire(UInt8.self) {
+        case 0: return .node
+        case 1:
+            let user = try readIdentifier(UserID.self, from: &buffer)
+            return .user(user, tokenVersion: try buffer.readWire())
+        case let tag: throw .unknownTag("command issuer", tag)
+        }
+    }
+
     static func write(_ error: EngineError, to buffer: inout ByteBuffer) {
         switch error {
         case .rejected(let rejection):
@@ -419,6 +444,10 @@ enum WireCodec {
         case .ownerUnavailable(let detail):
             buffer.writeInteger(UInt8(5))
             buffer.writeWireString(TextLimits.truncated(detail, maximumBytes: maximumText))
+        case .refusedByOwner(let code, let detail):
+            buffer.writeInteger(UInt8(6))
+            buffer.writeWireString(TextLimits.truncated(code, maximumBytes: maximumText))
+            buffer.writeWireString(TextLimits.truncated(detail, maximumBytes: maximumText))
         }
     }
 
@@ -429,6 +458,9 @@ enum WireCodec {
         case 3: return .storeUnavailable(try buffer.readWireString(maximumBytes: maximumText))
         case 4: return .stopped
         case 5: return .ownerUnavailable(try buffer.readWireString(maximumBytes: maximumText))
+        case 6:
+            let code = try buffer.readWireString(maximumBytes: maximumText)
+            return .refusedByOwner(code: code, detail: try buffer.readWireString(maximumBytes: maximumText))
         case let tag: throw .unknownTag("engine error", tag)
         }
     }

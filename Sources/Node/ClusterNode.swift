@@ -65,6 +65,7 @@ public actor ClusterNode {
     /// Every auction of the cluster, kept current from the fan-out.
     public nonisolated let readModel: AuctionReadModel
     private let userChangeListeners = Mutex<[@Sendable (UserID) -> Void]>([])
+    private let forwardedCommandCheck = Mutex<(@Sendable (CommandIssuer, AuctionCommand) async -> EngineError?)?>(nil)
     private let liveGatewayCount = Mutex(1)
     /// What this node's settlement driver last published, for `/v1/cluster` and `/metrics`.
     let paymentsStatus = Mutex<SettlementDriver.Counters?>(nil)
@@ -90,6 +91,8 @@ public actor ClusterNode {
     /// What the node did, for `/metrics` and `/v1/cluster`.
     public struct Counters: Sendable, Codable {
         public var forwardedCommands = 0
+        /// Commands forwarded here that the check refused: their issuer may not run them.
+        public var forwardedCommandsRefused = 0
         public var forwardFailures = 0
         public var forwardMillisecondsTotal: Int64 = 0
         public var suspicions = 0
@@ -171,11 +174,15 @@ public actor ClusterNode {
     // MARK: - Commands
 
     /// Runs `command` on `auction`'s owner, wherever it is, retrying while the owner fails over.
-    public func submit(_ command: AuctionCommand, to auction: AuctionID) async -> Result<CommandAccepted, EngineError> {
+    /// `issuer` says whom it is run for: the owner, when it is another node, checks it again
+    /// (`checkForwardedCommands`). The API passes the caller; the node's own work is `.node`.
+    public func submit(
+        _ command: AuctionCommand, to auction: AuctionID, as issuer: CommandIssuer = .node
+    ) async -> Result<CommandAccepted, EngineError> {
         let deadline = clock.now().advanced(by: configuration.retryBudget)
         var delay = Duration.milliseconds(25)
         while true {
-            let result = await route(command, to: auction, hops: 0)
+            let result = await route(command, to: auction, hops: 0, issuer: issuer)
             switch result {
             case .failure(.notOwner), .failure(.ownerUnavailable), .failure(.stopped), .failure(.storeUnavailable):
                 guard clock.now().advanced(by: delay) < deadline else { return result }
@@ -194,9 +201,18 @@ public actor ClusterNode {
             && Placement.owner(of: configuration.shardMap.shard(of: auction), among: candidates) == configuration.id
     }
 
-    private func route(_ command: AuctionCommand, to auction: AuctionID, hops: UInt8) async -> Result<
-        CommandAccepted, EngineError
-    > {
+    /// Checks the commands that other nodes forward here: who they are run for may do them.
+    /// Installed by the gateway (which knows users and roles); without one, forwarded commands are
+    /// run as they come (a node without an API, in tests).
+    public nonisolated func checkForwardedCommands(
+        with check: @escaping @Sendable (CommandIssuer, AuctionCommand) async -> EngineError?
+    ) {
+        forwardedCommandCheck.withLock { $0 = check }
+    }
+
+    private func route(
+        _ command: AuctionCommand, to auction: AuctionID, hops: UInt8, issuer: CommandIssuer
+    ) async -> Result<CommandAccepted, EngineError> {
         let shard = configuration.shardMap.shard(of: auction)
         guard let owner = Placement.owner(of: shard, among: candidates) else {
             return .failure(.ownerUnavailable("no live member takes auctions"))
@@ -225,7 +241,7 @@ public actor ClusterNode {
         guard let address = membership.member(owner)?.address else {
             return .failure(.ownerUnavailable("unknown owner"))
         }
-        return await forward(command, to: auction, hops: hops + 1, at: address)
+        return await forward(command, to: auction, hops: hops + 1, issuer: issuer, at: address)
     }
 
     /// Runs `command` on the local actor, watched: a command still running after `forwardTimeout`
@@ -245,7 +261,7 @@ public actor ClusterNode {
     }
 
     private func forward(
-        _ command: AuctionCommand, to auction: AuctionID, hops: UInt8, at address: NodeAddress
+        _ command: AuctionCommand, to auction: AuctionID, hops: UInt8, issuer: CommandIssuer, at address: NodeAddress
     ) async -> Result<CommandAccepted, EngineError> {
         nextRequest += 1
         let id = nextRequest
@@ -254,7 +270,8 @@ public actor ClusterNode {
         let timeout = configuration.forwardTimeout
         let result = await withCheckedContinuation { continuation in
             pending[id] = PendingForward(to: address, continuation: continuation)
-            transport.send(.request(id: id, hops: hops, auction: auction, command: command), to: address)
+            transport.send(
+                .request(id: id, hops: hops, auction: auction, command: command, issuer: issuer), to: address)
             pending[id]?.timeout = Task { [weak self] in
                 guard (try? await Task.sleep(for: timeout)) != nil else { return }
                 await self?.fail(id, .ownerUnavailable("no answer from \(address) in time"))
@@ -293,8 +310,16 @@ public actor ClusterNode {
                 return
             }
             perform(membership.receive(message, from: message.sender.address, now: clock.now()))
-        case .request(let id, let hops, let auction, let command):
-            let result = await route(command, to: auction, hops: hops)
+        case .request(let id, let hops, let auction, let command, let issuer):
+            if let check = forwardedCommandCheck.withLock({ $0 }), let refusal = await check(issuer, command) {
+                counters.forwardedCommandsRefused += 1
+                logger.notice(
+                    "refused a forwarded command its issuer may not run",
+                    metadata: ["peer": "\(peer)", "auction": "\(auction)", "issuer": "\(issuer)", "code": "\(refusal.code)"])
+                reply(.response(id: id, result: .failure(refusal)))
+                return
+            }
+            let result = await route(command, to: auction, hops: hops, issuer: issuer)
             reply(.response(id: id, result: result))
         case .response(let id, let result):
             answer(id, result)
@@ -548,6 +573,10 @@ public actor ClusterNode {
         metric(
             "artpay_forwarded_commands_total", "counter", "Commands forwarded to another node.",
             [("", "\(counters.forwardedCommands)")])
+        metric(
+            "artpay_forwarded_commands_refused_total", "counter",
+            "Commands other nodes forwarded here that their issuer may not run (checked again here).",
+            [("", "\(counters.forwardedCommandsRefused)")])
         metric(
             "artpay_forwarded_command_failures_total", "counter", "Forwarded commands without an answer.",
             [("", "\(counters.forwardFailures)")])

@@ -263,6 +263,18 @@ final class ProcessCluster: Sendable {
                 }
                 return true
             }
+            // The users the tests send commands for: the nodes check them again (they exist, have the
+            // role) when another node or the test's client forwards a command.
+            try await pg.withClient(database: database) { client in
+                let store = PostgresEventStore(client: client)
+                let users = [("seller", "seller")] + (["alice"] + (0..<50).map { "bob-\($0)" }).map { ($0, "bidder") }
+                for (id, role) in users {
+                    try await store.createUser(
+                        StoredUser(
+                            id: UserID(rawValue: id)!, username: "t-\(id)", passwordHash: "-", roles: [role],
+                            createdAt: Timestamp(millisecondsSinceEpoch: 0)))
+                }
+            }
         } catch {
             cluster.stop()
             throw error

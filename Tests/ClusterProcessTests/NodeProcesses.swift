@@ -116,6 +116,17 @@ actor ClusterClient {
         pending.removeValue(forKey: id)?.resume(returning: result)
     }
 
+    /// As a gateway would send it: for the user in whose name the command is (the nodes check that
+    /// user again: `ProcessCluster` creates them), or as a node's own work.
+    static func issuer(of command: AuctionCommand) -> CommandIssuer {
+        switch command {
+        case .create(let terms): .user(terms.sellerId, tokenVersion: 0)
+        case .placeBid(let bid): .user(bid.bidderId, tokenVersion: 0)
+        case .buyNow(let purchase): .user(purchase.bidderId, tokenVersion: 0)
+        default: .node
+        }
+    }
+
     /// Sends `command` to the node at `address`; nil when no answer came within `timeout`.
     func submit(
         _ command: AuctionCommand, to auction: AuctionID, via address: NodeAddress, timeout: Duration = .seconds(6)
@@ -126,7 +137,9 @@ actor ClusterClient {
         let id = next
         return await withCheckedContinuation { continuation in
             pending[id] = continuation
-            transport.send(.request(id: id, hops: 0, auction: auction, command: command), to: address)
+            transport.send(
+                .request(id: id, hops: 0, auction: auction, command: command, issuer: Self.issuer(of: command)),
+                to: address)
             Task { [weak self] in
                 try? await Task.sleep(for: timeout)
                 await self?.expire(id)

@@ -513,3 +513,57 @@ final class HeldAppendStore: EventStore {
         }
     }
 }
+
+/// The owner checks a forwarded command's issuer again: a refusal is the answer, nothing runs; the
+/// issuer reaches the owner as the forwarding node sent it.
+@Suite(.serialized) struct ForwardedIssuerTests {
+    @Test func theOwner_checksTheIssuerOfEveryForwardedCommand_andRunsNothingItRefuses() async throws {
+        try await withSQLiteStore { store, _ in
+            let cluster = try await LocalCluster.start(count: 2, store: store)
+            defer { Task { await cluster.stop() } }
+            try await cluster.converged()
+            let seen = Mutex<[CommandIssuer]>([])
+            for running in cluster.nodes {
+                running.node.checkForwardedCommands { issuer, command in
+                    seen.withLock { $0.append(issuer) }
+                    guard case .placeBid(let bid) = command else { return nil }
+                    return issuer == .user(bid.bidderId, tokenVersion: 0)
+                        ? nil : .refusedByOwner(code: "not_your_command", detail: "a bid in another bidder's name")
+                }
+            }
+            // An auction owned by node 2, created there (no check: the command did not travel).
+            var id = AuctionID(rawValue: "fi-0")!
+            for index in 0..<200 where !(await cluster.nodes[1].node.owns(id)) {
+                id = AuctionID(rawValue: "fi-\(index)")!
+            }
+            #expect(await cluster.nodes[1].node.owns(id))
+            let now = SystemClock().now()
+            let terms = AuctionTerms(
+                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Checked lot",
+                startingPrice: Money(minorUnits: 1_000, currency: .eur), opensAt: now,
+                closesAt: now.advanced(by: .seconds(3_600)), extensionWindow: .zero)
+            #expect(await cluster.nodes[1].node.submit(.create(terms), to: id).value != nil)
+            #expect(seen.withLock { $0.isEmpty })
+
+            let alice = UserID(rawValue: "alice")!
+            let bid = PlaceBid(
+                bidId: BidID(rawValue: "fi-b1")!, bidderId: alice, maximum: Money(minorUnits: 2_000, currency: .eur))
+            let forged = await cluster.nodes[0].node.submit(
+                .placeBid(bid), to: id, as: .user(UserID(rawValue: "mallory")!, tokenVersion: 0))
+            #expect(forged.failure == .refusedByOwner(code: "not_your_command", detail: "a bid in another bidder's name"))
+            let asNode = await cluster.nodes[0].node.submit(.placeBid(bid), to: id)
+            #expect(asNode.failure?.code == "not_your_command")
+
+            let genuine = await cluster.nodes[0].node.submit(.placeBid(bid), to: id, as: .user(alice, tokenVersion: 0))
+            #expect(genuine.value != nil, "\(genuine)")
+            let bids = try await store.events(of: id, after: 0, limit: 10).filter {
+                if case .bidAccepted = $0.event { true } else { false }
+            }
+            #expect(bids.count == 1, "the refused commands ran nothing")
+            #expect(
+                seen.withLock { $0 }
+                    == [.user(UserID(rawValue: "mallory")!, tokenVersion: 0), .node, .user(alice, tokenVersion: 0)])
+            await cluster.stop()
+        }
+    }
+}

@@ -28,7 +28,7 @@ import Testing
                 // The first batch is slow to handle; the later ones must still come after it.
                 if events.first?.seq == 1 { try? await Task.sleep(for: .milliseconds(300)) }
                 seen.withLock { $0.append(contentsOf: events.map(\.seq)) }
-            case .request(let id, _, _, _):
+            case .request(let id, _, _, _, _):
                 // A slow forwarded command holds up nothing behind it.
                 if id == 1 { try? await Task.sleep(for: .seconds(60)) }
                 requests.withLock { $0.append(id) }
@@ -73,13 +73,13 @@ import Testing
         let event = StoredEvent(auction: auction, seq: 1, epoch: Epoch(1), event: created[0])
 
         let command = AuctionCommand.close
-        sender.send(.request(id: 1, hops: 1, auction: auction, command: command), to: address)
+        sender.send(.request(id: 1, hops: 1, auction: auction, command: command, issuer: .node), to: address)
         for seq in Int64(1)...20 {
             var copy = event
             copy.seq = seq
             sender.send(.events(auction: auction, events: [copy]), to: address)
         }
-        sender.send(.request(id: 2, hops: 1, auction: auction, command: command), to: address)
+        sender.send(.request(id: 2, hops: 1, auction: auction, command: command, issuer: .node), to: address)
 
         try await eventually("every batch arrives") { seen.withLock { $0.count } == 20 }
         #expect(seen.withLock { $0 } == Array(1...20))

@@ -206,12 +206,12 @@ import Testing
                 auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot",
                 startingPrice: Money(minorUnits: 500, currency: .usd),
                 opensAt: now, closesAt: now.advanced(by: .seconds(600)))
-            client.send(.request(id: 1, hops: 1, auction: id, command: .create(terms)), to: relay.address)
+            client.send(.request(id: 1, hops: 1, auction: id, command: .create(terms), issuer: .node), to: relay.address)
             try await eventually("the create is answered") { answered.withLock { $0 } >= 1 }
             let bid = PlaceBid(
                 bidId: BidID(rawValue: "bid-id-visible-in-clear")!, bidderId: UserID(rawValue: "alice")!,
                 maximum: Money(minorUnits: 987_654_321, currency: .usd))
-            client.send(.request(id: 2, hops: 1, auction: id, command: .placeBid(bid)), to: relay.address)
+            client.send(.request(id: 2, hops: 1, auction: id, command: .placeBid(bid), issuer: .node), to: relay.address)
             try await eventually("the bid is answered") { answered.withLock { $0 } >= 2 }
             client.shutdown()
 
