@@ -10,8 +10,11 @@
 /// Closed: calls pass; the outcomes of the last `window` are kept, and once there are at least
 /// `minimumCalls` of them with `failureRatePercent` or more bad, it opens. Open: nothing passes
 /// until `openFor` has passed (doubling with every opening in a row, up to `maximumOpenFor`).
-/// Half-open: `halfOpenProbes` calls pass; all good closes it (and forgets the openings), one bad
-/// opens it again.
+/// Half-open: `halfOpenProbes` calls pass and are judged together, as in the closed state: once
+/// `failureRatePercent` of them are bad it opens again (for twice as long), and once they have all
+/// reported with fewer bad it closes (and forgets the openings). So a provider that fails a third
+/// of its calls — well under the rate that opens a closed breaker — does not keep it open for
+/// minutes on the luck of three probes; a probe that never reports counts as bad.
 public struct CircuitBreaker: Sendable {
     public struct Settings: Hashable, Sendable {
         public var window: Duration = .seconds(60)
@@ -28,7 +31,7 @@ public struct CircuitBreaker: Sendable {
     public enum State: Hashable, Sendable {
         case closed
         case open(until: Timestamp)
-        case halfOpen(since: Timestamp, started: Int, succeeded: Int)
+        case halfOpen(since: Timestamp, started: Int, succeeded: Int, failed: Int)
 
         /// `closed`, `open` or `half_open`: the metric's and `/v1/cluster`'s label.
         public var name: String {
@@ -76,16 +79,18 @@ public struct CircuitBreaker: Sendable {
             return true
         case .open(let until):
             guard now >= until else { return false }
-            state = .halfOpen(since: now, started: 1, succeeded: 0)
+            state = .halfOpen(since: now, started: 1, succeeded: 0, failed: 0)
             return true
-        case .halfOpen(let since, let started, let succeeded):
+        case .halfOpen(let since, let started, let succeeded, let failed):
             guard started < settings.halfOpenProbes else {
                 // A probe whose outcome never came (its task was cancelled, its shard moved) is a
-                // slow call: open again rather than wait for it for ever.
-                if now > since.advanced(by: settings.slowCall) { open(now: now) }
+                // slow call, so bad: judge the round rather than wait for it for ever.
+                if now > since.advanced(by: settings.slowCall) {
+                    judgeProbes(succeeded: succeeded, failed: settings.halfOpenProbes - succeeded, now: now)
+                }
                 return false
             }
-            state = .halfOpen(since: since, started: started + 1, succeeded: succeeded)
+            state = .halfOpen(since: since, started: started + 1, succeeded: succeeded, failed: failed)
             return true
         }
     }
@@ -116,21 +121,28 @@ public struct CircuitBreaker: Sendable {
             if recent.count >= settings.minimumCalls, failures * 100 >= settings.failureRatePercent * recent.count {
                 open(now: now)
             }
-        case .halfOpen(let since, let started, let succeeded):
+        case .halfOpen(let since, let started, let succeeded, let failed):
             // A call that started before the probes did is not one of them.
             guard startedAt >= since else { return }
-            if bad {
-                open(now: now)
-            } else if succeeded + 1 >= settings.halfOpenProbes {
-                state = .closed
-                openings = 0
-                recent = []
-            } else {
-                state = .halfOpen(since: since, started: started, succeeded: succeeded + 1)
-            }
+            let (succeeded, failed) = bad ? (succeeded, failed + 1) : (succeeded + 1, failed)
+            state = .halfOpen(since: since, started: started, succeeded: succeeded, failed: failed)
+            judgeProbes(succeeded: succeeded, failed: failed, now: now)
         case .open:
             // A call that started before it opened: its outcome no longer matters.
             break
+        }
+    }
+
+    /// Opens once the bad probes reach the failure rate of the round; closes once every probe has
+    /// reported with fewer; otherwise waits for the rest.
+    private mutating func judgeProbes(succeeded: Int, failed: Int, now: Timestamp) {
+        let probes = settings.halfOpenProbes
+        if failed * 100 >= settings.failureRatePercent * probes {
+            open(now: now)
+        } else if succeeded + failed >= probes {
+            state = .closed
+            openings = 0
+            recent = []
         }
     }
 

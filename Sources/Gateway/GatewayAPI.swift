@@ -37,6 +37,11 @@ public struct GatewayAPI: Sendable {
         /// Secrets the payment provider signs its webhooks with (several during a rotation); no
         /// webhook verifies without one.
         public var webhookSecrets: [String]
+        /// Which other origins' pages may call the API (none by default).
+        public var crossOrigin = CrossOriginPolicy()
+        /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>` (what a
+        /// Prometheus scrape config sends); unset, it is public but rate limited per address.
+        public var metricsBearerToken: String?
 
         public init(
             passwordCost: UInt8 = 12, rateLimit: RateLimitMiddleware.Policy = .init(capacity: 120, refillPerSecond: 20),
@@ -99,11 +104,13 @@ public struct GatewayAPI: Sendable {
         self.unknownUserHash = Bcrypt.hash(UUID().uuidString + UUID().uuidString, cost: configuration.passwordCost)
     }
 
-    /// What a node serves over HTTP: the router, each request within the request timeout.
+    /// What a node serves over HTTP: the router under the cross-origin policy, each request within
+    /// the request timeout.
     public func responder(
         isReady: @escaping @Sendable () async -> Bool
-    ) -> RequestDeadline<Router<GatewayContext>> {
-        RequestDeadline(router(isReady: isReady), limit: configuration.requestTimeout)
+    ) -> RequestDeadline<CrossOrigin<Router<GatewayContext>>> {
+        RequestDeadline(
+            CrossOrigin(router(isReady: isReady), policy: configuration.crossOrigin), limit: configuration.requestTimeout)
     }
 
     /// The router with every route and middleware of the API, health and metrics included.
@@ -119,8 +126,10 @@ public struct GatewayAPI: Sendable {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
         }
-        router.get("/metrics") { _, _ -> Response in
-            Response(
+        let metricsAccess = MetricsAccess(bearerToken: configuration.metricsBearerToken)
+        router.get("/metrics") { request, context -> Response in
+            try metricsAccess.check(request, from: context.clientAddress)
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(
                     byteBuffer: ByteBuffer(

@@ -191,7 +191,7 @@ extension GatewayAPI {
             webhooks.count(.duplicate)
             return Response(status: .ok)
         }
-        guard let (auction, command) = settlementStep(for: event) else {
+        guard let (auction, command) = Self.settlementStep(for: event, in: node.readModel) else {
             webhooks.count(.ignored)
             return Response(status: .ok)
         }
@@ -210,16 +210,27 @@ extension GatewayAPI {
     }
 
     /// The settlement step a provider event reports, read against the lot's settlement as this node
-    /// knows it (the owner checks the attempt again).
-    private func settlementStep(for event: ProviderEvent) -> (AuctionID, SettlementCommand)? {
+    /// knows it (the owner checks the attempt again). An event names the call it is about — an
+    /// authorization by the attempt in its intent's metadata, a later step by the round's intent —
+    /// and is dropped when that is not the call in flight: a decline of attempt 1 that arrives
+    /// while attempt 2 is being authorized must not decline attempt 2 (its authorization would be
+    /// held at the provider with no settlement knowing it; the chaos run found this).
+    static func settlementStep(for event: ProviderEvent, in readModel: AuctionReadModel) -> (
+        AuctionID, SettlementCommand
+    )? {
         let object = event.data.object
         let byMetadata = object.metadata?["auction"].flatMap(AuctionID.init(rawValue:))
         let intentId = object.paymentIntent ?? object.id
         guard
             let auction = byMetadata
-                ?? node.readModel.settlement(withIntent: intentId)?.auctionId,
-            let settlement = node.readModel.settlement(of: auction), let call = settlement.inFlight
+                ?? readModel.settlement(withIntent: intentId)?.auctionId,
+            let settlement = readModel.settlement(of: auction), let call = settlement.inFlight
         else { return nil }
+        if call.operation == .authorize {
+            guard object.metadata?["attempt"] == "\(call.attempt)" else { return nil }
+        } else {
+            guard let intent = settlement.intent, intent.rawValue == intentId else { return nil }
+        }
         switch (event.type, call.operation) {
         case ("payment_intent.amount_capturable_updated", .authorize):
             guard let intent = PaymentIntentID(rawValue: object.id) else { return nil }

@@ -215,6 +215,9 @@ struct NodeSettings: Sendable {
         }
         api.fees = fees
         api.webhookSecrets = reader.stringArray(forKey: "payments.webhookSecrets", isSecret: true) ?? []
+        api.crossOrigin = CrossOriginPolicy(
+            allowedOrigins: Set(reader.stringArray(forKey: "http.cors.allowedOrigins") ?? []))
+        api.metricsBearerToken = reader.string(forKey: "http.metricsBearerToken", isSecret: true)
         var provider: ProviderSettings?
         if let url = reader.string(forKey: "payments.provider.url") {
             guard let key = reader.string(forKey: "payments.provider.secretKey", isSecret: true), !key.isEmpty else {

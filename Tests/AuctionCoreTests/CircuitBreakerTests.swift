@@ -36,18 +36,41 @@ import Testing
         #expect(breaker.openings == 0)
     }
 
-    @Test func aFailedProbe_reopensIt_forTwiceAsLong_upToTheMaximum() {
+    @Test func failedProbes_reopenIt_forTwiceAsLong_upToTheMaximum() {
         var breaker = CircuitBreaker()
         for second in 0..<5 { Self.call(&breaker, at: Double(second), .transportFailure) }
         #expect(breaker.retryAt == Self.at(34.1))
-        Self.call(&breaker, at: 35, .rateLimited)
+        /// Two of the three probes fail: half of them or more, so it opens again.
+        func failTwoProbes(at seconds: Double) {
+            let probes = (0..<2).map { _ in breaker.permit(now: Self.at(seconds)) }
+            #expect(probes == [true, true])
+            breaker.record(.rateLimited, startedAt: Self.at(seconds), now: Self.at(seconds + 0.1))
+            #expect(breaker.retryAt == nil, "one bad probe of three is not yet half")
+            breaker.record(.rateLimited, startedAt: Self.at(seconds), now: Self.at(seconds + 0.1))
+        }
+        failTwoProbes(at: 35)
         #expect(breaker.retryAt == Self.at(95.1), "60 s the second time")
-        Self.call(&breaker, at: 96, .rateLimited)
+        failTwoProbes(at: 96)
         #expect(breaker.retryAt == Self.at(216.1), "120 s")
-        Self.call(&breaker, at: 217, .rateLimited)
-        Self.call(&breaker, at: 458, .rateLimited)
+        failTwoProbes(at: 217)
+        failTwoProbes(at: 458)
         #expect(breaker.retryAt == Self.at(758.1), "capped at 5 minutes")
         #expect(breaker.timesOpened == 5)
+    }
+
+    /// The probes are judged together: one bad of three is under half, so the breaker closes — a
+    /// provider failing a third of its calls does not keep it open on the luck of three probes.
+    @Test func oneBadProbeOfThree_stillClosesIt() {
+        var breaker = CircuitBreaker()
+        for second in 0..<5 { Self.call(&breaker, at: Double(second), .serverError(status: 500)) }
+        let probes = (0..<3).map { _ in breaker.permit(now: Self.at(35)) }
+        #expect(probes == [true, true, true])
+        breaker.record(.timedOut, startedAt: Self.at(35), now: Self.at(35.1))
+        breaker.record(.answered, startedAt: Self.at(35), now: Self.at(35.2))
+        #expect(breaker.stateName(at: Self.at(35.2)) == "half_open", "one probe has not reported")
+        breaker.record(.answered, startedAt: Self.at(35), now: Self.at(35.3))
+        #expect(breaker.state == .closed)
+        #expect(breaker.openings == 0)
     }
 
     @Test func declines_neverOpenIt_slowCallsDo() {
@@ -86,7 +109,8 @@ import Testing
         #expect(permitted == [true, true, true])
         breaker.record(.timedOut, startedAt: early, now: Self.at(41))
         #expect(
-            breaker.state == .halfOpen(since: Self.at(40), started: 3, succeeded: 0), "the stale timeout is no probe")
+            breaker.state == .halfOpen(since: Self.at(40), started: 3, succeeded: 0, failed: 0),
+            "the stale timeout is no probe")
         breaker.record(.answered, startedAt: Self.at(40), now: Self.at(40.5))
         // The other two probes never report: after a slow call's time it opens again.
         let meanwhile = breaker.permit(now: Self.at(44))

@@ -27,6 +27,7 @@ struct GatewayHarness: Sendable {
         rateLimit: RateLimitMiddleware.Policy = .init(capacity: 10_000, refillPerSecond: 10_000),
         live: Bool = false, connections: ConnectionLimits = .init(), streams: StreamLimits = .init(),
         loginLock: LoginLockPolicy = .init(), provider: (any PaymentProvider)? = nil,
+        configure: @Sendable (inout GatewayAPI.Configuration) -> Void = { _ in },
         _ body: @Sendable (any TestClientProtocol, GatewayHarness) async throws -> Void
     ) async throws {
         try await withSQLiteStore { store, _ in
@@ -47,11 +48,13 @@ struct GatewayHarness: Sendable {
                 verification: [
                     .init(kid: "k0", publicKeyPEM: try TokenAuthority.publicKeyPEM(ofPrivateKey: previousPEM))
                 ])
+            var configuration = GatewayAPI.Configuration(
+                passwordCost: 4, rateLimit: rateLimit, connections: connections, streams: streams,
+                loginLock: loginLock, webhookSecrets: [GatewayHarness.webhookSecret])
+            configure(&configuration)
             let api = GatewayAPI(
-                node: node, users: store, events: store, tokens: tokens, clock: clock,
-                configuration: .init(
-                    passwordCost: 4, rateLimit: rateLimit, connections: connections, streams: streams,
-                    loginLock: loginLock, webhookSecrets: [GatewayHarness.webhookSecret]), provider: provider)
+                node: node, users: store, events: store, tokens: tokens, clock: clock, configuration: configuration,
+                provider: provider)
             try await api.ensureAdmin(username: "root", password: "root-password")
             // Live: a real HTTP server on a free loopback port, as a node serves it (WebSocket
             // upgrades, the connection guard).

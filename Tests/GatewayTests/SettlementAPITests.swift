@@ -6,6 +6,7 @@ import AuctionCore
 import HummingbirdTesting
 import PaymentSandbox
 import Payments
+import TestSupport
 import Testing
 
 @testable import Gateway
@@ -216,6 +217,64 @@ import Testing
                 .post, "/v1/auctions/lot-blocked/bids", json: #"{"bidId":"dan-4","maximum":3000,"currency":"EUR"}"#,
                 token: dan)
             #expect(bidsAgain.status == .created, "\(String(buffer: bidsAgain.body))")
+        }
+    }
+
+    /// A late webhook about an earlier attempt changes nothing: the decline of attempt 1, delivered
+    /// (to another node, as a new delivery) while attempt 2 is being authorized, must not decline
+    /// attempt 2 — that authorization would be held at the provider with no settlement knowing it.
+    /// The chaos run found this.
+    @Test func aLateWebhookAboutAnEarlierAttempt_changesNothing() async throws {
+        try await GatewayHarness.run { client, harness in
+            let seller = try await client.signUp("sela", roles: ["seller"])
+            let buyer = try await client.signUp("bea")
+            let closes = Date().addingTimeInterval(3_600).formatted(.iso8601)
+            _ = try await client.send(
+                .post, "/v1/auctions",
+                json:
+                    #"{"id":"lot-late","title":"Late","currency":"EUR","startingPrice":1000,"buyNowPrice":5000,"closesAt":"\#(closes)"}"#,
+                token: seller)
+            let bought = try await client.send(
+                .post, "/v1/auctions/lot-late/buy-now", json: #"{"bidId":"b1","price":5000,"currency":"EUR"}"#,
+                token: buyer)
+            #expect(bought.status == .created)
+            let node = harness.api.node
+            let lot = AuctionID(rawValue: "lot-late")!
+            func settlement() -> Settlement? { node.readModel.settlement(of: lot) }
+            func pay(_ card: String, attempt: Int) async throws {
+                try await eventually("the lot can be paid") { settlement()?.inFlight == nil && settlement() != nil }
+                let chosen = try await client.send(
+                    .post, "/v1/me/settlements/lot-late/payment-method", json: #"{"paymentMethod":"\#(card)"}"#,
+                    token: buyer)
+                #expect(chosen.status == .ok || chosen.status == .accepted, "\(String(buffer: chosen.body))")
+                #expect((try? await node.submit(.settle(.startAuthorization), to: lot).get()) != nil)
+                try await eventually("attempt \(attempt) is in flight") { settlement()?.inFlight?.attempt == attempt }
+            }
+            func webhook(_ id: String, _ type: String, intent: String, attempt: Int) async throws -> TestResponse {
+                let body =
+                    #"{"id":"\#(id)","type":"\#(type)","data":{"object":{"id":"\#(intent)","metadata":{"auction":"lot-late","attempt":"\#(attempt)"},"last_payment_error":{"code":"card_declined"}}}}"#
+                let signature = WebhookSignature.sign(
+                    Array(body.utf8), secret: GatewayHarness.webhookSecret, at: Int64(Date().timeIntervalSince1970))
+                return try await client.send(
+                    .post, "/v1/payments/webhook", json: body, headers: [HTTPField.Name("Stripe-Signature")!: signature])
+            }
+
+            try await pay("pm_card_chargeDeclined", attempt: 1)
+            #expect(try await webhook("evt_1", "payment_intent.payment_failed", intent: "pi_1", attempt: 1).status == .ok)
+            try await eventually("attempt 1 is declined") { settlement()?.phase == .declined }
+
+            try await pay("pm_card_visa", attempt: 2)
+            let late = try await webhook("evt_1_again", "payment_intent.payment_failed", intent: "pi_1", attempt: 1)
+            #expect(late.status == .ok)
+            #expect(settlement()?.phase == .authorizing)
+            #expect(settlement()?.inFlight?.attempt == 2)
+            #expect(
+                try await webhook("evt_2", "payment_intent.amount_capturable_updated", intent: "pi_2", attempt: 2).status
+                    == .ok)
+            try await eventually("attempt 2 is authorized") { settlement()?.phase == .authorized }
+            #expect(settlement()?.intent?.rawValue == "pi_2")
+            let metrics = String(buffer: try await client.send(.get, "/metrics").body)
+            #expect(metrics.contains(#"artpay_payment_webhooks_total{outcome="ignored"} 1"#), "the late one")
         }
     }
 }
