@@ -67,6 +67,11 @@ public actor ClusterNode {
     private let userChangeListeners = Mutex<[@Sendable (UserID) -> Void]>([])
     private let forwardedCommandCheck = Mutex<(@Sendable (CommandIssuer, AuctionCommand) async -> EngineError?)?>(nil)
     private let liveGatewayCount = Mutex(1)
+    /// `candidates`, readable off the actor: who may push an auction's events is checked on the
+    /// connection's read loop.
+    private let placementView = Mutex<[NodeID]>([])
+    /// Pushed events dropped because their sender does not own their shard in this node's view.
+    private let eventsNotFromOwner = Atomic<Int>(0)
     /// What this node's settlement driver last published, for `/v1/cluster` and `/metrics`.
     let paymentsStatus = Mutex<SettlementDriver.Counters?>(nil)
     /// Local consumers of auctions' events (SSE and WebSocket clients on this node). Not actor
@@ -139,6 +144,7 @@ public actor ClusterNode {
             myself: myself, seeds: configuration.seeds, settings: configuration.membership, now: now,
             seed: UInt64.random(in: 0...UInt64.max))
         candidates = Placement.candidates([myself])
+        placementView.withLock { [candidates] in $0 = candidates }
     }
 
     /// Runs the membership protocol until the task is cancelled. Frames from the transport are
@@ -146,8 +152,8 @@ public actor ClusterNode {
     public func run() async {
         transport.onFrame { [weak self] frame, peer, reply in
             guard let self else { return }
-            if case .events(_, let events) = frame {
-                self.receive(events)
+            if case .events(let auction, let events) = frame {
+                self.receive(events, of: auction, pushedBy: peer)
             } else {
                 await self.handle(frame, from: peer, reply: reply)
             }
@@ -323,8 +329,8 @@ public actor ClusterNode {
             reply(.response(id: id, result: result))
         case .response(let id, let result):
             answer(id, result)
-        case .events(_, let events):
-            receive(events)
+        case .events(let auction, let events):
+            receive(events, of: auction, pushedBy: peer)
         case .subscribeToEverything(let subscriber):
             guard subscriber == peer else {
                 counters.framesNotFromTheirSender += 1
@@ -388,6 +394,20 @@ public actor ClusterNode {
     /// Durable events of one auction, pushed by its owner (this node or another, through the
     /// subscription to everything each node keeps with every live member): to the read model
     /// and to this node's feeds of that auction, in the order they came.
+    /// Takes events another node pushed only from the owner of their shard as this node sees the
+    /// cluster: a peer that does not own an auction cannot feed read models and watchers events it
+    /// made up. Dropped pushes cost nothing but time — an owner's durable events are read from the
+    /// store by the read model's catch-up and the feeds' gap checks (both every 2 s), as after any
+    /// lost push, while views of the cluster disagree during a failover.
+    private nonisolated func receive(_ events: [StoredEvent], of auction: AuctionID, pushedBy peer: NodeID) {
+        let shard = configuration.shardMap.shard(of: auction)
+        guard placementView.withLock({ Placement.owner(of: shard, among: $0) }) == peer else {
+            eventsNotFromOwner.add(1, ordering: .relaxed)
+            return
+        }
+        receive(events)
+    }
+
     private nonisolated func receive(_ events: [StoredEvent]) {
         guard let auction = events.first?.auction else { return }
         for feed in feeds.withLock({ $0[auction].map { Array($0.values) } ?? [] }) { feed.offer(events) }
@@ -495,6 +515,7 @@ public actor ClusterNode {
         liveGatewayCount.withLock { $0 = max(1, gateways) }
         let previous = candidates
         candidates = Placement.candidates(membership.members)
+        placementView.withLock { [candidates] in $0 = candidates }
         if candidates != previous { fencedShards = [:] }
         let candidates = self.candidates
         let me = configuration.id
@@ -570,6 +591,10 @@ public actor ClusterNode {
         metric(
             "artpay_cluster_frames_not_from_their_sender_total", "counter",
             "Frames a peer sent on behalf of another node (dropped).", [("", "\(counters.framesNotFromTheirSender)")])
+        metric(
+            "artpay_cluster_events_not_from_owner_total", "counter",
+            "Pushed events from a node that does not own their shard in this node's view (dropped; read from the store).",
+            [("", "\(eventsNotFromOwner.load(ordering: .relaxed))")])
         metric(
             "artpay_forwarded_commands_total", "counter", "Commands forwarded to another node.",
             [("", "\(counters.forwardedCommands)")])

@@ -7,6 +7,7 @@ import NIOSSL
 import Node
 import Synchronization
 import TestSupport
+import Storage
 import Testing
 
 @Suite(.serialized) struct TransportRefusalTests {
@@ -179,6 +180,45 @@ import Testing
             let members = await target.node.members.map(\.id.rawValue).sorted()
             #expect(members == ["node-1", "node-2"])
             await Self.stillServing(cluster, "after-the-impostors")
+            await cluster.stop()
+        }
+    }
+
+    /// A peer that does not own an auction's shard cannot push its events: a forged bid pushed by
+    /// another member is dropped and counted, and the owner's read model keeps the log's truth.
+    @Test func eventsPushedByANonOwner_areDropped() async throws {
+        try await withSQLiteStore { store, _ in
+            let cluster = try await LocalCluster.start(count: 2, store: store)
+            try await cluster.converged()
+            let owner = cluster.nodes[1]
+            var id = AuctionID(rawValue: "pushed-0")!
+            for index in 0..<200 where !(await owner.node.owns(id)) { id = AuctionID(rawValue: "pushed-\(index)")! }
+            #expect(await owner.node.owns(id))
+            let now = SystemClockNow.now
+            let terms = AuctionTerms(
+                auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Lot",
+                startingPrice: Money(minorUnits: 500, currency: .usd), opensAt: now, closesAt: now.advanced(by: .seconds(600)))
+            #expect((try? await owner.node.submit(.create(terms), to: id).get())?.seq == 1)
+            try await eventually("the owner's read model has the lot") { owner.node.readModel.summary(of: id) != nil }
+
+            // The other member (its certificate, so its identity is proven) pushes a forged bid.
+            let impostorID = NodeID(rawValue: "node-1")!
+            let impostor = try ClusterTransport(
+                node: impostorID, secret: cluster.secret, tls: TestCertificates.tls(for: impostorID),
+                logger: .init(label: "impostor"))
+            let forged = BidAccepted(
+                bidId: BidID(rawValue: "forged")!, bidderId: UserID(rawValue: "mallory")!,
+                maximum: Money(minorUnits: 99_999, currency: .usd), at: now, price: Money(minorUnits: 500, currency: .usd),
+                leaderBidId: BidID(rawValue: "forged")!, leaderId: UserID(rawValue: "mallory")!)
+            impostor.send(
+                .events(auction: id, events: [StoredEvent(auction: id, seq: 2, epoch: Epoch(99), event: .bidAccepted(forged))]),
+                to: owner.address)
+            try await eventually("the push is dropped and counted") {
+                await owner.node.metricsText().contains("artpay_cluster_events_not_from_owner_total 1")
+            }
+            #expect(owner.node.readModel.summary(of: id)?.leaderId == nil)
+            #expect(owner.node.readModel.summary(of: id)?.seq == 1)
+            impostor.shutdown()
             await cluster.stop()
         }
     }
