@@ -89,13 +89,15 @@ public enum ClusterTLSError: Error, Equatable, CustomStringConvertible {
     case unreadable(String)
     /// The node certificate carries no (or more than one) `artpay://node/<id>` name.
     case noNodeIdentity
-    case invalidRequest(String)
+    /// The certificate is another node's: a node runs only with its own.
+    case certificateNamesAnotherNode(certificate: NodeID, node: NodeID)
 
     public var description: String {
         switch self {
         case .unreadable(let reason): "cluster TLS material is unreadable: \(reason)"
         case .noNodeIdentity: "the node certificate names no node id (artpay://node/<id>); issue it with artpay certs"
-        case .invalidRequest(let reason): reason
+        case .certificateNamesAnotherNode(let certificate, let node):
+            "the node certificate names node '\(certificate)', but this node is '\(node)'"
         }
     }
 }

@@ -50,8 +50,7 @@ public final class ClusterTransport: Sendable {
         outboundSource: String? = nil, handshakeDeadline: TimeAmount = .seconds(5), logger: Logger
     ) throws {
         guard tls.node == node else {
-            throw ClusterTLSError.invalidRequest(
-                "the node certificate names node '\(tls.node)', but this node is '\(node)'")
+            throw ClusterTLSError.certificateNamesAnotherNode(certificate: tls.node, node: node)
         }
         self.node = node
         self.secret = secret
