@@ -73,7 +73,8 @@ enum ChaosLiveness {
             } catch let failure as APIClient.Failure where failure.status != 503 && failure.status != 0 {
                 return nil
             } catch let failure as APIClient.Failure {
-                last = "HTTP \(failure.status)"
+                // The problem's code and detail say which part did not answer (owner, store, admission).
+                last = "HTTP \(failure.status) \(failure)"
             } catch {
                 last = "\(error)"
             }
