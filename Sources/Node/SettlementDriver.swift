@@ -63,9 +63,9 @@ public actor SettlementDriver {
     /// Rung when the read model applies a settlement event: the next scan starts then, not at the
     /// next poll (the poll remains for deadlines and retries).
     private let doorbell = Doorbell()
-    /// Rounds (`auction#round`) whose buyer's saved payment methods were looked up: once each per
+    /// The round of each lot whose buyer's saved payment methods were looked up: once per round and
     /// node, so a buyer with none costs one query, not one per poll.
-    private var savedMethodLookedUp: Set<String> = []
+    private var savedMethodLookedUp: [AuctionID: Int] = [:]
 
     public init(
         node: ClusterNode, provider: any PaymentProvider, store: any EventStore, users: any UserStore,
@@ -100,11 +100,7 @@ public actor SettlementDriver {
                 let open = Set(inProgress.map(\.auctionId))
                 callRetry = callRetry.filter { open.contains($0.key) }
                 stepRetry = stepRetry.filter { open.contains($0.key) }
-                if savedMethodLookedUp.count > 2 * open.count + 1_000 {
-                    savedMethodLookedUp = savedMethodLookedUp.filter { key in
-                        open.contains { key.hasPrefix("\($0.rawValue)#") }
-                    }
-                }
+                savedMethodLookedUp = savedMethodLookedUp.filter { open.contains($0.key) }
                 for settlement in inProgress {
                     let id = settlement.auctionId
                     guard !busy.contains(id) else { continue }
@@ -275,11 +271,7 @@ public actor SettlementDriver {
     // MARK: - Saved payment methods
 
     private func needsSavedMethodLookup(_ settlement: Settlement) -> Bool {
-        settlement.awaitsPaymentMethod && !savedMethodLookedUp.contains(Self.roundKey(settlement))
-    }
-
-    private static func roundKey(_ settlement: Settlement) -> String {
-        "\(settlement.auctionId.rawValue)#\(settlement.round)"
+        settlement.awaitsPaymentMethod && savedMethodLookedUp[settlement.auctionId] != settlement.round
     }
 
     /// Pays a round that opened without a payment method with the buyer's default saved one, as if
@@ -294,7 +286,7 @@ public actor SettlementDriver {
             stepRetry[settlement.auctionId] = clock.now().advanced(by: settings.retryDelay)
             return nil
         }
-        savedMethodLookedUp.insert(Self.roundKey(settlement))
+        savedMethodLookedUp[settlement.auctionId] = settlement.round
         guard let method = methods.first else { return nil }
         logger.info(
             "charging the buyer's saved payment method",
