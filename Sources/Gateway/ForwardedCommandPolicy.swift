@@ -20,9 +20,14 @@ struct ForwardedCommandPolicy: Sendable {
     }
 
     private func check(_ command: AuctionCommand, for user: UserID, tokenVersion: Int64) async -> EngineError? {
-        let standing: UserDirectory.Standing?
+        var standing: UserDirectory.Standing?
         do {
             standing = try await directory.standing(of: user, fresh: false)
+            // A user this node has not cached yet, or a token newer than its cached standing (a
+            // role change whose announcement has not arrived here): the store decides, not the cache.
+            if standing.map({ $0.tokenVersion < tokenVersion }) ?? true {
+                standing = try await directory.standing(of: user, fresh: true)
+            }
         } catch {
             return .storeUnavailable("the user store did not answer: \(error)")
         }
