@@ -178,6 +178,14 @@ public actor AuctionRegistry {
         let result = await task.value
         loading[auction] = nil
         if case .success(let actor) = result, actors[auction] == nil {
+            // Loaded under a lease that was lost while its log was read (another auction of the
+            // shard was fenced meanwhile): installed, it would answer from a stale state and every
+            // append of it would be fenced again, for ever — a wedged auction. The caller gets
+            // `notOwner`; the next command takes the shard afresh.
+            guard leases[actor.shard] == actor.epoch else {
+                await actor.stop()
+                return .failure(.notOwner(actor.shard))
+            }
             actors[auction] = actor
         }
         return actors[auction].map { .success($0) } ?? result
@@ -227,11 +235,12 @@ public actor AuctionRegistry {
 
     private func shardLost(_ shard: ShardID, epoch: Epoch) {
         fencedAppends += 1
-        guard leases[shard] == epoch else { return }
-        logger.warning("fenced: another node took the shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
-        leases[shard] = nil
+        // Actors under the lost epoch go whether or not it is still the lease held here.
         for (id, actor) in actors where actor.shard == shard && actor.epoch == epoch {
             actors[id] = nil
         }
+        guard leases[shard] == epoch else { return }
+        logger.warning("fenced: another node took the shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
+        leases[shard] = nil
     }
 }

@@ -82,6 +82,43 @@ import Testing
         }
     }
 
+    /// An auction whose log is still being read when its shard is lost (another auction of the
+    /// shard is fenced meanwhile) must not be installed under the lost lease: it used to be, and
+    /// then every command to it was fenced again, for ever — the wedged hot lot of a chaos run (a
+    /// big log takes long to read). The next command takes the shard afresh and is answered.
+    @Test func anAuctionLoadedUnderALeaseLostMeanwhile_isNotKept() async throws {
+        try await withSQLiteStore { sqlite, _ in
+            let store = GatedStore(sqlite)
+            let clock = ManualClock(now: RT.start)
+            let registry = RT.registry(store, clock: clock)
+            let shards = ShardMap()
+            let shard = shards.shard(of: RT.auction)
+            let sibling = (0..<10_000).lazy.map { AuctionID(rawValue: "sibling-\($0)")! }
+                .first { shards.shard(of: $0) == shard }!
+            var siblingTerms = RT.terms()
+            siblingTerms.auctionId = sibling
+            _ = try await registry.submit(.create(RT.terms()), to: RT.auction).get()
+            _ = try await registry.submit(.create(siblingTerms), to: sibling).get()
+            await registry.release(shard)
+
+            // The lot's log is being read (held) under the lease taken for it...
+            store.holdLoads(of: RT.auction)
+            let first = Task { await registry.submit(RT.bid("b1", by: "alice", 5_000), to: RT.auction) }
+            try await eventually("the lot's load is held") { store.heldLoadCount == 1 }
+            // ...while another node takes the shard and a sibling's append is fenced.
+            _ = try await sqlite.acquire(shard: shard, node: NodeID(rawValue: "node-2")!)
+            let fenced = await registry.submit(RT.bid("s1", by: "bob", 5_000), to: sibling)
+            #expect(fenced.failure == .notOwner(shard))
+            store.openLoads()
+            #expect(await first.value.failure == .notOwner(shard), "loaded under the lost lease: not kept")
+
+            // The next command takes the shard afresh and is answered (it used to be fenced for ever).
+            let again = await registry.submit(RT.bid("b2", by: "alice", 5_000), to: RT.auction)
+            #expect(again.value?.seq == 2, "\(again)")
+            #expect(await registry.ownedShards[shard] != nil)
+        }
+    }
+
     @Test func failedAppend_reloads_andTheBidIsDecidedAfresh() async throws {
         try await withSQLiteStore { sqlite, _ in
             let store = GatedStore(sqlite)

@@ -16,6 +16,8 @@ final class GatedStore: EventStore {
         var held: [CheckedContinuation<Void, Never>] = []
         var appendCount = 0
         var nextFailure: Failure?
+        var gatedLoads: Set<AuctionID> = []
+        var heldLoads: [CheckedContinuation<Void, Never>] = []
     }
 
     let inner: any EventStore
@@ -38,6 +40,19 @@ final class GatedStore: EventStore {
     }
 
     func failNextAppend(_ failure: Failure) { state.withLock { $0.nextFailure = failure } }
+
+    /// Holds every load of `auction` until `openLoads()`.
+    func holdLoads(of auction: AuctionID) { state.withLock { _ = $0.gatedLoads.insert(auction) } }
+    var heldLoadCount: Int { state.withLock { $0.heldLoads.count } }
+
+    func openLoads() {
+        let held = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.gatedLoads = []
+            defer { state.heldLoads = [] }
+            return state.heldLoads
+        }
+        held.forEach { $0.resume() }
+    }
 
     func append(_ batch: AppendBatch) async throws(StorageError) {
         await withCheckedContinuation { continuation in
@@ -63,7 +78,17 @@ final class GatedStore: EventStore {
         try await inner.acquire(shard: shard, node: node)
     }
     func lease(of shard: ShardID) async throws(StorageError) -> ShardLease? { try await inner.lease(of: shard) }
-    func load(_ auction: AuctionID) async throws(StorageError) -> StoredAuction { try await inner.load(auction) }
+    func load(_ auction: AuctionID) async throws(StorageError) -> StoredAuction {
+        await withCheckedContinuation { continuation in
+            let proceed = state.withLock { state -> Bool in
+                guard state.gatedLoads.contains(auction) else { return true }
+                state.heldLoads.append(continuation)
+                return false
+            }
+            if proceed { continuation.resume() }
+        }
+        return try await inner.load(auction)
+    }
     func events(of auction: AuctionID, after afterSeq: Int64, limit: Int) async throws(StorageError) -> [StoredEvent] {
         try await inner.events(of: auction, after: afterSeq, limit: limit)
     }
