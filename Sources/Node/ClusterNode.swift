@@ -72,6 +72,8 @@ public actor ClusterNode {
     private let placementView = Mutex<[NodeID]>([])
     /// Pushed events dropped because their sender does not own their shard in this node's view.
     private let eventsNotFromOwner = Atomic<Int>(0)
+    /// Commands other nodes forwarded here that the check refused: their issuer may not run them.
+    private let forwardedCommandsRefused = Atomic<Int>(0)
     /// What this node's settlement driver last published, for `/v1/cluster` and `/metrics`.
     let paymentsStatus = Mutex<SettlementDriver.Counters?>(nil)
     /// Local consumers of auctions' events (SSE and WebSocket clients on this node). Not actor
@@ -96,8 +98,6 @@ public actor ClusterNode {
     /// What the node did, for `/metrics` and `/v1/cluster`.
     public struct Counters: Sendable, Codable {
         public var forwardedCommands = 0
-        /// Commands forwarded here that the check refused: their issuer may not run them.
-        public var forwardedCommandsRefused = 0
         public var forwardFailures = 0
         public var forwardMillisecondsTotal: Int64 = 0
         public var suspicions = 0
@@ -154,6 +154,10 @@ public actor ClusterNode {
             guard let self else { return }
             if case .events(let auction, let events) = frame {
                 self.receive(events, of: auction, pushedBy: peer)
+            } else if case .request(let id, _, let auction, let command, let issuer) = frame,
+                let refusal = await self.refusal(of: command, for: issuer, on: auction, from: peer)
+            {
+                reply(.response(id: id, result: .failure(refusal)))
             } else {
                 await self.handle(frame, from: peer, reply: reply)
             }
@@ -214,6 +218,22 @@ public actor ClusterNode {
         with check: @escaping @Sendable (CommandIssuer, AuctionCommand) async -> EngineError?
     ) {
         forwardedCommandCheck.withLock { $0 = check }
+    }
+
+    /// Why a command another node forwarded here must not run, if it must not: checked off the
+    /// actor, on the frame's own task — a check that suspends inside the actor made every forwarded
+    /// bid queue for the actor twice more, and cut bids through a non-owner to a fifth.
+    private nonisolated func refusal(
+        of command: AuctionCommand, for issuer: CommandIssuer, on auction: AuctionID, from peer: NodeID
+    ) async -> EngineError? {
+        guard let check = forwardedCommandCheck.withLock({ $0 }), let refusal = await check(issuer, command) else {
+            return nil
+        }
+        forwardedCommandsRefused.add(1, ordering: .relaxed)
+        logger.notice(
+            "refused a forwarded command its issuer may not run",
+            metadata: ["peer": "\(peer)", "auction": "\(auction)", "issuer": "\(issuer)", "code": "\(refusal.code)"])
+        return refusal
     }
 
     private func route(
@@ -317,14 +337,7 @@ public actor ClusterNode {
             }
             perform(membership.receive(message, from: message.sender.address, now: clock.now()))
         case .request(let id, let hops, let auction, let command, let issuer):
-            if let check = forwardedCommandCheck.withLock({ $0 }), let refusal = await check(issuer, command) {
-                counters.forwardedCommandsRefused += 1
-                logger.notice(
-                    "refused a forwarded command its issuer may not run",
-                    metadata: ["peer": "\(peer)", "auction": "\(auction)", "issuer": "\(issuer)", "code": "\(refusal.code)"])
-                reply(.response(id: id, result: .failure(refusal)))
-                return
-            }
+            // Checked before it reaches the actor (`refusal(of:for:on:from:)`).
             let result = await route(command, to: auction, hops: hops, issuer: issuer)
             reply(.response(id: id, result: result))
         case .response(let id, let result):
@@ -601,7 +614,7 @@ public actor ClusterNode {
         metric(
             "artpay_forwarded_commands_refused_total", "counter",
             "Commands other nodes forwarded here that their issuer may not run (checked again here).",
-            [("", "\(counters.forwardedCommandsRefused)")])
+            [("", "\(forwardedCommandsRefused.load(ordering: .relaxed))")])
         metric(
             "artpay_forwarded_command_failures_total", "counter", "Forwarded commands without an answer.",
             [("", "\(counters.forwardFailures)")])
