@@ -92,7 +92,7 @@ public struct DeadlineResponder<Inner: HTTPResponder>: HTTPResponder where Inner
             return try APIError(
                 .serviceUnavailable, code: "request_timeout",
                 detail:
-                    "The request took longer than \(limit.components.seconds) s and was stopped; retry (a bid with the same bid id).",
+                    "The request took longer than \(limit.wholeMilliseconds) ms and was stopped; retry (a bid with the same bid id).",
                 headers: [.retryAfter: "1"]
             ).response(from: request, context: context)
         }
