@@ -20,18 +20,16 @@ public struct StreamLimits: Sendable, Hashable {
 final class StreamLimiter: Sendable {
     /// A slot, given back once when the stream ends.
     final class Slot: Sendable {
-        private let release: Mutex<(@Sendable () -> Void)?>
+        private let release: @Sendable () -> Void
+        private let ended = Atomic(false)
 
         init(_ release: @escaping @Sendable () -> Void) {
-            self.release = Mutex(release)
+            self.release = release
         }
 
         func end() {
-            let release = self.release.withLock { slot in
-                defer { slot = nil }
-                return slot
-            }
-            release?()
+            guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            release()
         }
     }
 

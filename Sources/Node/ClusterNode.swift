@@ -65,7 +65,7 @@ public actor ClusterNode {
     /// Every auction of the cluster, kept current from the fan-out.
     public nonisolated let readModel: AuctionReadModel
     private let userChangeListeners = Mutex<[@Sendable (UserID) -> Void]>([])
-    private let forwardedCommandCheck = Mutex<(@Sendable (CommandIssuer, AuctionCommand) async -> EngineError?)?>(nil)
+    private let forwardedCommandCheck = Mutex<ForwardedCommandCheck?>(nil)
     private let liveGatewayCount = Mutex(1)
     /// `candidates`, readable off the actor: who may push an auction's events is checked on the
     /// connection's read loop.
@@ -217,7 +217,7 @@ public actor ClusterNode {
     public nonisolated func checkForwardedCommands(
         with check: @escaping @Sendable (CommandIssuer, AuctionCommand) async -> EngineError?
     ) {
-        forwardedCommandCheck.withLock { $0 = check }
+        forwardedCommandCheck.withLock { $0 = ForwardedCommandCheck(run: check) }
     }
 
     /// Why a command another node forwarded here must not run, if it must not: checked off the
@@ -226,7 +226,7 @@ public actor ClusterNode {
     private nonisolated func refusal(
         of command: AuctionCommand, for issuer: CommandIssuer, on auction: AuctionID, from peer: NodeID
     ) async -> EngineError? {
-        guard let check = forwardedCommandCheck.withLock({ $0 }), let refusal = await check(issuer, command) else {
+        guard let check = forwardedCommandCheck.withLock({ $0 }), let refusal = await check.run(issuer, command) else {
             return nil
         }
         forwardedCommandsRefused.add(1, ordering: .relaxed)
@@ -720,4 +720,13 @@ public struct ClusterSnapshot: Sendable, Codable {
     public var counters: ClusterNode.Counters
     /// This node's settlement driver (nil when no payment provider is configured).
     public var payments: SettlementDriver.Counters?
+}
+
+/// The check installed by `checkForwardedCommands`, in a struct rather than bare in its `Mutex`: a
+/// closure stored directly as a `Mutex`'s value is re-wrapped in two reabstraction thunks on every
+/// `withLock` (the inout value is converted to the generic representation and back), so each read
+/// made the next call one layer deeper — the cost of a forwarded bid grew with the number of
+/// forwarded bids before it. A struct's stored closure is never converted.
+private struct ForwardedCommandCheck: Sendable {
+    let run: @Sendable (CommandIssuer, AuctionCommand) async -> EngineError?
 }

@@ -41,7 +41,8 @@ public final class ClusterTransport: Sendable {
     /// and packet filters see each node's traffic under its own address; nil lets the OS choose
     /// (no address given, a wildcard, or a host name).
     let outboundSource: SocketAddress?
-    private let handler = Mutex<FrameHandler?>(nil)
+    /// In a struct, not bare: see `InstalledFrameHandler`.
+    private let handler = Mutex<InstalledFrameHandler?>(nil)
     private let links: OutboundLinks
 
     /// Fails when the TLS material cannot make a context, or names another node than `node`.
@@ -68,7 +69,7 @@ public final class ClusterTransport: Sendable {
 
     /// Sets where authenticated frames go. Call before `serve` and before sending.
     public func onFrame(_ handler: @escaping FrameHandler) {
-        self.handler.withLock { $0 = handler }
+        self.handler.withLock { $0 = InstalledFrameHandler(handle: handler) }
     }
 
     /// Accepts cluster connections on `host:port` until the task is cancelled.
@@ -216,7 +217,7 @@ public final class ClusterTransport: Sendable {
     ) async throws {
         let (replies, replyContinuation) = AsyncStream.makeStream(
             of: ByteBuffer.self, bufferingPolicy: .bufferingNewest(4_096))
-        let handler = self.handler.withLock { $0 }
+        let handler = self.handler.withLock { $0?.handle }
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 for await reply in replies { try await outbound.write(reply) }
@@ -386,4 +387,11 @@ final class OutboundLinks: Sendable {
             state.links = [:]
         }
     }
+}
+
+/// The frame handler, kept in a struct inside its `Mutex`: a closure stored bare as a `Mutex`'s
+/// value gains two reabstraction thunks on every `withLock` (the inout value is converted to the
+/// generic representation and back), so every connection would have called through a longer chain.
+private struct InstalledFrameHandler: Sendable {
+    let handle: ClusterTransport.FrameHandler
 }
