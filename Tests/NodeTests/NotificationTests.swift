@@ -65,8 +65,10 @@ import Testing
             let terms = AuctionTerms(
                 auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Notified",
                 startingPrice: Money(minorUnits: 1_000, currency: .eur),
-                opensAt: now, closesAt: now.advanced(by: .seconds(2)), extensionWindow: .zero)
-            _ = await cluster.nodes[0].node.submit(.create(terms), to: id)
+                // Long enough for both bids to land before the close on a machine busy with the suite.
+                opensAt: now, closesAt: now.advanced(by: .seconds(6)), extensionWindow: .zero)
+            let created = await cluster.nodes[0].node.submit(.create(terms), to: id)
+            #expect((try? created.get()) != nil, "created: \(created)")
             let heard = Heard()
             var listeners: [Task<Void, Never>] = []
             for index in 0..<3 {
@@ -88,16 +90,22 @@ import Testing
                 let bid = PlaceBid(
                     bidId: BidID(rawValue: "b\(n)")!, bidderId: UserID(rawValue: bidder)!,
                     maximum: Money(minorUnits: Int64(maximum), currency: .eur))
-                _ = await cluster.nodes[n % 3].node.submit(.placeBid(bid), to: id)
+                let placed = await cluster.nodes[n % 3].node.submit(.placeBid(bid), to: id)
+                #expect((try? placed.get()) != nil, "\(bidder)'s bid: \(placed)")
             }
-            try await eventually(
-                "alice (on nodes 1 and 2) hears outbid, then lost; bob (on node 3) won, then owes the invoice",
-                timeout: .seconds(20)
-            ) {
-                Set(heard.lines.withLock { $0 }) == [
-                    "0:alice:outbid@3", "1:alice:outbid@3", "0:alice:lost@4", "1:alice:lost@4", "2:bob:won@4",
-                    "2:bob:payment_due@5",
-                ]
+            do {
+                try await eventually(
+                    "alice (on nodes 1 and 2) hears outbid, then lost; bob (on node 3) won, then owes the invoice",
+                    timeout: .seconds(20)
+                ) {
+                    Set(heard.lines.withLock { $0 }) == [
+                        "0:alice:outbid@3", "1:alice:outbid@3", "0:alice:lost@4", "1:alice:lost@4", "2:bob:won@4",
+                        "2:bob:payment_due@5",
+                    ]
+                }
+            } catch {
+                Issue.record("heard: \(heard.lines.withLock { $0 })")
+                throw error
             }
             await cluster.stop()
         }

@@ -1,7 +1,7 @@
 -- wrk script of `artpay bench http`: closed-loop bidders over HTTP, one wrk per node.
 --
 --   wrk -t1 -c21 -d10s --timeout 20s -s bids.lua http://127.0.0.1:8100 -- \
---       TOKENS AUCTIONS BOARD RUN SPREAD FIRST_BIDDER CONNECTIONS_PER_THREAD [PACE]
+--       TOKENS AUCTIONS BOARD RUN SPREAD FIRST_BIDDER CONNECTIONS_PER_THREAD [PACE [HONOUR_RETRY_AFTER]]
 --
 -- TOKENS: one bearer token per line; thread t (from 0) of this wrk bids as bidders
 --   FIRST_BIDDER + t * CONNECTIONS_PER_THREAD + 1, + 2, ... of the file.
@@ -14,8 +14,12 @@
 -- SPREAD: a bid offers the board's minimum plus 0..SPREAD increments (the standard EUR table of
 --   Sources/AuctionCore/IncrementTable.swift).
 -- PACE: milliseconds a connection waits after an answer before its next bid, for loads below the
---   peak. Only used when the harness appends `function delay() return pace end` (a paced copy of
---   this script): wrk delays every request once a script defines delay(), even by 0 ms.
+--   peak. Only used when the harness appends a `delay()` (a delayed copy of this script): wrk
+--   delays every request once a script defines delay(), even by 0 ms.
+-- HONOUR_RETRY_AFTER: 1 makes the bidders behave like the project's clients: after a 503 with
+--   `Retry-After: N`, a request waits N seconds before it goes out (also through the harness's
+--   `delay()`). As wrk does not say which connection a request leaves on, the wait falls on the
+--   thread's next request rather than on the refused connection's — the same number of waits.
 --
 -- wrk's Lua API does not say which connection a request or an answer belongs to. With several
 -- connections per thread (`-t1 -c21`, the default of `artpay bench http`: half the CPU per request
@@ -70,6 +74,9 @@ local counter, turn = 0, 0
 local single = true
 local pending = 0
 pace = 0
+-- Waits owed to 503 answers (HONOUR_RETRY_AFTER), in milliseconds, oldest first; read by delay().
+retryWaits = {}
+local honourRetryAfter = false
 
 local function lines(path)
     local result = {}
@@ -96,6 +103,7 @@ function init(args)
     local index = thread_index or 0
     single = perThread == 1
     pace = tonumber(args[8] or "0")
+    honourRetryAfter = args[9] == "1"
     for i = 1, perThread do
         local n = first + index * perThread + i
         bidders[#bidders + 1] = "Bearer " .. tokens[((n - 1) % #tokens) + 1]
@@ -145,6 +153,10 @@ function response(status, headers, body)
         end
     else
         failed = failed + 1
+        if status == 503 and honourRetryAfter then
+            local seconds = tonumber(headers["Retry-After"] or headers["retry-after"] or "1") or 1
+            retryWaits[#retryWaits + 1] = seconds * 1000
+        end
         local key = tostring(status)
         statuses[key] = (statuses[key] or 0) + 1
     end

@@ -68,6 +68,12 @@ struct HttpBenchCommand: AsyncParsableCommand {
     var admissionInFlight: Int?
     @Flag(
         help: """
+            Bidders wait out a 503's Retry-After before their next bid, as the project's CLI and client do \
+            (by default they resend at once, like wrk).
+            """)
+    var honourRetryAfter = false
+    @Flag(
+        help: """
             ArtPay only, instead of the design comparison: bids/s on a lot holding --scale-lot-bids bids vs one \
             holding 1,000, on a cluster of --scale-auctions auctions vs 1,000, idle CPU, resident memory, and the \
             delay from a bid to an SSE watcher on every node (also at half of the hot lot's peak).
@@ -137,7 +143,8 @@ struct HttpBenchCommand: AsyncParsableCommand {
         }
         let options = HttpBenchRunner.Options(
             seconds: seconds, warmup: warmup, bidders: bidders, auctions: auctions, spread: spread, designs: selected,
-            wrk: wrk, redisServer: redisServer, scripts: scripts, admissionInFlight: admissionInFlight)
+            wrk: wrk, redisServer: redisServer, scripts: scripts, admissionInFlight: admissionInFlight,
+            honourRetryAfter: honourRetryAfter)
         let runner = HttpBenchRunner(
             command: options, run: run, work: work, children: children, base: base,
             databases: (databases[0], databases[1], databases[2]), threads: threads)

@@ -23,6 +23,7 @@ final class HttpBenchRunner: Sendable {
         var redisServer: String
         var scripts: String?
         var admissionInFlight: Int?
+        var honourRetryAfter = false
     }
 
     let command: Options
@@ -330,7 +331,8 @@ final class HttpBenchRunner: Sendable {
         let wrk = WrkLoad(
             wrk: command.wrk, script: script, targets: targets, tokensFile: tokensFile, auctionsFile: auctionsFile,
             boardFile: boardFile, connections: perServer, threads: threads,
-            spread: command.spread ?? command.bidders, work: work, pace: pace)
+            spread: command.spread ?? command.bidders, work: work, pace: pace,
+            honourRetryAfter: command.honourRetryAfter)
         if command.warmup > 0 {
             let warm = try await wrk.run(
                 seconds: command.warmup, label: "\(code)-warmup", runId: "\(run)-\(code)w",

@@ -64,6 +64,9 @@ struct WrkLoad: Sendable {
     var work: String
     /// Milliseconds each connection waits after an answer before its next request (0: none).
     var pace = 0
+    /// Whether a 503's `Retry-After` is waited out before the next request, as the project's
+    /// clients do (wrk's own connections resend at once).
+    var honourRetryAfter = false
 
     /// Percentiles of the quantiles bids.lua prints: 0.1 … 98.9 by 0.1, then 99.00 … 99.99 by 0.01.
     static let quantilePercentiles: [Double] =
@@ -75,7 +78,7 @@ struct WrkLoad: Sendable {
         seconds: Int, label: String, runId: String, children: BenchChildren, serverPids: [pid_t], serverName: String,
         design: String, load: String
     ) async throws -> HttpBenchRow {
-        let script = try pace > 0 ? pacedScript() : script
+        let script = try pace > 0 || honourRetryAfter ? delayedScript() : script
         let cpuBefore = CPUSample.take(servers: serverPids)
         var pids: [pid_t] = []
         var logs: [String] = []
@@ -90,7 +93,7 @@ struct WrkLoad: Sendable {
                         [
                             "-t\(threads)", "-c\(connections)", "-d\(seconds)s", "--timeout", "20s", "-s", script,
                             target, "--", tokensFile, auctionsFile, boardFile, "\(runId)\(index + 1)", "\(spread)",
-                            "\(index * connections)", "\(connections / threads)", "\(pace)",
+                            "\(index * connections)", "\(connections / threads)", "\(pace)", honourRetryAfter ? "1" : "0",
                         ], log: log))
             }
         } catch {
@@ -147,13 +150,22 @@ struct WrkLoad: Sendable {
         return row
     }
 
-    /// bids.lua with wrk's `delay()` hook added. wrk looks for the hook once, in its main Lua state,
-    /// and then delays every request of every connection, so the unpaced script must not have it.
-    private func pacedScript() throws -> String {
-        let path = "\(work)/bids-paced.lua"
+    /// bids.lua with wrk's `delay()` hook added: a wait owed to a 503 first, otherwise PACE ms. wrk
+    /// looks for the hook once, in its main Lua state, and then delays every request of every
+    /// connection, so the undelayed script must not have it.
+    private func delayedScript() throws -> String {
+        let path = "\(work)/bids-delayed.lua"
         let text = try String(contentsOfFile: script, encoding: .utf8)
-        try (text + "\n-- Added by the harness: wait PACE ms after an answer.\nfunction delay() return pace end\n")
-            .write(toFile: path, atomically: true, encoding: .utf8)
+        let hook = """
+
+            -- Added by the harness: a wait owed to a 503 (HONOUR_RETRY_AFTER), else PACE ms.
+            function delay()
+                if #retryWaits > 0 then return table.remove(retryWaits, 1) end
+                return pace
+            end
+
+            """
+        try (text + hook).write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
