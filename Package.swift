@@ -233,6 +233,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "AuctionCore", "Storage", "AuctionRuntime", "Node", "Gateway", "TestSupport", "Payments", "PaymentSandbox",
+                "ArtPayClient",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),

@@ -80,7 +80,7 @@ public struct GatewayAPI: Sendable {
     let provider: (any PaymentProvider)?
     /// A bcrypt hash at the configured cost that no password matches: a login of an unknown user
     /// checks it, so it takes as long as one of a known user.
-    private let unknownUserHash: String
+    let unknownUserHash: String
 
     public init(
         node: ClusterNode, users: any UserStore, events: any EventStore, tokens: TokenAuthority, clock: any EngineClock,

@@ -345,10 +345,11 @@ enum SystemClockNow {
             try await cluster.converged()
             let id = AuctionID(rawValue: "lot-settle")!
             let now = SystemClock().now()
+            // Long enough for the bid to land first on a machine busy with the whole suite.
             let terms = AuctionTerms(
                 auctionId: id, sellerId: UserID(rawValue: "seller")!, title: "Sold",
                 startingPrice: Money(minorUnits: 1_000, currency: .eur),
-                opensAt: now, closesAt: now.advanced(by: .milliseconds(1_500)), extensionWindow: .zero)
+                opensAt: now, closesAt: now.advanced(by: .seconds(4)), extensionWindow: .zero)
             let alice = UserID(rawValue: "alice")!
             #expect(await cluster.nodes[0].node.submit(.create(terms), to: id).value != nil)
             let bid = PlaceBid(

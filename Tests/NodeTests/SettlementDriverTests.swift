@@ -65,7 +65,8 @@ import Testing
         }
     }
 
-    /// Creates a lot that ends in 3 s and places `bids` (bidder, maximum in cents) on it.
+    /// Creates a lot that ends in 5 s (time for its bids to land first on a machine busy with the
+    /// whole suite) and places `bids` (bidder, maximum in cents) on it.
     static func sell(
         _ id: AuctionID, bids: [(UserID, Int64)], fees: FeeSchedule = .standard, in cluster: LocalCluster
     ) async throws {
@@ -73,7 +74,7 @@ import Testing
         let terms = AuctionTerms(
             auctionId: id, sellerId: seller, title: "Lot \(id)",
             startingPrice: Money(minorUnits: 1_000, currency: .eur),
-            opensAt: now, closesAt: now.advanced(by: .seconds(3)), extensionWindow: .zero, fees: fees)
+            opensAt: now, closesAt: now.advanced(by: .seconds(5)), extensionWindow: .zero, fees: fees)
         #expect(await cluster.nodes[0].node.submit(.create(terms), to: id).value != nil)
         for (index, (bidder, cents)) in bids.enumerated() {
             let bid = PlaceBid(
