@@ -55,7 +55,8 @@ public struct APIClient: Sendable {
             let object = (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
             if (200..<300).contains(status) { return object }
             let failure = Failure(status: status, body: object)
-            guard retriesLeft > 0, let wait = Self.retryWait(for: failure, retryAfter: http?.value(forHTTPHeaderField: "Retry-After"))
+            guard retriesLeft > 0,
+                let wait = Self.retryWait(for: failure, retryAfter: http?.value(forHTTPHeaderField: "Retry-After"))
             else { throw failure }
             retriesLeft -= 1
             try await Task.sleep(for: .milliseconds(Int(wait * 1_000)))

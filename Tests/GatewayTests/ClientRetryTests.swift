@@ -67,7 +67,9 @@ import Testing
                 }
                 #expect(script.count(path) == 1, "\(path) was sent once")
             }
-            await #expect(throws: APIClient.Failure.self) { try await api.call("POST", "/always", json: [:], retries: 2) }
+            await #expect(throws: APIClient.Failure.self) {
+                try await api.call("POST", "/always", json: [:], retries: 2)
+            }
             #expect(script.count("/always") == 3, "the first try and two retries")
         }
     }

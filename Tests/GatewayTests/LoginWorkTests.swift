@@ -1,5 +1,6 @@
-@testable import Gateway
 import Testing
+
+@testable import Gateway
 
 /// A login tells nothing about whether a username exists by how long it takes: the hash checked for
 /// an unknown user has the configured bcrypt cost, as every stored one does. (Measured in the

@@ -93,7 +93,8 @@ struct WrkLoad: Sendable {
                         [
                             "-t\(threads)", "-c\(connections)", "-d\(seconds)s", "--timeout", "20s", "-s", script,
                             target, "--", tokensFile, auctionsFile, boardFile, "\(runId)\(index + 1)", "\(spread)",
-                            "\(index * connections)", "\(connections / threads)", "\(pace)", honourRetryAfter ? "1" : "0",
+                            "\(index * connections)", "\(connections / threads)", "\(pace)",
+                            honourRetryAfter ? "1" : "0",
                         ], log: log))
             }
         } catch {
