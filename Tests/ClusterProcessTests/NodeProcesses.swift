@@ -62,15 +62,17 @@ final class NodeProcess: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    /// SIGTERM and wait (graceful stop).
+    /// SIGTERM; a node that has not stopped 10 s later gets SIGKILL. Returns at once: the wait runs
+    /// on a thread of its own, because blocking one of the test process's few cooperative threads
+    /// for a graceful stop stalled unrelated tests past their deadlines.
     func stop() {
         guard let process, process.isRunning else { return }
         process.terminate()
-        // A graceful stop takes a moment; one that hangs is cut short.
-        let deadline = Date().addingTimeInterval(10)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
-        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        Thread.detachNewThread {
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning, Date() < deadline { usleep(20_000) }
+            if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        }
     }
 
     /// The node's `/metrics` text; nil while it does not answer.

@@ -22,8 +22,12 @@ import Testing
             node: senderID, secret: secret, tls: TestCertificates.tls(for: senderID), logger: .init(label: "sender"))
         let seen = Mutex<[Int64]>([])
         let requests = Mutex<[UInt64]>([])
+        let linkUp = Mutex(false)
+        let warmUpAuction = AuctionID(rawValue: "warm-up-lot")!
         receiver.onFrame { frame, _, _ in
             switch frame {
+            case .events(let auction, _) where auction == warmUpAuction:
+                linkUp.withLock { $0 = true }
             case .events(_, let events):
                 // The first batch is slow to handle; the later ones must still come after it.
                 if events.first?.seq == 1 { try? await Task.sleep(for: .milliseconds(300)) }
@@ -72,6 +76,15 @@ import Testing
         try state.apply(contentsOf: created)
         let event = StoredEvent(auction: auction, seq: 1, epoch: Epoch(1), event: created[0])
 
+        // Delivery is best effort: frames sent while the connection is still being made go down
+        // with it if it fails (a handshake past its deadline on a machine busy with the whole
+        // suite). The order under test is on one established connection, so establish it first.
+        try await eventually("the sender's link is up", timeout: .seconds(120), every: .milliseconds(200)) {
+            var warmUp = event
+            warmUp.auction = warmUpAuction
+            sender.send(.events(auction: warmUpAuction, events: [warmUp]), to: address)
+            return linkUp.withLock { $0 }
+        }
         let command = AuctionCommand.close
         sender.send(.request(id: 1, hops: 1, auction: auction, command: command, issuer: .node), to: address)
         for seq in Int64(1)...20 {
