@@ -73,15 +73,23 @@ public final class ClusterTransport: Sendable {
     }
 
     /// Accepts cluster connections on `host:port` until the task is cancelled.
+    ///
+    /// The listener hands out plain channels, not-yet-reading, and each connection's own task wraps
+    /// its channel in a `NIOAsyncChannel`: a `NIOAsyncChannel` made by the listener but never handed
+    /// out — accepted in the instant the listener stops — makes NIO trap when it is dropped
+    /// ("Deinited NIOAsyncWriter without calling finish()", apple/swift-nio#2637, #3481). A plain
+    /// channel dropped that way is only closed when its peer goes.
     public func serve(host: String, port: Int, bound: (@Sendable (Int) -> Void)? = nil) async throws {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.autoRead, value: false)
             .bind(host: host, port: port) { [serverTLS] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: serverTLS))
                     try channel.pipeline.syncOperations.addHandler(TLSRefusalCounter(metrics: self.metrics))
-                    return try Self.framed(channel)
+                    try Self.addFrameCoders(channel)
+                    return channel
                 }
             }
         bound?(server.channel.localAddress?.port ?? port)
@@ -108,12 +116,27 @@ public final class ClusterTransport: Sendable {
     // MARK: - Connections
 
     static func framed(_ channel: any Channel) throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
-        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ClusterFrameCoder()))
-        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(ClusterFrameCoder()))
+        try addFrameCoders(channel)
         return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
     }
 
-    private func serveInbound(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+    static func addFrameCoders(_ channel: any Channel) throws {
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ClusterFrameCoder()))
+        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(ClusterFrameCoder()))
+    }
+
+    /// Serves one accepted connection: wraps it (see `serve`), then lets it read.
+    private func serveInbound(_ channel: any Channel) async {
+        let connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            connection = try await channel.eventLoop.submit {
+                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }.get()
+        } catch {
+            channel.close(promise: nil)
+            return
+        }
+        channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
         do {
             try await connection.executeThenClose { inbound, outbound in
                 var frames = inbound.makeAsyncIterator()
