@@ -41,6 +41,9 @@ public struct BidLedger: Sendable {
         for receipt in receipts.sorted(by: { $0.seq < $1.seq }) { record(receipt) }
     }
 
+    /// How many receipts are kept whole: most of what a snapshot of the auction writes.
+    public var wholeReceiptCount: Int { recent.count }
+
     /// The receipts kept whole, oldest first.
     public var recentReceipts: [BidReceipt] { order[head...].compactMap { recent[$0] } }
 

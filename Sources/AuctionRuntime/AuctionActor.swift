@@ -14,8 +14,11 @@ public import Storage
 /// before deciding anything else (the failed append may or may not have committed).
 public actor AuctionActor {
     public struct Configuration: Sendable {
-        /// Write a snapshot at least every this many events; large logs snapshot every quarter of
-        /// their length instead, so snapshot cost stays linear in the log.
+        /// Write a snapshot at least every this many events. Longer logs wait for more: a quarter
+        /// of their length, and at least as many events as the snapshot holds receipts whole (its
+        /// bulk), so the cost of snapshots stays a constant per event however busy the lot — a
+        /// busy fresh lot snapshotting every 100 events wrote its last two minutes of receipts
+        /// again each time — while a reload replays at most that many events.
         public var snapshotEvery: Int64 = 100
         /// How long the close timer waits before retrying a close the store could not record.
         public var closeRetryDelay: Duration = .seconds(1)
@@ -228,7 +231,8 @@ public actor AuctionActor {
             pendingEvents = []
             let firstSeq = durableSeq + 1
             let lastSeq = auction.seq
-            let interval = max(configuration.snapshotEvery, lastSeq / 4)
+            let interval = max(
+                configuration.snapshotEvery, lastSeq / 4, Int64(auction.ledger.wholeReceiptCount))
             let snapshot = lastSeq - lastSnapshotSeq >= interval ? auction : nil
             do {
                 try await writer.append(
