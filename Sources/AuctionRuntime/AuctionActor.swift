@@ -13,12 +13,16 @@ public import Storage
 /// writes again and answers `notOwner`; after any other failed append it reloads from the store
 /// before deciding anything else (the failed append may or may not have committed).
 public actor AuctionActor {
+    /// The most events a snapshot waits for because of the receipts it holds: a bound on what a
+    /// reload of a young, very busy lot replays beyond the quarter-of-the-log rule.
+    static let receiptWaitLimit: Int64 = 10_000
+
     public struct Configuration: Sendable {
         /// Write a snapshot at least every this many events. Longer logs wait for more: a quarter
-        /// of their length, and at least as many events as the snapshot holds receipts whole (its
-        /// bulk), so the cost of snapshots stays a constant per event however busy the lot — a
-        /// busy fresh lot snapshotting every 100 events wrote its last two minutes of receipts
-        /// again each time — while a reload replays at most that many events.
+        /// of their length, and as many events as the snapshot holds receipts whole (its bulk; at
+        /// most `receiptWaitLimit`), so the cost of snapshots stays about a constant per event
+        /// however busy the lot — a busy fresh lot snapshotting every 100 events wrote its last two
+        /// minutes of receipts again each time — while a reload replays a bounded tail.
         public var snapshotEvery: Int64 = 100
         /// How long the close timer waits before retrying a close the store could not record.
         public var closeRetryDelay: Duration = .seconds(1)
@@ -232,7 +236,8 @@ public actor AuctionActor {
             let firstSeq = durableSeq + 1
             let lastSeq = auction.seq
             let interval = max(
-                configuration.snapshotEvery, lastSeq / 4, Int64(auction.ledger.wholeReceiptCount))
+                configuration.snapshotEvery, lastSeq / 4,
+                min(Int64(auction.ledger.wholeReceiptCount), Self.receiptWaitLimit))
             let snapshot = lastSeq - lastSnapshotSeq >= interval ? auction : nil
             do {
                 try await writer.append(
