@@ -59,10 +59,11 @@ public struct FaultImpact: Sendable, Equatable {
     ]
 
     /// Measures a history. `grace` (µs) is how long after a heal requests still count against the
-    /// fault; `before` the window the pre-restart rate is measured over; `threshold` the share of
-    /// that rate that counts as recovered, over one-second windows stepped by 100 ms.
+    /// fault; `before` the window the pre-restart rate is measured over (its slowest second);
+    /// `threshold` the share of that rate that counts as recovered, over one-second windows
+    /// stepped by 100 ms.
     public static func measure(
-        history: [HistoryEntry], grace: Int64 = 3_000_000, before: Int64 = 1_000_000, threshold: Double = 0.8
+        history: [HistoryEntry], grace: Int64 = 3_000_000, before: Int64 = 3_000_000, threshold: Double = 0.8
     ) -> FaultImpact {
         var operations: [HistoryOperation] = []
         var faults: [InjectedFault] = []
@@ -90,7 +91,16 @@ public struct FaultImpact: Sendable, Equatable {
         }
         for window in windows where window.kind == "pg-restart" {
             guard let upAt = window.end else { continue }
-            let rateBefore = perSecond(answered, from: window.start - before, to: window.start)
+            // The lowest of the one-second rates in the `before` window (only seconds after every
+            // earlier fault has healed; the last second when none is): one busy second just before
+            // the restart is not the level to come back to, and neither is a higher rate the
+            // workload drifted down from.
+            let calmSince = windows.filter { $0.start < window.start }.compactMap(\.end).max() ?? .min
+            let seconds = stride(from: window.start - 1_000_000, through: window.start - before, by: -1_000_000)
+                .filter { $0 >= calmSince }
+            let rateBefore =
+                seconds.map { perSecond(answered, from: $0, to: $0 + 1_000_000) }.min()
+                ?? perSecond(answered, from: window.start - 1_000_000, to: window.start)
             let nextFault = windows.first { $0.start > upAt }?.start ?? lastCompletion
             var recovered: Double?
             var from = upAt
@@ -149,7 +159,7 @@ public struct FaultImpact: Sendable, Equatable {
         }
         if !recoveries.isEmpty {
             lines.append(
-                "PostgreSQL restarts (answered bids/s in the 1 s before, seconds from up until ≥ 80 % of that; "
+                "PostgreSQL restarts (answered bids/s in the slowest of the 3 s before, seconds from up until ≥ 80 % of that; "
                     + "accepted bids/s before and in the 2 s after up):")
             for (index, recovery) in recoveries.enumerated() {
                 let recovered = recovery.recoverySeconds.map { "\(fixed($0, 1)) s" } ?? "not recovered"
