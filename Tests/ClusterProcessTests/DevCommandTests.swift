@@ -41,14 +41,14 @@ import Testing
         kill(nodes[1], SIGKILL)
         try await eventually("the killed node is gone") { !isAlive(nodes[1]) }
         // As a person would: Ctrl-C once the status line shows the node down.
-        try await eventually("the status line shows the node down", timeout: .seconds(30)) {
+        try await eventually("the status line shows the node down") {
             ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("node-2 DOWN")
         }
 
         kill(-dev, SIGINT)  // Ctrl-C: the terminal signals the whole foreground group
-        try await eventually("artpay dev exits", timeout: .seconds(60)) { hasExited(dev) }
+        try await eventually("artpay dev exits") { hasExited(dev) }
         for node in nodes {
-            try await eventually("node \(node) is gone, reaped", timeout: .seconds(20)) { !isAlive(node) }
+            try await eventually("node \(node) is gone, reaped") { !isAlive(node) }
         }
     }
 
@@ -98,10 +98,11 @@ import Testing
         // Alice buys lot 2 now on node 2; her saved visa pays, with no call from her.
         let alice = try await on(1, as: "alice")
         try await alice.call(
-            "POST", "/v1/auctions/\(lots[1])/buy-now", json: ["bidId": "alice-buys", "price": 60_000, "currency": "GBP"])
+            "POST", "/v1/auctions/\(lots[1])/buy-now",
+            json: ["bidId": "alice-buys", "price": 60_000, "currency": "GBP"])
         let aliceOnNode3 = APIClient(base: node[2], token: alice.token)
         var paid: [String: Any] = [:]
-        try await eventually("alice's lot is settled", timeout: .seconds(60), every: .milliseconds(250)) {
+        try await eventually("alice's lot is settled", every: .milliseconds(250)) {
             paid = try await settlement(of: lots[1], as: aliceOnNode3) ?? [:]
             return paid["state"] as? String == "settled"
         }
@@ -121,7 +122,7 @@ import Testing
         try await carol.call(
             "POST", "/v1/auctions/\(lots[0])/bids", json: ["bidId": "carol-1", "maximum": 200_000, "currency": "EUR"])
         var offered: [String: Any] = [:]
-        try await eventually("the lot closes, carol defaults, bob gets an offer", timeout: .seconds(90), every: .milliseconds(250)) {
+        try await eventually("the lot closes, carol defaults, bob gets an offer", every: .milliseconds(250)) {
             offered = try await settlement(of: lots[0], as: bob) ?? [:]
             return offered["state"] as? String == "second_chance_offered"
         }
@@ -140,7 +141,7 @@ import Testing
         }
         try await bob.call("POST", "/v1/me/settlements/\(lots[0])/second-chance", json: ["accept": true])
         var second: [String: Any] = [:]
-        try await eventually("bob's saved card pays the second chance", timeout: .seconds(60), every: .milliseconds(250)) {
+        try await eventually("bob's saved card pays the second chance", every: .milliseconds(250)) {
             second = try await settlement(of: lots[0], as: bob) ?? [:]
             return second["state"] as? String == "settled"
         }
@@ -159,7 +160,7 @@ import Testing
         #expect(again["outcome"] as? String == "leading")
 
         kill(-dev, SIGINT)
-        try await eventually("artpay dev exits", timeout: .seconds(60)) { hasExited(dev) }
+        try await eventually("artpay dev exits") { hasExited(dev) }
     }
 
     /// Starts `executable` as the leader of a new process group, output to `output`.
@@ -179,7 +180,9 @@ import Testing
         defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
-        guard result == 0 else { throw HarnessError("cannot start \(executable): \(String(cString: strerror(result)))") }
+        guard result == 0 else {
+            throw HarnessError("cannot start \(executable): \(String(cString: strerror(result)))")
+        }
         return pid
     }
 

@@ -91,7 +91,7 @@ import Testing
 
             if round + 1 < rounds {
                 try owner.start(environment: [:])
-                try await eventually("\(ownerId) rejoins", timeout: .seconds(60)) {
+                try await eventually("\(ownerId) rejoins") {
                     for node in nodes {
                         guard let view = await node.clusterView(), view.aliveMembers == allIds else { return false }
                     }
@@ -193,14 +193,14 @@ import Testing
         try await eventually("the watcher saw the first five events") { seen.withLock { $0.count } >= 5 }
         nodes[victim].kill()
         for n in 5...10 { try await bid(n) }
-        try await eventually("the watcher saw all eleven events", timeout: .seconds(30)) {
+        try await eventually("the watcher saw all eleven events") {
             seen.withLock { $0.count } >= 11
         }
         watcher.cancel()
         #expect(seen.withLock { $0 } == Array(1...11), "events seen: \(seen.withLock { $0 })")
         // Bids 3, 5, 7 and 9 (seq 4, 6, 8, 10) outbid alice; the watcher saw each once, across the kill.
         let outbid = [4, 6, 8, 10].map { "\(auction):\($0):outbid" }
-        try await eventually("alice heard every outbid", timeout: .seconds(30)) { notified.withLock { $0 }.count >= 4 }
+        try await eventually("alice heard every outbid") { notified.withLock { $0 }.count >= 4 }
         #expect(notified.withLock { $0 } == outbid, "notifications: \(notified.withLock { $0 })")
     }
 }
@@ -257,7 +257,7 @@ final class ProcessCluster: Sendable {
         do {
             for node in nodes { try node.start(environment: [:]) }
             let allIds = Set(nodes.map(\.id.rawValue))
-            try await eventually("three nodes see each other alive", timeout: .seconds(60)) {
+            try await eventually("three nodes see each other alive") {
                 for node in nodes {
                     guard let view = await node.clusterView(), view.aliveMembers == allIds else { return false }
                 }

@@ -15,7 +15,7 @@ import Testing
         #expect(await control.admit())
         #expect(await control.admit())
         let waiter = Task { await control.admit() }
-        try await eventually("the third one waits", timeout: .seconds(60)) {
+        try await eventually("the third one waits") {
             control.metricsText().contains("artpay_http_admission_waiting 1")
         }
         control.release()
@@ -28,7 +28,7 @@ import Testing
             limits: .init(maximumInFlight: 1, maximumWait: .seconds(2), maximumWaiting: 1))
         #expect(await control.admit())
         let waiter = Task { await control.admit() }
-        try await eventually("one waits", timeout: .seconds(60)) {
+        try await eventually("one waits") {
             control.metricsText().contains("artpay_http_admission_waiting 1")
         }
         #expect(await control.admit() == false, "the queue is full: refused without waiting")

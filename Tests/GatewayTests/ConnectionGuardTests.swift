@@ -52,7 +52,7 @@ import Testing
             var idle: [RawConnection] = []
             for _ in 0..<5 { idle.append(try await RawConnection.open(port: port, from: "127.0.0.3")) }
             for connection in idle {
-                try await eventually("an idle connection is closed", timeout: .seconds(30)) { connection.isClosed }
+                try await eventually("an idle connection is closed") { connection.isClosed }
                 #expect(connection.text.hasPrefix("HTTP/1.1 408"))
             }
             try await eventually("their slots are free") { harness.api.connections.open(from: "127.0.0.3") == 0 }
@@ -113,7 +113,7 @@ import Testing
         try await GatewayHarness.run(live: true, connections: Self.limits) { client, harness in
             let connection = try await RawConnection.open(port: try #require(client.port), from: "127.0.0.1")
             connection.send(request)
-            try await eventually("\(name): closed", timeout: .seconds(60)) { connection.isClosed }
+            try await eventually("\(name): closed") { connection.isClosed }
             #expect(connection.text.hasPrefix("HTTP/1.1 400"), "\(name): \(connection.text.prefix(80))")
             #expect(connection.text.contains("malformed_http"))
             #expect(harness.api.connections.closings["malformed_http"] == 1)
@@ -127,7 +127,7 @@ import Testing
                 "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
             )
             // The deadline is 1 s; the wait is long because a machine busy with the whole suite can be slow.
-            try await eventually("closed after the body deadline", timeout: .seconds(60)) { connection.isClosed }
+            try await eventually("closed after the body deadline") { connection.isClosed }
             #expect(harness.api.connections.closings["request_body_timeout"] == 1)
         }
     }

@@ -291,7 +291,7 @@ enum SystemClockNow {
             _ = await outsider.submit(.create(ClusterNodeTests.terms(id)), to: id)
             await outsider.shutdown()
             for running in cluster.nodes {
-                try await eventually("\(running.address) loads the auction", timeout: .seconds(20)) {
+                try await eventually("\(running.address) loads the auction") {
                     running.node.readModel.summary(of: id) != nil
                 }
             }
@@ -324,7 +324,7 @@ enum SystemClockNow {
 
             let cluster = try await LocalCluster.start(count: 3, store: store)
             try await cluster.converged()
-            try await eventually("the owner closes the auction", timeout: .seconds(20)) {
+            try await eventually("the owner closes the auction") {
                 let log = try await store.events(of: id, after: 0, limit: 10)
                 return log.contains { if case .closed = $0.event { true } else { false } }
             }
@@ -355,7 +355,7 @@ enum SystemClockNow {
             let bid = PlaceBid(
                 bidId: BidID(rawValue: "b1")!, bidderId: alice, maximum: Money(minorUnits: 5_000, currency: .eur))
             #expect(await cluster.nodes[1].node.submit(.placeBid(bid), to: id).value != nil)
-            try await eventually("the hammer opens the settlement", timeout: .seconds(20)) {
+            try await eventually("the hammer opens the settlement") {
                 let log = try await store.events(of: id, after: 0, limit: 10)
                 return log.contains { if case .settlement(.opened) = $0.event { true } else { false } }
             }
@@ -551,7 +551,8 @@ final class HeldAppendStore: EventStore {
                 bidId: BidID(rawValue: "fi-b1")!, bidderId: alice, maximum: Money(minorUnits: 2_000, currency: .eur))
             let forged = await cluster.nodes[0].node.submit(
                 .placeBid(bid), to: id, as: .user(UserID(rawValue: "mallory")!, tokenVersion: 0))
-            #expect(forged.failure == .refusedByOwner(code: "not_your_command", detail: "a bid in another bidder's name"))
+            #expect(
+                forged.failure == .refusedByOwner(code: "not_your_command", detail: "a bid in another bidder's name"))
             let asNode = await cluster.nodes[0].node.submit(.placeBid(bid), to: id)
             #expect(asNode.failure?.code == "not_your_command")
 

@@ -27,13 +27,13 @@ import Testing
                 try? await transport.serve(host: "127.0.0.1", port: 0) { bound in port.withLock { $0 = bound } }
                 ended.withLock { $0 = true }
             }
-            try await eventually("round \(round): the listener is bound", timeout: .seconds(60)) {
+            try await eventually("round \(round): the listener is bound") {
                 port.withLock { $0 } != nil
             }
             // Connections the kernel completes at once, and the listener's loop takes in over time.
             let sockets = (0..<64).map { _ in Self.connect(to: port.withLock { $0 }!) }
             serving.cancel()
-            try await eventually("round \(round): the listener ends", timeout: .seconds(60)) { ended.withLock { $0 } }
+            try await eventually("round \(round): the listener ends") { ended.withLock { $0 } }
             for socket in sockets where socket >= 0 { close(socket) }
             #expect(sockets.filter { $0 >= 0 }.count == 64, "every connection was made")
             transport.shutdown()

@@ -95,8 +95,7 @@ import Testing
             }
             do {
                 try await eventually(
-                    "alice (on nodes 1 and 2) hears outbid, then lost; bob (on node 3) won, then owes the invoice",
-                    timeout: .seconds(20)
+                    "alice (on nodes 1 and 2) hears outbid, then lost; bob (on node 3) won, then owes the invoice"
                 ) {
                     Set(heard.lines.withLock { $0 }) == [
                         "0:alice:outbid@3", "1:alice:outbid@3", "0:alice:lost@4", "1:alice:lost@4", "2:bob:won@4",

@@ -100,7 +100,7 @@ import Testing
                 try await Self.sell(
                     lot, bids: [(UserID(rawValue: "buyer-\(index)")!, 5_000 + Int64(index) * 100)], in: cluster)
             }
-            try await eventually("every lot sold", timeout: .seconds(20)) {
+            try await eventually("every lot sold") {
                 lots.allSatisfy { Self.settlement($0, in: cluster)?.phase == .due }
             }
             for (index, lot) in lots.enumerated() {
@@ -109,7 +109,7 @@ import Testing
                     to: lot)
                 #expect(chosen.value != nil, "\(chosen)")
             }
-            try await eventually("every lot settled", timeout: .seconds(60)) {
+            try await eventually("every lot settled") {
                 lots.allSatisfy { Self.settlement($0, in: cluster)?.phase == .settled }
             }
             let ledger = sandbox.ledger
@@ -151,7 +151,7 @@ import Testing
             try await Self.customer(carol, saves: "pm_card_visa", in: store)
             let lot = AuctionID(rawValue: "lot-saved-card")!
             try await Self.sell(lot, bids: [(carol, 4_000)], in: cluster)
-            try await eventually("carol's saved card pays", timeout: .seconds(30)) {
+            try await eventually("carol's saved card pays") {
                 Self.settlement(lot, in: cluster)?.phase == .settled
             }
             let settled = try #require(Self.settlement(lot, in: cluster))
@@ -177,8 +177,7 @@ import Testing
             try await Self.customer(alice, saves: "pm_card_chargeDeclined", in: store)
             try await Self.customer(bob, saves: "pm_card_visa", in: store)
             try await Self.sell(lot, bids: [(bob, 3_000), (alice, 9_000)], fees: fees, in: cluster)
-            try await eventually("the card is declined, the deadline passes, bob gets an offer", timeout: .seconds(30))
-            {
+            try await eventually("the card is declined, the deadline passes, bob gets an offer") {
                 Self.settlement(lot, in: cluster)?.phase == .secondChanceOffered
             }
             #expect(try await store.user(id: alice)?.blockedFromBidding == true)
@@ -190,7 +189,7 @@ import Testing
             let accepted = await cluster.nodes[2].node.submit(
                 .settle(.answerSecondChance(bidderId: bob, accept: true)), to: lot)
             #expect(accepted.value != nil, "\(accepted)")
-            try await eventually("bob's round settles with his saved card", timeout: .seconds(30)) {
+            try await eventually("bob's round settles with his saved card") {
                 Self.settlement(lot, in: cluster)?.phase == .settled
             }
             let settled = try #require(Self.settlement(lot, in: cluster))
@@ -210,7 +209,7 @@ import Testing
             try await Self.sell(
                 lot, bids: [(UserID(rawValue: "bob")!, 3_000), (UserID(rawValue: "alice")!, 9_000)], fees: fees,
                 in: cluster)
-            try await eventually("alice defaults, bob's offer expires, the lot is unsold", timeout: .seconds(30)) {
+            try await eventually("alice defaults, bob's offer expires, the lot is unsold") {
                 Self.settlement(lot, in: cluster)?.phase == .unsold
             }
             let log = try await cluster.store.events(of: lot, after: 0, limit: 50).map(\.event)

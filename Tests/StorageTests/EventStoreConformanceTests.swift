@@ -126,7 +126,7 @@ import Testing
             }
             // PostgreSQL lists a head once no older transaction runs anywhere on the server (other
             // tests share it): wait until all five are listed.
-            try await eventually("every head is listed", timeout: .seconds(60)) {
+            try await eventually("every head is listed") {
                 try await store.logHeads(after: .start, limit: 10).heads.count == 5
             }
             let first = try await store.logHeads(after: .start, limit: 2)
@@ -143,7 +143,7 @@ import Testing
                 AppendBatch(entries: [
                     .init(auction: ids[1], shard: Self.shard, epoch: epoch, firstSeq: 3, events: Array(logs[1][2...]))
                 ]))
-            try await eventually("the grown log is listed again", timeout: .seconds(60)) {
+            try await eventually("the grown log is listed again") {
                 try await !store.logHeads(after: rest.next, limit: 10).heads.isEmpty
             }
             let later = try await store.logHeads(after: rest.next, limit: 10)
