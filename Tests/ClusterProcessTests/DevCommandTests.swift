@@ -75,15 +75,24 @@ import Testing
             ], output: output)
         defer { kill(-dev, SIGKILL) }
         var lots: [String] = []
-        try await eventually("artpay dev prints its sale", timeout: .seconds(120)) {
-            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-            guard text.contains("Paying:") else { return false }
-            lots = text.split(separator: "\n").compactMap { line in
-                let words = line.split(separator: " ")
-                guard let first = words.first, first.hasPrefix("evening-"), first.contains("-lot-") else { return nil }
-                return String(first)
+        do {
+            try await eventually("artpay dev prints its sale", timeout: .seconds(120)) {
+                let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+                guard text.contains("Paying:") else { return false }
+                lots = text.split(separator: "\n").compactMap { line in
+                    let words = line.split(separator: " ")
+                    guard let first = words.first, first.hasPrefix("evening-"), first.contains("-lot-") else {
+                        return nil
+                    }
+                    return String(first)
+                }
+                return lots.count == 5
             }
-            return lots.count == 5
+        } catch {
+            // What dev printed: the directory goes with the test.
+            let printed = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            Issue.record("artpay dev printed:\n\(printed.suffix(3_000))")
+            throw error
         }
         let node = (1...3).map { "http://127.0.0.\($0):\(httpPort)" }
         let psp = APIClient(base: "http://127.0.0.4:\(httpPort)", token: "sk_test_artpay_dev")
