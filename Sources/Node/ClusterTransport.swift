@@ -78,8 +78,11 @@ public final class ClusterTransport: Sendable {
     /// its channel in a `NIOAsyncChannel`: a `NIOAsyncChannel` made by the listener but never handed
     /// out — accepted in the instant the listener stops — makes NIO trap when it is dropped
     /// ("Deinited NIOAsyncWriter without calling finish()", apple/swift-nio#2637, #3481). A plain
-    /// channel dropped that way is only closed when its peer goes.
+    /// channel dropped that way would stay open, unread, until its peer goes: the listener keeps
+    /// the channels it has not handed out yet and closes them when it ends.
     public func serve(host: String, port: Int, bound: (@Sendable (Int) -> Void)? = nil) async throws {
+        let waiting = UnservedConnections()
+        defer { waiting.closeAll() }
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -89,6 +92,7 @@ public final class ClusterTransport: Sendable {
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: serverTLS))
                     try channel.pipeline.syncOperations.addHandler(TLSRefusalCounter(metrics: self.metrics))
                     try Self.addFrameCoders(channel)
+                    waiting.insert(channel)
                     return channel
                 }
             }
@@ -96,6 +100,7 @@ public final class ClusterTransport: Sendable {
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { connections in
                 for try await connection in connections {
+                    waiting.remove(connection)
                     group.addTask { await self.serveInbound(connection) }
                 }
             }
@@ -417,4 +422,36 @@ final class OutboundLinks: Sendable {
 /// generic representation and back), so every connection would have called through a longer chain.
 private struct InstalledFrameHandler: Sendable {
     let handle: ClusterTransport.FrameHandler
+}
+
+/// Accepted connections the listener has not handed to a task yet (see `ClusterTransport.serve`).
+/// A connection accepted before the listener closed can still be set up on its own event loop
+/// after it: once closed, this closes what arrives.
+private final class UnservedConnections: Sendable {
+    private let state = Mutex<(channels: [ObjectIdentifier: any Channel], closed: Bool)>(([:], false))
+
+    func insert(_ channel: any Channel) {
+        let keep = state.withLock { state in
+            if !state.closed { state.channels[ObjectIdentifier(channel)] = channel }
+            return !state.closed
+        }
+        if !keep { channel.close(promise: nil) }
+    }
+
+    func remove(_ channel: any Channel) {
+        _ = state.withLock { $0.channels.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    func closeAll() {
+        let left = state.withLock { state in
+            defer {
+                state.channels.removeAll()
+                state.closed = true
+            }
+            return Array(state.channels.values)
+        }
+        for channel in left {
+            channel.close(promise: nil)
+        }
+    }
 }

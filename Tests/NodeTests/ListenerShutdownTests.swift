@@ -13,7 +13,8 @@ import Testing
 /// Stopping a node's cluster listener while peers are connecting must end it cleanly. Cancelling
 /// the loop over a listening NIOAsyncChannel dropped connections it had accepted but not yet handed
 /// out, and NIO trapped on them ("Deinited NIOAsyncWriter without calling finish()"), ending the
-/// whole process — this test then crashes instead of failing.
+/// whole process — this test then crashes instead of failing. Connections accepted but not yet
+/// handed out must be closed with the listener, not left open and unread.
 @Suite struct ListenerShutdownTests {
     @Test func stoppingTheListener_whileConnectionsArrive_endsIt() async throws {
         let id = NodeID(rawValue: "listener")!
@@ -34,9 +35,23 @@ import Testing
             let sockets = (0..<64).map { _ in Self.connect(to: port.withLock { $0 }!) }
             serving.cancel()
             try await eventually("round \(round): the listener ends") { ended.withLock { $0 } }
-            for socket in sockets where socket >= 0 { close(socket) }
             #expect(sockets.filter { $0 >= 0 }.count == 64, "every connection was made")
+            // Also those accepted but never handed out: none stays open, unread, after the listener.
+            try await eventually("round \(round): the node closed every connection") {
+                sockets.allSatisfy { $0 < 0 || Self.closedByPeer($0) }
+            }
+            for socket in sockets where socket >= 0 { close(socket) }
             transport.shutdown()
+        }
+    }
+
+    /// Whether the other end closed `socket` (end of stream or reset), reading without waiting.
+    private static func closedByPeer(_ socket: Int32) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(socket, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if count > 0 { continue }
+            return count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)
         }
     }
 
