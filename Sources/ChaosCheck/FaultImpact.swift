@@ -30,10 +30,11 @@ public struct FaultImpact: Sendable, Equatable {
         /// When the restart began and when PostgreSQL accepted connections again (µs, history clock).
         public var restartedAt: Int64
         public var upAt: Int64
-        /// Answered and accepted bids per second over the window before the restart.
+        /// Answered and accepted bids in the slowest one-second window before the restart (the
+        /// level to come back to; both counted over that same second).
         public var answeredPerSecondBefore: Double
         public var acceptedPerSecondBefore: Double
-        /// Accepted bids per second in the two seconds after `upAt`.
+        /// Accepted bids in the first second after `upAt`.
         public var acceptedPerSecondAfter: Double
         /// Seconds from `upAt` until a one-second window starting then had ≥ threshold × the
         /// answered rate before; nil when that never happened before the next fault (or the end).
@@ -98,9 +99,10 @@ public struct FaultImpact: Sendable, Equatable {
             let calmSince = windows.filter { $0.start < window.start }.compactMap(\.end).max() ?? .min
             let seconds = stride(from: window.start - 1_000_000, through: window.start - before, by: -1_000_000)
                 .filter { $0 >= calmSince }
-            let rateBefore =
-                seconds.map { perSecond(answered, from: $0, to: $0 + 1_000_000) }.min()
-                ?? perSecond(answered, from: window.start - 1_000_000, to: window.start)
+            func answeredIn(secondFrom start: Int64) -> Double { perSecond(answered, from: start, to: start + 1_000_000) }
+            let baselineSecond =
+                seconds.min { answeredIn(secondFrom: $0) < answeredIn(secondFrom: $1) } ?? window.start - 1_000_000
+            let rateBefore = perSecond(answered, from: baselineSecond, to: baselineSecond + 1_000_000)
             let nextFault = windows.first { $0.start > upAt }?.start ?? lastCompletion
             var recovered: Double?
             var from = upAt
@@ -115,8 +117,8 @@ public struct FaultImpact: Sendable, Equatable {
             impact.recoveries.append(
                 Recovery(
                     restartedAt: window.start, upAt: upAt, answeredPerSecondBefore: rateBefore,
-                    acceptedPerSecondBefore: perSecond(accepted, from: window.start - before, to: window.start),
-                    acceptedPerSecondAfter: perSecond(accepted, from: upAt, to: upAt + 2_000_000),
+                    acceptedPerSecondBefore: perSecond(accepted, from: baselineSecond, to: baselineSecond + 1_000_000),
+                    acceptedPerSecondAfter: perSecond(accepted, from: upAt, to: upAt + 1_000_000),
                     recoverySeconds: recovered, requestsWhileDown: down.count,
                     unknownWhileDown: down.filter { $0.outcome == .unknown }.count))
         }
@@ -160,7 +162,7 @@ public struct FaultImpact: Sendable, Equatable {
         if !recoveries.isEmpty {
             lines.append(
                 "PostgreSQL restarts (answered bids/s in the slowest of the 3 s before, seconds from up until ≥ 80 % of that; "
-                    + "accepted bids/s before and in the 2 s after up):")
+                    + "accepted bids/s in that same second and in the first second after up):")
             for (index, recovery) in recoveries.enumerated() {
                 let recovered = recovery.recoverySeconds.map { "\(fixed($0, 1)) s" } ?? "not recovered"
                 lines.append(

@@ -72,6 +72,25 @@ struct ImpactScenario {
         #expect(impact.violations(maxCalmUnknownShare: 0.01, maxRecoverySeconds: 2).isEmpty)
     }
 
+    /// The accepted rate printed beside the baseline is counted over the same second, so the two
+    /// figures describe one moment: here 100 answered of which 60 accepted, not a mean with the busy second.
+    @Test func acceptedBeforeAndAfter_areCountedInTheSameSecondsAsTheBaseline() {
+        var run = ImpactScenario()
+        run.answers(from: 0, to: 7)
+        run.answers(from: 7, to: 8, every: 16_667)  // 60 accepted …
+        run.answers(from: 7.005, to: 8, outcome: .rejected, every: 25_000)  // … and 40 refused: the slowest second
+        run.answers(from: 8, to: 9, every: 6_667)  // 150 accepted
+        run.answers(from: 9, to: 10, every: 5_000)  // 200 accepted
+        run.fault("pg-restart", "postgresql", at: 10)
+        run.fault("pg-up", "postgresql", at: 10.5)
+        run.answers(from: 10.5, to: 11.5, every: 12_500)  // 80 a second
+        run.answers(from: 11.5, to: 20, every: 10_000)
+        let recovery = try! #require(FaultImpact.measure(history: run.history).recoveries.first)
+        #expect(abs(recovery.answeredPerSecondBefore - 100) < 0.5)
+        #expect(abs(recovery.acceptedPerSecondBefore - 60) < 0.5)
+        #expect(abs(recovery.acceptedPerSecondAfter - 80) < 0.5)
+    }
+
     @Test func aRateThatNeverComesBackBeforeTheNextFault_isAViolation() {
         var run = ImpactScenario()
         run.answers(from: 0, to: 10)
