@@ -132,6 +132,7 @@ let package = Package(
                 "AuctionRuntime",
                 "Node",
                 "Payments",
+                "ArtPayClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),

@@ -23,16 +23,11 @@ public struct APIClient: Sendable {
         }
     }
 
-    /// Problems a node answers before doing any work for the request (admission control, rate
-    /// limits, the connection cap): the same request may simply be sent again once the
-    /// `Retry-After` the node named has passed.
-    public static let refusedBeforeWork: Set<String> = ["overloaded", "rate_limited", "too_many_connections"]
-
     /// The longest `Retry-After` the client waits out; a longer one is returned as the failure.
     public static let longestRetryAfter: TimeInterval = 10
 
     /// Sends `json` and returns the decoded JSON object of a 2xx answer, or throws the problem.
-    /// A request the node refused before doing any work for it (``refusedBeforeWork``, with a
+    /// A request the node refused before doing any work for it (``RefusedBeforeWork``, with a
     /// `Retry-After` of at most ``longestRetryAfter`` seconds) is sent again after that wait, at
     /// most `retries` times: a node past its capacity sheds load instead of queueing it, and the
     /// shed load must not come straight back.
@@ -64,11 +59,11 @@ public struct APIClient: Sendable {
     }
 
     /// How long to wait before sending a refused request again, or nil when it must not be resent:
-    /// only problems in ``refusedBeforeWork`` with a `Retry-After` in seconds (RFC 9110; the HTTP
+    /// only problems in ``RefusedBeforeWork`` with a `Retry-After` in seconds (RFC 9110; the HTTP
     /// date form is not used by the nodes) of at most ``longestRetryAfter``.
     static func retryWait(for failure: Failure, retryAfter: String?) -> TimeInterval? {
         guard [429, 503].contains(failure.status), let code = failure.body["code"] as? String,
-            refusedBeforeWork.contains(code),
+            RefusedBeforeWork(rawValue: code) != nil,
             let seconds = retryAfter.flatMap({ TimeInterval($0.trimmingCharacters(in: .whitespaces)) }),
             seconds >= 0, seconds <= longestRetryAfter
         else { return nil }

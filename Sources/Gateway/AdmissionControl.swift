@@ -1,3 +1,4 @@
+import ArtPayClient
 import DequeModule
 import Hummingbird
 import NIOCore
@@ -133,7 +134,7 @@ struct AdmissionMiddleware<Context: RequestContext>: RouterMiddleware {
         guard control.limits.maximumInFlight > 0 else { return try await next(request, context) }
         guard await control.admit() else {
             throw APIError(
-                .serviceUnavailable, code: "overloaded",
+                .serviceUnavailable, code: RefusedBeforeWork.overloaded.rawValue,
                 detail:
                     "This node is at capacity; retry shortly (a bid with the same bid id), here or on another node.",
                 headers: [.retryAfter: "1"])

@@ -1,3 +1,4 @@
+import ArtPayClient
 public import HummingbirdCore
 import HummingbirdWebSocket
 public import Logging
@@ -60,7 +61,7 @@ public final class ConnectionCounter: Sendable {
 
     /// Why the guard ended a connection, for the metrics.
     enum Closing: String, CaseIterable {
-        case refusedTotal = "too_many_connections"
+        case refusedTotal = "too_many_connections"  // RefusedBeforeWork.tooManyConnections
         case refusedPerAddress = "too_many_connections_from_address"
         case headTimeout = "request_head_timeout"
         case bodyTimeout = "request_body_timeout"
@@ -260,13 +261,13 @@ final class FirstRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .refusedTotal:
             counter.count(.refusedTotal)
             answerAndClose(
-                context, status: "503 Service Unavailable", code: "too_many_connections",
+                context, status: "503 Service Unavailable", code: RefusedBeforeWork.tooManyConnections.rawValue,
                 detail: "This node has as many connections as it keeps; retry shortly or use another node.",
                 retryAfter: true)
         case .refusedPerAddress:
             counter.count(.refusedPerAddress)
             answerAndClose(
-                context, status: "503 Service Unavailable", code: "too_many_connections",
+                context, status: "503 Service Unavailable", code: RefusedBeforeWork.tooManyConnections.rawValue,
                 detail: "Too many connections from your address; reuse connections or retry shortly.",
                 retryAfter: true)
         }

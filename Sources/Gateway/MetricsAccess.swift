@@ -1,3 +1,4 @@
+import ArtPayClient
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -42,7 +43,7 @@ final class MetricsAccess: Sendable {
         }
         guard decision.allowed else {
             throw APIError(
-                .tooManyRequests, code: "rate_limited",
+                .tooManyRequests, code: RefusedBeforeWork.rateLimited.rawValue,
                 detail: "Too many metrics scrapes from this address; retry in \(decision.retryAfterSeconds) s.",
                 headers: [.retryAfter: "\(decision.retryAfterSeconds)"])
         }

@@ -1,3 +1,4 @@
+import ArtPayClient
 import HTTPTypes
 public import Hummingbird
 import Logging
@@ -230,7 +231,7 @@ public final class RateLimitMiddleware: RouterMiddleware, Sendable {
         let limit = max(1, Int(Double(policy.capacity) / cost))
         guard decision.allowed else {
             throw APIError(
-                .tooManyRequests, code: "rate_limited",
+                .tooManyRequests, code: RefusedBeforeWork.rateLimited.rawValue,
                 detail: "Too many requests; retry in \(decision.retryAfterSeconds) s.",
                 headers: [
                     .retryAfter: "\(decision.retryAfterSeconds)", .rateLimitLimit: "\(limit)",
