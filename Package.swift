@@ -193,7 +193,7 @@ let package = Package(
         .testTarget(
             name: "AuctionCoreTests",
             dependencies: [
-                "AuctionCore",
+                "AuctionCore", "TestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: strict
@@ -201,7 +201,7 @@ let package = Package(
         .testTarget(
             name: "ClusterCoreTests",
             dependencies: [
-                "AuctionCore", "ClusterCore", .product(name: "NIOCore", package: "swift-nio"),
+                "AuctionCore", "ClusterCore", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: strict

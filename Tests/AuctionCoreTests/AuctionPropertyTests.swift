@@ -1,6 +1,7 @@
 import AuctionCore
 import Foundation
 import PropertyBased
+import TestSupport
 import Testing
 
 /// Random bid sequences against the invariants of DESIGN.md (2 and 5) and replay.
@@ -44,8 +45,10 @@ import Testing
     static let bidders = [F.seller, F.alice, F.bob, F.carol, UserID(rawValue: "dave")!]
 
     @Test func randomSequences_keepEveryInvariant() async {
-        await propertyCheck(count: 3_000, input: Self.script) { script in
-            Self.run(script)
+        await offThePool {
+            await propertyCheck(count: 3_000, input: Self.script) { script in
+                Self.run(script)
+            }
         }
     }
 

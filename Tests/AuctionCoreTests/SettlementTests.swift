@@ -1,6 +1,7 @@
 import AuctionCore
 import Foundation
 import PropertyBased
+import TestSupport
 import Testing
 
 /// The money rules and the settlement state machine: examples that read as stories, then random
@@ -49,17 +50,20 @@ import Testing
 
     @Test func amounts_alwaysAddUp_andPremiumsNeverFall() async {
         let hammers = zip(Gen.int64(in: 1...Money.maximumMinorUnits), Gen.int64(in: 1...Money.maximumMinorUnits))
-        await propertyCheck(count: 2_000, input: hammers) { first, second in
-            let low = Self.fees.invoice(hammer: F.usd(min(first, second)))
-            let high = Self.fees.invoice(hammer: F.usd(max(first, second)))
-            for invoice in [low, high] {
-                #expect(invoice.total.minorUnits == invoice.hammer.minorUnits + invoice.buyerPremium.minorUnits)
-                #expect(
-                    invoice.sellerPayout.minorUnits + invoice.sellerCommission.minorUnits == invoice.hammer.minorUnits)
-                #expect(invoice.buyerPremium.minorUnits * 10_000 <= invoice.hammer.minorUnits * 2_600 + 5_000)
-                #expect(invoice.buyerPremium.minorUnits * 10_000 >= invoice.hammer.minorUnits * 1_500 - 5_000)
+        await offThePool {
+            await propertyCheck(count: 2_000, input: hammers) { first, second in
+                let low = Self.fees.invoice(hammer: F.usd(min(first, second)))
+                let high = Self.fees.invoice(hammer: F.usd(max(first, second)))
+                for invoice in [low, high] {
+                    #expect(invoice.total.minorUnits == invoice.hammer.minorUnits + invoice.buyerPremium.minorUnits)
+                    #expect(
+                        invoice.sellerPayout.minorUnits + invoice.sellerCommission.minorUnits
+                            == invoice.hammer.minorUnits)
+                    #expect(invoice.buyerPremium.minorUnits * 10_000 <= invoice.hammer.minorUnits * 2_600 + 5_000)
+                    #expect(invoice.buyerPremium.minorUnits * 10_000 >= invoice.hammer.minorUnits * 1_500 - 5_000)
+                }
+                #expect(low.buyerPremium <= high.buyerPremium)
             }
-            #expect(low.buyerPremium <= high.buyerPremium)
         }
     }
 
@@ -324,46 +328,48 @@ import Testing
     }
 
     @Test func randomPaths_keepEveryInvariant_andAllEndFinished() async {
-        await propertyCheck(count: 3_000, input: Self.steps) { steps in
-            var settlement = Settlement(auctionId: F.auctionId)
-            guard
-                case .accept(let opening) = settlement.decide(
-                    .open(buyerId: F.alice, hammer: F.usd(100_000)), fees: Self.fees, now: Self.t0)
-            else { return }
-            try! settlement.apply(contentsOf: opening)
-            var log = opening
-            var now = Self.t0
-            var capturesByRound: [Int: Int] = [:]
-            var keys: [String: ProviderCall] = [:]
-            for step in steps {
-                now = now.advanced(by: .seconds(step.delaySeconds))
-                let before = settlement
-                let decision = settlement.decide(Self.command(step, on: settlement), fees: Self.fees, now: now)
-                guard case .accept(let events) = decision else {
-                    #expect(settlement == before)
-                    continue
-                }
-                for event in events {
-                    do {
-                        try settlement.apply(event)
-                    } catch {
-                        Issue.record("an accepted event does not apply: \(error) after \(log)")
-                        return
+        await offThePool {
+            await propertyCheck(count: 3_000, input: Self.steps) { steps in
+                var settlement = Settlement(auctionId: F.auctionId)
+                guard
+                    case .accept(let opening) = settlement.decide(
+                        .open(buyerId: F.alice, hammer: F.usd(100_000)), fees: Self.fees, now: Self.t0)
+                else { return }
+                try! settlement.apply(contentsOf: opening)
+                var log = opening
+                var now = Self.t0
+                var capturesByRound: [Int: Int] = [:]
+                var keys: [String: ProviderCall] = [:]
+                for step in steps {
+                    now = now.advanced(by: .seconds(step.delaySeconds))
+                    let before = settlement
+                    let decision = settlement.decide(Self.command(step, on: settlement), fees: Self.fees, now: now)
+                    guard case .accept(let events) = decision else {
+                        #expect(settlement == before)
+                        continue
                     }
-                    log.append(event)
-                    if case .captured = event { capturesByRound[settlement.round, default: 0] += 1 }
-                    if case .callStarted(let call, _) = event {
-                        #expect(keys[call.idempotencyKey] == nil, "key \(call.idempotencyKey) used twice")
-                        keys[call.idempotencyKey] = call
+                    for event in events {
+                        do {
+                            try settlement.apply(event)
+                        } catch {
+                            Issue.record("an accepted event does not apply: \(error) after \(log)")
+                            return
+                        }
+                        log.append(event)
+                        if case .captured = event { capturesByRound[settlement.round, default: 0] += 1 }
+                        if case .callStarted(let call, _) = event {
+                            #expect(keys[call.idempotencyKey] == nil, "key \(call.idempotencyKey) used twice")
+                            keys[call.idempotencyKey] = call
+                        }
                     }
+                    Self.checkAmounts(settlement)
                 }
-                Self.checkAmounts(settlement)
+                #expect(capturesByRound.values.allSatisfy { $0 <= 1 }, "\(capturesByRound)")
+                #expect((try? Settlement.replay(auctionId: F.auctionId, events: log)) == settlement)
+                // Left alone with a provider that answers and nobody else acting, every path finishes.
+                Self.finish(&settlement, from: now)
+                #expect(settlement.phase?.isFinished == true, "stuck in \(settlement.phase.map(\.rawValue) ?? "-")")
             }
-            #expect(capturesByRound.values.allSatisfy { $0 <= 1 }, "\(capturesByRound)")
-            #expect((try? Settlement.replay(auctionId: F.auctionId, events: log)) == settlement)
-            // Left alone with a provider that answers and nobody else acting, every path finishes.
-            Self.finish(&settlement, from: now)
-            #expect(settlement.phase?.isFinished == true, "stuck in \(settlement.phase.map(\.rawValue) ?? "-")")
         }
     }
 

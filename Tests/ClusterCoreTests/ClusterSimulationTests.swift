@@ -1,6 +1,7 @@
 import AuctionCore
 import ClusterCore
 import Foundation
+import TestSupport
 import Testing
 
 /// Hundreds of seeded cluster runs with crashes, restarts, partitions and message loss, under a
@@ -42,7 +43,7 @@ import Testing
     }
 
     @Test(arguments: clusterSizes) func aOneNodePartition_neverBuriesTheMajority(nodes count: Int) async {
-        let found = await Self.offThePool { Self.partitionOneNode(count: count) }
+        let found = await offThePool { Self.partitionOneNode(count: count) }
         let (wrongful, byVictim, violations) = (found.wrongful, found.byVictim, found.violations)
         #expect(wrongful.isEmpty, "\(wrongful.count) deaths of majority members, first: \(wrongful.prefix(3))")
         #expect(byVictim.isEmpty, "the cut-off node buried \(byVictim.count) members, first: \(byVictim.prefix(3))")
@@ -59,7 +60,7 @@ import Testing
     /// within the suspicion timeout, and it serves nobody in time either.)
     @Test(arguments: [[250], [100, 300, 600]], [3, 5])
     func aStarvedCluster_buriesNobodyAndKeepsItsShards(lags: [Int64], nodes count: Int) async {
-        let found = await Self.offThePool { () -> (deaths: [String], drops: Int, violations: [String]) in
+        let found = await offThePool { () -> (deaths: [String], drops: Int, violations: [String]) in
             var sim = ClusterSimulation(nodeCount: count, seed: UInt64(40 + count))
             for index in 0..<count {
                 sim.run(until: Int64(index) * 5)
@@ -103,15 +104,6 @@ import Testing
         let wrongful = sim.deaths.filter { $0.at >= cutAt && $0.observer != victim && $0.subject.id != victim }
         let byVictim = sim.deaths.filter { $0.at >= cutAt && $0.observer == victim }
         return (wrongful.map { "\($0)" }, byVictim.map { "\($0)" }, violations)
-    }
-
-    /// Runs CPU-bound simulation work on a Dispatch thread: on the Swift concurrency pool (two
-    /// threads on a 2-core machine) a minute of it would starve every other suite's actors and
-    /// timers, and their in-process clusters would time out.
-    static func offThePool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: work()) }
-        }
     }
 
     static func runAll(fencing: Bool, seeds: [UInt64] = seeds) async -> [String] {
@@ -292,17 +284,19 @@ import Testing
         }
     }
 
-    @Test func sameSeed_replaysTheSameRun() {
-        var first = ClusterSimulation(nodeCount: 4, seed: 9)
-        var second = ClusterSimulation(nodeCount: 4, seed: 9)
-        for index in 0..<4 {
-            first.start(index)
-            second.start(index)
+    @Test func sameSeed_replaysTheSameRun() async {
+        await offThePool {
+            var first = ClusterSimulation(nodeCount: 4, seed: 9)
+            var second = ClusterSimulation(nodeCount: 4, seed: 9)
+            for index in 0..<4 {
+                first.start(index)
+                second.start(index)
+            }
+            first.run(until: 5_000)
+            second.run(until: 5_000)
+            #expect(first.messagesSent == second.messagesSent)
+            #expect((0..<4).map { first.view(of: $0) } == (0..<4).map { second.view(of: $0) })
         }
-        first.run(until: 5_000)
-        second.run(until: 5_000)
-        #expect(first.messagesSent == second.messagesSent)
-        #expect((0..<4).map { first.view(of: $0) } == (0..<4).map { second.view(of: $0) })
     }
 }
 

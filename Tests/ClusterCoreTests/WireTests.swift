@@ -2,6 +2,7 @@ import AuctionCore
 import ClusterCore
 import NIOCore
 import PropertyBased
+import TestSupport
 import Testing
 
 @Suite struct MembershipCodecTests {
@@ -28,12 +29,14 @@ import Testing
     }
 
     @Test func roundTrip_givesBackTheSameMessage() async {
-        await propertyCheck(count: 500, input: Self.message) { message in
-            var buffer = ByteBuffer()
-            MembershipCodec.write(message, to: &buffer)
-            let decoded = try MembershipCodec.read(from: &buffer)
-            #expect(decoded == message)
-            #expect(buffer.readableBytes == 0)
+        await offThePool {
+            await propertyCheck(count: 500, input: Self.message) { message in
+                var buffer = ByteBuffer()
+                MembershipCodec.write(message, to: &buffer)
+                let decoded = try MembershipCodec.read(from: &buffer)
+                #expect(decoded == message)
+                #expect(buffer.readableBytes == 0)
+            }
         }
     }
 
@@ -51,9 +54,11 @@ import Testing
     }
 
     @Test func randomBytes_neverCrashTheDecoder() async {
-        await propertyCheck(count: 2_000, input: Gen.uint8(in: 0...255).array(of: 0...300)) { bytes in
-            var buffer = ByteBuffer(bytes: bytes)
-            _ = try? MembershipCodec.read(from: &buffer)
+        await offThePool {
+            await propertyCheck(count: 2_000, input: Gen.uint8(in: 0...255).array(of: 0...300)) { bytes in
+                var buffer = ByteBuffer(bytes: bytes)
+                _ = try? MembershipCodec.read(from: &buffer)
+            }
         }
     }
 }
