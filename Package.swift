@@ -147,6 +147,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            exclude: ["Web"],
             swiftSettings: strict
         ),
         // The chaos history checker: what clients were told against the final log. Pure.

@@ -93,16 +93,29 @@ public struct HistoryOperation: Codable, Sendable, Hashable {
 /// The visible state of an auction in an answer: what a client was told. It must be the state of
 /// the final log at `seq` (or a state the log passed through).
 public struct ShownState: Codable, Sendable, Hashable {
+    /// Who led, as the answered bidder can tell: the API shows other bidders only by paddle.
+    public enum Leader: String, Codable, Sendable, Hashable {
+        case nobody
+        case requester
+        case another
+    }
+
     public var seq: Int64
     public var price: Int64
-    public var leaderId: UserID?
+    public var leader: Leader
     public var bidCount: Int
 
-    public init(seq: Int64, price: Int64, leaderId: UserID?, bidCount: Int) {
+    public init(seq: Int64, price: Int64, leader: Leader, bidCount: Int) {
         self.seq = seq
         self.price = price
-        self.leaderId = leaderId
+        self.leader = leader
         self.bidCount = bidCount
+    }
+
+    /// The state with `leaderId` leading, as `requester` sees it.
+    public init(seq: Int64, price: Int64, leaderId: UserID?, bidCount: Int, shownTo requester: UserID) {
+        let leader: Leader = leaderId == nil ? .nobody : leaderId == requester ? .requester : .another
+        self.init(seq: seq, price: price, leader: leader, bidCount: bidCount)
     }
 }
 

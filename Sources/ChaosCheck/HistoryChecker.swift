@@ -180,13 +180,16 @@ public enum HistoryChecker {
         var found: [Violation] = []
         for attempt in attempts {
             guard let shown = attempt.shown else { continue }
-            guard let logged = replay.states[shown.seq] else {
+            guard let state = replay.states[shown.seq] else {
                 found.append(
                     Violation(
                         .divergentState, auction,
                         "bid \(attempt.bidId) was shown seq \(shown.seq), past the end of the log"))
                 continue
             }
+            let logged = ShownState(
+                seq: state.seq, price: state.price, leaderId: state.leaderId, bidCount: state.bidCount,
+                shownTo: attempt.bidder)
             if logged != shown {
                 found.append(
                     Violation(
@@ -271,7 +274,7 @@ public enum HistoryChecker {
 /// and each close with the result the state before it implies.
 struct Replay {
     let log: [StoredEvent]
-    var states: [Int64: ShownState] = [:]
+    var states: [Int64: (seq: Int64, price: Int64, leaderId: UserID?, bidCount: Int)] = [:]
     var seqOfBid: [BidID: Int64] = [:]
     var closes: [(seq: Int64, result: AuctionResult, expected: AuctionResult)] = []
     /// Why the rules refused an event (replay stops there).
@@ -301,9 +304,7 @@ struct Replay {
                 continue
             }
             if let state = replayed.state, replayed.seq == stored.seq {
-                states[stored.seq] = ShownState(
-                    seq: stored.seq, price: state.price.minorUnits, leaderId: state.leader?.bidderId,
-                    bidCount: state.bidCount)
+                states[stored.seq] = (stored.seq, state.price.minorUnits, state.leader?.bidderId, state.bidCount)
             }
         }
     }

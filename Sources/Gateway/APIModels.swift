@@ -120,7 +120,8 @@ struct SessionView: Codable, Sendable {
     var expiresAt: String
 }
 
-/// What anyone may see of an auction (no maxima, no reserve amount).
+/// What anyone may see of an auction (no maxima, no reserve amount, no bidder's account: bidders
+/// appear by paddle — see `PaddleBook`).
 struct AuctionView: Codable, Sendable {
     var id: String
     var seq: Int64
@@ -130,7 +131,7 @@ struct AuctionView: Codable, Sendable {
     var currency: String
     var price: Int64
     var minimumNextBid: Int64
-    var leaderId: String?
+    var leaderPaddle: Int?
     var bidCount: Int
     var opensAt: String
     var endsAt: String
@@ -139,10 +140,14 @@ struct AuctionView: Codable, Sendable {
     var hasReserve: Bool
     var reserveMet: Bool
     var buyNowPrice: Int64?
-    var winnerId: String?
+    var winnerPaddle: Int?
     var unsoldReason: String?
+    /// The caller's own paddle in the lot's sale, when they have one: they lead when it is
+    /// `leaderPaddle`.
+    var myPaddle: Int?
 
-    init(_ summary: AuctionSummary, now: Timestamp) {
+    /// `paddles`: those of the bidders the summary names (`AuctionSummary.namedBidders`) and of `viewer`.
+    init(_ summary: AuctionSummary, now: Timestamp, paddles: [UserID: Int] = [:], viewer: UserID? = nil) {
         id = summary.auctionId.rawValue
         seq = summary.seq
         title = summary.title
@@ -151,7 +156,8 @@ struct AuctionView: Codable, Sendable {
         currency = summary.price.currency.code
         price = summary.price.minorUnits
         minimumNextBid = summary.minimumNextBid.minorUnits
-        leaderId = summary.leaderId?.rawValue
+        leaderPaddle = summary.leaderId.flatMap { paddles[$0] }
+        myPaddle = viewer.flatMap { paddles[$0] }
         bidCount = summary.bidCount
         opensAt = Timestamps.format(summary.opensAt)
         endsAt = Timestamps.format(summary.endsAt)
@@ -163,7 +169,7 @@ struct AuctionView: Codable, Sendable {
             status = now < summary.opensAt ? "scheduled" : now < summary.endsAt ? "open" : "ended"
         case .closed(.sold(let winner, _, _)):
             status = "sold"
-            winnerId = winner.rawValue
+            winnerPaddle = paddles[winner]
         case .closed(.unsold(let reason)):
             status = "unsold"
             unsoldReason = reason.rawValue
@@ -175,6 +181,8 @@ struct AuctionView: Codable, Sendable {
 
 struct BidView: Codable, Sendable {
     var bidId: String
+    /// The bidder's paddle in the lot's sale.
+    var paddle: Int
     /// leading, outbid, bought_now
     var outcome: String
     /// True when this bid id was accepted before and nothing new was recorded.
@@ -186,11 +194,28 @@ struct BidView: Codable, Sendable {
 }
 
 struct LeaderboardView: Codable, Sendable {
+    /// A bidder's standing, by paddle (never by account).
+    struct Standing: Codable, Sendable {
+        var paddle: Int?
+        var highestPrice: Int64
+        var bids: Int
+    }
+
     var auction: AuctionView
-    var bidders: [[String: String]]
+    var bidders: [Standing]
 }
 
 struct ActiveView: Codable, Sendable {
     var auction: AuctionView
     var recentBids: Int
+}
+
+extension AuctionSummary {
+    /// The bidders a public view of this summary shows (by paddle): the leader and the winner.
+    var namedBidders: Set<UserID> {
+        var named: Set<UserID> = []
+        if let leader = leaderId { named.insert(leader) }
+        if case .closed(.sold(let winner, _, _)) = status { named.insert(winner) }
+        return named
+    }
 }

@@ -23,11 +23,11 @@ public struct CrossOriginPolicy: Sendable, Hashable {
 
     /// The answer to a preflight (`OPTIONS` with `Access-Control-Request-Method`), or nil for any
     /// other request.
-    func preflight(_ request: Request) -> Response? {
+    func preflight(_ request: Request, members: @Sendable () -> Set<String>) -> Response? {
         guard request.method == .options, let origin = request.headers[.origin],
             request.headers[.accessControlRequestMethod] != nil
         else { return nil }
-        guard allowedOrigins.contains(origin) else {
+        guard allowedOrigins.contains(origin) || members().contains(origin) else {
             return APIError(
                 .forbidden, code: "origin_not_allowed",
                 detail: "Pages of \(origin) may not call this API (http.cors.allowedOrigins)."
@@ -42,8 +42,9 @@ public struct CrossOriginPolicy: Sendable, Hashable {
     }
 
     /// `response` with the CORS headers `request`'s origin is entitled to.
-    func decorate(_ response: Response, for request: Request) -> Response {
-        guard let origin = request.headers[.origin], allowedOrigins.contains(origin) else { return response }
+    func decorate(_ response: Response, for request: Request, members: @Sendable () -> Set<String>) -> Response {
+        guard let origin = request.headers[.origin], allowedOrigins.contains(origin) || members().contains(origin)
+        else { return response }
         var response = response
         response.headers[.accessControlAllowOrigin] = origin
         response.headers[.accessControlExposeHeaders] = Self.exposedHeaders
@@ -58,13 +59,20 @@ public struct CrossOrigin<Builder: HTTPResponderBuilder>: HTTPResponderBuilder {
     let builder: Builder
     let policy: CrossOriginPolicy
 
-    public init(_ builder: Builder, policy: CrossOriginPolicy) {
+    let memberOrigins: @Sendable () -> Set<String>
+
+    /// `memberOrigins`: the origins of the cluster's own nodes, whose pages may always call this
+    /// one (a page goes on through another node when its own dies).
+    public init(
+        _ builder: Builder, policy: CrossOriginPolicy, memberOrigins: @escaping @Sendable () -> Set<String> = { [] }
+    ) {
         self.builder = builder
         self.policy = policy
+        self.memberOrigins = memberOrigins
     }
 
     public func buildResponder() -> CrossOriginResponder<Builder.Responder> {
-        CrossOriginResponder(inner: builder.buildResponder(), policy: policy)
+        CrossOriginResponder(inner: builder.buildResponder(), policy: policy, memberOrigins: memberOrigins)
     }
 }
 
@@ -72,9 +80,11 @@ public struct CrossOriginResponder<Inner: HTTPResponder>: HTTPResponder {
     public typealias Context = Inner.Context
     let inner: Inner
     let policy: CrossOriginPolicy
+    let memberOrigins: @Sendable () -> Set<String>
 
     public func respond(to request: Request, context: Context) async throws -> Response {
-        if let preflight = policy.preflight(request) { return preflight }
-        return policy.decorate(try await inner.respond(to: request, context: context), for: request)
+        if let preflight = policy.preflight(request, members: memberOrigins) { return preflight }
+        return policy.decorate(
+            try await inner.respond(to: request, context: context), for: request, members: memberOrigins)
     }
 }

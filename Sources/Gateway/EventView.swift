@@ -2,30 +2,47 @@ import AuctionCore
 import Foundation
 import Storage
 
-/// The public form of an auction event for clients: no bidder's maximum, no reserve amount.
+/// The public form of an auction event for clients: no bidder's maximum, no reserve amount, and
+/// bidders by paddle (`paddles`: those of the users `namedBidders` lists), never by account.
 enum EventView {
-    static func serverSentEvent(_ stored: StoredEvent) -> String {
-        let (type, object) = payload(stored)
+    static func serverSentEvent(_ stored: StoredEvent, paddles: [UserID: Int]) -> String {
+        let (type, object) = payload(stored, paddles: paddles)
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return "id: \(stored.seq)\nevent: \(type)\ndata: \(String(decoding: data, as: UTF8.self))\n\n"
     }
 
     /// One WebSocket message: the SSE `data` object plus `type`.
-    static func json(_ stored: StoredEvent) -> String {
-        var (type, object) = payload(stored)
+    static func json(_ stored: StoredEvent, paddles: [UserID: Int]) -> String {
+        var (type, object) = payload(stored, paddles: paddles)
         object["type"] = type
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
 
-    private static func payload(_ stored: StoredEvent) -> (String, [String: Any]) {
-        var (type, object) = fields(of: stored.event)
+    /// A bidder's paddle as a JSON value (null while the store could not say).
+    private static func paddle(_ user: UserID, _ paddles: [UserID: Int]) -> Any {
+        paddles[user].map { $0 as Any } ?? NSNull()
+    }
+
+    /// The bidders the public form of `event` shows.
+    static func namedBidders(_ event: AuctionEvent) -> Set<UserID> {
+        switch event {
+        case .bidAccepted(let bid): [bid.bidderId, bid.leaderId]
+        case .boughtNow(let purchase): [purchase.bidderId]
+        case .closed(let closed):
+            if case .sold(let winner, _, _) = closed.result { [winner] } else { [] }
+        default: []
+        }
+    }
+
+    private static func payload(_ stored: StoredEvent, paddles: [UserID: Int]) -> (String, [String: Any]) {
+        var (type, object) = fields(of: stored.event, paddles: paddles)
         object["seq"] = stored.seq
         object["auctionId"] = stored.auction.rawValue
         return (type, object)
     }
 
-    static func fields(of event: AuctionEvent) -> (String, [String: Any]) {
+    static func fields(of event: AuctionEvent, paddles: [UserID: Int]) -> (String, [String: Any]) {
         switch event {
         case .created(let created):
             let terms = created.terms
@@ -41,15 +58,16 @@ enum EventView {
             return (
                 "bid",
                 [
-                    "bidId": bid.bidId.rawValue, "bidderId": bid.bidderId.rawValue, "price": bid.price.minorUnits,
-                    "leaderId": bid.leaderId.rawValue, "at": Timestamps.format(bid.at),
+                    "bidId": bid.bidId.rawValue, "bidderPaddle": paddle(bid.bidderId, paddles),
+                    "price": bid.price.minorUnits, "leaderPaddle": paddle(bid.leaderId, paddles),
+                    "at": Timestamps.format(bid.at),
                 ]
             )
         case .boughtNow(let purchase):
             return (
                 "bought_now",
                 [
-                    "bidId": purchase.bidId.rawValue, "bidderId": purchase.bidderId.rawValue,
+                    "bidId": purchase.bidId.rawValue, "bidderPaddle": paddle(purchase.bidderId, paddles),
                     "price": purchase.price.minorUnits,
                     "at": Timestamps.format(purchase.at),
                 ]
@@ -62,7 +80,7 @@ enum EventView {
                 return (
                     "closed",
                     [
-                        "result": "sold", "winnerId": winner.rawValue, "price": price.minorUnits,
+                        "result": "sold", "winnerPaddle": paddle(winner, paddles), "price": price.minorUnits,
                         "at": Timestamps.format(closed.at),
                     ]
                 )

@@ -1,5 +1,6 @@
 public import AuctionCore
 public import AuctionRuntime
+import ClusterCore
 import Foundation
 import HTTPTypes
 public import Hummingbird
@@ -39,6 +40,11 @@ public struct GatewayAPI: Sendable {
         public var webhookSecrets: [String]
         /// Which other origins' pages may call the API (none by default).
         public var crossOrigin = CrossOriginPolicy()
+        /// The HTTP port every node of the cluster serves on (one cluster shares it, as `artpay dev`
+        /// and one node per host do): with the members' cluster hosts it gives their web addresses
+        /// (`http` in `/v1/cluster`, where a page learns where to go on when its node dies), whose
+        /// pages may call this node. nil: members are listed without one.
+        public var clusterHTTPPort: Int?
         /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>` (what a
         /// Prometheus scrape config sends); unset, it is public but rate limited per address.
         public var metricsBearerToken: String?
@@ -76,6 +82,7 @@ public struct GatewayAPI: Sendable {
     let directory: UserDirectory
     let admission: AdmissionControl
     let webhooks = WebhookLedger()
+    let paddles: PaddleBook
     /// The payment provider, to check a payment method before it is saved (nil: none configured).
     let provider: (any PaymentProvider)?
     /// A bcrypt hash at the configured cost that no password matches: a login of an unknown user
@@ -94,6 +101,7 @@ public struct GatewayAPI: Sendable {
         self.clock = clock
         self.configuration = configuration
         self.connections = ConnectionCounter(limits: configuration.connections)
+        self.paddles = PaddleBook(store: users)
         self.streams = StreamLimiter(limits: configuration.streams)
         let directory = UserDirectory(users: users, maximumAge: configuration.userCacheAge)
         self.directory = directory
@@ -109,8 +117,15 @@ public struct GatewayAPI: Sendable {
     public func responder(
         isReady: @escaping @Sendable () async -> Bool
     ) -> RequestDeadline<CrossOrigin<Router<GatewayContext>>> {
-        RequestDeadline(
-            CrossOrigin(router(isReady: isReady), policy: configuration.crossOrigin), limit: configuration.requestTimeout)
+        let node = self.node
+        let port = configuration.clusterHTTPPort
+        return RequestDeadline(
+            CrossOrigin(
+                router(isReady: isReady), policy: configuration.crossOrigin,
+                memberOrigins: {
+                    Set(node.memberAddressesSeen.values.compactMap { Self.webAddress(of: $0, port: port) })
+                }),
+            limit: configuration.requestTimeout)
     }
 
     /// The router with every route and middleware of the API, health and metrics included.
@@ -120,7 +135,11 @@ public struct GatewayAPI: Sendable {
         router.add(middleware: ProblemMiddleware())
         router.get("/health/live") { _, _ -> HTTPResponse.Status in .ok }
         router.get("/health/ready") { _, _ -> HTTPResponse.Status in await isReady() ? .ok : .serviceUnavailable }
-        router.get("/v1/cluster") { _, _ -> Response in try Self.json(await node.snapshot) }
+        router.get("/v1/cluster") { _, _ -> Response in try await self.clusterView() }
+        router.get("/v1/time") { _, _ -> Response in
+            try Self.json(["now": self.clock.now().millisecondsSinceEpoch])
+        }
+        WebAssets.route(router)
         router.get("/openapi.json") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "application/json"],
@@ -398,7 +417,7 @@ public struct GatewayAPI: Sendable {
             throw APIError.rejected(error)
         }
         let accepted = try Self.unwrap(await node.submit(.create(terms), to: id, as: caller.issuer))
-        var response = try Self.json(AuctionView(accepted.summary, now: clock.now()), status: .created)
+        var response = try Self.json(await view(accepted.summary, for: caller.userId), status: .created)
         response.headers[.location] = "/v1/auctions/\(id)"
         return response
     }
@@ -415,7 +434,7 @@ public struct GatewayAPI: Sendable {
         let limit = min(max(query.get("limit").flatMap(Int.init) ?? 100, 1), 1_000)
         let now = clock.now()
         let soon = now.advanced(by: .seconds(600))
-        let views = node.readModel.list(
+        let summaries = node.readModel.list(
             { summary in
                 if let sale, summary.saleId?.rawValue != sale { return false }
                 let running = summary.status == .running
@@ -426,16 +445,17 @@ public struct GatewayAPI: Sendable {
                 default: return true
                 }
             }, limit: limit
-        ).map { AuctionView($0, now: now) }
-        return try Self.json(["auctions": views])
+        )
+        return try Self.json(["auctions": await views(summaries, now: now)])
     }
 
     /// `GET /v1/auctions/{id}`: from this node's read model (its `seq` says how fresh), or with
     /// `?consistent=true` from the durable log.
     @Sendable func auction(_ request: Request, context: GatewayContext) async throws -> Response {
         let id = try Self.auctionId(context)
+        let viewer = context.identity?.userId
         if request.uri.queryParameters.get("consistent") != "true", let summary = node.readModel.summary(of: id) {
-            return try Self.json(AuctionView(summary, now: clock.now()))
+            return try Self.json(await view(summary, for: viewer))
         }
         let restored: Auction
         do {
@@ -444,7 +464,7 @@ public struct GatewayAPI: Sendable {
             throw APIError.storeUnavailable
         }
         guard let summary = restored.summary else { throw APIError.rejected(.auctionNotFound) }
-        return try Self.json(AuctionView(summary, now: clock.now()))
+        return try Self.json(await view(summary, for: viewer))
     }
 
     @Sendable func bid(_ request: Request, context: GatewayContext) async throws -> Response {
@@ -455,7 +475,9 @@ public struct GatewayAPI: Sendable {
         let bid = PlaceBid(
             bidId: try Self.bidId(body.bidId), bidderId: caller.userId,
             maximum: try Self.money(body.maximum, body.currency))
-        return try bidResponse(counted(await node.submit(.placeBid(bid), to: id, as: caller.issuer)))
+        let paddle = try await paddles.assign(caller.userId, in: try await paddleScope(of: id))
+        return try await bidResponse(
+            counted(await node.submit(.placeBid(bid), to: id, as: caller.issuer)), paddle: paddle, for: caller.userId)
     }
 
     @Sendable func buyNow(_ request: Request, context: GatewayContext) async throws -> Response {
@@ -466,7 +488,10 @@ public struct GatewayAPI: Sendable {
         let purchase = BuyNow(
             bidId: try Self.bidId(body.bidId), bidderId: caller.userId, price: try Self.money(body.price, body.currency)
         )
-        return try bidResponse(counted(await node.submit(.buyNow(purchase), to: id, as: caller.issuer)))
+        let paddle = try await paddles.assign(caller.userId, in: try await paddleScope(of: id))
+        return try await bidResponse(
+            counted(await node.submit(.buyNow(purchase), to: id, as: caller.issuer)), paddle: paddle, for: caller.userId
+        )
     }
 
     @Sendable func cancel(_ request: Request, context: GatewayContext) async throws -> Response {
@@ -479,7 +504,7 @@ public struct GatewayAPI: Sendable {
             throw APIError.rejected(error)
         }
         let accepted = try Self.unwrap(await node.submit(.cancel(reason: body.reason), to: id, as: admin.issuer))
-        return try Self.json(AuctionView(accepted.summary, now: clock.now()))
+        return try Self.json(await view(accepted.summary, for: admin.userId))
     }
 
     /// Counts a bid's answer by outcome (or rejection code), then unwraps it.
@@ -493,15 +518,16 @@ public struct GatewayAPI: Sendable {
         return try Self.unwrap(result)
     }
 
-    private func bidResponse(_ accepted: CommandAccepted) throws -> Response {
+    private func bidResponse(_ accepted: CommandAccepted, paddle: Int, for bidder: UserID) async throws -> Response {
         guard let receipt = accepted.receipt else {
             throw APIError(.internalServerError, code: "internal_error", detail: "No receipt.")
         }
         let view = BidView(
-            bidId: receipt.bidId.rawValue, outcome: receipt.outcome.rawValue, replayed: accepted.replayed,
+            bidId: receipt.bidId.rawValue, paddle: paddle, outcome: receipt.outcome.rawValue,
+            replayed: accepted.replayed,
             seq: receipt.seq,
             maximum: receipt.maximum.minorUnits, priceAfter: receipt.price.minorUnits,
-            auction: AuctionView(accepted.summary, now: clock.now()))
+            auction: await self.view(accepted.summary, for: bidder))
         return try Self.json(view, status: accepted.replayed ? .ok : .created)
     }
 
@@ -515,10 +541,17 @@ public struct GatewayAPI: Sendable {
         guard let (summary, standings) = node.readModel.topBidders(of: id, limit: limit) else {
             throw APIError.rejected(.auctionNotFound)
         }
-        let bidders: [[String: String]] = standings.map {
-            ["bidderId": $0.bidderId.rawValue, "highestPrice": "\($0.highestPrice.minorUnits)", "bids": "\($0.bids)"]
+        let scope = PaddleBook.scope(of: summary)
+        let named = await paddles.paddles(
+            of: summary.namedBidders.union(standings.map(\.bidderId)), viewer: context.identity?.userId, in: scope)
+        let bidders = standings.map {
+            LeaderboardView.Standing(
+                paddle: named[$0.bidderId], highestPrice: $0.highestPrice.minorUnits, bids: $0.bids)
         }
-        return try Self.json(LeaderboardView(auction: AuctionView(summary, now: clock.now()), bidders: bidders))
+        return try Self.json(
+            LeaderboardView(
+                auction: AuctionView(summary, now: clock.now(), paddles: named, viewer: context.identity?.userId),
+                bidders: bidders))
     }
 
     /// `GET /v1/leaderboards/most-active?minutes=5`: auctions by bids in the last minutes.
@@ -527,8 +560,9 @@ public struct GatewayAPI: Sendable {
         let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 10, 1), 100)
         let now = clock.now()
         let active = node.readModel.mostActive(since: now.advanced(by: .seconds(-60 * minutes)), limit: limit)
+        let views = await views(active.map(\.summary), now: now)
         return try Self.json([
-            "auctions": active.map { ActiveView(auction: AuctionView($0.summary, now: now), recentBids: $0.recentBids) }
+            "auctions": zip(active, views).map { ActiveView(auction: $1, recentBids: $0.recentBids) }
         ])
     }
 
@@ -540,7 +574,7 @@ public struct GatewayAPI: Sendable {
         let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 10, 1), 100)
         let now = clock.now()
         return try Self.json([
-            "auctions": node.readModel.highestPrices(inSale: sale, limit: limit).map { AuctionView($0, now: now) }
+            "auctions": await views(node.readModel.highestPrices(inSale: sale, limit: limit), now: now)
         ])
     }
 
@@ -555,11 +589,15 @@ public struct GatewayAPI: Sendable {
             request.headers[.lastEventID].flatMap(Int64.init) ?? request.uri.queryParameters.get("since").flatMap(
                 Int64.init) ?? 0
         guard since >= 0 else { throw APIError.malformed("'since' must not be negative.") }
-        try await requireAuction(id)
+        let scope = try await paddleScope(of: id)
         let slot = try streams.acquire(
             for: context.identity.map { "user:\($0.userId)" } ?? "ip:\(context.clientAddress)")
         let stream = node.events(of: id, after: since)
-        return serverSentEvents(stream, slot: slot, until: context.connectionClosed, render: EventView.serverSentEvent)
+        let paddles = self.paddles
+        return serverSentEvents(stream, slot: slot, until: context.connectionClosed) { stored in
+            EventView.serverSentEvent(
+                stored, paddles: await paddles.paddles(of: EventView.namedBidders(stored.event), in: scope))
+        }
     }
 
     /// `GET /v1/me/notifications`: the caller's notifications (outbid, won, lost, extended,
@@ -589,11 +627,11 @@ public struct GatewayAPI: Sendable {
     /// down, so the node can stop; `slot` is given back then.
     private func serverSentEvents<Source: AsyncSequence<Element, Never> & Sendable, Element>(
         _ source: Source, slot: StreamLimiter.Slot, until closed: EventLoopFuture<Void>,
-        render: @escaping @Sendable (Element) -> String
+        render: @escaping @Sendable (Element) async -> String
     ) -> Response {
         let bytes = AsyncStream<ByteBuffer> { continuation in
             let forward = Task {
-                for await element in source { continuation.yield(ByteBuffer(string: render(element))) }
+                for await element in source { continuation.yield(ByteBuffer(string: await render(element))) }
                 continuation.finish()
             }
             let heartbeat = Task {
@@ -616,18 +654,54 @@ public struct GatewayAPI: Sendable {
 
     // MARK: - Helpers
 
-    /// Nothing to stream for an auction that does not exist: 404 (a stream would cost a feed and a
-    /// subscription for nothing). This node's read model may not have seen a new auction yet, so
-    /// the log is asked before saying no.
-    func requireAuction(_ id: AuctionID) async throws(APIError) {
-        if node.readModel.summary(of: id) != nil { return }
+    /// `GET /v1/cluster`: this node's view, each member with its web address.
+    func clusterView() async throws -> Response {
+        var snapshot = await node.snapshot
+        let seen = node.memberAddressesSeen
+        for index in snapshot.members.indices {
+            guard let id = NodeID(rawValue: snapshot.members[index].id), let address = seen[id] else { continue }
+            snapshot.members[index].http = Self.webAddress(of: address, port: configuration.clusterHTTPPort)
+        }
+        return try Self.json(snapshot)
+    }
+
+    /// A member's web origin: its cluster host with the cluster's HTTP port (IPv6 in brackets).
+    static func webAddress(of member: NodeAddress, port: Int?) -> String? {
+        guard let port else { return nil }
+        let host = member.host.contains(":") ? "[\(member.host)]" : member.host
+        return "http://\(host):\(port)"
+    }
+
+    /// The paddle scope of auction `id` (its sale, or the lot itself), or 404 when there is no such
+    /// auction — nothing to stream or bid on then (a stream would cost a feed and a subscription for
+    /// nothing). This node's read model may not have seen a new auction yet, so the log is asked
+    /// before saying no.
+    func paddleScope(of id: AuctionID) async throws(APIError) -> String {
+        if let summary = node.readModel.summary(of: id) { return PaddleBook.scope(of: summary) }
         let first: [StoredEvent]
         do {
             first = try await events.events(of: id, after: 0, limit: 1)
         } catch {
             throw APIError.storeUnavailable
         }
-        guard !first.isEmpty else { throw APIError.rejected(.auctionNotFound) }
+        guard let created = first.first else { throw APIError.rejected(.auctionNotFound) }
+        guard case .created(let terms) = created.event else { return PaddleBook.scope(sale: nil, auction: id) }
+        return PaddleBook.scope(sale: terms.terms.saleId, auction: id)
+    }
+
+    /// The public views of `summaries` (bidders by paddle), with one paddle lookup for them all.
+    func views(_ summaries: [AuctionSummary], for viewer: UserID? = nil, now: Timestamp) async -> [AuctionView] {
+        var named: [String: Set<UserID>] = [:]
+        for summary in summaries { named[PaddleBook.scope(of: summary), default: []].formUnion(summary.namedBidders) }
+        let found = await paddles.paddles(named, viewer: viewer)
+        return summaries.map {
+            AuctionView($0, now: now, paddles: found[PaddleBook.scope(of: $0)] ?? [:], viewer: viewer)
+        }
+    }
+
+    /// The public view of `summary` for `viewer` (with their own paddle, if they have one).
+    func view(_ summary: AuctionSummary, for viewer: UserID?) async -> AuctionView {
+        await views([summary], for: viewer, now: clock.now())[0]
     }
 
     static func body(_ request: Request, _ context: GatewayContext) async throws -> Data {

@@ -34,7 +34,7 @@ extension GatewayAPI {
             "/v1/auctions/:id/ws",
             shouldUpgrade: { request, context in
                 let (id, _) = try Self.webSocketStart(request, context.parameters)
-                try await api.requireAuction(id)
+                _ = try await api.paddleScope(of: id)
                 // Refused here with a proper answer; the slot itself is taken once upgraded.
                 try streams.acquire(for: "ip:\(context.clientAddress)").end()
                 return .upgrade([:])
@@ -43,6 +43,7 @@ extension GatewayAPI {
                 let (id, since) = try Self.webSocketStart(context.request, context.requestContext.parameters)
                 let slot = try streams.acquire(for: "ip:\(context.requestContext.clientAddress)")
                 defer { slot.end() }
+                let scope = try await api.paddleScope(of: id)
                 let events = node.events(of: id, after: since)
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
@@ -51,7 +52,9 @@ extension GatewayAPI {
                     }
                     group.addTask {
                         for await event in events.cancelOnGracefulShutdown() {
-                            try await outbound.write(.text(EventView.json(event)))
+                            let paddles = await api.paddles.paddles(
+                                of: EventView.namedBidders(event.event), in: scope)
+                            try await outbound.write(.text(EventView.json(event, paddles: paddles)))
                         }
                     }
                     try await group.next()

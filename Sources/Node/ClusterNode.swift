@@ -67,6 +67,7 @@ public actor ClusterNode {
     private let userChangeListeners = Mutex<[@Sendable (UserID) -> Void]>([])
     private let forwardedCommandCheck = Mutex<ForwardedCommandCheck?>(nil)
     private let liveGatewayCount = Mutex(1)
+    private let addressesSeen = Mutex<[NodeID: NodeAddress]>([:])
     /// `candidates`, readable off the actor: who may push an auction's events is checked on the
     /// connection's read loop.
     private let placementView = Mutex<[NodeID]>([])
@@ -132,6 +133,7 @@ public actor ClusterNode {
         self.transport = transport
         self.store = store
         self.fanOut = fanOut
+        self.addressesSeen.withLock { $0[configuration.id] = configuration.address }
         self.readModel = AuctionReadModel(store: store, notifyFrom: clock.now())
         self.clock = clock
         self.logger = logger
@@ -362,6 +364,10 @@ public actor ClusterNode {
     /// cluster-wide rate limit each node enforces.
     public nonisolated var liveGateways: Int { liveGatewayCount.withLock { $0 } }
 
+    /// The cluster address of every member this node has seen since it started, dead ones too
+    /// (a browser page served by a node that died goes on through the others).
+    public nonisolated var memberAddressesSeen: [NodeID: NodeAddress] { addressesSeen.withLock { $0 } }
+
     // MARK: - Users
 
     /// Hears about users whose standing changed on this node or another (the gateway's cache of
@@ -526,6 +532,9 @@ public actor ClusterNode {
     private func viewDidChange() {
         let gateways = membership.members.filter { $0.status.isLive && $0.roles.contains(.gateway) }.count
         liveGatewayCount.withLock { $0 = max(1, gateways) }
+        addressesSeen.withLock { seen in
+            for member in membership.members { seen[member.id] = member.address }
+        }
         let previous = candidates
         candidates = Placement.candidates(membership.members)
         placementView.withLock { [candidates] in $0 = candidates }
@@ -561,8 +570,9 @@ public actor ClusterNode {
                 members: membership.members.map {
                     .init(
                         id: $0.id.rawValue, address: $0.address.description, status: $0.status.description,
-                        generation: $0.generation, incarnation: $0.incarnation, roles: $0.roles.map(\.rawValue).sorted()
-                    )
+                        generation: $0.generation, incarnation: $0.incarnation,
+                        roles: $0.roles.map(\.rawValue).sorted(),
+                        http: nil)
                 },
                 shardsPlacedHere: mine,
                 shardsHeld: owned.map { .init(shard: $0.key.rawValue, epoch: $0.value.rawValue) }.sorted {
@@ -701,6 +711,8 @@ public struct ClusterSnapshot: Sendable, Codable {
         public var generation: UInt64
         public var incarnation: UInt64
         public var roles: [String]
+        /// The member's web address, when the gateway knows it (see its `clusterHTTPPort`).
+        public var http: String?
     }
 
     public struct HeldShard: Sendable, Codable {

@@ -542,6 +542,48 @@ extension PostgresEventStore: UserStore {
         }
     }
 
+    public func paddle(of user: UserID, in scope: String) async throws(UserStoreError) -> Int {
+        let paddle: Int? = try await userCall { connection, logger in
+            func existing() async throws -> Int? {
+                let rows = try await connection.query(
+                    "SELECT paddle FROM paddles WHERE scope = \(scope) AND user_id = \(user.rawValue)", logger: logger)
+                for try await paddle in rows.decode(Int.self) { return paddle }
+                return nil
+            }
+            if let paddle = try await existing() { return paddle }
+            // The scope's counter row serialises first paddles; a bidder given one by another node
+            // meanwhile keeps theirs (the insert does nothing and the number is skipped).
+            let rows = try await connection.query(
+                """
+                WITH next AS (
+                    INSERT INTO paddle_scopes (scope, last_paddle) VALUES (\(scope), 101)
+                    ON CONFLICT (scope) DO UPDATE SET last_paddle = paddle_scopes.last_paddle + 1
+                    RETURNING last_paddle
+                )
+                INSERT INTO paddles (scope, user_id, paddle) SELECT \(scope), \(user.rawValue), last_paddle FROM next
+                ON CONFLICT (scope, user_id) DO NOTHING
+                RETURNING paddle
+                """, logger: logger)
+            for try await paddle in rows.decode(Int.self) { return paddle }
+            return try await existing()
+        }
+        guard let paddle else { throw .unavailable("PostgreSQL: no paddle number was returned") }
+        return paddle
+    }
+
+    public func paddles(in scopes: [String]) async throws(UserStoreError) -> [String: [UserID: Int]] {
+        guard !scopes.isEmpty else { return [:] }
+        return try await userCall { connection, logger in
+            var paddles: [String: [UserID: Int]] = [:]
+            let rows = try await connection.query(
+                "SELECT scope, user_id, paddle FROM paddles WHERE scope = ANY(\(scopes))", logger: logger)
+            for try await (scope, user, paddle) in rows.decode((String, String, Int).self) {
+                if let id = UserID(rawValue: user) { paddles[scope, default: [:]][id] = paddle }
+            }
+            return paddles
+        }
+    }
+
     public func liftBiddingBlocks(of user: UserID, by admin: UserID, at: Timestamp) async throws(UserStoreError) -> Int {
         try await userCall { connection, logger in
             var lifted = 0

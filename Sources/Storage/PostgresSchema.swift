@@ -233,5 +233,21 @@ enum PostgresSchema {
                 "CREATE INDEX bidding_blocks_in_force ON bidding_blocks (user_id) WHERE lifted_at IS NULL",
             ]
         ),
+        // Paddle numbers: bidders are shown to each other by a number per sale, never by account.
+        SchemaMigration(
+            version: 7,
+            statements: [
+                "CREATE TABLE paddle_scopes (scope text PRIMARY KEY, last_paddle integer NOT NULL)",
+                """
+                CREATE TABLE paddles (
+                    scope text NOT NULL,
+                    user_id text NOT NULL,
+                    paddle integer NOT NULL,
+                    PRIMARY KEY (scope, user_id),
+                    UNIQUE (scope, paddle)
+                )
+                """,
+            ]
+        ),
     ]
 }

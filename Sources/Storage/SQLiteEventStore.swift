@@ -395,6 +395,22 @@ enum SQLiteSchema {
                 """,
             ]
         ),
+        // Paddle numbers (see the PostgreSQL schema's version 7).
+        SchemaMigration(
+            version: 7,
+            statements: [
+                "CREATE TABLE paddle_scopes (scope TEXT PRIMARY KEY, last_paddle INTEGER NOT NULL)",
+                """
+                CREATE TABLE paddles (
+                    scope TEXT NOT NULL,
+                    user_id TEXT NOT NULL,
+                    paddle INTEGER NOT NULL,
+                    PRIMARY KEY (scope, user_id),
+                    UNIQUE (scope, paddle)
+                )
+                """,
+            ]
+        ),
     ]
 }
 
@@ -641,6 +657,58 @@ extension SQLiteEventStore: UserStore {
                 liftedAt: row.column("lifted_at")?.integer.map { Timestamp(millisecondsSinceEpoch: Int64($0)) },
                 liftedBy: row.column("lifted_by")?.string.flatMap(UserID.init(rawValue:)))
         }
+    }
+
+    public func paddle(of user: UserID, in scope: String) async throws(UserStoreError) -> Int {
+        let paddle: Int?
+        do {
+            // One write transaction (BEGIN IMMEDIATE) across the processes sharing the file.
+            paddle = try await transaction { connection in
+                let bindings: [SQLiteData] = [.text(scope), .text(user.rawValue)]
+                let existing = try await connection.query(
+                    "SELECT paddle FROM paddles WHERE scope = ? AND user_id = ?", bindings)
+                if let paddle = existing.first?.column("paddle")?.integer { return paddle }
+                let next = try await connection.query(
+                    """
+                    INSERT INTO paddle_scopes (scope, last_paddle) VALUES (?, 101)
+                    ON CONFLICT (scope) DO UPDATE SET last_paddle = last_paddle + 1
+                    RETURNING last_paddle
+                    """, [.text(scope)])
+                guard let number = next.first?.column("last_paddle")?.integer else { return nil }
+                _ = try await connection.query(
+                    "INSERT INTO paddles (scope, user_id, paddle) VALUES (?, ?, ?)", bindings + [.integer(number)])
+                return number
+            }
+        } catch {
+            throw .unavailable(error.description)
+        }
+        guard let paddle else { throw .unavailable("SQLite: no paddle number was returned") }
+        return paddle
+    }
+
+    public func paddles(in scopes: [String]) async throws(UserStoreError) -> [String: [UserID: Int]] {
+        var paddles: [String: [UserID: Int]] = [:]
+        // SQLite binds at most 32,766 parameters per statement.
+        for part in stride(from: 0, to: scopes.count, by: 500).map({ scopes[$0..<min($0 + 500, scopes.count)] }) {
+            let rows: [SQLiteRow]
+            do {
+                rows = try await exclusive {
+                    try await connection.query(
+                        "SELECT scope, user_id, paddle FROM paddles WHERE scope IN (\(part.map { _ in "?" }.joined(separator: ",")))",
+                        part.map { .text($0) })
+                }
+            } catch {
+                throw .unavailable(error.description)
+            }
+            for row in rows {
+                guard let scope = row.column("scope")?.string,
+                    let user = row.column("user_id")?.string.flatMap(UserID.init(rawValue:)),
+                    let paddle = row.column("paddle")?.integer
+                else { continue }
+                paddles[scope, default: [:]][user] = paddle
+            }
+        }
+        return paddles
     }
 }
 

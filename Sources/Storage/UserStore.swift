@@ -42,6 +42,14 @@ public protocol UserStore: Sendable {
     func liftBiddingBlocks(of user: UserID, by admin: UserID, at: Timestamp) async throws(UserStoreError) -> Int
     /// The user's blocks, in force or lifted, newest first.
     func biddingBlocks(of user: UserID) async throws(UserStoreError) -> [BiddingBlock]
+
+    /// The paddle number of `user` in `scope` (a sale, or a lot sold on its own — see
+    /// `PaddleScope`), assigned on first use: 101, 102, … in the order bidders first bid there.
+    /// The same answer on every node and forever after; numbers may have gaps (two nodes assigning
+    /// a first paddle to the same bidder at once use one number and skip the other).
+    func paddle(of user: UserID, in scope: String) async throws(UserStoreError) -> Int
+    /// Every paddle assigned in each of `scopes` (a scope without any is left out).
+    func paddles(in scopes: [String]) async throws(UserStoreError) -> [String: [UserID: Int]]
 }
 
 /// A payment method a user keeps on file: the provider's token (never a card number) and what the

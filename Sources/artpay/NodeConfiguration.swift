@@ -218,6 +218,9 @@ struct NodeSettings: Sendable {
         api.crossOrigin = CrossOriginPolicy(
             allowedOrigins: Set(reader.stringArray(forKey: "http.cors.allowedOrigins") ?? []))
         api.metricsBearerToken = reader.string(forKey: "http.metricsBearerToken", isSecret: true)
+        // Every node of a cluster serves HTTP on the same port unless told otherwise.
+        api.clusterHTTPPort = reader.int(
+            forKey: "http.clusterPort", default: reader.int(forKey: "http.port", default: 8_100))
         var provider: ProviderSettings?
         if let url = reader.string(forKey: "payments.provider.url") {
             guard let key = reader.string(forKey: "payments.provider.secretKey", isSecret: true), !key.isEmpty else {

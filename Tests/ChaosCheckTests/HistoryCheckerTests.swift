@@ -62,7 +62,7 @@ struct Scenario {
                     maximum: maximum, invokedAt: invoked, completedAt: clock, outcome: .ok, seq: seq,
                     shown: ShownState(
                         seq: rules.seq, price: state.price.minorUnits, leaderId: state.leader?.bidderId,
-                        bidCount: state.bidCount))))
+                        bidCount: state.bidCount, shownTo: UserID(rawValue: bidder)!))))
         clock += 10
         return seq
     }
@@ -237,7 +237,8 @@ struct Scenario {
         var run = Self.honest()
         run.history = run.history.map { entry in
             guard case .operation(var op) = entry, op.bidId == BidID(rawValue: "b2")! else { return entry }
-            op.shown?.leaderId = UserID(rawValue: "alice")!
+            let flipped: ShownState.Leader = op.shown?.leader == .requester ? .another : .requester
+            op.shown?.leader = flipped
             return .operation(op)
         }
         expectCaught(.divergentState, in: run.check())

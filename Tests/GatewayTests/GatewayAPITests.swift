@@ -228,7 +228,8 @@ import Testing
             #expect(negative.json["code"] as? String == "invalid_amount")
             let view = try await client.send(.get, "/v1/auctions/lot-1")
             #expect(view.json["price"] as? Int == 1_000)
-            #expect(view.json["leaderId"] != nil)
+            #expect(view.json["leaderPaddle"] as? Int == 101, "the first bidder of the lot holds paddle 101")
+            #expect(view.json["leaderId"] == nil, "bidders are shown by paddle, never by account")
             #expect(view.json["maximum"] == nil, "a maximum is never shown")
             let metrics = String(buffer: try await client.send(.get, "/metrics").body)
             #expect(metrics.contains("artpay_bids_total{outcome=\"leading\"} 1"))
@@ -263,11 +264,24 @@ import Testing
                 .post, "/v1/auctions/lot-a/bids", json: #"{"bidId":"b1","maximum":3000,"currency":"EUR"}"#, token: bo)
             try await eventually("the read model has both bids") {
                 let board = try await client.send(.get, "/v1/auctions/lot-a/leaderboard")
-                return (board.json["bidders"] as? [[String: String]])?.count == 2
+                return (board.json["bidders"] as? [[String: Any]])?.count == 2
             }
-            let board = try await client.send(.get, "/v1/auctions/lot-a/leaderboard")
-            let bidders = board.json["bidders"] as? [[String: String]] ?? []
-            #expect(bidders.first?["highestPrice"] == "3100", "the leader first, at the visible price")
+            let board = try await client.send(.get, "/v1/auctions/lot-a/leaderboard", token: bo)
+            let bidders = board.json["bidders"] as? [[String: Any]] ?? []
+            #expect(bidders.first?["highestPrice"] as? Int == 3_100, "the leader first, at the visible price")
+            // Paddles per sale, in the order bidders first bid: ann 101, boris 102; nobody's account.
+            #expect(bidders.map { $0["paddle"] as? Int } == [101, 102])
+            let auction = board.json["auction"] as? [String: Any]
+            #expect(auction?["leaderPaddle"] as? Int == 101)
+            #expect(auction?["myPaddle"] as? Int == 102, "the caller sees their own paddle")
+            let me = try await client.send(.get, "/v1/me", token: ann)
+            let annId = try #require(me.json["id"] as? String)
+            #expect(!Self.values(in: board.json).contains(annId), "no bidder's account id is shown")
+            // The same paddle for ann on the other lot of the sale.
+            let other = try await client.send(
+                .post, "/v1/auctions/lot-b/bids", json: #"{"bidId":"a2","maximum":9500,"currency":"EUR"}"#, token: ann)
+            #expect(other.json["paddle"] as? Int == 101)
+            #expect((other.json["auction"] as? [String: Any])?["myPaddle"] as? Int == 101)
             // No value anywhere is the maximum (ids are random, so values are compared, not the text).
             #expect(!Self.values(in: board.json).contains { $0 == "8000" }, "a maximum is never shown")
             let active = try await client.send(.get, "/v1/leaderboards/most-active?minutes=5")

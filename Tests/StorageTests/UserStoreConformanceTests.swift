@@ -9,6 +9,35 @@ import Testing
             roles: ["bidder"], createdAt: Timestamp(millisecondsSinceEpoch: 1_000))
     }
 
+    /// Paddles are numbered per scope from 101, the same through every store handle, and a bidder
+    /// asking on two nodes at once gets one paddle, not two.
+    @Test(arguments: Backend.allCases)
+    func paddles_areAssignedOncePerScope_inOrder(_ backend: Backend) async throws {
+        try await withStore(backend) { store, other, _ in
+            let (ann, ben) = (UserID(rawValue: "u-ann")!, UserID(rawValue: "u-ben")!)
+            #expect(try await store.paddle(of: ann, in: "sale:evening") == 101)
+            #expect(try await other.paddle(of: ann, in: "sale:evening") == 101)
+            #expect(try await other.paddle(of: ben, in: "sale:evening") == 102)
+            #expect(try await store.paddle(of: ben, in: "lot:a-1") == 101)
+            #expect(
+                try await other.paddles(in: ["sale:evening", "lot:a-1", "lot:none"])
+                    == ["sale:evening": [ann: 101, ben: 102], "lot:a-1": [ben: 101]])
+            let bidders = (0..<20).map { UserID(rawValue: "u-\($0)")! }
+            let answers = try await withThrowingTaskGroup(of: (UserID, Int).self) { group in
+                for bidder in bidders {
+                    for handle in [store, other] as [any UserStore] {
+                        group.addTask { (bidder, try await handle.paddle(of: bidder, in: "sale:rush")) }
+                    }
+                }
+                return try await group.reduce(into: [UserID: Set<Int>]()) { $0[$1.0, default: []].insert($1.1) }
+            }
+            #expect(answers.values.allSatisfy { $0.count == 1 }, "one paddle per bidder")
+            let numbers = answers.values.compactMap(\.first)
+            #expect(Set(numbers).count == bidders.count, "no paddle shared")
+            #expect(try await store.paddles(in: ["sale:rush"]) == ["sale:rush": answers.mapValues { $0.first! }])
+        }
+    }
+
     @Test(arguments: Backend.allCases)
     func createdUsers_areFoundByNameAndId(_ backend: Backend) async throws {
         try await withStore(backend) { store, other, _ in

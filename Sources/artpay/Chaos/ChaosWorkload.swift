@@ -211,8 +211,12 @@ final class ChaosWorkload: Sendable {
                 let price = (view["price"] as? NSNumber)?.int64Value,
                 let count = (view["bidCount"] as? NSNumber)?.intValue
             {
+                // Others appear by paddle only: the answered bidder leads when the leader's paddle is theirs.
+                let leaderPaddle = (view["leaderPaddle"] as? NSNumber)?.intValue
+                let myPaddle = (answer["paddle"] as? NSNumber)?.intValue
                 operation.shown = ShownState(
-                    seq: seq, price: price, leaderId: (view["leaderId"] as? String).flatMap(UserID.init(rawValue:)),
+                    seq: seq, price: price,
+                    leader: leaderPaddle == nil ? .nobody : leaderPaddle == myPaddle ? .requester : .another,
                     bidCount: count)
                 if let next = (view["minimumNextBid"] as? NSNumber)?.int64Value { raiseMinimum(auction, to: next) }
             }
