@@ -268,6 +268,7 @@ struct DevClusterService: Service {
 
     private func printWelcome(_ lots: [(id: String, title: String, currency: String, minimum: Int)]) {
         print("\nArtPay is running: 3 nodes, embedded store .artpay/dev.sqlite")
+        print("\n  Open the sale room in a browser: \(nodes[0].http)/  (every node serves it)\n")
         for node in nodes {
             print("  \(node.name): \(node.http)  (/v1/cluster, /metrics, /health/ready), pid \(node.runningPID ?? 0)")
         }
