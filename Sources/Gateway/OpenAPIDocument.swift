@@ -25,14 +25,16 @@ enum OpenAPIDocument {
                 "required": ["id", "seq", "title", "sellerId", "currency", "price", "minimumNextBid", "bidCount", "opensAt", "endsAt", "status", "hasReserve", "reserveMet"],
                 "properties": { "id": { "type": "string" }, "seq": { "type": "integer" }, "title": { "type": "string" },
                   "sellerId": { "type": "string" }, "saleId": { "type": "string" }, "currency": { "type": "string" },
-                  "price": { "type": "integer" }, "minimumNextBid": { "type": "integer" }, "leaderId": { "type": "string" },
+                  "price": { "type": "integer" }, "minimumNextBid": { "type": "integer" },
+                  "leaderPaddle": { "type": "integer", "description": "the leader's paddle in the lot's sale (bidders are shown by paddle, never by account)" },
                   "bidCount": { "type": "integer" }, "opensAt": { "type": "string", "format": "date-time" },
                   "endsAt": { "type": "string", "format": "date-time" },
                   "status": { "enum": ["scheduled", "open", "ended", "sold", "unsold", "cancelled"] },
                   "hasReserve": { "type": "boolean" }, "reserveMet": { "type": "boolean" }, "buyNowPrice": { "type": "integer" },
-                  "winnerId": { "type": "string" }, "unsoldReason": { "type": "string" } } },
-              "Bid": { "type": "object", "required": ["bidId", "outcome", "replayed", "seq", "maximum", "priceAfter", "auction"],
-                "properties": { "bidId": { "type": "string" }, "outcome": { "enum": ["leading", "outbid", "bought_now"] },
+                  "winnerPaddle": { "type": "integer" }, "unsoldReason": { "type": "string" },
+                  "myPaddle": { "type": "integer", "description": "the caller's own paddle in the lot's sale, when they have one: they lead when it is leaderPaddle" } } },
+              "Bid": { "type": "object", "required": ["bidId", "paddle", "outcome", "replayed", "seq", "maximum", "priceAfter", "auction"],
+                "properties": { "bidId": { "type": "string" }, "paddle": { "type": "integer", "description": "the bidder's paddle in the lot's sale: 101, 102, … in the order bidders first bid there" }, "outcome": { "enum": ["leading", "outbid", "bought_now"] },
                   "replayed": { "type": "boolean" }, "seq": { "type": "integer" }, "maximum": { "type": "integer" },
                   "priceAfter": { "type": "integer" }, "auction": { "$ref": "#/components/schemas/Auction" } } },
               "Settlement": { "type": "object", "required": ["auctionId", "round", "state", "paymentInProgress"],
@@ -73,7 +75,12 @@ enum OpenAPIDocument {
             "/health/ready": { "get": { "summary": "Member of the cluster with a working store", "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "ready" }, "503": { "description": "not ready" } } } },
             "/metrics": { "get": { "summary": "Prometheus text exposition", "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "metrics", "content": { "text/plain": {} } } } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "OpenAPI 3.1" } } } },
-            "/v1/cluster": { "get": { "summary": "This node's view of the cluster", "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "members, placement, counters" } } } },
+            "/v1/cluster": { "get": { "summary": "This node's view of the cluster", "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "members (each with its web address `http` when known), placement, counters" } } } },
+            "/v1/time": { "get": { "summary": "The node's clock, for countdowns on server time", "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "now", "content": { "application/json": { "schema": { "type": "object", "required": ["now"],
+                "properties": { "now": { "type": "integer", "description": "milliseconds since 1970" } } } } } } } } },
+            "/": { "get": { "summary": "The web room (a page)", "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "index.html", "content": { "text/html": {} } } } } },
+            "/assets/{name}": { "get": { "summary": "A file of the web room", "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+              "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "the file" }, "404": { "$ref": "#/components/responses/Problem" } } } },
             "/v1/users": { "post": { "summary": "Register", "requestBody": { "required": true, "content": { "application/json": { "schema": {
                 "type": "object", "required": ["username", "password"], "additionalProperties": false,
                 "properties": { "username": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{3,32}$" }, "password": { "type": "string", "minLength": 8, "maxLength": 72, "description": "at most 72 bytes of UTF-8 (what bcrypt reads), no NUL" },
@@ -206,7 +213,7 @@ enum OpenAPIDocument {
                 "400": { "$ref": "#/components/responses/Problem" }, "503": { "$ref": "#/components/responses/Problem" } } } },
             "/v1/auctions/{id}/leaderboard": { "get": { "summary": "The leader, then bidders by the highest price their bids reached (read model)",
               "parameters": [{ "$ref": "#/components/parameters/auctionId" }, { "name": "limit", "in": "query", "schema": { "type": "integer" } }],
-              "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "leaderboard" }, "404": { "$ref": "#/components/responses/Problem" } } } },
+              "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "leaderboard: auction, then bidders [{ paddle, highestPrice, bids }]" }, "404": { "$ref": "#/components/responses/Problem" } } } },
             "/v1/leaderboards/most-active": { "get": { "summary": "Auctions by bids in the last minutes (read model)",
               "parameters": [{ "name": "minutes", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 60 } },
                 { "name": "limit", "in": "query", "schema": { "type": "integer" } }],
@@ -229,7 +236,7 @@ enum OpenAPIDocument {
               "parameters": [{ "$ref": "#/components/parameters/auctionId" },
                 { "name": "since", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
                 { "name": "Last-Event-ID", "in": "header", "schema": { "type": "integer" } }],
-              "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "event stream", "content": { "text/event-stream": {} } } } } }
+              "responses": { "default": { "$ref": "#/components/responses/Problem" }, "200": { "description": "event stream: created, bid (bidderPaddle, leaderPaddle, price), bought_now (bidderPaddle), extended (endsAt), closed (result, winnerPaddle, price), cancelled, settlement (no fields: the buyer's own steps are at /v1/me/settlements)", "content": { "text/event-stream": {} } } } } }
           }
         }
         """

@@ -612,8 +612,12 @@ function matches(filter, lot, now) {
 export function lotImage(lot) {
   let hash = 0;
   for (const char of lot.id) hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
-  const hue = hash % 360;
-  const initials = lot.title.split(/\s+/).filter(Boolean).slice(0, 2).map((word) => word[0].toUpperCase()).join('');
+  // Scrambled (Knuth's multiplicative hash) so that ids differing in one last character, as the lots
+  // of one sale do, get hues far apart.
+  const hue = (Math.imul(hash, 2654435761) >>> 0) % 360;
+  const initials = lot.title.split(/\s+/)
+    .map((word) => word.match(/[\p{L}\p{N}]/u)?.[0])
+    .filter(Boolean).slice(0, 2).join('').toUpperCase();
   const image = el('div', { class: 'lot-image', 'aria-hidden': 'true' }, initials);
   // Through the CSSOM: the node's Content-Security-Policy refuses inline style attributes.
   image.style.backgroundImage = `linear-gradient(135deg, hsl(${hue} 32% 80%), hsl(${(hue + 40) % 360} 28% 58%))`;
@@ -779,18 +783,19 @@ export default function cluster(main) {
       const held = answer?.shardsHeld ?? [];
       return el('tr', { dataset: { nodeId: member.id, status }, class: member.http === current ? 'current' : null },
         el('th', { scope: 'row' }, member.id, member.http === current ? el('span', { class: 'badge' }, 'this page') : null),
-        cell(member.address),
-        cell(member.http),
+        cell(member.address, { class: 'wide' }),
+        cell(member.http, { class: 'wide' }),
         el('td', {}, el('span', { class: `status status-${status}` }, status)),
-        cell(answer ? (answer.reachesMajority ? 'yes' : 'no') : null),
+        cell(answer ? (answer.reachesMajority ? 'yes' : 'no') : null, { class: 'wide' }),
         cell(answer?.shardsPlacedHere, { class: 'num' }),
         el('td', { class: 'num shards-held', title: held.map((s) => `${s.shard}@${s.epoch}`).join(' ') || null },
           String(held.length)),
-        cell(othersSee.map(([node, seen]) => `${node}: ${seen}`).join(', ')));
+        cell(othersSee.map(([node, seen]) => `${node}: ${seen}`).join(', '), { class: 'wide' }));
     });
     table.replaceChildren(
+      // Address, HTTP, majority and "others see" give way at phone width (class wide, see style.css).
       el('thead', {}, el('tr', {}, ...['Node', 'Address', 'HTTP', 'Status', 'Majority', 'Shards placed', 'Shards held', 'Others see']
-        .map((heading) => el('th', { scope: 'col' }, heading)))),
+        .map((heading, index) => el('th', { scope: 'col', class: [1, 2, 4, 7].includes(index) ? 'wide' : null }, heading)))),
       el('tbody', {}, ...rows));
     const totalHeld = [...own.values()].reduce((sum, answer) => sum + (answer.shardsHeld?.length ?? 0), 0);
     summary.textContent = `${own.size} of ${members.length} nodes answer · ${totalHeld} shards held · this page talks to ${current}`;
@@ -909,6 +914,7 @@ export function paddleName(paddle, myPaddle) {
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta name="color-scheme" content="light">
   <title>ArtPay — Live art auctions</title>
+  <link rel="icon" href="data:,">
   <link rel="stylesheet" href="/assets/style.css">
   <script type="module" src="/assets/app.js"></script>
 </head>
@@ -1085,6 +1091,10 @@ export default function lotRoom(main, id) {
   /** Takes a view unless the figures shown are newer; keeps the caller's paddle when it lacks one. */
   function applyView(view) {
     if (disposed || !view || view.seq < shownSeq) return false;
+    // The view may already include an extension whose event is still on its way (the answer to
+    // this tab's own bid often is): the stream would then skip it as old, so say it here.
+    const by = lot && lot.status === 'open' ? Date.parse(view.endsAt) - Date.parse(lot.endsAt) : 0;
+    if (by > 0) showExtended(by);
     lot = { ...view, myPaddle: view.myPaddle ?? lot?.myPaddle };
     shownSeq = view.seq;
     render();
@@ -1178,7 +1188,7 @@ export default function lotRoom(main, id) {
     const mine = lot?.myPaddle;
     const who = paddleName(paddle === '' ? null : Number(paddle), mine) || 'A bidder';
     const proxy = kind === 'bid' && leader !== '' && leader !== paddle
-      ? ` (${paddleName(Number(leader), mine)} leads by proxy)` : '';
+      ? ` — ${Number(leader) === mine ? 'you lead' : `paddle ${leader} leads`} by proxy` : '';
     item.querySelector('.who').textContent = kind === 'bought_now' ? `${who} bought now` : who + proxy;
   }
 
@@ -1598,6 +1608,12 @@ input, select {
 
 /* Tables */
 .table-wrap { overflow-x: auto; }
+/* At phone width the cluster table keeps its state and shard columns on screen. */
+@media (max-width: 480px) {
+  table { font-size: 0.8rem; }
+  th, td { padding-left: 0.25rem; padding-right: 0.25rem; }
+  .wide { display: none; }
+}
 table { width: 100%; border-collapse: collapse; font-size: 0.93rem; }
 th, td { text-align: left; padding: 0.5rem 0.6rem; border-bottom: 1px solid var(--line); vertical-align: top; }
 thead th { font-weight: 600; color: var(--muted); font-size: 0.82rem; text-transform: uppercase; letter-spacing: 0.04em; }

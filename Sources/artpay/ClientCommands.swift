@@ -154,7 +154,7 @@ struct AuctionsCommand: AsyncParsableCommand {
         let auctions = answer["auctions"] as? [[String: Any]] ?? []
         if auctions.isEmpty { print("no \(status) auctions") }
         for auction in auctions {
-            let leader = auction["leaderId"] as? String ?? "-"
+            let leader = (auction["leaderPaddle"] as? NSNumber).map { "paddle \($0)" } ?? "-"
             print(
                 "\(auction["id"] ?? "?")  \(auction["status"] ?? "?")  \(auction["price"] ?? "?") \(auction["currency"] ?? "")"
                     + "  next \(auction["minimumNextBid"] ?? "?")  bids \(auction["bidCount"] ?? 0)  leader \(leader)"

@@ -21,8 +21,12 @@ function matches(filter, lot, now) {
 export function lotImage(lot) {
   let hash = 0;
   for (const char of lot.id) hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
-  const hue = hash % 360;
-  const initials = lot.title.split(/\s+/).filter(Boolean).slice(0, 2).map((word) => word[0].toUpperCase()).join('');
+  // Scrambled (Knuth's multiplicative hash) so that ids differing in one last character, as the lots
+  // of one sale do, get hues far apart.
+  const hue = (Math.imul(hash, 2654435761) >>> 0) % 360;
+  const initials = lot.title.split(/\s+/)
+    .map((word) => word.match(/[\p{L}\p{N}]/u)?.[0])
+    .filter(Boolean).slice(0, 2).join('').toUpperCase();
   const image = el('div', { class: 'lot-image', 'aria-hidden': 'true' }, initials);
   // Through the CSSOM: the node's Content-Security-Policy refuses inline style attributes.
   image.style.backgroundImage = `linear-gradient(135deg, hsl(${hue} 32% 80%), hsl(${(hue + 40) % 360} 28% 58%))`;

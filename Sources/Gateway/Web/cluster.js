@@ -70,18 +70,19 @@ export default function cluster(main) {
       const held = answer?.shardsHeld ?? [];
       return el('tr', { dataset: { nodeId: member.id, status }, class: member.http === current ? 'current' : null },
         el('th', { scope: 'row' }, member.id, member.http === current ? el('span', { class: 'badge' }, 'this page') : null),
-        cell(member.address),
-        cell(member.http),
+        cell(member.address, { class: 'wide' }),
+        cell(member.http, { class: 'wide' }),
         el('td', {}, el('span', { class: `status status-${status}` }, status)),
-        cell(answer ? (answer.reachesMajority ? 'yes' : 'no') : null),
+        cell(answer ? (answer.reachesMajority ? 'yes' : 'no') : null, { class: 'wide' }),
         cell(answer?.shardsPlacedHere, { class: 'num' }),
         el('td', { class: 'num shards-held', title: held.map((s) => `${s.shard}@${s.epoch}`).join(' ') || null },
           String(held.length)),
-        cell(othersSee.map(([node, seen]) => `${node}: ${seen}`).join(', ')));
+        cell(othersSee.map(([node, seen]) => `${node}: ${seen}`).join(', '), { class: 'wide' }));
     });
     table.replaceChildren(
+      // Address, HTTP, majority and "others see" give way at phone width (class wide, see style.css).
       el('thead', {}, el('tr', {}, ...['Node', 'Address', 'HTTP', 'Status', 'Majority', 'Shards placed', 'Shards held', 'Others see']
-        .map((heading) => el('th', { scope: 'col' }, heading)))),
+        .map((heading, index) => el('th', { scope: 'col', class: [1, 2, 4, 7].includes(index) ? 'wide' : null }, heading)))),
       el('tbody', {}, ...rows));
     const totalHeld = [...own.values()].reduce((sum, answer) => sum + (answer.shardsHeld?.length ?? 0), 0);
     summary.textContent = `${own.size} of ${members.length} nodes answer · ${totalHeld} shards held · this page talks to ${current}`;

@@ -147,6 +147,10 @@ export default function lotRoom(main, id) {
   /** Takes a view unless the figures shown are newer; keeps the caller's paddle when it lacks one. */
   function applyView(view) {
     if (disposed || !view || view.seq < shownSeq) return false;
+    // The view may already include an extension whose event is still on its way (the answer to
+    // this tab's own bid often is): the stream would then skip it as old, so say it here.
+    const by = lot && lot.status === 'open' ? Date.parse(view.endsAt) - Date.parse(lot.endsAt) : 0;
+    if (by > 0) showExtended(by);
     lot = { ...view, myPaddle: view.myPaddle ?? lot?.myPaddle };
     shownSeq = view.seq;
     render();
@@ -240,7 +244,7 @@ export default function lotRoom(main, id) {
     const mine = lot?.myPaddle;
     const who = paddleName(paddle === '' ? null : Number(paddle), mine) || 'A bidder';
     const proxy = kind === 'bid' && leader !== '' && leader !== paddle
-      ? ` (${paddleName(Number(leader), mine)} leads by proxy)` : '';
+      ? ` — ${Number(leader) === mine ? 'you lead' : `paddle ${leader} leads`} by proxy` : '';
     item.querySelector('.who').textContent = kind === 'bought_now' ? `${who} bought now` : who + proxy;
   }
 
