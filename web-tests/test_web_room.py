@@ -705,7 +705,9 @@ def test_two_bidders_on_two_nodes(run):
     # The account of a bidder who has notifications (alice was outbid).
     alice.open(node1, "#/account")
     wait_until(lambda: alice.finds("#notifications li[data-kind=outbid]"), 10, "alice's outbid notification")
-    wait_until(lambda: alice.finds(f"#my-lots li[data-auction-id='{lot_id}']"), 5, "the lot in 'Lots you bid on'")
+    # From GET /v1/me/bids: alice leads the lot again after her last bid.
+    wait_until(lambda: alice.finds(f"#my-lots li[data-auction-id='{lot_id}'][data-leading='true']"), 10,
+               "the lot in 'Lots you bid on', with alice leading")
     run.shot(alice, "account")
 
     # Soft close: a lot closing in 25 s with a 30 s window; a bid now extends it.

@@ -193,6 +193,15 @@ struct BidView: Codable, Sendable {
     var auction: AuctionView
 }
 
+/// A lot the caller bid on (`GET /v1/me/bids`): the lot, and how far their own bids went.
+struct MyLotView: Codable, Sendable {
+    var auction: AuctionView
+    /// The highest visible price one of the caller's bids reached (never their maximum).
+    var highestPrice: Int64
+    var bids: Int
+    var leading: Bool
+}
+
 struct LeaderboardView: Codable, Sendable {
     /// A bidder's standing, by paddle (never by account).
     struct Standing: Codable, Sendable {

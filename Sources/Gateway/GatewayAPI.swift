@@ -179,6 +179,7 @@ public struct GatewayAPI: Sendable {
         api.get("/leaderboards/most-active", use: mostActive)
         api.get("/sales/:id/top", use: saleTop)
         api.get("/me/settlements", use: mySettlements)
+        api.get("/me/bids", use: myBids)
         api.post("/me/settlements/:id/payment-method", use: choosePaymentMethod)
         api.post("/me/settlements/:id/second-chance", use: answerSecondChance)
         api.get("/me/payment-methods", use: myPaymentMethods)
@@ -552,6 +553,51 @@ public struct GatewayAPI: Sendable {
             LeaderboardView(
                 auction: AuctionView(summary, now: clock.now(), paddles: named, viewer: context.identity?.userId),
                 bidders: bidders))
+    }
+
+    /// `GET /v1/me/bids`: the lots the caller bid on — the scopes they hold a paddle in, the lots
+    /// of those sales they have a standing in (this node's read model) — running lots first, soonest
+    /// end first, then ended ones, latest first; at most `limit` (100, up to 500).
+    @Sendable func myBids(_ request: Request, context: GatewayContext) async throws -> Response {
+        let caller = try context.caller()
+        let limit = min(max(request.uri.queryParameters.get("limit").flatMap(Int.init) ?? 100, 1), 500)
+        let scopes: [String: Int]
+        do {
+            scopes = try await users.paddles(of: caller.userId)
+        } catch {
+            throw APIError.storeUnavailable
+        }
+        var mine: [(summary: AuctionSummary, standing: BidderStanding)] = []
+        for scope in scopes.keys {
+            let lots: [AuctionID]
+            if scope.hasPrefix("lot:"), let id = AuctionID(rawValue: String(scope.dropFirst(4))) {
+                lots = [id]
+            } else if scope.hasPrefix("sale:"), let sale = SaleID(rawValue: String(scope.dropFirst(5))) {
+                lots = node.readModel.highestPrices(inSale: sale, limit: .max).map(\.auctionId)
+            } else {
+                continue
+            }
+            for id in lots {
+                guard let (summary, standings) = node.readModel.topBidders(of: id, limit: .max),
+                    let standing = standings.first(where: { $0.bidderId == caller.userId })
+                else { continue }
+                mine.append((summary, standing))
+            }
+        }
+        mine.sort { a, b in
+            let (aRunning, bRunning) = (a.summary.status == .running, b.summary.status == .running)
+            if aRunning != bRunning { return aRunning }
+            return aRunning ? a.summary.endsAt < b.summary.endsAt : a.summary.endsAt > b.summary.endsAt
+        }
+        let shown = mine.prefix(limit)
+        let views = await views(shown.map(\.summary), for: caller.userId, now: clock.now())
+        return try Self.json([
+            "lots": zip(shown, views).map { lot, view in
+                MyLotView(
+                    auction: view, highestPrice: lot.standing.highestPrice.minorUnits, bids: lot.standing.bids,
+                    leading: lot.summary.leaderId == caller.userId)
+            }
+        ])
     }
 
     /// `GET /v1/leaderboards/most-active?minutes=5`: auctions by bids in the last minutes.

@@ -584,6 +584,16 @@ extension PostgresEventStore: UserStore {
         }
     }
 
+    public func paddles(of user: UserID) async throws(UserStoreError) -> [String: Int] {
+        try await userCall { connection, logger in
+            var paddles: [String: Int] = [:]
+            let rows = try await connection.query(
+                "SELECT scope, paddle FROM paddles WHERE user_id = \(user.rawValue)", logger: logger)
+            for try await (scope, paddle) in rows.decode((String, Int).self) { paddles[scope] = paddle }
+            return paddles
+        }
+    }
+
     public func liftBiddingBlocks(of user: UserID, by admin: UserID, at: Timestamp) async throws(UserStoreError) -> Int {
         try await userCall { connection, logger in
             var lifted = 0

@@ -247,6 +247,7 @@ enum PostgresSchema {
                     UNIQUE (scope, paddle)
                 )
                 """,
+                "CREATE INDEX paddles_by_user ON paddles (user_id)",
             ]
         ),
     ]

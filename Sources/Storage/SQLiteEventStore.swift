@@ -409,6 +409,7 @@ enum SQLiteSchema {
                     UNIQUE (scope, paddle)
                 )
                 """,
+                "CREATE INDEX paddles_by_user ON paddles (user_id)",
             ]
         ),
     ]
@@ -706,6 +707,26 @@ extension SQLiteEventStore: UserStore {
                     let paddle = row.column("paddle")?.integer
                 else { continue }
                 paddles[scope, default: [:]][user] = paddle
+            }
+        }
+        return paddles
+    }
+}
+
+extension SQLiteEventStore {
+    public func paddles(of user: UserID) async throws(UserStoreError) -> [String: Int] {
+        let rows: [SQLiteRow]
+        do {
+            rows = try await exclusive {
+                try await connection.query("SELECT scope, paddle FROM paddles WHERE user_id = ?", [.text(user.rawValue)])
+            }
+        } catch {
+            throw .unavailable(error.description)
+        }
+        var paddles: [String: Int] = [:]
+        for row in rows {
+            if let scope = row.column("scope")?.string, let paddle = row.column("paddle")?.integer {
+                paddles[scope] = paddle
             }
         }
         return paddles

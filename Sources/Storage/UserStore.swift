@@ -50,6 +50,8 @@ public protocol UserStore: Sendable {
     func paddle(of user: UserID, in scope: String) async throws(UserStoreError) -> Int
     /// Every paddle assigned in each of `scopes` (a scope without any is left out).
     func paddles(in scopes: [String]) async throws(UserStoreError) -> [String: [UserID: Int]]
+    /// Every scope `user` has a paddle in (where they bid), with that paddle.
+    func paddles(of user: UserID) async throws(UserStoreError) -> [String: Int]
 }
 
 /// A payment method a user keeps on file: the provider's token (never a card number) and what the

@@ -107,12 +107,7 @@ import Testing
     }
 
     static func runAll(fencing: Bool, seeds: [UInt64] = seeds) async -> [String] {
-        await withTaskGroup(of: [String].self) { group in
-            for chunk in seeds.chunked(into: 2) {
-                group.addTask { await offThePool { chunk.flatMap { Self.run(seed: $0, fencing: fencing) } } }
-            }
-            return await group.reduce(into: []) { $0 += $1 }
-        }
+        await offThePool { seeds.flatMap { Self.run(seed: $0, fencing: fencing) } }
     }
 
     /// One run; returns its violations, each naming how to replay the seed.
@@ -297,12 +292,5 @@ import Testing
             #expect(first.messagesSent == second.messagesSent)
             #expect((0..<4).map { first.view(of: $0) } == (0..<4).map { second.view(of: $0) })
         }
-    }
-}
-
-extension Array {
-    func chunked(into parts: Int) -> [[Element]] {
-        let size = Swift.max(1, (count + parts - 1) / parts)
-        return stride(from: 0, to: count, by: size).map { Array(self[$0..<Swift.min($0 + size, count)]) }
     }
 }

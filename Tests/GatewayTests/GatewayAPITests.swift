@@ -282,6 +282,18 @@ import Testing
                 .post, "/v1/auctions/lot-b/bids", json: #"{"bidId":"a2","maximum":9500,"currency":"EUR"}"#, token: ann)
             #expect(other.json["paddle"] as? Int == 101)
             #expect((other.json["auction"] as? [String: Any])?["myPaddle"] as? Int == 101)
+            // Each bidder's own lots, with how far their bids went (never their maxima).
+            try await eventually("ann's lots include both") {
+                let lots = try await client.send(.get, "/v1/me/bids", token: ann).json["lots"] as? [[String: Any]]
+                return lots?.count == 2
+            }
+            let boLots = try await client.send(.get, "/v1/me/bids", token: bo).json["lots"] as? [[String: Any]] ?? []
+            #expect(boLots.count == 1)
+            #expect((boLots.first?["auction"] as? [String: Any])?["id"] as? String == "lot-a")
+            #expect(boLots.first?["highestPrice"] as? Int == 3_100, "the price his bid moved the lot to")
+            #expect(boLots.first?["leading"] as? Bool == false)
+            #expect((boLots.first?["auction"] as? [String: Any])?["myPaddle"] as? Int == 102)
+            #expect(try await client.send(.get, "/v1/me/bids").status == .unauthorized)
             // No value anywhere is the maximum (ids are random, so values are compared, not the text).
             #expect(!Self.values(in: board.json).contains { $0 == "8000" }, "a maximum is never shown")
             let active = try await client.send(.get, "/v1/leaderboards/most-active?minutes=5")

@@ -19,6 +19,7 @@ import Testing
             #expect(try await other.paddle(of: ann, in: "sale:evening") == 101)
             #expect(try await other.paddle(of: ben, in: "sale:evening") == 102)
             #expect(try await store.paddle(of: ben, in: "lot:a-1") == 101)
+            #expect(try await other.paddles(of: ben) == ["sale:evening": 102, "lot:a-1": 101])
             #expect(
                 try await other.paddles(in: ["sale:evening", "lot:a-1", "lot:none"])
                     == ["sale:evening": [ann: 101, ben: 102], "lot:a-1": [ben: 101]])

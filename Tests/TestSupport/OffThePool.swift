@@ -9,14 +9,18 @@ import Dispatch
 /// every in-process cluster, timer and `eventually` of the other suites stood still until it
 /// ended: trivial tests "passed after 47 s" beside the seeded runs, 90 s in clean-clone CI runs.
 /// A serial queue of its own targets Dispatch's overcommitting root queue and gets its own thread;
-/// the kernel then shares the cores between it and the runtime's threads. Callers bound how many
-/// such calls run at once (one per core for the simulation).
+/// the kernel then shares the cores between it and the runtime's threads.
+///
+/// Every call shares that one thread: ten such loops at once (the simulation's suites run in
+/// parallel) left the runtime's two threads a sixth of the machine, and in-process clusters of
+/// other suites missed their deadlines. One loop at a time leaves them two thirds.
 public func offThePool<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
-    try await withTaskExecutorPreference(SerialQueueExecutor()) { try await body() }
+    try await withTaskExecutorPreference(SerialQueueExecutor.shared) { try await body() }
 }
 
-/// A task executor on a serial Dispatch queue of its own.
+/// A task executor on one serial Dispatch queue.
 private final class SerialQueueExecutor: TaskExecutor {
+    static let shared = SerialQueueExecutor()
     private let queue = DispatchQueue(label: "artpay.test.off-the-pool")
 
     func enqueue(_ job: consuming ExecutorJob) {

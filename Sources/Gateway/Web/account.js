@@ -21,6 +21,8 @@ export default function account(main) {
   const me = session.user;
   let settlements = [];
   let settlementError = '';
+  let myBids = null; // GET /v1/me/bids; null until the first answer
+  let bidsError = '';
 
   const notesList = el('ul', { id: 'notifications', class: 'notes', 'aria-live': 'polite' });
   const lotsList = el('ul', { id: 'my-lots', class: 'plain' });
@@ -33,7 +35,7 @@ export default function account(main) {
     el('div', { class: 'columns' },
       section('Notifications', notesList),
       el('div', {},
-        section('Lots you bid on', el('p', { class: 'hint' }, 'Bids placed from this tab, and lots your notifications name.'), lotsList),
+        section('Lots you bid on', lotsList),
         section('Won lots', wonList))),
     section('Invoices and settlements', el('div', { class: 'table-wrap' }, settlementTable)),
   );
@@ -55,10 +57,22 @@ export default function account(main) {
         el('time', { datetime: note.at }, formatTime(note.at, true)))));
     if (!notes.length) notesList.append(el('li', { class: 'empty' }, 'Nothing yet. Outbids, wins and invoices appear here live.'));
 
-    const bidOn = new Map(myLots().map((lot) => [lot.id, lot.title]));
-    for (const note of notes) if (BIDDER_KINDS.has(note.kind) && !bidOn.has(note.auctionId)) bidOn.set(note.auctionId, note.title);
-    lotsList.replaceChildren(...[...bidOn].map(([id, title]) => el('li', { dataset: { auctionId: id } }, lotLink(id, title))));
-    if (!bidOn.size) lotsList.append(el('li', { class: 'empty' }, 'No bids yet.'));
+    // The server's list (how far each of your bids went), then lots of this tab and of your
+    // notifications it does not have yet (the node's read model may lag a moment behind a bid).
+    const bidOn = new Map();
+    for (const { auction, highestPrice, bids, leading } of myBids ?? []) {
+      bidOn.set(auction.id, { title: auction.title,
+        detail: `${leading ? 'leading' : 'outbid'} · your highest ${formatMoney(highestPrice, auction.currency)} · ${bids} bid${bids === 1 ? '' : 's'} · ${auction.status}`,
+        leading });
+    }
+    for (const lot of myLots()) if (!bidOn.has(lot.id)) bidOn.set(lot.id, { title: lot.title });
+    for (const note of notes) {
+      if (BIDDER_KINDS.has(note.kind) && !bidOn.has(note.auctionId)) bidOn.set(note.auctionId, { title: note.title });
+    }
+    lotsList.replaceChildren(...[...bidOn].map(([id, lot]) =>
+      el('li', { dataset: { auctionId: id, leading: lot.leading ?? '' } }, lotLink(id, lot.title),
+        lot.detail ? el('span', { class: 'hint' }, ` — ${lot.detail}`) : null)));
+    if (!bidOn.size) lotsList.append(el('li', { class: 'empty' }, bidsError || 'No bids yet.'));
 
     // Won: `won` notifications, and settlements where this user is the buyer.
     const won = new Map();
@@ -90,6 +104,16 @@ export default function account(main) {
     );
   }
 
+  async function loadBids() {
+    try {
+      myBids = (await api.request('GET', '/v1/me/bids')).lots ?? [];
+      bidsError = '';
+    } catch (failure) {
+      bidsError = `Your bids could not be loaded: ${failure.message}`;
+    }
+    draw();
+  }
+
   async function loadSettlements() {
     try {
       settlements = (await api.request('GET', '/v1/me/settlements')).settlements ?? [];
@@ -102,11 +126,16 @@ export default function account(main) {
 
   draw();
   loadSettlements();
+  loadBids();
   const unsubscribe = onNotification((note) => {
     draw();
+    loadBids();
     if (['won', 'paid'].includes(note.kind) || note.kind.startsWith('payment') || note.kind.startsWith('second')) loadSettlements();
   });
-  const timer = setInterval(loadSettlements, 10000);
+  const timer = setInterval(() => {
+    loadSettlements();
+    loadBids();
+  }, 10000);
   return () => {
     unsubscribe();
     clearInterval(timer);
