@@ -9,6 +9,7 @@ import NIOCore
 import NIOPosix
 public import Node
 public import Payments
+import Prometheus
 import ServiceLifecycle
 public import Storage
 
@@ -76,6 +77,10 @@ public struct GatewayAPI: Sendable {
     let clock: any EngineClock
     let configuration: Configuration
     public let metrics = HTTPMetrics()
+    /// The node's Prometheus registry: the series not yet in it are still rendered beside it at
+    /// `/metrics` (see `metricsText`).
+    let registry = PrometheusCollectorRegistry()
+    let process: ProcessMetrics
     /// The open HTTP connections of ``httpServer()``, against `configuration.connections`.
     public let connections: ConnectionCounter
     let streams: StreamLimiter
@@ -102,6 +107,7 @@ public struct GatewayAPI: Sendable {
         self.configuration = configuration
         self.connections = ConnectionCounter(limits: configuration.connections)
         self.paddles = PaddleBook(store: users)
+        self.process = ProcessMetrics(registry: registry)
         self.streams = StreamLimiter(limits: configuration.streams)
         let directory = UserDirectory(users: users, maximumAge: configuration.userCacheAge)
         self.directory = directory
@@ -153,7 +159,8 @@ public struct GatewayAPI: Sendable {
                 body: .init(
                     byteBuffer: ByteBuffer(
                         string: await node.metricsText() + metrics.text() + connections.metricsText()
-                            + admission.metricsText() + streams.metricsText() + webhooks.metricsText())))
+                            + admission.metricsText() + streams.metricsText() + webhooks.metricsText()
+                            + self.registryText())))
         }
         // The provider's webhooks carry their own signature instead of a user's token.
         router.post("/v1/payments/webhook", use: providerWebhook)
@@ -699,6 +706,12 @@ public struct GatewayAPI: Sendable {
     }
 
     // MARK: - Helpers
+
+    /// The registry's series, the process's read just now.
+    func registryText() -> String {
+        process.update()
+        return registry.emitToString()
+    }
 
     /// `GET /v1/cluster`: this node's view, each member with its web address.
     func clusterView() async throws -> Response {

@@ -562,9 +562,7 @@ public actor ClusterNode {
     public var snapshot: ClusterSnapshot {
         get async {
             let owned = await registry.ownedShards
-            let placed = configuration.shardMap.shardCount
-            let mine = (0..<placed).filter { Placement.owner(of: ShardID($0), among: candidates) == configuration.id }
-                .count
+            let mine = shardsPlacedHere
             return ClusterSnapshot(
                 node: configuration.id.rawValue, generation: membership.myself.generation,
                 members: membership.members.map {
@@ -581,6 +579,13 @@ public actor ClusterNode {
                 reachesMajority: membership.seesMajority, counters: counters,
                 payments: paymentsStatus.withLock { $0 })
         }
+    }
+
+    /// How many shards this node owns in its current view (rendezvous placement).
+    private var shardsPlacedHere: Int {
+        (0..<configuration.shardMap.shardCount).filter {
+            Placement.owner(of: ShardID($0), among: candidates) == configuration.id
+        }.count
     }
 
     /// The members as this node sees them.
@@ -651,6 +656,14 @@ public actor ClusterNode {
         metric(
             "artpay_shards_held", "gauge", "Shards this node holds a lease on.",
             [("", "\(await registry.ownedShards.count)")])
+        metric(
+            "artpay_shards_placed_here", "gauge",
+            "Shards this node owns in its view (placement; leases follow on first use). Over the nodes: all of them.",
+            [("", "\(shardsPlacedHere)")])
+        metric(
+            "artpay_cluster_reaches_majority", "gauge",
+            "1 when this node reaches a majority of the cluster (without one it holds and takes no shard).",
+            [("", membership.seesMajority ? "1" : "0")])
         metric(
             "artpay_auctions_loaded", "gauge",
             "Auctions with an actor on this node (idle ones passivate after a minute).",

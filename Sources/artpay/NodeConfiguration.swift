@@ -8,7 +8,7 @@ import Storage
 
 /// Everything `artpay node` needs, read from a JSON file in `cluster-config/` with environment
 /// overrides: a key `cluster.secret` is overridden by `ARTPAY_CLUSTER_SECRET`, `http.port` by
-/// `ARTPAY_HTTP_PORT`, and so on (dots become underscores, upper case, `ARTPAY_` in front).
+/// `ARTPAY_HTTP_PORT`, and so on (`NodeSettings.environmentName(of:)`).
 struct NodeSettings: Sendable {
     enum Store: Sendable {
         case postgres(host: String, port: Int, user: String, password: String?, database: String)
@@ -56,7 +56,7 @@ struct NodeSettings: Sendable {
             guard let value = reader.string(forKey: ConfigKey(key)), !value.isEmpty else {
                 throw Invalid(
                     description:
-                        "\(file): '\(key)' is missing (or set ARTPAY_\(key.uppercased().replacingOccurrences(of: ".", with: "_")))"
+                        "\(file): '\(key)' is missing (or set \(NodeSettings.environmentName(of: key)))"
                 )
             }
             return value
@@ -242,5 +242,26 @@ struct NodeSettings: Sendable {
             bootstrapAdmin: admin,
             fencing: reader.bool(forKey: "debug.unsafeDisableFencing", default: false) ? .unsafelyDisabled : .enforced,
             provider: provider)
+    }
+}
+
+extension NodeSettings {
+    /// The environment variable that overrides `key`: `ARTPAY_`, then the key in upper case with an
+    /// underscore for each dot and between the words of a camelCase name, as the configuration
+    /// reader's environment provider looks it up (`cluster.tls.certificateFile` →
+    /// `ARTPAY_CLUSTER_TLS_CERTIFICATE_FILE`).
+    static func environmentName(of key: String) -> String {
+        var name = "ARTPAY_"
+        var previous: Character?
+        for character in key {
+            if character == "." {
+                name += "_"
+            } else {
+                if character.isUppercase, let previous, previous.isLowercase || previous.isNumber { name += "_" }
+                name += character.uppercased()
+            }
+            previous = character
+        }
+        return name
     }
 }

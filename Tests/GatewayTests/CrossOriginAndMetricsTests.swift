@@ -1,3 +1,4 @@
+import Foundation
 import Gateway
 import HTTPTypes
 import Hummingbird
@@ -63,6 +64,29 @@ import Testing
             for _ in 0..<30 { statuses.append(try await client.execute(uri: "/metrics", method: .get).status) }
             #expect(statuses.prefix(5).allSatisfy { $0 == .ok })
             #expect(statuses.contains(.tooManyRequests), "\(statuses)")
+        }
+    }
+
+    /// The process figures an operator needs beside the node's own (read from /proc at each
+    /// scrape), and the placement gauges the shards alert sums.
+    @Test func metrics_includeTheProcessAndThePlacement() async throws {
+        try await GatewayHarness.run { client, _ in
+            let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            func value(_ name: String) -> Double? {
+                text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+                    .flatMap { Double($0.split(separator: " ").last ?? "") }
+            }
+            #expect((value("process_resident_memory_bytes") ?? 0) > 1_000_000, "\(text.suffix(800))")
+            #expect((value("process_open_fds") ?? 0) > 3)
+            #expect((value("process_max_fds") ?? 0) >= (value("process_open_fds") ?? .infinity))
+            #expect((value("process_cpu_seconds_total") ?? 0) > 0)
+            let started = try #require(value("process_start_time_seconds"))
+            let now = Date().timeIntervalSince1970
+            #expect(started <= now + 1 && started > now - 3_600, "started \(started), now \(now)")
+            #expect(text.contains("# HELP process_start_time_seconds"))
+            // One node alone places every shard on itself and is its own majority.
+            #expect(value("artpay_shards_placed_here") == 1_024)
+            #expect(value("artpay_cluster_reaches_majority") == 1)
         }
     }
 }
