@@ -220,7 +220,10 @@ final class ProcessCluster: Sendable {
         self.nodes = nodes
     }
 
-    static func start(secret: String) async throws -> ProcessCluster {
+    /// `names`: host names (resolving to the nodes' addresses) the nodes advertise and seed each
+    /// other by, as Kubernetes gives them; the first node is also a seed under its address, so a
+    /// node hears of the same peer under a name and under an IP.
+    static func start(secret: String, names: [String]? = nil) async throws -> ProcessCluster {
         let pg = try TestPostgres.fromEnvironment()
         let database = try await pg.createDatabase()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("artpay-mp-\(UUID().uuidString)")
@@ -237,14 +240,19 @@ final class ProcessCluster: Sendable {
                     configPath: directory.appendingPathComponent("node-\(index).json").path,
                     logPath: directory.appendingPathComponent("node-\(index).log").path))
         }
-        let seeds = nodes.map { "\"\($0.clusterAddress)\"" }.joined(separator: ", ")
+        func advertised(_ index: Int) -> String {
+            guard let names else { return "\(nodes[index].clusterAddress)" }
+            return "\(names[index]):\(nodes[index].clusterAddress.port)"
+        }
+        let seeds = (nodes.indices.map(advertised) + (names == nil ? [] : ["\(nodes[0].clusterAddress)"]))
+            .map { "\"\($0)\"" }.joined(separator: ", ")
         let keyPath = directory.appendingPathComponent("jwt.pem").path
         try TokenAuthority.generatePrivateKeyPEM().write(toFile: keyPath, atomically: true, encoding: .utf8)
-        for node in nodes {
+        for (index, node) in nodes.enumerated() {
             let config = """
                 {
                   "node": { "id": "\(node.id)" },
-                  "cluster": { "host": "\(node.clusterAddress.host)", "port": \(node.clusterAddress.port), "seeds": [\(seeds)], "secret": "\(secret)",
+                  "cluster": { "host": "\(node.clusterAddress.host)", "port": \(node.clusterAddress.port), "advertise": "\(advertised(index))", "seeds": [\(seeds)], "secret": "\(secret)",
                                "tls": \(try TestCertificates.configJSON(for: node.id, host: node.clusterAddress.host, in: directory.path)) },
                   "http": { "host": "\(node.httpAddress.host)", "port": \(node.httpAddress.port) },
                   "store": { "kind": "postgres", "postgres": { "host": "\(pg.host)", "port": \(pg.port), "user": "\(pg.user)", "database": "\(database)" } },
