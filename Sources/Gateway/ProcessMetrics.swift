@@ -21,7 +21,8 @@ final class ProcessMetrics: Sendable {
     init(registry: PrometheusCollectorRegistry) {
         func gauge(_ name: String, _ unit: String, _ help: String) -> Gauge {
             registry.makeGauge(
-                descriptor: MetricNameDescriptor(namespace: "process", metricName: name, unitName: unit, helpText: help))
+                descriptor: MetricNameDescriptor(namespace: "process", metricName: name, unitName: unit, helpText: help)
+            )
         }
         residentMemory = gauge("resident_memory", "bytes", "Resident memory size in bytes.")
         virtualMemory = gauge("virtual_memory", "bytes", "Virtual memory size in bytes.")
