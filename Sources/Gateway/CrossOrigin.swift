@@ -19,7 +19,7 @@ public struct CrossOriginPolicy: Sendable, Hashable {
     static let allowedMethods = "GET, POST, PUT, DELETE"
     static let allowedHeaders = "authorization, content-type, last-event-id"
     /// What a page may read besides the simple headers: limits and retry hints.
-    static let exposedHeaders = "retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, location"
+    static let exposedHeaders = "retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, location, x-request-id"
 
     /// The answer to a preflight (`OPTIONS` with `Access-Control-Request-Method`), or nil for any
     /// other request.

@@ -137,6 +137,7 @@ public struct GatewayAPI: Sendable {
     /// The router with every route and middleware of the API, health and metrics included.
     public func router(isReady: @escaping @Sendable () async -> Bool) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
+        router.add(middleware: RequestIDMiddleware())
         router.add(middleware: MetricsMiddleware(metrics: metrics))
         router.add(middleware: ProblemMiddleware())
         router.get("/health/live") { _, _ -> HTTPResponse.Status in .ok }

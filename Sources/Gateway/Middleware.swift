@@ -2,6 +2,7 @@ import ArtPayClient
 import HTTPTypes
 public import Hummingbird
 import Logging
+import Node
 import Storage
 import Synchronization
 
@@ -34,6 +35,36 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(.internalServerError, code: "internal_error", detail: "Something went wrong on our side.")
         }
     }
+}
+
+/// Names each request: the client's `X-Request-ID` when it is a valid one (`RequestTrace.isValid`),
+/// else a new one. The id is echoed in the answer (errors too), put in the request's log metadata
+/// (`request`) and, through `RequestTrace`, carried in a forwarded command to the owner, which logs
+/// it: one bid can be followed on every node it crosses.
+public struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        let id =
+            request.headers[.xRequestID].flatMap { RequestTrace.isValid($0) ? $0 : nil }
+            ?? String(UInt64.random(in: .min ... .max), radix: 16)
+        var context = context
+        context.logger[metadataKey: "request"] = "\(id)"
+        var response: Response
+        do {
+            response = try await RequestTrace.$id.withValue(id) { try await next(request, context) }
+        } catch let error as any HTTPResponseError {
+            response = try error.response(from: request, context: context)
+        }
+        response.headers[.xRequestID] = id
+        return response
+    }
+}
+
+extension HTTPField.Name {
+    static let xRequestID = Self("X-Request-ID")!
 }
 
 /// Builds the router's responder wrapped in a ``DeadlineResponder``: what a node serves.

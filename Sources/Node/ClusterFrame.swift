@@ -12,8 +12,11 @@ public import Storage
 public enum ClusterFrame: Sendable, Equatable {
     case membership(MembershipMessage)
     /// A command forwarded to the auction's owner, with whom it is run for; `hops` counts forwards
-    /// so far.
-    case request(id: UInt64, hops: UInt8, auction: AuctionID, command: AuctionCommand, issuer: CommandIssuer)
+    /// so far; `requestId` is the client request's id (`RequestTrace`), so that one bid can be
+    /// followed in the logs of every node it crosses.
+    case request(
+        id: UInt64, hops: UInt8, auction: AuctionID, command: AuctionCommand, issuer: CommandIssuer,
+        requestId: String? = nil)
     case response(id: UInt64, result: Result<CommandAccepted, EngineError>)
     /// Durable events of one auction, in seq order, pushed by its owner.
     case events(auction: AuctionID, events: [StoredEvent])
@@ -49,13 +52,15 @@ public enum ClusterFrame: Sendable, Equatable {
         case .membership(let message):
             buffer.writeInteger(Tag.membership.rawValue)
             MembershipCodec.write(message, to: &buffer)
-        case .request(let id, let hops, let auction, let command, let issuer):
+        case .request(let id, let hops, let auction, let command, let issuer, let requestId):
             buffer.writeInteger(Tag.request.rawValue)
             buffer.writeInteger(id)
             buffer.writeInteger(hops)
             buffer.writeWireString(auction.rawValue)
             WireCodec.write(command, to: &buffer)
             WireCodec.write(issuer, to: &buffer)
+            // Last and optional: a frame from a node that sends none ends here.
+            if let requestId { buffer.writeWireString(requestId) }
         case .response(let id, let result):
             buffer.writeInteger(Tag.response.rawValue)
             buffer.writeInteger(id)
@@ -88,8 +93,12 @@ public enum ClusterFrame: Sendable, Equatable {
             let hops: UInt8 = try buffer.readWire()
             let auction = try WireCodec.readIdentifier(AuctionID.self, from: &buffer)
             let command = try WireCodec.readCommand(from: &buffer)
+            let issuer = try WireCodec.readIssuer(from: &buffer)
+            let requestId: String? =
+                buffer.readableBytes > 0 ? try buffer.readWireString(maximumBytes: RequestTrace.maximumLength) : nil
+            guard requestId.map(RequestTrace.isValid) ?? true else { throw .invalid("request id") }
             decoded = .request(
-                id: id, hops: hops, auction: auction, command: command, issuer: try WireCodec.readIssuer(from: &buffer))
+                id: id, hops: hops, auction: auction, command: command, issuer: issuer, requestId: requestId)
         case .response:
             let id: UInt64 = try buffer.readWire()
             decoded = .response(id: id, result: try WireCodec.readResult(from: &buffer))

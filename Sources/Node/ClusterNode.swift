@@ -156,7 +156,7 @@ public actor ClusterNode {
             guard let self else { return }
             if case .events(let auction, let events) = frame {
                 self.receive(events, of: auction, pushedBy: peer)
-            } else if case .request(let id, _, let auction, let command, let issuer) = frame,
+            } else if case .request(let id, _, let auction, let command, let issuer, _) = frame,
                 let refusal = await self.refusal(of: command, for: issuer, on: auction, from: peer)
             {
                 reply(.response(id: id, result: .failure(refusal)))
@@ -299,7 +299,12 @@ public actor ClusterNode {
         let result = await withCheckedContinuation { continuation in
             pending[id] = PendingForward(to: address, continuation: continuation)
             transport.send(
-                .request(id: id, hops: hops, auction: auction, command: command, issuer: issuer), to: address)
+                .request(
+                    id: id, hops: hops, auction: auction, command: command, issuer: issuer, requestId: RequestTrace.id),
+                to: address)
+            logger.debug(
+                "forwarded a command",
+                metadata: ["request": "\(RequestTrace.id ?? "-")", "auction": "\(auction)", "to": "\(address)"])
             pending[id]?.timeout = Task { [weak self] in
                 guard (try? await Task.sleep(for: timeout)) != nil else { return }
                 await self?.fail(id, .ownerUnavailable("no answer from \(address) in time"))
@@ -338,9 +343,18 @@ public actor ClusterNode {
                 return
             }
             perform(membership.receive(message, from: message.sender.address, now: clock.now()))
-        case .request(let id, let hops, let auction, let command, let issuer):
+        case .request(let id, let hops, let auction, let command, let issuer, let requestId):
             // Checked before it reaches the actor (`refusal(of:for:on:from:)`).
-            let result = await route(command, to: auction, hops: hops, issuer: issuer)
+            let result = await RequestTrace.$id.withValue(requestId) {
+                let result = await route(command, to: auction, hops: hops, issuer: issuer)
+                logger.debug(
+                    "ran a forwarded command",
+                    metadata: [
+                        "request": "\(requestId ?? "-")", "from": "\(peer)", "auction": "\(auction)",
+                        "result": "\(result.failureCode)",
+                    ])
+                return result
+            }
             reply(.response(id: id, result: result))
         case .response(let id, let result):
             answer(id, result)
@@ -754,4 +768,14 @@ public struct ClusterSnapshot: Sendable, Codable {
 /// forwarded bids before it. A struct's stored closure is never converted.
 private struct ForwardedCommandCheck: Sendable {
     let run: @Sendable (CommandIssuer, AuctionCommand) async -> EngineError?
+}
+
+extension Result<CommandAccepted, EngineError> {
+    /// "accepted", or the error's stable code (for logs).
+    var failureCode: String {
+        switch self {
+        case .success: "accepted"
+        case .failure(let error): error.code
+        }
+    }
 }

@@ -24,7 +24,17 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
+    @Option(help: "Log format: text (for people), or json (one object per line, for log collectors).")
+    var logFormat: String = "text"
+
+    func validate() throws {
+        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format is text or json") }
+    }
+
     func run() async throws {
+        if logFormat == "json" {
+            LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
+        }
         var settings: NodeSettings
         do {
             settings = try await NodeSettings.load(file: config)

@@ -89,4 +89,20 @@ import Testing
             #expect(value("artpay_cluster_reaches_majority") == 1)
         }
     }
+
+    /// Every answer names its request: the client's id when valid, else a new one (errors too).
+    @Test func everyAnswer_carriesARequestId() async throws {
+        try await GatewayHarness.run { client, _ in
+            let name = HTTPField.Name("X-Request-ID")!
+            let echoed = try await client.send(.get, "/v1/time", headers: [name: "client-abc.1"])
+            #expect(echoed.headers[name] == "client-abc.1")
+            let fresh = try await client.send(.get, "/v1/time")
+            #expect(fresh.headers[name].map { !$0.isEmpty && $0 != "client-abc.1" } == true)
+            let replaced = try await client.send(.get, "/v1/time", headers: [name: "not valid\u{7f}"])
+            #expect(replaced.headers[name].map { $0.allSatisfy { $0.isHexDigit } } == true)
+            let missing = try await client.send(.get, "/v1/auctions/none-such", headers: [name: "lost-1"])
+            #expect(missing.status == .notFound)
+            #expect(missing.headers[name] == "lost-1")
+        }
+    }
 }

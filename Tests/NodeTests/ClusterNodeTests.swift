@@ -31,10 +31,11 @@ final class LocalCluster: Sendable {
 
     static func start(
         count: Int, store: any EventStore, forwardTimeout: Duration = .seconds(2), retryBudget: Duration = .seconds(3),
-        fencedHoldOff: Duration = .seconds(2)
+        fencedHoldOff: Duration = .seconds(2), logger: Logger? = nil
     ) async throws -> LocalCluster {
-        var logger = Logger(label: "test.cluster")
-        logger.logLevel = .error
+        var quiet = Logger(label: "test.cluster")
+        quiet.logLevel = .error
+        let logger = logger ?? quiet
         let secret = ClusterSecret("local test cluster secret")!
         var started: [(NodeID, ClusterTransport, NodeAddress, Task<Void, Never>)] = []
         for index in 0..<count {

@@ -32,7 +32,7 @@ import Testing
                 // The first batch is slow to handle; the later ones must still come after it.
                 if events.first?.seq == 1 { try? await Task.sleep(for: .milliseconds(300)) }
                 seen.withLock { $0.append(contentsOf: events.map(\.seq)) }
-            case .request(let id, _, _, _, _):
+            case .request(let id, _, _, _, _, _):
                 // A slow forwarded command holds up nothing behind it.
                 if id == 1 { try? await Task.sleep(for: .seconds(60)) }
                 requests.withLock { $0.append(id) }

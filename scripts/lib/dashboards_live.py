@@ -230,11 +230,21 @@ class Cluster:
             + ", ".join(f"{n} {v['url']} pid {v['pid']}" for n, v in sorted(self.nodes.items()))
             + f"; {len(self.lots)} lots, the first closing in {FIRST_CLOSE_SECONDS} s")
 
-    def tail(self):
+    def tail(self, lines=15):
+        """The end of `artpay dev`'s output, its status line (rewritten in place) shown once."""
         try:
-            return open(self.log_path, encoding="utf-8", errors="replace").read()[-1500:]
+            text = open(self.log_path, encoding="utf-8", errors="replace").read()
         except OSError:
             return "(no log)"
+        kept = []
+        for line in text.replace("\r", "\n").splitlines():
+            if not line.strip():
+                continue
+            if line.startswith("status:") and kept and kept[-1].startswith("status:"):
+                kept[-1] = line.rstrip()
+            else:
+                kept.append(line.rstrip())
+        return "\n".join(kept[-lines:])
 
     def urls(self):
         return [self.nodes[name]["url"] for name in sorted(self.nodes)]
