@@ -52,7 +52,7 @@ final class PaddleBook: Sendable {
 
     /// For each scope, the paddles of the bidders named there (users named in a log: every one
     /// gets a paddle) and of `viewer` (only if they have one). One store read covers every scope
-    /// with someone not cached; a store that does not answer leaves those users out.
+    /// with someone not cached; a store that does not answer leaves the users not cached out.
     func paddles(_ named: [String: Set<UserID>], viewer: UserID? = nil) async -> [String: [UserID: Int]] {
         var found: [String: [UserID: Int]] = [:]
         var unknown: [String] = []
@@ -60,7 +60,11 @@ final class PaddleBook: Sendable {
             for (scope, bidders) in named {
                 let entry = scopes[scope]
                 let paddles = entry?.paddles ?? [:]
-                found[scope] = paddles.filter { bidders.contains($0.key) || $0.key == viewer }
+                // Only the users asked for: a sale may hold thousands of paddles.
+                var known: [UserID: Int] = [:]
+                for user in bidders { known[user] = paddles[user] }
+                if let viewer { known[viewer] = paddles[viewer] }
+                found[scope] = known
                 let fresh = entry?.loadedAt.map { .now - $0 < absenceAge } ?? false
                 if bidders.contains(where: { paddles[$0] == nil })
                     || (viewer.map { paddles[$0] == nil } ?? false) && !fresh
@@ -70,14 +74,14 @@ final class PaddleBook: Sendable {
             }
         }
         guard !unknown.isEmpty else { return found }
-        if let loaded = try? await store.paddles(in: unknown) {
-            for scope in unknown {
-                let all = loaded[scope] ?? [:]
-                remember(all, in: scope, loaded: true)
-                let bidders = named[scope] ?? []
-                for (user, paddle) in all where bidders.contains(user) || user == viewer {
-                    found[scope]?[user] = paddle
-                }
+        // A store that does not answer leaves them out now (shown without a paddle), rather than
+        // holding up a stream for one more call per bidder.
+        guard let loaded = try? await store.paddles(in: unknown) else { return found }
+        for scope in unknown {
+            let all = loaded[scope] ?? [:]
+            remember(all, in: scope, loaded: true)
+            for user in (named[scope] ?? []).union(viewer.map { [$0] } ?? []) where all[user] != nil {
+                found[scope]?[user] = all[user]
             }
         }
         for scope in unknown {
