@@ -76,10 +76,10 @@ public struct GatewayAPI: Sendable {
     let tokens: TokenAuthority
     let clock: any EngineClock
     let configuration: Configuration
-    public let metrics = HTTPMetrics()
     /// The node's Prometheus registry: the series not yet in it are still rendered beside it at
-    /// `/metrics` (see `metricsText`).
+    /// `/metrics` (see `registryText`).
     let registry = PrometheusCollectorRegistry()
+    public let metrics: HTTPMetrics
     let process: ProcessMetrics
     /// The open HTTP connections of ``httpServer()``, against `configuration.connections`.
     public let connections: ConnectionCounter
@@ -108,6 +108,7 @@ public struct GatewayAPI: Sendable {
         self.connections = ConnectionCounter(limits: configuration.connections)
         self.paddles = PaddleBook(store: users)
         self.process = ProcessMetrics(registry: registry)
+        self.metrics = HTTPMetrics(registry: registry)
         self.streams = StreamLimiter(limits: configuration.streams)
         let directory = UserDirectory(users: users, maximumAge: configuration.userCacheAge)
         self.directory = directory
@@ -159,7 +160,7 @@ public struct GatewayAPI: Sendable {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(
                     byteBuffer: ByteBuffer(
-                        string: await node.metricsText() + metrics.text() + connections.metricsText()
+                        string: await node.metricsText() + connections.metricsText()
                             + admission.metricsText() + streams.metricsText() + webhooks.metricsText()
                             + self.registryText())))
         }

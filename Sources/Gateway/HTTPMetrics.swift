@@ -1,78 +1,50 @@
-import Foundation
 public import Hummingbird
-import Synchronization
+public import Prometheus
 
-/// Request counts and latency histograms by route and status, and bids by outcome, rendered in
-/// Prometheus text format next to the cluster metrics.
+/// Request counts and latency histograms by route, method and status, and bids by outcome, in the
+/// node's Prometheus registry (swift-prometheus): `artpay_http_requests_total`,
+/// `artpay_http_request_duration_seconds`, `artpay_bids_total`.
 public final class HTTPMetrics: Sendable {
-    /// Upper bounds of the latency buckets, in seconds.
+    /// Upper bounds of the latency buckets.
     /// Bids take a few milliseconds; the buckets run from 0.25 ms to 5 s, fine enough between 5 ms
-    /// and 500 ms to read a p99 under load.
-    static let buckets: [Double] = [
-        0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
-        0.5, 0.75, 1, 2.5, 5,
+    /// and 500 ms to read a p99 under load (not the library's 5 ms to 10 s default).
+    static let buckets: [Duration] = [
+        .microseconds(250), .microseconds(500), .milliseconds(1), .microseconds(2_500), .milliseconds(5),
+        .microseconds(7_500), .milliseconds(10), .milliseconds(15), .milliseconds(20), .milliseconds(30),
+        .milliseconds(50), .milliseconds(75), .milliseconds(100), .milliseconds(150), .milliseconds(200),
+        .milliseconds(300), .milliseconds(500), .milliseconds(750), .seconds(1), .milliseconds(2_500), .seconds(5),
     ]
 
-    private struct Series {
-        var count = 0
-        var sum = 0.0
-        var buckets = [Int](repeating: 0, count: HTTPMetrics.buckets.count)
+    private let registry: PrometheusCollectorRegistry
+
+    /// `registry`: the node's (a bench server keeps its own).
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
     }
 
-    private struct State {
-        var requests: [String: Series] = [:]
-        var bids: [String: Int] = [:]
-    }
-
-    private let state = Mutex(State())
-
-    public init() {}
-
-    func record(route: String, method: String, status: Int, seconds: Double) {
-        let key = "route=\"\(route)\",method=\"\(method)\",status=\"\(status)\""
-        state.withLock { state in
-            var series = state.requests[key] ?? Series()
-            series.count += 1
-            series.sum += seconds
-            for (index, bound) in Self.buckets.enumerated() where seconds <= bound { series.buckets[index] += 1 }
-            state.requests[key] = series
-        }
+    func record(route: String, method: String, status: Int, duration: Duration) {
+        let labels = [("route", route), ("method", method), ("status", "\(status)")]
+        registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                namespace: "artpay", subsystem: "http", metricName: "requests", unitName: "total",
+                helpText: "HTTP requests by route, method and status."),
+            labels: labels
+        ).increment()
+        registry.makeDurationHistogram(
+            descriptor: MetricNameDescriptor(
+                namespace: "artpay", subsystem: "http", metricName: "request_duration", unitName: "seconds",
+                helpText: "HTTP request latency by route, method and status."),
+            labels: labels, buckets: Self.buckets
+        ).record(duration)
     }
 
     func bid(outcome: String) {
-        state.withLock { $0.bids[outcome, default: 0] += 1 }
-    }
-
-
-    func text() -> String {
-        let snapshot = state.withLock { $0 }
-        var lines = [
-            "# HELP artpay_http_requests_total HTTP requests by route, method and status.",
-            "# TYPE artpay_http_requests_total counter",
-        ]
-        for (key, series) in snapshot.requests.sorted(by: { $0.key < $1.key }) {
-            lines.append("artpay_http_requests_total{\(key)} \(series.count)")
-        }
-        lines += [
-            "# HELP artpay_http_request_duration_seconds HTTP request latency by route, method and status.",
-            "# TYPE artpay_http_request_duration_seconds histogram",
-        ]
-        for (key, series) in snapshot.requests.sorted(by: { $0.key < $1.key }) {
-            for (index, bound) in Self.buckets.enumerated() {
-                lines.append(
-                    "artpay_http_request_duration_seconds_bucket{\(key),le=\"\(bound)\"} \(series.buckets[index])")
-            }
-            lines.append("artpay_http_request_duration_seconds_bucket{\(key),le=\"+Inf\"} \(series.count)")
-            lines.append("artpay_http_request_duration_seconds_sum{\(key)} \(String(format: "%.6f", series.sum))")
-            lines.append("artpay_http_request_duration_seconds_count{\(key)} \(series.count)")
-        }
-        lines += [
-            "# HELP artpay_bids_total Bids answered, by outcome or rejection code.", "# TYPE artpay_bids_total counter",
-        ]
-        for (outcome, count) in snapshot.bids.sorted(by: { $0.key < $1.key }) {
-            lines.append("artpay_bids_total{outcome=\"\(outcome)\"} \(count)")
-        }
-        return lines.joined(separator: "\n") + "\n"
+        registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                namespace: "artpay", metricName: "bids", unitName: "total",
+                helpText: "Bids answered, by outcome or rejection code."),
+            labels: [("outcome", outcome)]
+        ).increment()
     }
 }
 
@@ -90,22 +62,17 @@ public struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         -> Response
     {
         let started = ContinuousClock.now
-        func seconds() -> Double {
-            let elapsed = (ContinuousClock.now - started).components
-            return Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
-        }
         do {
             let response = try await next(request, context)
             metrics.record(
                 route: context.endpointPath ?? "unmatched", method: request.method.rawValue,
-                status: response.status.code,
-                seconds: seconds())
+                status: response.status.code, duration: .now - started)
             return response
         } catch {
             let status = (error as? any HTTPResponseError)?.status.code ?? 500
             metrics.record(
                 route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: status,
-                seconds: seconds())
+                duration: .now - started)
             throw error
         }
     }
