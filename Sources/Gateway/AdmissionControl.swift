@@ -3,6 +3,7 @@ import DequeModule
 import Hummingbird
 import NIOCore
 import NIOPosix
+import Prometheus
 import Synchronization
 
 /// How much work a node takes on at once: requests in progress, and how long one may wait for a
@@ -39,16 +40,44 @@ final class AdmissionControl: Sendable {
         var inFlight = 0
         var waiting = Deque<Waiter>()
         var nextId: UInt64 = 0
-        var admitted = 0
-        var refusedWaiting = 0
-        var refusedFull = 0
+    }
+
+    /// The series in the node's registry.
+    private struct Metrics: Sendable {
+        let inFlight: Gauge
+        let waiting: Gauge
+        let admitted: Counter
+        let shedWaitExpired: Counter
+        let shedQueueFull: Counter
+
+        init(_ registry: PrometheusCollectorRegistry) {
+            inFlight = registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    namespace: "artpay", subsystem: "http", metricName: "in_flight", unitName: "",
+                    helpText: "Requests being handled now (admission control)."))
+            waiting = registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    namespace: "artpay", subsystem: "http", metricName: "admission_waiting", unitName: "",
+                    helpText: "Requests waiting for a place now."))
+            admitted = registry.makeCounter(
+                descriptor: MetricNameDescriptor(
+                    namespace: "artpay", subsystem: "http", metricName: "admitted", unitName: "total",
+                    helpText: "Requests given a place."))
+            let shed = MetricNameDescriptor(
+                namespace: "artpay", subsystem: "http", metricName: "shed", unitName: "total",
+                helpText: "Requests refused with 503 overloaded, by why.")
+            shedWaitExpired = registry.makeCounter(descriptor: shed, labels: [("reason", "wait_expired")])
+            shedQueueFull = registry.makeCounter(descriptor: shed, labels: [("reason", "queue_full")])
+        }
     }
 
     let limits: AdmissionLimits
     private let state = Mutex(State())
+    private let metrics: Metrics
 
-    init(limits: AdmissionLimits) {
+    init(limits: AdmissionLimits, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.limits = limits
+        self.metrics = Metrics(registry)
     }
 
     /// Waits for a place, at most `limits.maximumWait`; whether one was given (then ``release()``
@@ -59,28 +88,26 @@ final class AdmissionControl: Sendable {
             let (immediate, id): (Bool?, UInt64) = state.withLock { state in
                 if state.inFlight < limits.maximumInFlight {
                     state.inFlight += 1
-                    state.admitted += 1
                     return (true, 0)
                 }
-                if state.waiting.count >= limits.maximumWaiting {
-                    state.refusedFull += 1
-                    return (false, 0)
-                }
+                if state.waiting.count >= limits.maximumWaiting { return (false, 0) }
                 state.nextId += 1
                 state.waiting.append(Waiter(id: state.nextId, continuation: continuation))
                 return (nil, state.nextId)
             }
             if let immediate {
+                (immediate ? metrics.admitted : metrics.shedQueueFull).increment()
                 continuation.resume(returning: immediate)
                 return
             }
             MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .init(limits.maximumWait)) { [self] in
                 let expired: Waiter? = state.withLock { state in
                     guard let index = state.waiting.firstIndex(where: { $0.id == id }) else { return nil }
-                    state.refusedWaiting += 1
                     return state.waiting.remove(at: index)
                 }
-                expired?.continuation.resume(returning: false)
+                guard let expired else { return }
+                metrics.shedWaitExpired.increment()
+                expired.continuation.resume(returning: false)
             }
         }
     }
@@ -88,36 +115,20 @@ final class AdmissionControl: Sendable {
     /// Gives a place back: to the oldest waiter, or free.
     func release() {
         let next: Waiter? = state.withLock { state in
-            if let next = state.waiting.popFirst() {
-                state.admitted += 1
-                return next
-            }
+            if let next = state.waiting.popFirst() { return next }
             state.inFlight -= 1
             return nil
         }
-        next?.continuation.resume(returning: true)
+        guard let next else { return }
+        metrics.admitted.increment()
+        next.continuation.resume(returning: true)
     }
 
-    func metricsText() -> String {
-        let state = self.state.withLock {
-            ($0.inFlight, $0.waiting.count, $0.admitted, $0.refusedWaiting, $0.refusedFull)
-        }
-        return """
-            # HELP artpay_http_in_flight Requests being handled now (admission control).
-            # TYPE artpay_http_in_flight gauge
-            artpay_http_in_flight \(state.0)
-            # HELP artpay_http_admission_waiting Requests waiting for a place now.
-            # TYPE artpay_http_admission_waiting gauge
-            artpay_http_admission_waiting \(state.1)
-            # HELP artpay_http_admitted_total Requests given a place.
-            # TYPE artpay_http_admitted_total counter
-            artpay_http_admitted_total \(state.2)
-            # HELP artpay_http_shed_total Requests refused with 503 overloaded, by why.
-            # TYPE artpay_http_shed_total counter
-            artpay_http_shed_total{reason="wait_expired"} \(state.3)
-            artpay_http_shed_total{reason="queue_full"} \(state.4)
-
-            """
+    /// Sets the gauges in `registry` (the counters count as things happen).
+    func updateGauges() {
+        let (inFlight, waiting) = state.withLock { ($0.inFlight, $0.waiting.count) }
+        metrics.inFlight.set(Int64(inFlight))
+        metrics.waiting.set(Int64(waiting))
     }
 }
 

@@ -5,6 +5,7 @@ public import Logging
 public import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
+public import Prometheus
 import Synchronization
 
 /// How many HTTP connections a node keeps, and how long a client may take to send a request.
@@ -71,14 +72,41 @@ public final class ConnectionCounter: Sendable {
     private struct State {
         var open = 0
         var byAddress: [String: Int] = [:]
-        var closings: [String: Int] = [:]
+    }
+
+    /// The series in the node's registry.
+    private struct Metrics: Sendable {
+        let open: Gauge
+        let limit: Gauge
+        let closings: [Closing: Counter]
+
+        init(_ registry: PrometheusCollectorRegistry) {
+            open = registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    namespace: "artpay", subsystem: "http", metricName: "connections_open", unitName: "",
+                    helpText: "HTTP connections open now."))
+            limit = registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    namespace: "artpay", subsystem: "http", metricName: "connections_limit", unitName: "",
+                    helpText: "The most HTTP connections a node keeps open."))
+            let closed = MetricNameDescriptor(
+                namespace: "artpay", subsystem: "http", metricName: "connections_closed", unitName: "total",
+                helpText: "Connections refused or closed by the guard, by reason.")
+            closings = Dictionary(
+                uniqueKeysWithValues: Closing.allCases.map {
+                    ($0, registry.makeCounter(descriptor: closed, labels: [("reason", $0.rawValue)]))
+                })
+        }
     }
 
     public let limits: ConnectionLimits
     private let state = Mutex(State())
+    private let metrics: Metrics
 
-    public init(limits: ConnectionLimits) {
+    /// `registry`: the node's, where its `artpay_http_connections_*` series go.
+    public init(limits: ConnectionLimits, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.limits = limits
+        self.metrics = Metrics(registry)
     }
 
     /// Takes a slot for a connection from `address`, or says why there is none.
@@ -106,7 +134,7 @@ public final class ConnectionCounter: Sendable {
     }
 
     func count(_ closing: Closing) {
-        state.withLock { $0.closings[closing.rawValue, default: 0] += 1 }
+        metrics.closings[closing]?.increment()
     }
 
     /// Connections open now.
@@ -115,28 +143,10 @@ public final class ConnectionCounter: Sendable {
     /// Connections open now from `address`.
     public func open(from address: String) -> Int { state.withLock { $0.byAddress[address, default: 0] } }
 
-    /// How many connections the guard refused or closed, by reason (`too_many_connections`, …).
-    public var closings: [String: Int] { state.withLock { $0.closings } }
-
-    /// Prometheus text: open connections, the caps, and what was refused or closed by reason.
-    public func metricsText() -> String {
-        let (open, closings) = state.withLock { ($0.open, $0.closings) }
-        var lines = [
-            "# HELP artpay_http_connections_open HTTP connections open now.",
-            "# TYPE artpay_http_connections_open gauge",
-            "artpay_http_connections_open \(open)",
-            "# HELP artpay_http_connections_limit The most HTTP connections a node keeps open.",
-            "# TYPE artpay_http_connections_limit gauge",
-            "artpay_http_connections_limit \(limits.maximumConnections)",
-            "# HELP artpay_http_connections_closed_total Connections refused or closed by the guard, by reason.",
-            "# TYPE artpay_http_connections_closed_total counter",
-        ]
-        for reason in Closing.allCases {
-            lines.append(
-                "artpay_http_connections_closed_total{reason=\"\(reason.rawValue)\"} \(closings[reason.rawValue, default: 0])"
-            )
-        }
-        return lines.joined(separator: "\n") + "\n"
+    /// Sets the gauges in the registry (the closings count as they happen).
+    func updateGauges() {
+        metrics.open.set(Int64(open))
+        metrics.limit.set(Int64(limits.maximumConnections))
     }
 }
 

@@ -76,9 +76,8 @@ public struct GatewayAPI: Sendable {
     let tokens: TokenAuthority
     let clock: any EngineClock
     let configuration: Configuration
-    /// The node's Prometheus registry: the series not yet in it are still rendered beside it at
-    /// `/metrics` (see `registryText`).
-    let registry = PrometheusCollectorRegistry()
+    /// The process's Prometheus registry, the node's (one per process).
+    let registry: PrometheusCollectorRegistry
     public let metrics: HTTPMetrics
     let process: ProcessMetrics
     /// The open HTTP connections of ``httpServer()``, against `configuration.connections`.
@@ -86,7 +85,7 @@ public struct GatewayAPI: Sendable {
     let streams: StreamLimiter
     let directory: UserDirectory
     let admission: AdmissionControl
-    let webhooks = WebhookLedger()
+    let webhooks: WebhookLedger
     let paddles: PaddleBook
     /// The payment provider, to check a payment method before it is saved (nil: none configured).
     let provider: (any PaymentProvider)?
@@ -100,19 +99,21 @@ public struct GatewayAPI: Sendable {
     ) {
         self.provider = provider
         self.node = node
+        self.registry = node.metricsRegistry
         self.users = users
         self.events = events
         self.tokens = tokens
         self.clock = clock
         self.configuration = configuration
-        self.connections = ConnectionCounter(limits: configuration.connections)
+        self.connections = ConnectionCounter(limits: configuration.connections, registry: registry)
         self.paddles = PaddleBook(store: users)
         self.process = ProcessMetrics(registry: registry)
         self.metrics = HTTPMetrics(registry: registry)
         self.streams = StreamLimiter(limits: configuration.streams)
         let directory = UserDirectory(users: users, maximumAge: configuration.userCacheAge)
         self.directory = directory
-        self.admission = AdmissionControl(limits: configuration.admission)
+        self.admission = AdmissionControl(limits: configuration.admission, registry: registry)
+        self.webhooks = WebhookLedger(registry: registry)
         node.onUserChange { directory.forget($0) }
         let policy = ForwardedCommandPolicy(directory: directory, users: users)
         node.checkForwardedCommands { issuer, command in await policy.check(issuer, command) }
@@ -160,9 +161,7 @@ public struct GatewayAPI: Sendable {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(
                     byteBuffer: ByteBuffer(
-                        string: await node.metricsText() + connections.metricsText()
-                            + admission.metricsText() + streams.metricsText() + webhooks.metricsText()
-                            + self.registryText())))
+                        string: await self.metricsText())))
         }
         // The provider's webhooks carry their own signature instead of a user's token.
         router.post("/v1/payments/webhook", use: providerWebhook)
@@ -709,10 +708,13 @@ public struct GatewayAPI: Sendable {
 
     // MARK: - Helpers
 
-    /// The registry's series, the process's read just now.
-    func registryText() -> String {
+    /// The `/metrics` text: the gateway's gauges and the process read just now, then the node's.
+    func metricsText() async -> String {
         process.update()
-        return registry.emitToString()
+        admission.updateGauges()
+        connections.updateGauges()
+        streams.updateGauges(in: registry)
+        return await node.metricsText()
     }
 
     /// `GET /v1/cluster`: this node's view, each member with its web address.

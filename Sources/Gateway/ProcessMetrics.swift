@@ -1,5 +1,6 @@
 import Foundation
 import Prometheus
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -13,7 +14,9 @@ import Prometheus
 final class ProcessMetrics: Sendable {
     private let residentMemory: Gauge
     private let virtualMemory: Gauge
-    private let cpuSeconds: Gauge
+    /// A counter advanced by what `/proc` says was spent since the last scrape.
+    private let cpuSeconds: Counter
+    private let cpuSecondsCounted = Mutex(0.0)
     private let openDescriptors: Gauge
     private let maximumDescriptors: Gauge
     private let startTime: Gauge
@@ -26,7 +29,10 @@ final class ProcessMetrics: Sendable {
         }
         residentMemory = gauge("resident_memory", "bytes", "Resident memory size in bytes.")
         virtualMemory = gauge("virtual_memory", "bytes", "Virtual memory size in bytes.")
-        cpuSeconds = gauge("cpu_seconds", "total", "Total user and system CPU time spent in seconds.")
+        cpuSeconds = registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                namespace: "process", metricName: "cpu_seconds", unitName: "total",
+                helpText: "Total user and system CPU time spent in seconds."))
         openDescriptors = gauge("open", "fds", "Number of open file descriptors.")
         maximumDescriptors = gauge("max", "fds", "Maximum number of open file descriptors.")
         startTime = gauge("start_time", "seconds", "Start time of the process since unix epoch in seconds.")
@@ -43,7 +49,12 @@ final class ProcessMetrics: Sendable {
                 // Fields 14 and 15 (utime, stime), 22 (starttime, ticks after boot), 23 (vsize),
                 // 24 (rss, pages); the list starts at field 3.
                 if let user = Double(fields[11]), let system = Double(fields[12]), ticks > 0 {
-                    cpuSeconds.set((user + system) / ticks)
+                    let total = (user + system) / ticks
+                    let grown = cpuSecondsCounted.withLock { counted -> Double in
+                        defer { counted = max(counted, total) }
+                        return total - counted
+                    }
+                    if grown > 0 { cpuSeconds.increment(by: grown) }
                 }
                 if let virtual = Double(fields[20]) { virtualMemory.set(virtual) }
                 if let pages = Double(fields[21]) { residentMemory.set(pages * pageSize) }

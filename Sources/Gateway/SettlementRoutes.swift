@@ -7,6 +7,7 @@ import Hummingbird
 import NIOCore
 import Node
 import Payments
+import Prometheus
 import Synchronization
 
 /// A lot's settlement as its buyer (or an admin) sees it: the invoice, where payment stands, and
@@ -291,12 +292,24 @@ final class WebhookLedger: Sendable {
     enum Outcome: String, CaseIterable { case applied, duplicate, ignored, rejected }
 
     private struct State {
-        var counts: [Outcome: Int] = [:]
         var seen: Set<String> = []
         var order: Deque<String> = []
     }
 
     private let state = Mutex(State())
+    /// `artpay_payment_webhooks_total` by outcome, in the node's registry (every outcome from start).
+    private let counters: [Outcome: Counter]
+
+    init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        let descriptor = MetricNameDescriptor(
+            namespace: "artpay", subsystem: "payment", metricName: "webhooks", unitName: "total",
+            helpText: "Provider webhooks by outcome.")
+        counters = Dictionary(
+            uniqueKeysWithValues: Outcome.allCases.map {
+                ($0, registry.makeCounter(descriptor: descriptor, labels: [("outcome", $0.rawValue)]))
+            })
+    }
+
     /// How many event ids are remembered (the oldest are forgotten first); a repeat older than
     /// that is still harmless: the settlement refuses a step it already recorded.
     static let remembered = 10_000
@@ -315,17 +328,5 @@ final class WebhookLedger: Sendable {
     /// Forgets `id`, so its next delivery is handled again (its first one was not recorded).
     func forget(_ id: String) { state.withLock { _ = $0.seen.remove(id) } }
 
-    func count(_ outcome: Outcome) { state.withLock { $0.counts[outcome, default: 0] += 1 } }
-
-    func metricsText() -> String {
-        let counts = state.withLock { $0.counts }
-        var lines = [
-            "# HELP artpay_payment_webhooks_total Provider webhooks by outcome.",
-            "# TYPE artpay_payment_webhooks_total counter",
-        ]
-        for outcome in Outcome.allCases {
-            lines.append("artpay_payment_webhooks_total{outcome=\"\(outcome.rawValue)\"} \(counts[outcome] ?? 0)")
-        }
-        return lines.joined(separator: "\n") + "\n"
-    }
+    func count(_ outcome: Outcome) { counters[outcome]?.increment() }
 }

@@ -1,3 +1,4 @@
+import Prometheus
 import Synchronization
 
 /// How many live streams (Server-Sent Events and WebSockets) a node serves at once, in total and
@@ -72,12 +73,12 @@ final class StreamLimiter: Sendable {
     }
 
     /// Prometheus text: the streams served now (the limiter's count is the one count of them).
-    func metricsText() -> String {
-        """
-        # HELP artpay_event_streams_open Live event streams being served.
-        # TYPE artpay_event_streams_open gauge
-        artpay_event_streams_open \(state.withLock { $0.total })
-
-        """
+    /// Sets `artpay_event_streams_open` in `registry`.
+    func updateGauges(in registry: PrometheusCollectorRegistry) {
+        registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                namespace: "artpay", metricName: "event_streams_open", unitName: "",
+                helpText: "Live event streams being served.")
+        ).set(Int64(state.withLock { $0.total }))
     }
 }

@@ -3,6 +3,7 @@ public import AuctionRuntime
 public import ClusterCore
 import Foundation
 public import Logging
+public import Prometheus
 public import Storage
 import Synchronization
 
@@ -68,6 +69,9 @@ public actor ClusterNode {
     private let forwardedCommandCheck = Mutex<ForwardedCommandCheck?>(nil)
     private let liveGatewayCount = Mutex(1)
     private let addressesSeen = Mutex<[NodeID: NodeAddress]>([:])
+    /// The process's Prometheus registry (one per process: the gateway's series go in it too).
+    public nonisolated let metricsRegistry: PrometheusCollectorRegistry
+    private nonisolated let metricExport: MetricExport
     /// `candidates`, readable off the actor: who may push an auction's events is checked on the
     /// connection's read loop.
     private let placementView = Mutex<[NodeID]>([])
@@ -122,9 +126,12 @@ public actor ClusterNode {
     ///   - actor: settings of the auction actors (group commit, close retries).
     public init(
         configuration: Configuration, store: any EventStore, transport: ClusterTransport, clock: any EngineClock,
-        logger: Logger, actor: AuctionActor.Configuration = .init()
+        logger: Logger, actor: AuctionActor.Configuration = .init(),
+        metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
     ) {
         let fanOut = EventFanOut()
+        self.metricsRegistry = metricsRegistry
+        self.metricExport = MetricExport(registry: metricsRegistry)
         self.configuration = configuration
         self.writer = LogWriter(store: store)
         self.registry = AuctionRegistry(
@@ -310,8 +317,10 @@ public actor ClusterNode {
                 await self?.fail(id, .ownerUnavailable("no answer from \(address) in time"))
             }
         }
-        let elapsed = (ContinuousClock.now - started).components
+        let duration = ContinuousClock.now - started
+        let elapsed = duration.components
         counters.forwardMillisecondsTotal += elapsed.seconds * 1_000 + elapsed.attoseconds / 1_000_000_000_000_000
+        metricExport.forwardDuration.record(duration)
         if case .failure = result { counters.forwardFailures += 1 }
         return result
     }
@@ -605,127 +614,118 @@ public actor ClusterNode {
     /// The members as this node sees them.
     public var members: [Member] { membership.members }
 
-    /// Prometheus text exposition of the node's cluster metrics.
+    /// The registry's Prometheus text, the node's series brought up to date first (a gateway
+    /// sharing the registry brings its own up to date before it calls this).
     public func metricsText() async -> String {
-        var lines: [String] = []
-        func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
-            lines.append("# HELP \(name) \(help)")
-            lines.append("# TYPE \(name) \(type)")
-            for (labels, value) in samples { lines.append("\(name)\(labels) \(value)") }
-        }
+        await updateMetrics()
+        return metricsRegistry.emitToString()
+    }
+
+    /// Brings the node's series in `metricsRegistry` up to date: its view of the cluster, its
+    /// counters, its actors, its log writer, its transport and, with a provider, its payments.
+    public func updateMetrics() async {
+        let export = metricExport
         let byStatus = Dictionary(grouping: membership.members, by: \.status)
-        metric(
-            "artpay_cluster_members", "gauge", "Members of the cluster by state, as this node sees them.",
-            MemberStatus.allCases.map { ("{state=\"\($0)\"}", "\(byStatus[$0]?.count ?? 0)") })
-        metric(
-            "artpay_cluster_suspicions_total", "counter", "Members this node saw become suspect.",
-            [("", "\(counters.suspicions)")])
-        metric(
-            "artpay_cluster_refutations_total", "counter", "Suspicions of this node it refuted.",
-            [("", "\(counters.refutations)")])
-        metric(
-            "artpay_cluster_deaths_total", "counter", "Members this node saw declared dead.",
-            [("", "\(counters.deaths)")])
-        metric(
-            "artpay_cluster_local_health", "gauge",
-            "Lifeguard's local health multiplier: 0 when this node runs on time; probes slow down by 1 + it.",
-            [("", "\(membership.localHealth)")])
-        metric(
-            "artpay_cluster_frames_not_from_their_sender_total", "counter",
-            "Frames a peer sent on behalf of another node (dropped).", [("", "\(counters.framesNotFromTheirSender)")])
-        metric(
-            "artpay_cluster_events_not_from_owner_total", "counter",
-            "Pushed events from a node that does not own their shard in this node's view (dropped; read from the store).",
-            [("", "\(eventsNotFromOwner.load(ordering: .relaxed))")])
-        metric(
-            "artpay_forwarded_commands_total", "counter", "Commands forwarded to another node.",
-            [("", "\(counters.forwardedCommands)")])
-        metric(
-            "artpay_forwarded_commands_refused_total", "counter",
-            "Commands other nodes forwarded here that their issuer may not run (checked again here).",
-            [("", "\(forwardedCommandsRefused.load(ordering: .relaxed))")])
-        metric(
-            "artpay_forwarded_command_failures_total", "counter", "Forwarded commands without an answer.",
-            [("", "\(counters.forwardFailures)")])
-        metric(
-            "artpay_forwarded_command_seconds_sum", "counter", "Total time of forwarded commands.",
-            [("", String(format: "%.3f", Double(counters.forwardMillisecondsTotal) / 1_000))])
-        let now = ContinuousClock.now
-        metric(
-            "artpay_commands_running", "gauge", "Commands running on this node as their auction's owner.",
-            [("", "\(running.count)")])
-        metric(
-            "artpay_commands_overdue", "gauge",
-            "Commands running on this node for longer than the forward timeout (a wedged auction or store).",
-            [("", "\(running.values.filter { now - $0 > configuration.forwardTimeout }.count)")])
-        metric(
-            "artpay_commands_overdue_total", "counter", "Commands that answered only after the forward timeout.",
-            [("", "\(counters.overdueCommands)")])
-        metric(
-            "artpay_shard_acquisitions_total", "counter", "Shard leases taken (each bumps the epoch).",
-            [("", "\(await registry.shardAcquisitions)")])
-        metric(
-            "artpay_fenced_appends_total", "counter", "Appends refused because another node took the shard.",
-            [("", "\(await registry.fencedAppends)")])
-        metric(
-            "artpay_shards_held", "gauge", "Shards this node holds a lease on.",
-            [("", "\(await registry.ownedShards.count)")])
-        metric(
-            "artpay_shards_placed_here", "gauge",
-            "Shards this node owns in its view (placement; leases follow on first use). Over the nodes: all of them.",
-            [("", "\(shardsPlacedHere)")])
-        metric(
-            "artpay_cluster_reaches_majority", "gauge",
-            "1 when this node reaches a majority of the cluster (without one it holds and takes no shard).",
-            [("", membership.seesMajority ? "1" : "0")])
-        metric(
-            "artpay_auctions_loaded", "gauge",
-            "Auctions with an actor on this node (idle ones passivate after a minute).",
-            [("", "\(await registry.activeAuctionCount)")])
-        metric(
-            "artpay_log_appends_total", "counter", "Transactions the log writer committed (group commit).",
-            [("", "\(await writer.committedBatches)")])
-        metric(
-            "artpay_log_appended_entries_total", "counter",
-            "Auction entries those transactions carried (entries ÷ appends: the batch size).",
-            [("", "\(await writer.committedEntries)")])
-        let transport = transport.metrics
-        metric(
-            "artpay_transport_refused_total", "counter", "Cluster connections or frames refused.",
-            [
-                ("{reason=\"tls\"}", "\(transport.refusedTLS)"),
-                ("{reason=\"identity\"}", "\(transport.refusedIdentities)"),
-                ("{reason=\"handshake\"}", "\(transport.refusedHandshakes)"),
-                ("{reason=\"malformed_frame\"}", "\(transport.malformedFrames)"),
-                ("{reason=\"oversized_frame\"}", "\(transport.oversizedFrames)"),
-            ])
-        if let payments = paymentsStatus.withLock({ $0 }) {
-            for (name, help, value) in [
-                ("artpay_payment_provider_calls_total", "Calls to the payment provider.", payments.providerCalls),
-                (
-                    "artpay_payment_provider_failures_total",
-                    "Provider calls that failed (transport, timeout, 5xx, 429) and are retried with their key.",
-                    payments.providerFailures
-                ),
-                (
-                    "artpay_payment_authorizations_total", "Authorizations the provider granted.",
-                    payments.authorizations
-                ),
-                ("artpay_payment_declines_total", "Authorizations the provider declined.", payments.declines),
-                ("artpay_payment_captures_total", "Captures the provider confirmed.", payments.captures),
-                ("artpay_payment_refunds_total", "Refunds the provider confirmed.", payments.refunds),
-                (
-                    "artpay_payment_breaker_openings_total", "Times the provider's circuit breaker opened.",
-                    payments.breakerOpenings
-                ),
-            ] {
-                metric(name, "counter", help, [("", "\(value)")])
-            }
-            metric(
-                "artpay_payment_breaker_state", "gauge", "The provider's circuit breaker: 1 for its current state.",
-                ["closed", "open", "half_open"].map { ("{state=\"\($0)\"}", $0 == payments.breakerState ? "1" : "0") })
+        for status in MemberStatus.allCases {
+            export.gauge(
+                "artpay_cluster_members", "Members of the cluster by state, as this node sees them.",
+                Double(byStatus[status]?.count ?? 0), labels: [("state", "\(status)")])
         }
-        return lines.joined(separator: "\n") + "\n"
+        export.counter(
+            "artpay_cluster_suspicions_total", "Members this node saw become suspect.", total: counters.suspicions)
+        export.counter(
+            "artpay_cluster_refutations_total", "Suspicions of this node it refuted.", total: counters.refutations)
+        export.counter("artpay_cluster_deaths_total", "Members this node saw declared dead.", total: counters.deaths)
+        export.gauge(
+            "artpay_cluster_local_health",
+            "Lifeguard's local health multiplier: 0 when this node runs on time; probes slow down by 1 + it.",
+            Double(membership.localHealth))
+        export.counter(
+            "artpay_cluster_frames_not_from_their_sender_total",
+            "Frames a peer sent on behalf of another node (dropped).", total: counters.framesNotFromTheirSender)
+        export.counter(
+            "artpay_cluster_events_not_from_owner_total",
+            "Pushed events from a node that does not own their shard in this node's view (dropped; read from the store).",
+            total: eventsNotFromOwner.load(ordering: .relaxed))
+        export.counter(
+            "artpay_forwarded_commands_total", "Commands forwarded to another node.", total: counters.forwardedCommands)
+        export.counter(
+            "artpay_forwarded_commands_refused_total",
+            "Commands other nodes forwarded here that their issuer may not run (checked again here).",
+            total: forwardedCommandsRefused.load(ordering: .relaxed))
+        export.counter(
+            "artpay_forwarded_command_failures_total", "Forwarded commands without an answer.",
+            total: counters.forwardFailures)
+        let now = ContinuousClock.now
+        export.gauge(
+            "artpay_commands_running", "Commands running on this node as their auction's owner.", Double(running.count))
+        export.gauge(
+            "artpay_commands_overdue",
+            "Commands running on this node for longer than the forward timeout (a wedged auction or store).",
+            Double(running.values.filter { now - $0 > configuration.forwardTimeout }.count))
+        export.counter(
+            "artpay_commands_overdue_total", "Commands that answered only after the forward timeout.",
+            total: counters.overdueCommands)
+        export.counter(
+            "artpay_shard_acquisitions_total", "Shard leases taken (each bumps the epoch).",
+            total: await registry.shardAcquisitions)
+        export.counter(
+            "artpay_fenced_appends_total", "Appends refused because another node took the shard.",
+            total: await registry.fencedAppends)
+        export.gauge(
+            "artpay_shards_held", "Shards this node holds a lease on.", Double(await registry.ownedShards.count))
+        export.gauge(
+            "artpay_shards_placed_here",
+            "Shards this node owns in its view (placement; leases follow on first use). Over the nodes: all of them.",
+            Double(shardsPlacedHere))
+        export.gauge(
+            "artpay_cluster_reaches_majority",
+            "1 when this node reaches a majority of the cluster (without one it holds and takes no shard).",
+            membership.seesMajority ? 1 : 0)
+        export.gauge(
+            "artpay_auctions_loaded", "Auctions with an actor on this node (idle ones passivate after a minute).",
+            Double(await registry.activeAuctionCount))
+        export.counter(
+            "artpay_log_appends_total", "Transactions the log writer committed (group commit).",
+            total: await writer.committedBatches)
+        export.counter(
+            "artpay_log_appended_entries_total",
+            "Auction entries those transactions carried (entries ÷ appends: the batch size).",
+            total: await writer.committedEntries)
+        let transport = transport.metrics
+        for (reason, total) in [
+            ("tls", transport.refusedTLS), ("identity", transport.refusedIdentities),
+            ("handshake", transport.refusedHandshakes), ("malformed_frame", transport.malformedFrames),
+            ("oversized_frame", transport.oversizedFrames),
+        ] {
+            export.counter(
+                "artpay_transport_refused_total", "Cluster connections or frames refused.", total: total,
+                labels: [("reason", reason)])
+        }
+        guard let payments = paymentsStatus.withLock({ $0 }) else { return }
+        for (name, help, total) in [
+            ("artpay_payment_provider_calls_total", "Calls to the payment provider.", payments.providerCalls),
+            (
+                "artpay_payment_provider_failures_total",
+                "Provider calls that failed (transport, timeout, 5xx, 429) and are retried with their key.",
+                payments.providerFailures
+            ),
+            ("artpay_payment_authorizations_total", "Authorizations the provider granted.", payments.authorizations),
+            ("artpay_payment_declines_total", "Authorizations the provider declined.", payments.declines),
+            ("artpay_payment_captures_total", "Captures the provider confirmed.", payments.captures),
+            ("artpay_payment_refunds_total", "Refunds the provider confirmed.", payments.refunds),
+            (
+                "artpay_payment_breaker_openings_total", "Times the provider's circuit breaker opened.",
+                payments.breakerOpenings
+            ),
+        ] {
+            export.counter(name, help, total: total)
+        }
+        for state in ["closed", "open", "half_open"] {
+            export.gauge(
+                "artpay_payment_breaker_state", "The provider's circuit breaker: 1 for its current state.",
+                state == payments.breakerState ? 1 : 0, labels: [("state", state)])
+        }
     }
 }
 

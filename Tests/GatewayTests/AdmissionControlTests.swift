@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Prometheus
 import Synchronization
 import TestSupport
 import Testing
@@ -10,30 +11,44 @@ import Testing
 /// Past its cap a node refuses fast instead of queueing: places go first come, first served, a
 /// waiter gets a freed place within its wait, and everyone else a 503 with Retry-After.
 @Suite struct AdmissionControlTests {
+    /// A control with its own registry, and its `/metrics` text.
+    static func control(_ limits: AdmissionLimits) -> (AdmissionControl, @Sendable () -> String) {
+        let registry = PrometheusCollectorRegistry()
+        let control = AdmissionControl(limits: limits, registry: registry)
+        return (
+            control,
+            {
+                control.updateGauges()
+                return registry.emitToString()
+            }
+        )
+    }
+
     @Test func aFreedPlace_goesToTheOldestWaiter() async throws {
-        let control = AdmissionControl(limits: .init(maximumInFlight: 2, maximumWait: .seconds(30), maximumWaiting: 8))
+        let (control, metricsText) = Self.control(
+            .init(maximumInFlight: 2, maximumWait: .seconds(30), maximumWaiting: 8))
         #expect(await control.admit())
         #expect(await control.admit())
         let waiter = Task { await control.admit() }
         try await eventually("the third one waits") {
-            control.metricsText().contains("artpay_http_admission_waiting 1")
+            metricsText().contains("artpay_http_admission_waiting 1")
         }
         control.release()
         #expect(await waiter.value)
-        #expect(control.metricsText().contains("artpay_http_in_flight 2"))
+        #expect(metricsText().contains("artpay_http_in_flight 2"))
     }
 
     @Test func aWaiterWithoutAPlace_isRefusedAfterItsWait_andAFullQueueAtOnce() async throws {
-        let control = AdmissionControl(
-            limits: .init(maximumInFlight: 1, maximumWait: .seconds(2), maximumWaiting: 1))
+        let (control, metricsText) = Self.control(
+            .init(maximumInFlight: 1, maximumWait: .seconds(2), maximumWaiting: 1))
         #expect(await control.admit())
         let waiter = Task { await control.admit() }
         try await eventually("one waits") {
-            control.metricsText().contains("artpay_http_admission_waiting 1")
+            metricsText().contains("artpay_http_admission_waiting 1")
         }
         #expect(await control.admit() == false, "the queue is full: refused without waiting")
         #expect(await waiter.value == false, "no place within its wait")
-        let text = control.metricsText()
+        let text = metricsText()
         #expect(text.contains(#"artpay_http_shed_total{reason="wait_expired"} 1"#))
         #expect(text.contains(#"artpay_http_shed_total{reason="queue_full"} 1"#))
         control.release()
@@ -41,8 +56,8 @@ import Testing
     }
 
     @Test func overTheCap_theAPIAnswers503Overloaded_withRetryAfter_whileHealthStillAnswers() async throws {
-        let control = AdmissionControl(
-            limits: .init(maximumInFlight: 1, maximumWait: .milliseconds(20), maximumWaiting: 4))
+        let (control, metricsText) = Self.control(
+            .init(maximumInFlight: 1, maximumWait: .milliseconds(20), maximumWaiting: 4))
         let gate = AsyncStream.makeStream(of: Void.self)
         let router = Router()
         router.get("/health/live") { _, _ in HTTPResponse.Status.ok }
@@ -57,7 +72,7 @@ import Testing
             let slow = try await RawConnection.open(port: try #require(client.port), from: "127.0.0.1")
             slow.send("GET /v1/slow HTTP/1.1\r\nHost: x\r\n\r\n")
             try await eventually("the slow one holds the place") {
-                control.metricsText().contains("artpay_http_in_flight 1")
+                metricsText().contains("artpay_http_in_flight 1")
             }
             let refused = try await client.execute(uri: "/v1/slow", method: .get)
             #expect(refused.status == .serviceUnavailable)
