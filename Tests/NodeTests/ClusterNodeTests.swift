@@ -98,6 +98,12 @@ final class LocalCluster: Sendable {
             opensAt: now, closesAt: now.advanced(by: .seconds(3_600)))
     }
 
+    /// The value of an unlabelled series in Prometheus text.
+    static func sample(_ name: String, in text: String) -> Double? {
+        text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+            .flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+
     @Test func commandsSentToAnyNode_runOnTheOwner() async throws {
         try await withSQLiteStore { store, _ in
             let cluster = try await LocalCluster.start(count: 3, store: store)
@@ -118,8 +124,17 @@ final class LocalCluster: Sendable {
                 #expect(again.value?.replayed == true, "a resubmission through a third node is a replay")
             }
             var forwarded = 0
-            for running in cluster.nodes { forwarded += await running.node.counters.forwardedCommands }
+            var counted = 0.0
+            var timed = 0.0
+            for running in cluster.nodes {
+                forwarded += await running.node.counters.forwardedCommands
+                let text = await running.node.metricsText()
+                counted += Self.sample("artpay_forwarded_commands_total", in: text) ?? 0
+                timed += Self.sample("artpay_forwarded_command_duration_seconds_count", in: text) ?? 0
+            }
             #expect(forwarded > 0)
+            #expect(counted == Double(forwarded), "the registry counts every forward")
+            #expect(timed == Double(forwarded), "and times every one")
             // Every shard is held by at most one node.
             var holders: [Int32: Int] = [:]
             for running in cluster.nodes {
@@ -495,6 +510,9 @@ final class HeldAppendStore: EventStore {
             // The first bid finds out (fenced: notOwner, or ownerUnavailable if its retries met the
             // hold-off); the next is held off without touching the store.
             _ = await node.submit(Self.bid("b1", 2_000), to: id)
+            #expect(
+                ClusterNodeTests.sample("artpay_fenced_appends_total", in: await node.metricsText()) == 1,
+                "the fenced append is counted")
             let refused = await node.submit(Self.bid("b2", 2_500), to: id)
             if case .failure(.ownerUnavailable) = refused {
             } else {
