@@ -125,12 +125,14 @@ import Testing
         Malformed(
             name: "conflicting lengths",
             request:
-                "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+                "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
         Malformed(name: "NUL in a header", request: "GET /health/live HTTP/1.1\r\nHost: x\r\nX-A: a\u{0}b\r\n\r\n"),
         Malformed(
             name: "100 KB request line",
             request: "GET /" + String(repeating: "a", count: 100_000) + " HTTP/1.1\r\nHost: x\r\n\r\n"),
-        Malformed(name: "not HTTP", request: "\u{16}\u{03}\u{01}\u{02}\u{00}\u{01}\u{00}\u{01}\u{fc}\u{03}\u{03}\r\n\r\n"),
+        Malformed(
+            name: "not HTTP", request: "\u{16}\u{03}\u{01}\u{02}\u{00}\u{01}\u{00}\u{01}\u{fc}\u{03}\u{03}\r\n\r\n"),
     ])
     func malformedHTTP_isAnswered400_andClosed(_ malformed: Malformed) async throws {
         let (name, request) = (malformed.name, malformed.request)
