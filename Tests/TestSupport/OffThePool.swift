@@ -1,5 +1,9 @@
 import Dispatch
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Runs CPU-bound test work (seeded simulations, property checks) on a thread of its own, off the
 /// threads that run Swift concurrency's jobs.
 ///
@@ -18,13 +22,25 @@ public func offThePool<T: Sendable>(_ body: @Sendable () async throws -> T) asyn
     try await withTaskExecutorPreference(SerialQueueExecutor.shared) { try await body() }
 }
 
-/// A task executor on one serial Dispatch queue.
+/// A task executor on one serial Dispatch queue, whose thread runs at the lowest priority: the
+/// work it does is not in a hurry, and the in-process clusters and deadlines of other suites are.
 private final class SerialQueueExecutor: TaskExecutor {
+    /// Lowers the calling thread's priority to nice 19 (Linux: per thread).
+    static func yieldToOthers() {
+        #if os(Linux)
+            // Linux keeps the nice value per thread: 0 names the calling one.
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
+        #endif
+    }
+
     static let shared = SerialQueueExecutor()
     private let queue = DispatchQueue(label: "artpay.test.off-the-pool")
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+        queue.async {
+            Self.yieldToOthers()
+            job.runSynchronously(on: self.asUnownedTaskExecutor())
+        }
     }
 }
