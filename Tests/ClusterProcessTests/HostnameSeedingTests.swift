@@ -9,8 +9,9 @@ import Testing
 
 /// Nodes named as Kubernetes names them: each advertises a host name and seeds the others by name
 /// (a StatefulSet's pods behind a headless Service). Names are added to `/etc/hosts` for the test
-/// (root, as in CI) and removed after it.
-@Suite(.serialized) struct HostnameSeedingTests {
+/// (root, as in CI) and removed after it. In `FailoverTests`' serialized suite: its clusters use the
+/// same addresses, and two at once on a busy machine did not converge in one clean-clone run.
+extension FailoverTests {
     @Test func aClusterSeededByHostNames_formsOnce_andServesBids() async throws {
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let names = (1...3).map { "artpay-\(suffix)-\($0).test" }
