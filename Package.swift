@@ -256,7 +256,7 @@ let package = Package(
         .testTarget(
             name: "PaymentsTests",
             dependencies: [
-                "AuctionCore", "Payments", "PaymentSandbox", "TestSupport",
+                "AuctionCore", "Payments", "PaymentSandbox",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
