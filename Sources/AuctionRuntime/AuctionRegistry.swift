@@ -1,5 +1,6 @@
 public import AuctionCore
 public import Logging
+public import Metrics
 public import Storage
 
 /// The auctions a node serves: one `AuctionActor` per live auction, loaded on first use, on shards
@@ -34,9 +35,10 @@ public actor AuctionRegistry {
     private var lastUsed: [AuctionID: ContinuousClock.Instant] = [:]
     private var loading: [AuctionID: Task<Result<AuctionActor, EngineError>, Never>] = [:]
     private var leases: [ShardID: Epoch] = [:]
-    /// Shard leases taken and fenced appends seen, for metrics.
-    public private(set) var shardAcquisitions = 0
-    public private(set) var fencedAppends = 0
+    /// Shard leases taken (`artpay_shard_acquisitions_total`) and appends refused because another
+    /// node took the shard (`artpay_fenced_appends_total`).
+    private let shardAcquisitions: Counter
+    private let fencedAppends: Counter
     private var acquiring: [ShardID: Task<Result<Epoch, EngineError>, Never>] = [:]
 
     /// For registries built without a node's logger (benchmarks, tools, tests): notices and above,
@@ -49,8 +51,11 @@ public actor AuctionRegistry {
 
     public init(
         configuration: Configuration, store: any EventStore, writer: LogWriter, clock: any EngineClock,
-        logger: Logger = AuctionRegistry.quietLogger, onDurable: (@Sendable ([StoredEvent]) -> Void)? = nil
+        logger: Logger = AuctionRegistry.quietLogger, onDurable: (@Sendable ([StoredEvent]) -> Void)? = nil,
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance
     ) {
+        shardAcquisitions = Counter(label: "artpay_shard_acquisitions_total", factory: metrics)
+        fencedAppends = Counter(label: "artpay_fenced_appends_total", factory: metrics)
         self.configuration = configuration
         self.store = store
         self.writer = writer
@@ -227,14 +232,14 @@ public actor AuctionRegistry {
         acquiring[shard] = nil
         if case .success(let epoch) = result, leases[shard] == nil {
             leases[shard] = epoch
-            shardAcquisitions += 1
+            shardAcquisitions.increment()
             logger.info("acquired shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
         }
         return leases[shard].map { .success($0) } ?? result
     }
 
     private func shardLost(_ shard: ShardID, epoch: Epoch) {
-        fencedAppends += 1
+        fencedAppends.increment()
         // Actors under the lost epoch go whether or not it is still the lease held here.
         for (id, actor) in actors where actor.shard == shard && actor.epoch == epoch {
             actors[id] = nil

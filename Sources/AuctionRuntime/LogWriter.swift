@@ -1,3 +1,4 @@
+public import Metrics
 public import Storage
 
 /// Group commit across auctions: the node's single path to `EventStore.append`.
@@ -38,13 +39,37 @@ public actor LogWriter {
     private var queue: [Item] = []
     private var inFlight = 0
 
-    /// Batches committed and entries written, for metrics and benchmarks.
+    /// Batches committed and entries written, for benchmarks.
     public private(set) var committedBatches = 0
     public private(set) var committedEntries = 0
+    private let metrics: WritePathMetrics
 
-    public init(store: any EventStore, configuration: Configuration = Configuration()) {
+    /// What an operator watches of the store's write path: `artpay_log_appends_total`,
+    /// `artpay_log_appended_entries_total`, the batch size and the time of each transaction.
+    private struct WritePathMetrics {
+        let appends: Counter
+        let entries: Counter
+        let failures: Counter
+        let duration: Timer
+        let batchSize: Recorder
+
+        init(factory: any MetricsFactory) {
+            appends = Counter(label: "artpay_log_appends_total", factory: factory)
+            entries = Counter(label: "artpay_log_appended_entries_total", factory: factory)
+            failures = Counter(label: "artpay_log_append_failures_total", factory: factory)
+            duration = Timer(label: "artpay_log_append_duration_seconds", factory: factory)
+            batchSize = Recorder(label: "artpay_log_append_batch_size", factory: factory)
+        }
+    }
+
+    /// - Parameter metrics: where the write path's series go (a node passes its registry's factory).
+    public init(
+        store: any EventStore, configuration: Configuration = Configuration(),
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance
+    ) {
         self.store = store
         self.configuration = configuration
+        self.metrics = WritePathMetrics(factory: metrics)
     }
 
     /// Appends `entry` durably, in a batch with whatever else is waiting.
@@ -69,13 +94,20 @@ public actor LogWriter {
     private func commit(_ items: [Item]) async {
         var remaining = items
         while !remaining.isEmpty {
+            let started = ContinuousClock.now
             do {
                 try await store.append(AppendBatch(entries: remaining.map(\.entry)))
+                metrics.duration.record(duration: ContinuousClock.now - started)
+                metrics.appends.increment()
+                metrics.entries.increment(by: remaining.count)
+                metrics.batchSize.record(remaining.count)
                 committedBatches += 1
                 committedEntries += remaining.count
                 for item in remaining { item.continuation.resume(returning: .success(())) }
                 remaining = []
             } catch {
+                metrics.duration.record(duration: ContinuousClock.now - started)
+                metrics.failures.increment()
                 let (refused, rest) = split(remaining, by: error)
                 for item in refused { item.continuation.resume(returning: .failure(error)) }
                 remaining = rest

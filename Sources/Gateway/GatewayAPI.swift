@@ -108,7 +108,7 @@ public struct GatewayAPI: Sendable {
         self.connections = ConnectionCounter(limits: configuration.connections, registry: registry)
         self.paddles = PaddleBook(store: users)
         self.process = ProcessMetrics(registry: registry)
-        self.metrics = HTTPMetrics(registry: registry)
+        self.metrics = HTTPMetrics(registry: registry, factory: node.metricsFactory)
         self.streams = StreamLimiter(limits: configuration.streams)
         let directory = UserDirectory(users: users, maximumAge: configuration.userCacheAge)
         self.directory = directory

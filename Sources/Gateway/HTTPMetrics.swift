@@ -1,4 +1,6 @@
 public import Hummingbird
+public import Metrics
+import Node
 public import Prometheus
 
 /// Request counts and latency histograms by route, method and status, and bids by outcome, in the
@@ -16,10 +18,17 @@ public final class HTTPMetrics: Sendable {
     ]
 
     private let registry: PrometheusCollectorRegistry
+    private let factory: any MetricsFactory
 
-    /// `registry`: the node's (a bench server keeps its own).
-    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+    /// - Parameters:
+    ///   - registry: the node's (a bench server keeps its own).
+    ///   - factory: where bids are counted as they are answered (the node's, so a test can read
+    ///     them); by default the registry's.
+    public init(
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), factory: (any MetricsFactory)? = nil
+    ) {
         self.registry = registry
+        self.factory = factory ?? RegistryMetricsFactory(registry: registry)
     }
 
     func record(route: String, method: String, status: Int, duration: Duration) {
@@ -39,12 +48,7 @@ public final class HTTPMetrics: Sendable {
     }
 
     func bid(outcome: String) {
-        registry.makeCounter(
-            descriptor: MetricNameDescriptor(
-                namespace: "artpay", metricName: "bids", unitName: "total",
-                helpText: "Bids answered, by outcome or rejection code."),
-            labels: [("outcome", outcome)]
-        ).increment()
+        CoreMetrics.Counter(label: "artpay_bids_total", dimensions: [("outcome", outcome)], factory: factory).increment()
     }
 }
 

@@ -1,5 +1,7 @@
 public import AuctionCore
+public import AuctionRuntime
 import HashTreeCollections
+public import Metrics
 public import Storage
 import Synchronization
 
@@ -29,16 +31,26 @@ public final class AuctionReadModel: Sendable {
     }
     /// Outbid, won, lost, extended, cancelled — derived here, as events are applied in order.
     public let notifications: NotificationHub
+    /// The time of the newest pushed event applied (ms since 1970, 0 before the first): how far
+    /// behind this node's reads are, `artpay_read_model_lag_seconds`.
+    private let newestAppliedAt = Atomic<Int64>(0)
+    private let clock: any EngineClock
+    private let applyDelay: Timer
 
-    /// - Parameter notifyFrom: notifications are derived for events from this time on; older ones
-    ///   (the history a starting node catches up on) are applied silently.
+    /// - Parameters:
+    ///   - notifyFrom: notifications are derived for events from this time on; older ones (the
+    ///     history a starting node catches up on) are applied silently.
+    ///   - clock: what pushed events' times are compared with for `artpay_read_model_apply_delay_seconds`.
     public init(
         store: any EventStore, notifications: NotificationHub = NotificationHub(),
-        notifyFrom: Timestamp = Timestamp(millisecondsSinceEpoch: 0)
+        notifyFrom: Timestamp = Timestamp(millisecondsSinceEpoch: 0), clock: any EngineClock = SystemClock(),
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance
     ) {
         let published = PublishedSnapshot()
         self.published = published
         self.notifications = notifications
+        self.clock = clock
+        self.applyDelay = Timer(label: "artpay_read_model_apply_delay_seconds", factory: metrics)
         self.writer = ReadModelWriter(store: store, notifications: notifications, notifyFrom: notifyFrom) { snapshot in
             published.value.withLock { $0 = snapshot }
         }
@@ -96,6 +108,35 @@ public final class AuctionReadModel: Sendable {
             }
             if batch.isEmpty { return }
             await writer.apply(batch)
+            noteApplied(batch)
+        }
+    }
+
+    /// The time of the newest pushed event applied, if any was: now minus it is how stale this
+    /// node's reads may be (on a cluster without bids it grows, and means nothing more).
+    public var newestAppliedEventAt: Timestamp? {
+        let milliseconds = newestAppliedAt.load(ordering: .relaxed)
+        return milliseconds == 0 ? nil : Timestamp(millisecondsSinceEpoch: milliseconds)
+    }
+
+    private func noteApplied(_ batch: [StoredEvent]) {
+        guard let newest = batch.compactMap({ Self.time(of: $0.event) }).max() else { return }
+        _ = newestAppliedAt.max(newest.millisecondsSinceEpoch, ordering: .relaxed)
+        let delay = clock.now().millisecondsSinceEpoch - newest.millisecondsSinceEpoch
+        // Owners' clocks may run ahead of this one: a negative delay is recorded as none.
+        applyDelay.record(duration: .milliseconds(max(0, delay)))
+    }
+
+    /// When an auction event happened on its owner; extensions (which carry the new end) and
+    /// settlement steps are not timed here.
+    private static func time(of event: AuctionEvent) -> Timestamp? {
+        switch event {
+        case .created(let created): created.at
+        case .bidAccepted(let bid): bid.at
+        case .boughtNow(let purchase): purchase.at
+        case .closed(let closed): closed.at
+        case .cancelled(let cancelled): cancelled.at
+        case .extended, .settlement: nil
         }
     }
 

@@ -4,6 +4,7 @@ public import ClusterCore
 import Foundation
 public import Logging
 public import Prometheus
+public import Metrics
 public import Storage
 import Synchronization
 
@@ -72,6 +73,10 @@ public actor ClusterNode {
     /// The process's Prometheus registry (one per process: the gateway's series go in it too).
     public nonisolated let metricsRegistry: PrometheusCollectorRegistry
     private nonisolated let metricExport: MetricExport
+    /// Where what the node counts or times as it happens goes (swift-metrics): the registry's
+    /// factory, or a test's `TestMetrics`.
+    public nonisolated let metricsFactory: any MetricsFactory
+    private nonisolated let eventMetrics: NodeEventMetrics
     /// `candidates`, readable off the actor: who may push an auction's events is checked on the
     /// connection's read loop.
     private let placementView = Mutex<[NodeID]>([])
@@ -127,21 +132,26 @@ public actor ClusterNode {
     public init(
         configuration: Configuration, store: any EventStore, transport: ClusterTransport, clock: any EngineClock,
         logger: Logger, actor: AuctionActor.Configuration = .init(),
-        metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+        metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        metricsFactory: (any MetricsFactory)? = nil
     ) {
         let fanOut = EventFanOut()
+        let metricsFactory = metricsFactory ?? RegistryMetricsFactory(registry: metricsRegistry)
         self.metricsRegistry = metricsRegistry
         self.metricExport = MetricExport(registry: metricsRegistry)
+        self.metricsFactory = metricsFactory
+        self.eventMetrics = NodeEventMetrics(factory: metricsFactory)
         self.configuration = configuration
-        self.writer = LogWriter(store: store)
+        self.writer = LogWriter(store: store, metrics: metricsFactory)
         self.registry = AuctionRegistry(
             configuration: .init(node: configuration.id, shardMap: configuration.shardMap, actor: actor), store: store,
-            writer: writer, clock: clock, logger: logger, onDurable: fanOut.publish)
+            writer: writer, clock: clock, logger: logger, onDurable: fanOut.publish, metrics: metricsFactory)
         self.transport = transport
         self.store = store
         self.fanOut = fanOut
         self.addressesSeen.withLock { $0[configuration.id] = configuration.address }
-        self.readModel = AuctionReadModel(store: store, notifyFrom: clock.now())
+        self.readModel = AuctionReadModel(
+            store: store, notifyFrom: clock.now(), clock: clock, metrics: metricsFactory)
         self.clock = clock
         self.logger = logger
         let now = clock.now()
@@ -302,6 +312,7 @@ public actor ClusterNode {
         let id = nextRequest
         let started = ContinuousClock.now
         counters.forwardedCommands += 1
+        eventMetrics.forwarded.increment()
         let timeout = configuration.forwardTimeout
         let result = await withCheckedContinuation { continuation in
             pending[id] = PendingForward(to: address, continuation: continuation)
@@ -320,8 +331,11 @@ public actor ClusterNode {
         let duration = ContinuousClock.now - started
         let elapsed = duration.components
         counters.forwardMillisecondsTotal += elapsed.seconds * 1_000 + elapsed.attoseconds / 1_000_000_000_000_000
-        metricExport.forwardDuration.record(duration)
-        if case .failure = result { counters.forwardFailures += 1 }
+        eventMetrics.duration.record(duration: duration)
+        if case .failure = result {
+            counters.forwardFailures += 1
+            eventMetrics.failures.increment()
+        }
         return result
     }
 
@@ -577,6 +591,7 @@ public actor ClusterNode {
 
     private func countRelease() {
         counters.shardsReleased += 1
+        eventMetrics.shardReleases.increment()
     }
 
     // MARK: - Views
@@ -648,14 +663,9 @@ public actor ClusterNode {
             "Pushed events from a node that does not own their shard in this node's view (dropped; read from the store).",
             total: eventsNotFromOwner.load(ordering: .relaxed))
         export.counter(
-            "artpay_forwarded_commands_total", "Commands forwarded to another node.", total: counters.forwardedCommands)
-        export.counter(
             "artpay_forwarded_commands_refused_total",
             "Commands other nodes forwarded here that their issuer may not run (checked again here).",
             total: forwardedCommandsRefused.load(ordering: .relaxed))
-        export.counter(
-            "artpay_forwarded_command_failures_total", "Forwarded commands without an answer.",
-            total: counters.forwardFailures)
         let now = ContinuousClock.now
         export.gauge(
             "artpay_commands_running", "Commands running on this node as their auction's owner.", Double(running.count))
@@ -666,12 +676,6 @@ public actor ClusterNode {
         export.counter(
             "artpay_commands_overdue_total", "Commands that answered only after the forward timeout.",
             total: counters.overdueCommands)
-        export.counter(
-            "artpay_shard_acquisitions_total", "Shard leases taken (each bumps the epoch).",
-            total: await registry.shardAcquisitions)
-        export.counter(
-            "artpay_fenced_appends_total", "Appends refused because another node took the shard.",
-            total: await registry.fencedAppends)
         export.gauge(
             "artpay_shards_held", "Shards this node holds a lease on.", Double(await registry.ownedShards.count))
         export.gauge(
@@ -682,16 +686,15 @@ public actor ClusterNode {
             "artpay_cluster_reaches_majority",
             "1 when this node reaches a majority of the cluster (without one it holds and takes no shard).",
             membership.seesMajority ? 1 : 0)
+        let newestApplied = readModel.newestAppliedEventAt?.millisecondsSinceEpoch
+        let lag = newestApplied.map { max(0, clock.now().millisecondsSinceEpoch - $0) } ?? 0
+        export.gauge(
+            "artpay_read_model_lag_seconds",
+            "Now minus the time of the newest pushed event this node's read model applied (0 before the first).",
+            Double(lag) / 1_000)
         export.gauge(
             "artpay_auctions_loaded", "Auctions with an actor on this node (idle ones passivate after a minute).",
             Double(await registry.activeAuctionCount))
-        export.counter(
-            "artpay_log_appends_total", "Transactions the log writer committed (group commit).",
-            total: await writer.committedBatches)
-        export.counter(
-            "artpay_log_appended_entries_total",
-            "Auction entries those transactions carried (entries ÷ appends: the batch size).",
-            total: await writer.committedEntries)
         let transport = transport.metrics
         for (reason, total) in [
             ("tls", transport.refusedTLS), ("identity", transport.refusedIdentities),

@@ -1,30 +1,17 @@
+import Metrics
 import Prometheus
 import Synchronization
 
 /// Writes figures a node keeps anyway — its counters (also in `/v1/cluster`), its view, its
 /// actors' counts — into its Prometheus registry at each scrape. Gauges are set; a counter advances
 /// by what its total grew since the last scrape, so it stays a counter (monotonic, back to zero
-/// only with the process) without a second count kept beside the first.
+/// only with the process) without a second count kept beside the first. What is counted or timed as
+/// it happens goes through swift-metrics instead (`RegistryMetricsFactory`).
 final class MetricExport: Sendable {
     private let registry: PrometheusCollectorRegistry
     private let exported = Mutex<[String: Int64]>([:])
-    /// Recorded as each forward answers: a histogram, the one series here not taken at a scrape.
-    let forwardDuration: DurationHistogram
-
-    /// Buckets from 0.25 ms to 5 s: a command crossing one hop takes about a millisecond.
-    static let durationBuckets: [Duration] = [
-        .microseconds(250), .microseconds(500), .milliseconds(1), .microseconds(2_500), .milliseconds(5),
-        .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
-        .milliseconds(500), .seconds(1), .milliseconds(2_500), .seconds(5),
-    ]
-
     init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
-        forwardDuration = registry.makeDurationHistogram(
-            descriptor: MetricNameDescriptor(
-                metricName: "artpay_forwarded_command_duration_seconds", unitName: "",
-                helpText: "Time from forwarding a command to its owner's answer (or its timeout)."),
-            labels: [], buckets: Self.durationBuckets)
     }
 
     func gauge(_ name: String, _ help: String, _ value: Double, labels: [(String, String)] = []) {
@@ -48,5 +35,21 @@ final class MetricExport: Sendable {
 
     private static func key(_ name: String, _ labels: [(String, String)]) -> String {
         labels.reduce(name) { $0 + "|" + $1.0 + "=" + $1.1 }
+    }
+}
+
+/// What a node counts and times as it happens, through swift-metrics: forwards, their latency and
+/// failures, and the shards it gives up.
+struct NodeEventMetrics: Sendable {
+    let forwarded: CoreMetrics.Counter
+    let failures: CoreMetrics.Counter
+    let duration: Timer
+    let shardReleases: CoreMetrics.Counter
+
+    init(factory: any MetricsFactory) {
+        forwarded = CoreMetrics.Counter(label: "artpay_forwarded_commands_total", factory: factory)
+        failures = CoreMetrics.Counter(label: "artpay_forwarded_command_failures_total", factory: factory)
+        duration = Timer(label: "artpay_forwarded_command_duration_seconds", factory: factory)
+        shardReleases = CoreMetrics.Counter(label: "artpay_shard_releases_total", factory: factory)
     }
 }

@@ -7,6 +7,7 @@ import Hummingbird
 import HummingbirdTesting
 import HummingbirdWebSocket
 import Logging
+import Metrics
 import NIOCore
 import Node
 import Payments
@@ -28,6 +29,7 @@ struct GatewayHarness: Sendable {
         live: Bool = false, connections: ConnectionLimits = .init(), streams: StreamLimits = .init(),
         loginLock: LoginLockPolicy = .init(), provider: (any PaymentProvider)? = nil,
         configure: @Sendable (inout GatewayAPI.Configuration) -> Void = { _ in },
+        metrics: (any MetricsFactory)? = nil,
         _ body: @Sendable (any TestClientProtocol, GatewayHarness) async throws -> Void
     ) async throws {
         try await withSQLiteStore { store, _ in
@@ -40,7 +42,7 @@ struct GatewayHarness: Sendable {
                 logger: logger)
             let node = ClusterNode(
                 configuration: .init(id: id, address: NodeAddress(host: "127.0.0.1", port: 1), seeds: []), store: store,
-                transport: transport, clock: clock, logger: logger)
+                transport: transport, clock: clock, logger: logger, metricsFactory: metrics)
             let signingPEM = TokenAuthority.generatePrivateKeyPEM()
             let previousPEM = TokenAuthority.generatePrivateKeyPEM()
             let tokens = try await TokenAuthority.make(

@@ -3,6 +3,7 @@ import AuctionRuntime
 import ClusterCore
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import Node
@@ -31,7 +32,8 @@ final class LocalCluster: Sendable {
 
     static func start(
         count: Int, store: any EventStore, forwardTimeout: Duration = .seconds(2), retryBudget: Duration = .seconds(3),
-        fencedHoldOff: Duration = .seconds(2), logger: Logger? = nil
+        fencedHoldOff: Duration = .seconds(2), logger: Logger? = nil,
+        metrics: [any MetricsFactory] = []
     ) async throws -> LocalCluster {
         var quiet = Logger(label: "test.cluster")
         quiet.logLevel = .error
@@ -54,13 +56,13 @@ final class LocalCluster: Sendable {
         }
         let seeds = started.prefix(2).map(\.2)
         var running: [Running] = []
-        for (id, transport, address, serving) in started {
+        for (index, (id, transport, address, serving)) in started.enumerated() {
             let node = ClusterNode(
                 configuration: .init(
                     id: id, address: address, seeds: seeds, forwardTimeout: forwardTimeout, retryBudget: retryBudget,
                     fencedHoldOff: fencedHoldOff),
                 store: store, transport: transport,
-                clock: SystemClock(), logger: logger)
+                clock: SystemClock(), logger: logger, metricsFactory: index < metrics.count ? metrics[index] : nil)
             let loop = Task { await node.run() }
             running.append(Running(node: node, transport: transport, address: address, tasks: [serving, loop]))
         }
@@ -482,12 +484,13 @@ final class HeldAppendStore: EventStore {
     /// A one-node cluster that created `lot-contested`, whose shard "node-elsewhere" has then taken
     /// (a fenced owner's view of the world); `body` gets the node, the shard and that lease.
     static func withContestedShard(
-        retryBudget: Duration, fencedHoldOff: Duration,
+        retryBudget: Duration, fencedHoldOff: Duration, metrics: (any MetricsFactory)? = nil,
         _ body: (ClusterNode, any EventStore, AuctionID, ShardID, ShardLease) async throws -> Void
     ) async throws {
         try await withSQLiteStore { store, _ in
             let cluster = try await LocalCluster.start(
-                count: 1, store: store, retryBudget: retryBudget, fencedHoldOff: fencedHoldOff)
+                count: 1, store: store, retryBudget: retryBudget, fencedHoldOff: fencedHoldOff,
+                metrics: metrics.map { [$0] } ?? [])
             try await cluster.converged()
             let node = cluster.nodes[0].node
             let id = AuctionID(rawValue: "lot-contested")!
