@@ -40,6 +40,15 @@ public protocol EventStore: Sendable {
     /// an append — one that commits after a page was read has a position after that page's cursor
     /// (in PostgreSQL a head is listed only once no transaction older than it is still running).
     func logHeads(after cursor: LogCursor, limit: Int) async throws(StorageError) -> LogHeadsPage
+
+    /// Up to `limit` events of every auction after `cursor` (``FeedCursor/start``: from the first),
+    /// in one cluster-wide order a consumer outside the cluster follows, with the cursor to ask from
+    /// next.
+    ///
+    /// Invariant: following the cursors skips no committed event and repeats none. Each auction's
+    /// events come in `seq` order. PostgreSQL lists an event only once every transaction that
+    /// started before its own has ended, so a page never runs ahead of a commit still to come.
+    func feed(after cursor: FeedCursor, limit: Int) async throws(StorageError) -> FeedPage
 }
 
 /// Where a reader of ``EventStore/logHeads(after:limit:)`` stands: the commit position of the last
@@ -59,6 +68,64 @@ public struct LogCursor: Hashable, Sendable, Comparable {
     public static let start = LogCursor(transaction: 0, change: 0)
 
     public static func < (a: Self, b: Self) -> Bool { (a.transaction, a.change) < (b.transaction, b.change) }
+}
+
+/// A place in the commit-ordered feed: after which event a consumer stands. Its text form (two
+/// numbers and a dot) is what the API hands out and takes back; only the store that issued it
+/// gives it meaning.
+public struct FeedCursor: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// PostgreSQL: the id of the transaction that appended the event; SQLite: 0.
+    public var transaction: UInt64
+    /// The event's number from the store's sequence, increasing within one transaction.
+    public var position: Int64
+
+    public init(transaction: UInt64, position: Int64) {
+        self.transaction = transaction
+        self.position = position
+    }
+
+    /// Before every event.
+    public static let start = FeedCursor(transaction: 0, position: 0)
+
+    /// Parses the text form; nil for anything else (no sign, no spaces, no leading zeros).
+    public init?(_ text: String) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts.allSatisfy(Self.isCanonicalNumber),
+            let transaction = UInt64(parts[0]), let position = Int64(parts[1])
+        else { return nil }
+        self.init(transaction: transaction, position: position)
+    }
+
+    private static func isCanonicalNumber(_ part: Substring) -> Bool {
+        !part.isEmpty && part.count <= 20 && part.allSatisfy { $0.isASCII && $0.isNumber }
+            && (part == "0" || part.first != "0")
+    }
+
+    public var description: String { "\(transaction).\(position)" }
+
+    public static func < (a: Self, b: Self) -> Bool { (a.transaction, a.position) < (b.transaction, b.position) }
+}
+
+/// One event of the feed, with the cursor that resumes right after it.
+public struct FeedEntry: Sendable, Hashable {
+    public var cursor: FeedCursor
+    public var event: StoredEvent
+
+    public init(cursor: FeedCursor, event: StoredEvent) {
+        self.cursor = cursor
+        self.event = event
+    }
+}
+
+/// One page of the feed, and the cursor after it (the one asked from, when it is empty).
+public struct FeedPage: Sendable {
+    public var entries: [FeedEntry]
+    public var next: FeedCursor
+
+    public init(entries: [FeedEntry], next: FeedCursor) {
+        self.entries = entries
+        self.next = next
+    }
 }
 
 /// Where one auction's log ends.

@@ -228,6 +228,38 @@ public struct PostgresEventStore: EventStore {
         return LogHeadsPage(heads: heads, next: next)
     }
 
+    public func feed(after cursor: FeedCursor, limit: Int) async throws(StorageError) -> FeedPage {
+        // The horizon: events of transactions older than the oldest one still running. A
+        // transaction below it has ended, so no event can appear there after this read.
+        typealias Row = (String, Int64, String, Int64, Int64, String, String)
+        let rows: [Row] = try await guardedQuery { connection in
+            var found: [Row] = []
+            let result = try await connection.query(
+                """
+                SELECT committed_tx::text AS position_tx, position, auction_id, seq, epoch, kind, payload::text
+                FROM auction_events
+                WHERE (committed_tx, position) > (\(String(cursor.transaction))::xid8, \(cursor.position))
+                  AND committed_tx < pg_snapshot_xmin(pg_current_snapshot())
+                ORDER BY committed_tx, position LIMIT \(Int64(max(0, limit)))
+                """, logger: logger)
+            for try await row in result.decode(Row.self) { found.append(row) }
+            return found
+        }
+        var next = cursor
+        var entries: [FeedEntry] = []
+        entries.reserveCapacity(rows.count)
+        for (transaction, position, auction, seq, epoch, kind, payload) in rows {
+            guard let id = AuctionID(rawValue: auction), let transaction = UInt64(transaction) else {
+                throw .unavailable("malformed feed row of \(auction)")
+            }
+            let event = try EventCodec.decode(kind: kind, payload: payload, auction: id, seq: seq)
+            next = FeedCursor(transaction: transaction, position: position)
+            entries.append(
+                FeedEntry(cursor: next, event: StoredEvent(auction: id, seq: seq, epoch: Epoch(epoch), event: event)))
+        }
+        return FeedPage(entries: entries, next: next)
+    }
+
     /// Runs `work` on a live pooled connection (``PostgresAnswerGuard``) within the call limit,
     /// mapping every failure to a `StorageError` that is safe to log.
     private func guardedQuery<T: Sendable>(

@@ -250,5 +250,86 @@ enum PostgresSchema {
                 "CREATE INDEX paddles_by_user ON paddles (user_id)",
             ]
         ),
+        // The commit-ordered feed: every event gets the id of the transaction that appended it and
+        // a position from a sequence. Positions become visible out of commit order (a transaction
+        // that took a lower one may commit later), so a reader takes only events of transactions
+        // older than the oldest one still running (`pg_snapshot_xmin`), in (transaction, position)
+        // order: nothing can commit below that line any more, so following it skips nothing.
+        // Events written before this version get transaction 1 and positions in time order; any
+        // other insert gets both by default.
+        SchemaMigration(
+            version: 8,
+            statements: [
+                "CREATE SEQUENCE auction_event_positions",
+                "ALTER TABLE auction_events ADD COLUMN committed_tx xid8, ADD COLUMN position bigint",
+                """
+                UPDATE auction_events ev SET committed_tx = '1'::xid8, position = ordered.n
+                FROM (
+                    SELECT auction_id, seq, row_number() OVER (ORDER BY recorded_at, auction_id, seq) AS n
+                    FROM auction_events
+                ) ordered
+                WHERE ev.auction_id = ordered.auction_id AND ev.seq = ordered.seq
+                """,
+                "SELECT setval('auction_event_positions', coalesce(max(position), 0) + 1, false) FROM auction_events",
+                """
+                ALTER TABLE auction_events ALTER COLUMN committed_tx SET NOT NULL,
+                    ALTER COLUMN committed_tx SET DEFAULT pg_current_xact_id(),
+                    ALTER COLUMN position SET NOT NULL,
+                    ALTER COLUMN position SET DEFAULT nextval('auction_event_positions')
+                """,
+                "CREATE INDEX auction_events_in_commit_order ON auction_events (committed_tx, position)",
+                """
+                CREATE OR REPLACE FUNCTION artpay_append(
+                    p_shards integer[], p_epochs bigint[],
+                    p_auctions text[], p_expected bigint[],
+                    e_auction text[], e_seq bigint[], e_shard integer[], e_epoch bigint[], e_kind text[],
+                    e_payload text[],
+                    s_auction text[], s_seq bigint[], s_state text[]
+                ) RETURNS TABLE (o_outcome text, o_shard integer, o_auction text, o_expected bigint, o_actual bigint)
+                LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+                BEGIN
+                    RETURN QUERY
+                        WITH locked AS (
+                            SELECT l.shard AS s, l.epoch AS e FROM shard_leases l
+                            WHERE l.shard = ANY(p_shards) FOR SHARE
+                        )
+                        SELECT 'fenced'::text, w.s, NULL::text, w.e, locked.e
+                        FROM unnest(p_shards, p_epochs) AS w(s, e) LEFT JOIN locked ON locked.s = w.s
+                        WHERE locked.e IS DISTINCT FROM w.e;
+                    IF FOUND THEN RETURN; END IF;
+
+                    RETURN QUERY
+                        SELECT 'seq_conflict'::text, NULL::integer, x.a, x.expected, h.last
+                        FROM unnest(p_auctions, p_expected) AS x(a, expected)
+                        CROSS JOIN LATERAL (
+                            SELECT coalesce(max(ev.seq), 0) AS last FROM auction_events ev WHERE ev.auction_id = x.a
+                        ) h
+                        WHERE h.last <> x.expected;
+                    IF FOUND THEN RETURN; END IF;
+
+                    INSERT INTO auction_events (auction_id, seq, shard, epoch, kind, payload, committed_tx, position)
+                    SELECT t.a, t.s, t.sh, t.ep, t.k, t.p::jsonb, pg_current_xact_id(), nextval('auction_event_positions')
+                    FROM unnest(e_auction, e_seq, e_shard, e_epoch, e_kind, e_payload) WITH ORDINALITY
+                        AS t(a, s, sh, ep, k, p, o)
+                    ORDER BY t.o;
+
+                    INSERT INTO auction_heads AS cur (auction_id, last_seq, changed_tx, change)
+                    SELECT t.a, max(t.s), pg_current_xact_id(), nextval('auction_head_changes')
+                    FROM unnest(e_auction, e_seq) AS t(a, s) GROUP BY t.a
+                    ON CONFLICT (auction_id) DO UPDATE
+                        SET last_seq = excluded.last_seq, changed_tx = excluded.changed_tx, change = excluded.change;
+
+                    INSERT INTO auction_snapshots AS cur (auction_id, seq, state)
+                    SELECT t.a, t.s, t.st::jsonb FROM unnest(s_auction, s_seq, s_state) AS t(a, s, st)
+                    ON CONFLICT (auction_id) DO UPDATE
+                        SET seq = excluded.seq, state = excluded.state, taken_at = now()
+                        WHERE cur.seq < excluded.seq;
+
+                    RETURN QUERY SELECT 'ok'::text, NULL::integer, NULL::text, NULL::bigint, NULL::bigint;
+                END
+                $$
+                """,
+            ]
+        ),
     ]
 }

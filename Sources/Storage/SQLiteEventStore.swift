@@ -133,18 +133,21 @@ public actor SQLiteEventStore: EventStore {
                         auction: entry.auction, expectedLastSeq: entry.firstSeq - 1, actualLastSeq: Int64(last))
                 }
             }
+            var position =
+                try await db.query("SELECT last FROM event_positions WHERE id = 1").first?.column("last")?.integer ?? 0
             for entry in batch.entries {
                 for (offset, event) in entry.events.enumerated() {
                     let (kind, payload) = EventCodec.encode(event)
+                    position += 1
                     _ = try await db.query(
                         """
-                        INSERT INTO auction_events (auction_id, seq, shard, epoch, kind, payload, recorded_at)
-                        VALUES (?, ?, ?, ?, ?, ?, datetime('now'))
+                        INSERT INTO auction_events (auction_id, seq, shard, epoch, kind, payload, recorded_at, position)
+                        VALUES (?, ?, ?, ?, ?, ?, datetime('now'), ?)
                         """,
                         [
                             .text(entry.auction.rawValue), .integer(Int(entry.firstSeq) + offset),
                             .integer(Int(entry.shard.rawValue)), .integer(Int(entry.epoch.rawValue)), .text(kind),
-                            .text(payload),
+                            .text(payload), .integer(position),
                         ])
                 }
                 _ = try await db.query(
@@ -168,6 +171,7 @@ public actor SQLiteEventStore: EventStore {
                         ])
                 }
             }
+            _ = try await db.query("UPDATE event_positions SET last = ? WHERE id = 1", [.integer(position)])
         }
     }
 
@@ -232,6 +236,35 @@ public actor SQLiteEventStore: EventStore {
             next = LogCursor(transaction: 0, change: Int64(change))
         }
         return LogHeadsPage(heads: heads, next: next)
+    }
+
+    public func feed(after cursor: FeedCursor, limit: Int) async throws(StorageError) -> FeedPage {
+        // One writer at a time (BEGIN IMMEDIATE): positions are taken in commit order.
+        let rows: [SQLiteRow] = try await exclusive {
+            try await connection.query(
+                """
+                SELECT position, auction_id, seq, epoch, kind, payload FROM auction_events
+                WHERE position > ? ORDER BY position LIMIT ?
+                """, [.integer(Int(cursor.position)), .integer(max(0, limit))])
+        }
+        var next = cursor
+        var entries: [FeedEntry] = []
+        entries.reserveCapacity(rows.count)
+        for row in rows {
+            guard let position = row.column("position")?.integer,
+                let id = row.column("auction_id")?.string.flatMap(AuctionID.init(rawValue:)),
+                let seq = row.column("seq")?.integer, let epoch = row.column("epoch")?.integer,
+                let kind = row.column("kind")?.string, let payload = row.column("payload")?.string
+            else {
+                throw .unavailable("malformed feed row")
+            }
+            let event = try EventCodec.decode(kind: kind, payload: payload, auction: id, seq: Int64(seq))
+            next = FeedCursor(transaction: 0, position: Int64(position))
+            entries.append(
+                FeedEntry(
+                    cursor: next, event: StoredEvent(auction: id, seq: Int64(seq), epoch: Epoch(Int64(epoch)), event: event)))
+        }
+        return FeedPage(entries: entries, next: next)
     }
 
     // MARK: - Turn-taking and transactions
@@ -410,6 +443,27 @@ enum SQLiteSchema {
                 )
                 """,
                 "CREATE INDEX paddles_by_user ON paddles (user_id)",
+            ]
+        ),
+        // The commit-ordered feed (see the PostgreSQL schema's version 8). One writer commits at a
+        // time, so a counter taken inside the append's transaction numbers events in commit order;
+        // the counter lives in its own row so a position is never reused, whatever is deleted.
+        SchemaMigration(
+            version: 8,
+            statements: [
+                "ALTER TABLE auction_events ADD COLUMN position INTEGER",
+                """
+                UPDATE auction_events SET position = (
+                    SELECT n FROM (
+                        SELECT auction_id AS a, seq AS s,
+                            row_number() OVER (ORDER BY recorded_at, auction_id, seq) AS n
+                        FROM auction_events
+                    ) WHERE a = auction_events.auction_id AND s = auction_events.seq
+                )
+                """,
+                "CREATE UNIQUE INDEX auction_events_in_commit_order ON auction_events (position)",
+                "CREATE TABLE event_positions (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL)",
+                "INSERT INTO event_positions (id, last) SELECT 1, coalesce(max(position), 0) FROM auction_events",
             ]
         ),
     ]

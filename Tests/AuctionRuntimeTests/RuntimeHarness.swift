@@ -95,6 +95,10 @@ final class GatedStore: EventStore {
     func logHeads(after cursor: LogCursor, limit: Int) async throws(StorageError) -> LogHeadsPage {
         try await inner.logHeads(after: cursor, limit: limit)
     }
+
+    func feed(after cursor: FeedCursor, limit: Int) async throws(StorageError) -> FeedPage {
+        try await inner.feed(after: cursor, limit: limit)
+    }
 }
 
 enum RT {

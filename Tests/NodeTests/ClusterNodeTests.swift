@@ -431,6 +431,10 @@ final class HeldAppendStore: EventStore {
     func logHeads(after cursor: LogCursor, limit: Int) async throws(StorageError) -> LogHeadsPage {
         try await base.logHeads(after: cursor, limit: limit)
     }
+
+    func feed(after cursor: FeedCursor, limit: Int) async throws(StorageError) -> FeedPage {
+        try await base.feed(after: cursor, limit: limit)
+    }
 }
 
 @Suite(.serialized) struct CommandWatchdogTests {
