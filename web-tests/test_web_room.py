@@ -11,6 +11,9 @@ Run it with web-tests/run (which installs Chromium, chromedriver and Selenium). 
   ARTPAY_BINARY       the artpay executable (required)
   ARTPAY_SCREENSHOTS  where the PNG screenshots go (default: the run's temporary directory)
 
+The cluster (started on free ports, stopped by pid), the waits and the JSON requests are
+scripts/lib/devcluster.py's, shared with scripts/lib/dashboards_live.py.
+
 Every wait has a deadline; there is no fixed sleep. Prints one line per test and ends with
 "N passed, N failed"; exits 1 when a test failed.
 """
@@ -21,16 +24,13 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
+from pathlib import Path
 
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
@@ -38,6 +38,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "lib"))
+import devcluster  # noqa: E402 - found through the path above
+from devcluster import NETWORK_ERRORS, ApiError, http_json  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -57,27 +61,14 @@ def log(message):
     print(f"  {message}", flush=True)
 
 
+WAIT_RETRIED = (StaleElementReferenceException,) + NETWORK_ERRORS  # tried again while waiting
+
+
 def wait_until(condition, timeout, what, interval=0.05):
-    """Polls `condition()` until it returns a truthy value (returned) or `timeout` s pass (raises
-    an AssertionError saying `what`, or `what()` when it is callable)."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while True:
-        try:
-            value = condition()
-            if value:
-                return value
-        except (StaleElementReferenceException, urllib.error.URLError, ConnectionError, socket.timeout) as error:
-            last_error = error
-        if time.monotonic() >= deadline:
-            suffix = f" (last error: {last_error!r})" if last_error else ""
-            if callable(what):  # described when it failed, with what the page shows then
-                try:
-                    what = what()
-                except Exception as error:  # noqa: BLE001 - only a description
-                    what = f"(could not describe: {error!r})"
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}{suffix}")
-        time.sleep(interval)
+    """Polls `condition()` every 0.05 s until it returns a truthy value (returned) or `timeout` s
+    pass (raises an AssertionError saying `what`, or `what()` when it is callable: described when
+    it failed, with what the page shows then); see devcluster.wait_until."""
+    return devcluster.wait_until(condition, timeout, what, interval, retry_on=WAIT_RETRIED, failure=AssertionError)
 
 
 def fmt_money(minor, currency):
@@ -128,32 +119,9 @@ def iso_in(seconds):
 
 # ---- HTTP API ----------------------------------------------------------------------------------
 
-class ApiError(Exception):
-    def __init__(self, status, body):
-        super().__init__(f"HTTP {status}: {body}")
-        self.status = status
-        self.body = body if isinstance(body, dict) else {}
-
-
 def api(method, base, path, body=None, token=None, timeout=10):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read()
-            return json.loads(text) if text else None
-    except urllib.error.HTTPError as error:
-        text = error.read()
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = text.decode(errors="replace")
-        raise ApiError(error.code, parsed) from None
+    """One JSON request to `base` + `path` (devcluster.http_json; ApiError on an error status)."""
+    return http_json(method, base + path, body, token, timeout)
 
 
 def api_retrying(method, base_urls, path, body=None, token=None, timeout=20, accept=lambda error: False):
@@ -173,7 +141,7 @@ def api_retrying(method, base_urls, path, body=None, token=None, timeout=20, acc
             if error.status not in (502, 503, 504):
                 raise
             last = error
-        except (urllib.error.URLError, ConnectionError, socket.timeout) as error:
+        except NETWORK_ERRORS as error:
             last = error
         if time.monotonic() >= deadline:
             raise AssertionError(f"{method} {path}: no usable answer within {timeout} s (last: {last!r})")
@@ -217,90 +185,21 @@ def read_event_seqs(base, auction_id, until_seq, timeout=10):
 
 # ---- The cluster -------------------------------------------------------------------------------
 
-def free_port(hosts):
-    """A TCP port free on every host of `hosts` (found by binding port 0 on the first)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind((hosts[0], 0))
-            port = first.getsockname()[1]
-            others = []
-            try:
-                for host in hosts[1:]:
-                    other = socket.socket()
-                    others.append(other)
-                    other.bind((host, port))
-                return port
-            except OSError:
-                continue
-            finally:
-                for other in others:
-                    other.close()
-    raise RuntimeError("no free port found")
+class Cluster(devcluster.DevCluster):
+    """The tests' `artpay dev` (see devcluster.DevCluster), its first demo lot closing after 10
+    minutes (none during the run); the nodes the tests kill are remembered."""
 
-
-class Cluster:
-    """`artpay dev` as a subprocess: three nodes on 127.0.0.1–3 plus the sandbox payment provider."""
+    failure = AssertionError
 
     def __init__(self, binary, directory):
-        self.binary = binary
-        self.directory = directory
-        self.log_path = os.path.join(directory, "artpay-dev.log")
-        self.process = None
-        self.nodes = {}  # node-1 → {"url", "pid"}
-        self.lots = []
-        self.children = []  # pids `artpay dev` started (nodes and provider)
+        super().__init__(binary, directory, first_close_seconds=600, minutes=15, log=log)
         self.killed = set()
 
     def start(self, timeout=90):
-        loopbacks = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
-        http_port = free_port(loopbacks)
-        cluster_port = free_port(loopbacks[:3])
-        while cluster_port == http_port:
-            cluster_port = free_port(loopbacks[:3])
-        command = [self.binary, "dev", "--data-directory", os.path.join(self.directory, ".artpay"),
-                   "--http-port", str(http_port), "--cluster-port", str(cluster_port),
-                   "--first-close-seconds", "600", "--minutes", "15"]
-        self.log_file = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, cwd=self.directory)
-        pattern = re.compile(r"(node-\d): (http://[\d.]+:\d+) .*pid (\d+)")
-
-        def ready():
-            if self.process.poll() is not None:
-                raise AssertionError(f"artpay dev exited ({self.process.returncode}); see {self.log_path}")
-            text = open(self.log_path, encoding="utf-8", errors="replace").read()
-            if "Ctrl-C stops everything" not in text:
-                return None
-            return text
-
-        text = wait_until(ready, timeout, "artpay dev to print its nodes", interval=0.1)
-        for name, url, pid in pattern.findall(text):
-            self.nodes[name] = {"url": url, "pid": int(pid)}
-        self.lots = re.findall(r"^\s+(evening-\d+-lot-\d+)\s", text, re.MULTILINE)
+        super().start()
+        text = self.wait_ready(timeout, "artpay dev to print its nodes", interval=0.1)
         self.room_url = re.search(r"Open the sale room in a browser: (\S+)", text).group(1)
-        if sorted(self.nodes) != ["node-1", "node-2", "node-3"] or any(n["pid"] <= 0 for n in self.nodes.values()):
-            raise AssertionError(f"could not read the three nodes from {self.log_path}: {self.nodes}")
-        self.children = self._children_of(self.process.pid)
-        described = ", ".join(f"{name} {node['url']} pid {node['pid']}" for name, node in sorted(self.nodes.items()))
-        log(f"cluster up: {described}")
-
-    @staticmethod
-    def _children_of(parent):
-        children = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-                if int(fields[1]) == parent:
-                    children.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-        return children
-
-    def url(self, node):
-        return self.nodes[node]["url"]
+        log(f"cluster up: {self.describe()}")
 
     def live_urls(self):
         return [self.url(node) for node in sorted(self.nodes) if node not in self.killed]
@@ -309,39 +208,8 @@ class Cluster:
         os.kill(self.nodes[node]["pid"], signal.SIGKILL)
         self.killed.add(node)
 
-    @staticmethod
-    def _is_artpay(pid):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                return b"artpay" in cmdline.read()
-        except OSError:
-            return False
-
     def stop(self):
-        """SIGINT to `artpay dev` (it stops its nodes), a deadline, then SIGKILL to it and to any of
-        the processes it started that are still there."""
-        if not self.process:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                log("artpay dev did not stop within 30 s of SIGINT: SIGKILL")
-                self.process.kill()
-                self.process.wait(timeout=10)
-        leftovers = set(self.children) | {n["pid"] for n in self.nodes.values()}
-        for pid in sorted(leftovers):
-            if self._is_artpay(pid):
-                try:
-                    with open(f"/proc/{pid}/stat") as stat:
-                        state = stat.read().rsplit(")", 1)[1].split()[0]
-                    if state != "Z":
-                        log(f"pid {pid} (started by artpay dev) still runs: SIGKILL")
-                        os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        self.log_file.close()
+        super().stop(sigint_seconds=30)
 
 
 # ---- Browsers ----------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 """Runs every Grafana panel query of deploy/grafana/dashboards/ against a live cluster.
 
 Used by scripts/check-dashboards-live (which installs Prometheus when missing and cleans up after
-this script by pid should it be killed). Standard library only. Steps, each with a deadline:
+this script by pid should it be killed). Standard library only; the cluster, the waits with a
+deadline, the JSON requests and the pid bookkeeping are scripts/lib/devcluster.py's (shared with
+web-tests/test_web_room.py). Steps, each with a deadline:
 
 1. a fresh 3-node `artpay dev` cluster in a temporary directory, on free ports, the first demo lot
    closing after 40 s (the others a minute apart), so it is sold and paid during the run;
@@ -52,6 +54,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from devcluster import ApiError, Deadline, DevCluster, Processes, free_port, http_json, wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -65,215 +69,34 @@ BUILTINS = {"__rate_interval": "30s", "rate_interval": "30s", "__interval": "5s"
             "__range": "1m", "__range_s": "60", "__range_ms": "60000"}
 
 
-class Deadline(Exception):
-    pass
-
-
 def log(message):
     print(message, flush=True)
 
 
-def wait_until(condition, timeout, what, interval=0.25):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            value = condition()
-            if value:
-                return value
-        except (urllib.error.URLError, ConnectionError, socket.timeout, OSError, ValueError) as error:
-            last = error
-        if time.monotonic() >= deadline:
-            suffix = f" (last error: {last!r})" if last else ""
-            raise Deadline(f"timed out after {timeout:.0f} s waiting for {what}{suffix}")
-        time.sleep(interval)
-
-
-def free_port(hosts):
-    """A TCP port free on every host of `hosts` (found by binding port 0 on the first)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind((hosts[0], 0))
-            port = first.getsockname()[1]
-            others = []
-            try:
-                for host in hosts[1:]:
-                    other = socket.socket()
-                    others.append(other)
-                    other.bind((host, port))
-                return port
-            except OSError:
-                continue
-            finally:
-                for other in others:
-                    other.close()
-    raise RuntimeError("no free port found")
-
-
-# ---- HTTP ----------------------------------------------------------------------------------------
-
-class ApiError(Exception):
-    def __init__(self, status, body):
-        super().__init__(f"HTTP {status}: {body}")
-        self.status = status
-        self.body = body if isinstance(body, dict) else {}
-
-
-def http_json(method, url, body=None, token=None, timeout=5):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read()
-            return json.loads(text) if text else None
-    except urllib.error.HTTPError as error:
-        text = error.read()
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = text.decode(errors="replace")
-        raise ApiError(error.code, parsed) from None
-
-
-# ---- Processes -----------------------------------------------------------------------------------
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def children_of(parent):
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == parent:
-                children.append(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue
-    return children
-
-
-class Processes:
-    """What this run started, by pid, also listed in <directory>/pids for the wrapper's trap."""
-
-    def __init__(self, directory):
-        self.path = Path(directory) / "pids"
-        self.entries = []
-
-    def add(self, name, pid):
-        self.entries.append((name, pid))
-        with open(self.path, "a") as file:
-            file.write(f"{name} {pid}\n")
-
-
-class Cluster:
-    """`artpay dev`: three nodes on 127.0.0.1–3 and the sandbox payment provider on 127.0.0.4."""
+class Cluster(DevCluster):
+    """The run's `artpay dev` (see devcluster.DevCluster), its first demo lot closing after
+    FIRST_CLOSE_SECONDS, in a session of its own, its pids in the run's pid file."""
 
     def __init__(self, binary, directory, processes):
-        self.binary = binary
-        self.directory = directory
-        self.processes = processes
-        self.log_path = os.path.join(directory, "artpay-dev.log")
-        self.process = None
-        self.log_file = None
-        self.nodes = {}
-        self.lots = []
-        self.children = []
+        super().__init__(binary, directory, first_close_seconds=FIRST_CLOSE_SECONDS, minutes=4,
+                         processes=processes, new_session=True, log=log)
         self.seeded_at = None
 
     def start(self):
-        loopbacks = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
-        self.http_port = free_port(loopbacks)
-        cluster_port = free_port(loopbacks[:3])
-        while cluster_port == self.http_port:
-            cluster_port = free_port(loopbacks[:3])
-        # --minutes: should everything else fail to stop it, it stops itself.
-        command = [self.binary, "dev", "--data-directory", os.path.join(self.directory, ".artpay"),
-                   "--http-port", str(self.http_port), "--cluster-port", str(cluster_port),
-                   "--first-close-seconds", str(FIRST_CLOSE_SECONDS), "--minutes", "4"]
-        self.log_file = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, cwd=self.directory, start_new_session=True)
-        self.processes.add("artpay-dev", self.process.pid)
+        super().start()
         self.targets = [f"127.0.0.{i}:{self.http_port}" for i in (1, 2, 3)]
 
     def wait_ready(self, timeout=60):
         started = time.monotonic()
-        pattern = re.compile(r"(node-\d): (http://[\d.]+:\d+) .*pid (\d+)")
-
-        def ready():
-            if self.process.poll() is not None:
-                raise Deadline(f"artpay dev exited ({self.process.returncode}): {self.tail()}")
-            text = open(self.log_path, encoding="utf-8", errors="replace").read()
-            return text if "Ctrl-C stops everything" in text else None
-
-        text = wait_until(ready, timeout, "artpay dev to seed its demo sale", interval=0.2)
+        super().wait_ready(timeout, "artpay dev to seed its demo sale", interval=0.2)
         self.seeded_at = time.monotonic()
-        for name, url, pid in pattern.findall(text):
-            self.nodes[name] = {"url": url, "pid": int(pid)}
-        self.lots = re.findall(r"^\s+(evening-\d+-lot-\d+)\s", text, re.MULTILINE)
-        if sorted(self.nodes) != ["node-1", "node-2", "node-3"] or len(self.lots) < 2:
-            raise Deadline(f"could not read the nodes and lots from {self.log_path}: {self.nodes} {self.lots}")
-        self.children = children_of(self.process.pid)
-        for pid in self.children:
-            self.processes.add("artpay-dev-child", pid)
-        log(f"== cluster seeded after {time.monotonic() - started:.1f} s: "
-            + ", ".join(f"{n} {v['url']} pid {v['pid']}" for n, v in sorted(self.nodes.items()))
-            + f"; {len(self.lots)} lots, the first closing in {FIRST_CLOSE_SECONDS} s")
-
-    def tail(self, lines=15):
-        """The end of `artpay dev`'s output, its status line (rewritten in place) shown once."""
-        try:
-            text = open(self.log_path, encoding="utf-8", errors="replace").read()
-        except OSError:
-            return "(no log)"
-        kept = []
-        for line in text.replace("\r", "\n").splitlines():
-            if not line.strip():
-                continue
-            if line.startswith("status:") and kept and kept[-1].startswith("status:"):
-                kept[-1] = line.rstrip()
-            else:
-                kept.append(line.rstrip())
-        return "\n".join(kept[-lines:])
-
-    def urls(self):
-        return [self.nodes[name]["url"] for name in sorted(self.nodes)]
+        if len(self.lots) < 2:
+            raise Deadline(f"could not read the lots from {self.log_path}: {self.lots}")
+        log(f"== cluster seeded after {time.monotonic() - started:.1f} s: {self.describe()}"
+            f"; {len(self.lots)} lots, the first closing in {FIRST_CLOSE_SECONDS} s")
 
     def stop(self):
-        """SIGINT to `artpay dev` (it stops its nodes and the provider), 15 s, then SIGKILL to it
-        and to any process it started that still runs."""
-        if not self.process:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                log("artpay dev did not stop within 15 s of SIGINT: SIGKILL")
-                self.process.kill()
-                self.process.wait(timeout=10)
-        for pid in sorted(set(self.children) | {n["pid"] for n in self.nodes.values()}):
-            if alive(pid):
-                log(f"pid {pid} (started by artpay dev) still runs: SIGKILL")
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        if self.log_file:
-            self.log_file.close()
+        super().stop(sigint_seconds=15)
 
 
 class Prometheus:
