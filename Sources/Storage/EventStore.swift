@@ -48,6 +48,7 @@ public protocol EventStore: Sendable {
     /// Invariant: following the cursors skips no committed event and repeats none. Each auction's
     /// events come in `seq` order. PostgreSQL lists an event only once every transaction that
     /// started before its own has ended, so a page never runs ahead of a commit still to come.
+    /// Throws `unknownFeedCursor` for a cursor past anything this store issued.
     func feed(after cursor: FeedCursor, limit: Int) async throws(StorageError) -> FeedPage
 }
 

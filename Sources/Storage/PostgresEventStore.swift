@@ -245,6 +245,22 @@ public struct PostgresEventStore: EventStore {
             for try await row in result.decode(Row.self) { found.append(row) }
             return found
         }
+        if rows.isEmpty, cursor != .start {
+            // Nothing after it: fine for a cursor at the end, not for one past what was issued.
+            let (lastPosition, nextTransaction): (Int64, String) = try await guardedQuery { connection in
+                let result = try await connection.query(
+                    """
+                    SELECT (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END
+                            FROM auction_event_positions),
+                           pg_snapshot_xmax(pg_current_snapshot())::text
+                    """, logger: logger)
+                for try await row in result.decode((Int64, String).self) { return row }
+                return (0, "0")
+            }
+            if cursor.position > lastPosition || cursor.transaction >= UInt64(nextTransaction) ?? .max {
+                throw .unknownFeedCursor(cursor)
+            }
+        }
         var next = cursor
         var entries: [FeedEntry] = []
         entries.reserveCapacity(rows.count)

@@ -247,6 +247,13 @@ public actor SQLiteEventStore: EventStore {
                 WHERE position > ? ORDER BY position LIMIT ?
                 """, [.integer(Int(cursor.position)), .integer(max(0, limit))])
         }
+        if rows.isEmpty, cursor != .start {
+            let last: Int = try await exclusive {
+                try await connection.query("SELECT last FROM event_positions WHERE id = 1").first?.column("last")?
+                    .integer ?? 0
+            }
+            if cursor.transaction != 0 || cursor.position > Int64(last) { throw .unknownFeedCursor(cursor) }
+        }
         var next = cursor
         var entries: [FeedEntry] = []
         entries.reserveCapacity(rows.count)

@@ -17,6 +17,9 @@ public enum StorageError: Error, Hashable, Sendable, CustomStringConvertible {
     case invalidBatch(String)
     /// The database could not be reached or failed; `detail` is safe to log (no secrets).
     case unavailable(String)
+    /// A feed cursor this store never issued: past its last event (another database's, or made
+    /// up). Following it would wait for ever instead of saying so.
+    case unknownFeedCursor(FeedCursor)
 
     public struct FencedShard: Hashable, Sendable {
         public var shard: ShardID
@@ -39,6 +42,7 @@ public enum StorageError: Error, Hashable, Sendable, CustomStringConvertible {
         case .corruptRecord: "corrupt_record"
         case .invalidBatch: "invalid_batch"
         case .unavailable: "store_unavailable"
+        case .unknownFeedCursor: "unknown_cursor"
         }
     }
 
@@ -58,6 +62,8 @@ public enum StorageError: Error, Hashable, Sendable, CustomStringConvertible {
             return "invalid batch: \(reason)"
         case .unavailable(let detail):
             return "store unavailable: \(detail)"
+        case .unknownFeedCursor(let cursor):
+            return "feed cursor \(cursor) was not issued by this store"
         }
     }
 }

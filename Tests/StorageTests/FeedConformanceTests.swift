@@ -92,6 +92,16 @@ import Testing
             let end = try await store.feed(after: all.last!.cursor, limit: 10)
             #expect(end.entries.isEmpty)
             #expect(end.next == all.last!.cursor, "an empty page keeps the cursor")
+            // A cursor past anything issued is refused, not followed for ever.
+            let last = all.last!.cursor
+            for unknown in [
+                FeedCursor(transaction: last.transaction, position: last.position + 1_000),
+                FeedCursor(transaction: last.transaction + 1_000_000, position: last.position),
+            ] {
+                await #expect(throws: StorageError.unknownFeedCursor(unknown), "\(unknown)") {
+                    _ = try await store.feed(after: unknown, limit: 10)
+                }
+            }
         }
     }
 
