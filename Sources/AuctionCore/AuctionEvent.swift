@@ -44,6 +44,26 @@ public enum AuctionEvent: Hashable, Sendable {
         case closed = "closed"
         case cancelled = "cancelled"
         case settlement = "settlement"
+
+        /// The name services outside the cluster know the kind by (the event feed): the seed's
+        /// `bid_placed` and `auction_closed`, and the others named after them. Stable: consumers
+        /// filter on it.
+        public var publicName: String {
+            switch self {
+            case .created: "auction_created"
+            case .bidAccepted: "bid_placed"
+            case .boughtNow: "bought_now"
+            case .extended: "auction_extended"
+            case .closed: "auction_closed"
+            case .cancelled: "auction_cancelled"
+            case .settlement: "settlement_updated"
+            }
+        }
+
+        public init?(publicName: String) {
+            guard let kind = Self.allCases.first(where: { $0.publicName == publicName }) else { return nil }
+            self = kind
+        }
     }
 }
 

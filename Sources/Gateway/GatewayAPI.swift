@@ -198,6 +198,7 @@ public struct GatewayAPI: Sendable {
         api.get("/settlements", use: settlements)
         api.post("/settlements/:id/refund", use: refundSettlement)
         api.post("/settlements/:id/cancel", use: cancelSettlement)
+        api.get("/feed", use: feed)
         return router
     }
 
@@ -233,7 +234,7 @@ public struct GatewayAPI: Sendable {
             throw APIError.malformed("A password has at least 8 characters, at most 72 bytes of UTF-8, and no NUL.")
         }
         let roles = try (body.roles ?? ["bidder"]).map { name throws(APIError) -> Role in
-            guard let role = Role(rawValue: name), role != .admin else {
+            guard let role = Role(rawValue: name), Role.selfService.contains(role) else {
                 throw APIError.malformed("Self-service roles are bidder and seller.")
             }
             return role
@@ -679,7 +680,7 @@ public struct GatewayAPI: Sendable {
     /// connection inside the server's idle timeout and shows a client that went away (the write
     /// fails). It ends when `source` does, the connection closes (`closed`) or the node shuts
     /// down, so the node can stop; `slot` is given back then.
-    private func serverSentEvents<Source: AsyncSequence<Element, Never> & Sendable, Element>(
+    func serverSentEvents<Source: AsyncSequence<Element, Never> & Sendable, Element>(
         _ source: Source, slot: StreamLimiter.Slot, until closed: EventLoopFuture<Void>,
         render: @escaping @Sendable (Element) async -> String
     ) -> Response {

@@ -2,11 +2,16 @@ public import AuctionCore
 public import AuctionRuntime
 
 /// What a user may do. Bidders bid; sellers create auctions for their lots; admins cancel auctions
-/// and grant roles.
+/// and grant roles; services (other systems of the house, an account an admin grants the role to)
+/// follow the event feed, which names bidders by account.
 public enum Role: String, Sendable, Codable, CaseIterable, Hashable {
     case bidder
     case seller
     case admin
+    case service
+
+    /// The roles a person may give themselves when they sign up.
+    static let selfService: Set<Role> = [.bidder, .seller]
 }
 
 /// Who sent a request, as its verified token says (roles as the store says now, once the

@@ -29,7 +29,8 @@ public struct RegistryMetricsFactory: MetricsFactory {
         "artpay_forwarded_command_duration_seconds":
             "Time from forwarding a command to its owner's answer (or its timeout).",
         "artpay_shard_acquisitions_total": "Shard leases taken (each bumps the epoch).",
-        "artpay_shard_releases_total": "Shard leases given up (the view placed the shard elsewhere, or lost a majority).",
+        "artpay_shard_releases_total":
+            "Shard leases given up (the view placed the shard elsewhere, or lost a majority).",
         "artpay_fenced_appends_total": "Appends refused because another node took the shard.",
         "artpay_log_appends_total": "Transactions the log writer committed (group commit).",
         "artpay_log_appended_entries_total":

@@ -17,10 +17,12 @@ import Testing
                 try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-m"), token: seller).status
                     == .created)
             let bid = #"{"bidId":"ben-1","maximum":5000,"currency":"EUR"}"#
-            #expect(try await client.send(.post, "/v1/auctions/lot-m/bids", json: bid, token: bidder).status == .created)
+            #expect(
+                try await client.send(.post, "/v1/auctions/lot-m/bids", json: bid, token: bidder).status == .created)
             #expect(try await client.send(.post, "/v1/auctions/lot-m/bids", json: bid, token: bidder).status == .ok)
             let outbid = #"{"bidId":"r-1","maximum":3000,"currency":"EUR"}"#
-            #expect(try await client.send(.post, "/v1/auctions/lot-m/bids", json: outbid, token: rival).status == .created)
+            #expect(
+                try await client.send(.post, "/v1/auctions/lot-m/bids", json: outbid, token: rival).status == .created)
             let low = #"{"bidId":"r-2","maximum":500,"currency":"EUR"}"#
             #expect(
                 try await client.send(.post, "/v1/auctions/lot-m/bids", json: low, token: rival).status

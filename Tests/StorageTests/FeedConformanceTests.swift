@@ -77,7 +77,9 @@ import Testing
             #expect(
                 all.prefix(2).map(\.event.auction.rawValue) == ["c", "c"],
                 "the first append's events come first")
-            #expect(all.map(\.event.event) == all.map { logs[ids.firstIndex(of: $0.event.auction)!][Int($0.event.seq) - 1] })
+            #expect(
+                all.map(\.event.event) == all.map { logs[ids.firstIndex(of: $0.event.auction)!][Int($0.event.seq) - 1] }
+            )
 
             // Paged two at a time from the start: the same entries.
             let paged = try await Self.follow(store, limit: 2, expected: total)
@@ -115,7 +117,9 @@ import Testing
             for id in ids {
                 try await store.append(
                     AppendBatch(entries: [
-                        .init(auction: id, shard: Self.shard, epoch: epoch, firstSeq: 1, events: Logs.log(id, bids: 2).events)
+                        .init(
+                            auction: id, shard: Self.shard, epoch: epoch, firstSeq: 1,
+                            events: Logs.log(id, bids: 2).events)
                     ]))
             }
             // Back to version 7: the feed's columns and counters gone, as before this version.
@@ -133,7 +137,9 @@ import Testing
             let later = AuctionID(rawValue: "new")!
             try await other.append(
                 AppendBatch(entries: [
-                    .init(auction: later, shard: Self.shard, epoch: epoch, firstSeq: 1, events: Logs.log(later, bids: 1).events)
+                    .init(
+                        auction: later, shard: Self.shard, epoch: epoch, firstSeq: 1,
+                        events: Logs.log(later, bids: 1).events)
                 ]))
             let all = try await Self.follow(store, limit: 100, expected: 8)
             #expect(all.count == 8)
@@ -202,7 +208,9 @@ import Testing
                             """), logger: Logger(label: "test.feed"))
                 try await store.append(
                     AppendBatch(entries: [
-                        .init(auction: fast, shard: Self.shard, epoch: epoch, firstSeq: 1, events: Logs.log(fast, bids: 0).events)
+                        .init(
+                            auction: fast, shard: Self.shard, epoch: epoch, firstSeq: 1,
+                            events: Logs.log(fast, bids: 0).events)
                     ]))
                 // The fast event is committed, with a later position than the slow one: a naive
                 // reader would list it now and never see the slow one.
@@ -221,9 +229,10 @@ import Testing
         #expect(FeedCursor("0.0") == .start)
         #expect(FeedCursor("123.45") == FeedCursor(transaction: 123, position: 45))
         #expect(FeedCursor(transaction: 9, position: 7).description == "9.7")
-        for bad in ["", "1", "1.", ".1", "1.2.3", "-1.2", "1.-2", "01.2", "1.02", " 1.2", "1.2 ", "a.b", "1,2",
-            "99999999999999999999999.1", "1.99999999999999999999", "١.٢"]
-        {
+        for bad in [
+            "", "1", "1.", ".1", "1.2.3", "-1.2", "1.-2", "01.2", "1.02", " 1.2", "1.2 ", "a.b", "1,2",
+            "99999999999999999999999.1", "1.99999999999999999999", "١.٢",
+        ] {
             #expect(FeedCursor(bad) == nil, "\(bad)")
         }
     }
