@@ -205,6 +205,127 @@ import Testing
     }
 }
 
+/// What the feed test's consumer kept of an event.
+private struct FeedEventSeen: Sendable {
+    var cursor: String?
+    var type: String?
+    var auctionId: String?
+    var seq: Int?
+    var bidId: String?
+}
+
+/// A service following the commit-ordered feed through a node that is killed goes on through
+/// another from its last cursor: every acknowledged bid arrives, none twice, each lot's events in
+/// seq order — the order comes from the store, so which node serves it does not matter.
+@Suite(.serialized) struct FeedFailoverTests {
+    @Test func aFeedConsumerOnAKilledNode_resumesOnAnother_withoutGapOrRepeat() async throws {
+        let cluster = try await ProcessCluster.start(secret: "feed-failover-cluster-secret")
+        defer { cluster.stop() }
+        let nodes = cluster.nodes
+        let http = nodes.map { "http://\($0.httpAddress.host):\($0.httpAddress.port)" }
+        let admin = try await APIClient(base: http[1]).loggedIn("root", "root-password")
+        let service = try await APIClient(base: http[1]).call(
+            "POST", "/v1/users", json: ["username": "feed-reader", "password": "feed-reader-password"])
+        let serviceId = try #require(service["id"] as? String)
+        try await admin.call("PUT", "/v1/users/\(serviceId)/roles", json: ["roles": ["service"]])
+        let closes = Date().addingTimeInterval(3_600).formatted(.iso8601)
+        let lots = (0..<4).map { "fed-\($0)-\(UUID().uuidString.prefix(6).lowercased())" }
+        for lot in lots {
+            try await admin.call(
+                "POST", "/v1/auctions",
+                json: ["id": lot, "title": "Fed lot", "currency": "EUR", "startingPrice": 1_000, "closesAt": closes])
+        }
+        for name in ["alice", "bob"] {
+            try await APIClient(base: http[1]).call(
+                "POST", "/v1/users", json: ["username": name, "password": "\(name)-password"])
+        }
+        let bidders = [
+            try await APIClient(base: http[1]).loggedIn("alice", "alice-password"),
+            try await APIClient(base: http[2]).loggedIn("bob", "bob-password"),
+        ]
+
+        // The consumer reads pages from node 0, the one that dies, and moves on when it fails.
+        let victim = 0
+        let reader = try await APIClient(base: http[victim]).loggedIn("feed-reader", "feed-reader-password")
+        let seen = Mutex<[FeedEventSeen]>([])
+        let moved = Mutex(0)
+        let consumer = Task {
+            var client = reader
+            var cursor: String?
+            var node = victim
+            while !Task.isCancelled {
+                client.base = http[node]
+                do {
+                    let page = try await client.call(
+                        "GET", "/v1/feed?limit=7" + (cursor.map { "&after=\($0)" } ?? ""), timeout: 2)
+                    let events = (page["events"] as? [[String: Any]] ?? []).map {
+                        FeedEventSeen(
+                            cursor: $0["cursor"] as? String, type: $0["type"] as? String,
+                            auctionId: $0["auctionId"] as? String, seq: $0["seq"] as? Int, bidId: $0["bidId"] as? String
+                        )
+                    }
+                    seen.withLock { $0 += events }
+                    cursor = page["next"] as? String ?? cursor
+                    if events.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    node = (node + 1) % nodes.count
+                    moved.withLock { $0 += 1 }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+        }
+        defer { consumer.cancel() }
+
+        var acknowledged: Set<String> = []
+        func bid(_ n: Int) async throws {
+            let survivors = nodes.indices.filter { nodes[$0].isRunning }
+            let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+            while ContinuousClock.now < deadline {
+                var client = bidders[n % 2]
+                client.base = http[survivors[n % survivors.count]]
+                do {
+                    try await client.call(
+                        "POST", "/v1/auctions/\(lots[n % lots.count])/bids",
+                        json: ["bidId": "fb-\(n)", "maximum": 2_000 + n * 1_000, "currency": "EUR"], timeout: 5)
+                    acknowledged.insert("fb-\(n)")
+                    return
+                } catch let failure as APIClient.Failure where failure.status != 503 {
+                    throw failure
+                } catch {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            Issue.record("bid \(n) was never accepted")
+        }
+        for n in 0..<12 { try await bid(n) }
+        try await eventually("the consumer read the first bids") {
+            seen.withLock { $0 }.filter { $0.type == "bid_placed" }.count >= 6
+        }
+        nodes[victim].kill()
+        for n in 12..<30 { try await bid(n) }
+        let bidIds: @Sendable () -> [String] = {
+            seen.withLock { $0 }.filter { $0.type == "bid_placed" }.compactMap(\.bidId)
+        }
+        let acknowledgedBids = acknowledged
+        #expect(acknowledgedBids.count == 30)
+        try await eventually("every acknowledged bid reached the consumer") {
+            acknowledgedBids.isSubset(of: Set(bidIds()))
+        }
+        consumer.cancel()
+        #expect(moved.withLock { $0 } >= 1, "the consumer had to move to another node")
+        let events = seen.withLock { $0 }
+        let cursors = events.compactMap(\.cursor)
+        #expect(Set(cursors).count == cursors.count, "no event twice")
+        #expect(Set(bidIds()).count == bidIds().count, "no bid twice")
+        for lot in lots {
+            let seqs = events.filter { $0.auctionId == lot }.compactMap(\.seq)
+            #expect(seqs == Array(1...seqs.count), "\(lot): \(seqs)")
+        }
+    }
+}
+
 /// Three `artpay node` processes on 127.0.0.4–6 (free ports, a fresh database, a signing key, an
 /// admin), started and converged.
 final class ProcessCluster: Sendable {
