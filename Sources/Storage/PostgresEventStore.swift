@@ -278,7 +278,7 @@ public struct PostgresEventStore: EventStore {
 
     /// Runs `work` on a live pooled connection (``PostgresAnswerGuard``) within the call limit,
     /// mapping every failure to a `StorageError` that is safe to log.
-    private func guardedQuery<T: Sendable>(
+    func guardedQuery<T: Sendable>(
         uniqueViolation: StorageError? = nil, call: String = #function,
         _ work: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StorageError) -> T {
@@ -290,7 +290,7 @@ public struct PostgresEventStore: EventStore {
 
     /// Runs database work within the call limit, mapping every failure to a `StorageError` that is
     /// safe to log.
-    private func guarded<T: Sendable>(
+    func guarded<T: Sendable>(
         uniqueViolation: StorageError? = nil, limit: Duration? = nil, call: String = #function,
         _ work: @escaping @Sendable () async throws -> T
     ) async throws(StorageError) -> T {

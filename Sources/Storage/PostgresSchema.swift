@@ -331,5 +331,41 @@ enum PostgresSchema {
                 """,
             ]
         ),
+            // Webhooks: endpoints an admin registered, each following the feed from its own cursor
+        // (its text form), and the log of delivery attempts.
+        SchemaMigration(
+            version: 9,
+            statements: [
+                """
+                CREATE TABLE webhook_endpoints (
+                    id text PRIMARY KEY,
+                    url text NOT NULL,
+                    types text NOT NULL,
+                    secret text NOT NULL,
+                    created_at bigint NOT NULL,
+                    cursor text NOT NULL,
+                    generation bigint NOT NULL DEFAULT 0
+                )
+                """,
+                """
+                CREATE TABLE webhook_deliveries (
+                    id bigserial PRIMARY KEY,
+                    endpoint_id text NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+                    cursor text NOT NULL,
+                    auction_id text NOT NULL,
+                    seq bigint NOT NULL,
+                    type text NOT NULL,
+                    attempt integer NOT NULL,
+                    outcome text NOT NULL,
+                    status integer,
+                    error text,
+                    attempted_at bigint NOT NULL,
+                    node text NOT NULL
+                )
+                """,
+                "CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, id)",
+                "CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries (attempted_at)",
+            ]
+        ),
     ]
 }

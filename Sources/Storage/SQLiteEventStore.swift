@@ -11,7 +11,7 @@ import SQLiteNIO
 /// same write transaction that inserts). `synchronous=FULL` makes a commit durable before an
 /// append returns. Within one process, transactions on the single connection take turns.
 public actor SQLiteEventStore: EventStore {
-    private let connection: SQLiteConnection
+    let connection: SQLiteConnection
     /// This connection's own thread: a statement waiting out another process's write lock
     /// (busy timeout) blocks it, and must not starve other connections of threads.
     private let threadPool: NIOThreadPool
@@ -277,7 +277,7 @@ public actor SQLiteEventStore: EventStore {
     // MARK: - Turn-taking and transactions
 
     /// Runs `body` while no other operation of this store uses the connection; its errors as they are.
-    private func takingTurns<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    func takingTurns<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         if busy {
             await withCheckedContinuation { waiting.append($0) }
         } else {
@@ -291,7 +291,7 @@ public actor SQLiteEventStore: EventStore {
 
     /// Runs `body` in turn (`takingTurns`), mapping failures to `StorageError`: a constraint
     /// violation to `uniqueViolation` when given, anything else to `unavailable`.
-    private func exclusive<T: Sendable>(
+    func exclusive<T: Sendable>(
         uniqueViolation: StorageError? = nil, _ body: () async throws -> T
     ) async throws(StorageError) -> T {
         do {
@@ -307,7 +307,7 @@ public actor SQLiteEventStore: EventStore {
     }
 
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back when it throws.
-    private func transaction<T: Sendable>(
+    func transaction<T: Sendable>(
         uniqueViolation: StorageError? = nil, _ body: (SQLiteConnection) async throws -> T
     ) async throws(StorageError) -> T {
         try await exclusive(uniqueViolation: uniqueViolation) {
@@ -471,6 +471,41 @@ enum SQLiteSchema {
                 "CREATE UNIQUE INDEX auction_events_in_commit_order ON auction_events (position)",
                 "CREATE TABLE event_positions (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL)",
                 "INSERT INTO event_positions (id, last) SELECT 1, coalesce(max(position), 0) FROM auction_events",
+            ]
+        ),
+        // Webhooks (see the PostgreSQL schema's version 9).
+        SchemaMigration(
+            version: 9,
+            statements: [
+                """
+                CREATE TABLE webhook_endpoints (
+                    id TEXT PRIMARY KEY,
+                    url TEXT NOT NULL,
+                    types TEXT NOT NULL,
+                    secret TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    cursor TEXT NOT NULL,
+                    generation INTEGER NOT NULL DEFAULT 0
+                )
+                """,
+                """
+                CREATE TABLE webhook_deliveries (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    endpoint_id TEXT NOT NULL,
+                    cursor TEXT NOT NULL,
+                    auction_id TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    type TEXT NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    outcome TEXT NOT NULL,
+                    status INTEGER,
+                    error TEXT,
+                    attempted_at INTEGER NOT NULL,
+                    node TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, id)",
+                "CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries (attempted_at)",
             ]
         ),
     ]

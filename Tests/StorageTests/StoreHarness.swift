@@ -18,12 +18,15 @@ struct RawSQL: Sendable {
     let execute: @Sendable (String) async throws -> Void
 }
 
+/// What both backends are: the event log, users, webhooks.
+typealias StoreUnderTest = EventStore & UserStore & WebhookStore
+
 /// Runs `body` with a migrated, empty store of `backend`, plus a second, independent store on the
 /// same database (separate connections; its fencing as given) and raw SQL access.
 func withStore(
     _ backend: Backend, otherFencing: Fencing = .enforced,
     _ body:
-        @Sendable (_ store: any EventStore & UserStore, _ other: any EventStore & UserStore, _ raw: RawSQL) async throws
+        @Sendable (_ store: any StoreUnderTest, _ other: any StoreUnderTest, _ raw: RawSQL) async throws
         -> Void
 ) async throws {
     switch backend {
