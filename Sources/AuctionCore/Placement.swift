@@ -27,7 +27,12 @@ public struct ShardMap: Hashable, Sendable {
     }
 
     public func shard(of auctionId: AuctionID) -> ShardID {
-        ShardID(Int32(StableHash.fnv1a64(auctionId.rawValue) % UInt64(shardCount)))
+        shard(ofKey: auctionId.rawValue)
+    }
+
+    /// The shard of anything else placed like auctions (a webhook endpoint: `webhook/<id>`).
+    public func shard(ofKey key: String) -> ShardID {
+        ShardID(Int32(StableHash.fnv1a64(key) % UInt64(shardCount)))
     }
 }
 

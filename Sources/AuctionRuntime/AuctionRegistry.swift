@@ -216,6 +216,12 @@ public actor AuctionRegistry {
         }
     }
 
+    /// The epoch of this node's lease on `shard`, taken now if it holds none: for work placed by
+    /// shard besides auctions (webhook deliveries), fenced by the same epoch.
+    public func leaseEpoch(of shard: ShardID) async -> Result<Epoch, EngineError> {
+        await lease(shard)
+    }
+
     private func lease(_ shard: ShardID) async -> Result<Epoch, EngineError> {
         if let epoch = leases[shard] { return .success(epoch) }
         let task =

@@ -132,30 +132,7 @@ public struct APIError: Error, Sendable, HTTPResponseError {
 
 /// RFC 3339 timestamps in the API, milliseconds in the engine.
 enum Timestamps {
-    /// `2026-11-26T19:47:19.123Z`: UTC with milliseconds, computed directly (every auction view
-    /// carries two; a date formatter per call was a visible share of a bid's cost).
-    static func format(_ timestamp: Timestamp) -> String {
-        let milliseconds = timestamp.millisecondsSinceEpoch
-        let (days, dayMilliseconds) = milliseconds.quotientAndRemainder(dividingBy: 86_400_000)
-        let (day, inDay) = dayMilliseconds < 0 ? (days - 1, dayMilliseconds + 86_400_000) : (days, dayMilliseconds)
-        // Civil date from days since 1970-01-01 (H. Hinnant's algorithm, proleptic Gregorian).
-        let z = day + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        let dayOfMonth = dayOfYear - (153 * monthIndex + 2) / 5 + 1
-        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        func digits(_ value: Int64, _ width: Int) -> String {
-            let text = String(value)
-            return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
-        }
-        return digits(year, 4) + "-" + digits(month, 2) + "-" + digits(dayOfMonth, 2) + "T"
-            + digits(inDay / 3_600_000, 2) + ":" + digits(inDay / 60_000 % 60, 2) + ":"
-            + digits(inDay / 1_000 % 60, 2) + "." + digits(inDay % 1_000, 3) + "Z"
-    }
+    static func format(_ timestamp: Timestamp) -> String { timestamp.rfc3339 }
 
     static func parse(_ text: String) -> Timestamp? {
         let formatter = ISO8601DateFormatter()

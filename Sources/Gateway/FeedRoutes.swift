@@ -3,130 +3,12 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Node
 import Storage
-
-/// One event of the feed as a service outside the cluster reads it: the public name of its kind
-/// (`AuctionEvent.Kind.publicName`), the cursor that resumes right after it, and its facts.
-/// Bidders are named by account (the feed is for the house's own services, a role an admin
-/// grants); a bidder's maximum and the reserve amount never leave the owner.
-struct FeedEventView: Codable, Sendable, Equatable {
-    var cursor: String
-    var type: String
-    var auctionId: String
-    var seq: Int64
-    var at: String?
-    var title: String?
-    var sellerId: String?
-    var saleId: String?
-    var currency: String?
-    var startingPrice: Int64?
-    var hasReserve: Bool?
-    var buyNowPrice: Int64?
-    var opensAt: String?
-    var closesAt: String?
-    var bidId: String?
-    var bidderId: String?
-    var leaderId: String?
-    var price: Int64?
-    var endsAt: String?
-    var result: String?
-    var winnerId: String?
-    var reason: String?
-    var step: String?
-    var buyerId: String?
-    var amount: Int64?
-
-    init(_ entry: FeedEntry) {
-        let event = entry.event.event
-        cursor = entry.cursor.description
-        type = event.kind.publicName
-        auctionId = entry.event.auction.rawValue
-        seq = entry.event.seq
-        switch event {
-        case .created(let created):
-            let terms = created.terms
-            at = Timestamps.format(created.at)
-            title = terms.title
-            sellerId = terms.sellerId.rawValue
-            saleId = terms.saleId?.rawValue
-            currency = terms.currency.code
-            startingPrice = terms.startingPrice.minorUnits
-            hasReserve = terms.reservePrice != nil
-            buyNowPrice = terms.buyNowPrice?.minorUnits
-            opensAt = Timestamps.format(terms.opensAt)
-            closesAt = Timestamps.format(terms.closesAt)
-        case .bidAccepted(let bid):
-            at = Timestamps.format(bid.at)
-            bidId = bid.bidId.rawValue
-            bidderId = bid.bidderId.rawValue
-            leaderId = bid.leaderId.rawValue
-            price = bid.price.minorUnits
-            currency = bid.price.currency.code
-        case .boughtNow(let purchase):
-            at = Timestamps.format(purchase.at)
-            bidId = purchase.bidId.rawValue
-            bidderId = purchase.bidderId.rawValue
-            price = purchase.price.minorUnits
-            currency = purchase.price.currency.code
-        case .extended(let extended):
-            endsAt = Timestamps.format(extended.endsAt)
-        case .closed(let closed):
-            at = Timestamps.format(closed.at)
-            switch closed.result {
-            case .sold(let winner, let bid, let hammer):
-                result = "sold"
-                winnerId = winner.rawValue
-                bidId = bid.rawValue
-                price = hammer.minorUnits
-                currency = hammer.currency.code
-            case .unsold(let why):
-                result = "unsold"
-                reason = why.rawValue
-            }
-        case .cancelled(let cancelled):
-            at = Timestamps.format(cancelled.at)
-            reason = cancelled.reason
-        case .settlement(let settlement):
-            fill(settlement)
-        }
-    }
-
-    /// A settlement step: its name, when, and whom and how much it is about, where it says.
-    private mutating func fill(_ settlement: SettlementEvent) {
-        var money: Money?
-        var person: UserID?
-        let time: Timestamp
-        switch settlement {
-        case .opened(_, let buyer, let invoice, _, _, let t):
-            (step, time, person, money) = ("opened", t, buyer, invoice.total)
-        case .paymentMethodChosen(_, let t): (step, time) = ("payment_method_chosen", t)
-        case .callStarted(_, let t): (step, time) = ("provider_call_started", t)
-        case .authorized(_, _, let t): (step, time) = ("authorized", t)
-        case .declined(_, let why, let t): (step, time, reason) = ("declined", t, why)
-        case .captured(_, let captured, let t): (step, time, money) = ("captured", t, captured)
-        case .callFailed(_, let why, let t): (step, time, reason) = ("provider_call_failed", t, why)
-        case .payoutRecorded(let payout, let t): (step, time, money) = ("payout_recorded", t, payout)
-        case .reminded(let t): (step, time) = ("reminded", t)
-        case .defaulted(let buyer, let t): (step, time, person) = ("defaulted", t, buyer)
-        case .secondChanceOffered(let offer, let t):
-            (step, time, person, money) = ("second_chance_offered", t, offer.bidderId, offer.price)
-        case .secondChanceAnswered(let bidder, let accepted, let t):
-            (step, time, person) = (accepted ? "second_chance_accepted" : "second_chance_declined", t, bidder)
-        case .secondChanceExpired(let t): (step, time) = ("second_chance_expired", t)
-        case .unsold(let why, let t): (step, time, reason) = ("unsold", t, why)
-        case .refunded(_, let refunded, let t): (step, time, money) = ("refunded", t, refunded)
-        case .cancelled(let why, let t): (step, time, reason) = ("cancelled", t, why)
-        }
-        at = Timestamps.format(time)
-        buyerId = person?.rawValue
-        amount = money?.minorUnits
-        currency = money?.currency.code
-    }
-}
 
 /// One page of `GET /v1/feed`.
 struct FeedPageView: Codable, Sendable {
-    var events: [FeedEventView]
+    var events: [FeedEvent]
     /// Where to ask from next; equal to `after` when nothing new has committed.
     var next: String
 }
@@ -209,7 +91,7 @@ extension GatewayAPI {
         let page = try await feedPage(after: query.after, limit: query.limit)
         return try Self.json(
             FeedPageView(
-                events: page.entries.filter(query.includes).map(FeedEventView.init), next: page.next.description))
+                events: page.entries.filter(query.includes).map(FeedEvent.init), next: page.next.description))
     }
 
     private func feedPage(after cursor: FeedCursor, limit: Int) async throws(APIError) -> FeedPage {
@@ -243,7 +125,7 @@ extension GatewayAPI {
                     continue
                 }
                 for entry in page.entries where query.includes(entry) {
-                    let view = FeedEventView(entry)
+                    let view = FeedEvent(entry)
                     let data = (try? encoder.encode(view)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
                     // The buffer is full only while the client reads slower than events come: wait.
                     while case .dropped = continuation.yield(

@@ -73,6 +73,8 @@ public struct GatewayAPI: Sendable {
     let node: ClusterNode
     let users: any UserStore
     let events: any EventStore
+    /// Webhook endpoints and their delivery log (the provider's webhooks are `webhooks`).
+    let webhookEndpoints: any WebhookStore
     let tokens: TokenAuthority
     let clock: any EngineClock
     let configuration: Configuration
@@ -94,7 +96,8 @@ public struct GatewayAPI: Sendable {
     let unknownUserHash: String
 
     public init(
-        node: ClusterNode, users: any UserStore, events: any EventStore, tokens: TokenAuthority, clock: any EngineClock,
+        node: ClusterNode, users: any UserStore, events: any EventStore, webhooks: any WebhookStore,
+        tokens: TokenAuthority, clock: any EngineClock,
         configuration: Configuration = .init(), provider: (any PaymentProvider)? = nil
     ) {
         self.provider = provider
@@ -102,6 +105,7 @@ public struct GatewayAPI: Sendable {
         self.registry = node.metricsRegistry
         self.users = users
         self.events = events
+        self.webhookEndpoints = webhooks
         self.tokens = tokens
         self.clock = clock
         self.configuration = configuration
@@ -199,6 +203,12 @@ public struct GatewayAPI: Sendable {
         api.post("/settlements/:id/refund", use: refundSettlement)
         api.post("/settlements/:id/cancel", use: cancelSettlement)
         api.get("/feed", use: feed)
+        api.post("/webhooks", use: createWebhook)
+        api.get("/webhooks", use: listWebhooks)
+        api.get("/webhooks/:id", use: webhook)
+        api.delete("/webhooks/:id", use: deleteWebhook)
+        api.get("/webhooks/:id/deliveries", use: webhookDeliveries)
+        api.post("/webhooks/:id/replay", use: replayWebhook)
         return router
     }
 

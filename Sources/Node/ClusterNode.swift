@@ -225,6 +225,19 @@ public actor ClusterNode {
 
     /// Whether this node owns `auction` now: its shard is placed here and the node reaches a
     /// majority. What background work for an auction (closing it, settling it) runs on.
+    /// The shard of `key` and this node's lease epoch on it, when this node owns the shard in its
+    /// view (and reaches a majority); the lease is taken if need be. What a deliverer of work placed
+    /// like auctions (a webhook endpoint) checks before each step, and fences its writes with.
+    public func lease(forKey key: String) async -> (shard: ShardID, epoch: Epoch)? {
+        let shard = configuration.shardMap.shard(ofKey: key)
+        guard membership.holdsShards, Placement.owner(of: shard, among: candidates) == configuration.id,
+            case .success(let epoch) = await registry.leaseEpoch(of: shard),
+            // The view may have moved while the lease was taken.
+            Placement.owner(of: shard, among: candidates) == configuration.id
+        else { return nil }
+        return (shard, epoch)
+    }
+
     public func owns(_ auction: AuctionID) -> Bool {
         membership.holdsShards
             && Placement.owner(of: configuration.shardMap.shard(of: auction), among: candidates) == configuration.id

@@ -63,7 +63,7 @@ struct NodeCommand: AsyncParsableCommand {
             signing: settings.signingKey, verification: settings.verificationKeys, lifetime: settings.tokenLifetime)
         // Nothing below may fail before the group runs: an opened SQLite store must be closed.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        let store: any EventStore & UserStore
+        let store: any EventStore & UserStore & WebhookStore
         var sqlite: SQLiteEventStore?
         switch settings.store {
         case .postgres(let host, let port, let user, let password, let database):
@@ -114,9 +114,13 @@ struct NodeCommand: AsyncParsableCommand {
             logger.notice(
                 "no payment provider (payments.provider.url): sold lots wait, unpaid, until one is configured")
         }
+        // Webhook deliveries go where an admin said and nowhere else: no redirects.
+        let webhookHTTP = HTTPClient(
+            eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))
+        let webhooks = WebhookDispatcher(node: node, store: store, http: webhookHTTP, clock: clock, logger: logger)
         let api = GatewayAPI(
-            node: node, users: store, events: store, tokens: tokens, clock: clock, configuration: settings.api,
-            provider: paymentProvider)
+            node: node, users: store, events: store, webhooks: store, tokens: tokens, clock: clock,
+            configuration: settings.api, provider: paymentProvider)
         var bootstrapAdmin: (@Sendable () async throws -> Void)?
         if let admin = settings.bootstrapAdmin {
             let (username, password) = (admin.username, admin.password)
@@ -124,7 +128,7 @@ struct NodeCommand: AsyncParsableCommand {
         }
         let cluster = ClusterService(
             node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger,
-            bootstrapAdmin: bootstrapAdmin, settlementDriver: driver)
+            bootstrapAdmin: bootstrapAdmin, settlementDriver: driver, webhookDispatcher: webhooks)
         let router = api.responder(isReady: { await cluster.isReady })
         // Keep-alive connections idle for a minute are closed (event streams send a heartbeat every
         // 15 s, WebSockets a ping every 30 s); the connection guard caps connections and bounds how
@@ -147,9 +151,11 @@ struct NodeCommand: AsyncParsableCommand {
         } catch {
             await sqlite?.close()
             try? await providerHTTP?.shutdown()
+            try? await webhookHTTP.shutdown()
             throw error
         }
         try? await providerHTTP?.shutdown()
+        try? await webhookHTTP.shutdown()
         // Every store connection is closed before the process ends (PostgreSQL's client is a
         // service of the group and has stopped with it).
         await sqlite?.close()
@@ -166,12 +172,14 @@ actor ClusterService: Service {
     let logger: Logger
     let bootstrapAdmin: (@Sendable () async throws -> Void)?
     let settlementDriver: SettlementDriver?
+    let webhookDispatcher: WebhookDispatcher?
     private(set) var isReady = false
 
     init(
         node: ClusterNode, transport: ClusterTransport, store: any EventStore, bind: (host: String, port: Int),
         logger: Logger,
-        bootstrapAdmin: (@Sendable () async throws -> Void)?, settlementDriver: SettlementDriver? = nil
+        bootstrapAdmin: (@Sendable () async throws -> Void)?, settlementDriver: SettlementDriver? = nil,
+        webhookDispatcher: WebhookDispatcher? = nil
     ) {
         self.node = node
         self.transport = transport
@@ -180,6 +188,7 @@ actor ClusterService: Service {
         self.logger = logger
         self.bootstrapAdmin = bootstrapAdmin
         self.settlementDriver = settlementDriver
+        self.webhookDispatcher = webhookDispatcher
     }
 
     func run() async throws {
@@ -196,6 +205,7 @@ actor ClusterService: Service {
             }
             group.addTask { await node.run() }
             if let driver = settlementDriver { group.addTask { await driver.run() } }
+            if let webhooks = webhookDispatcher { group.addTask { await webhooks.run() } }
             isReady = true
             try? await gracefulShutdown()
             isReady = false

@@ -55,7 +55,8 @@ struct GatewayHarness: Sendable {
                 loginLock: loginLock, webhookSecrets: [GatewayHarness.webhookSecret])
             configure(&configuration)
             let api = GatewayAPI(
-                node: node, users: store, events: store, tokens: tokens, clock: clock, configuration: configuration,
+                node: node, users: store, events: store, webhooks: store, tokens: tokens, clock: clock,
+                configuration: configuration,
                 provider: provider)
             try await api.ensureAdmin(username: "root", password: "root-password")
             // Live: a real HTTP server on a free loopback port, as a node serves it (WebSocket
