@@ -195,7 +195,10 @@ let package = Package(
                 "AuctionCore",
                 "Storage",
                 "Node",
+                "Payments",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             path: "Tests/TestSupport",
             swiftSettings: strict

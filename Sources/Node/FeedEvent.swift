@@ -2,8 +2,9 @@ import AuctionCore
 import Foundation
 public import Storage
 
-/// One event of the feed as a service outside the cluster reads it (`GET /v1/feed`, webhooks): the public name of its kind
-/// (`AuctionEvent.Kind.publicName`), the cursor that resumes right after it, and its facts.
+/// One event of the feed as a service outside the cluster reads it (`GET /v1/feed`, webhooks):
+/// the public name of its kind (`AuctionEvent.Kind.publicName`), the cursor that resumes right
+/// after it, and its facts.
 /// Bidders are named by account (the feed is for the house's own services, a role an admin
 /// grants); a bidder's maximum and the reserve amount never leave the owner.
 public struct FeedEvent: Codable, Sendable, Equatable {
