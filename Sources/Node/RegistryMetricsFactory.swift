@@ -38,6 +38,7 @@ public struct RegistryMetricsFactory: MetricsFactory {
         "artpay_log_append_duration_seconds": "Time of one log append transaction, committed or failed.",
         "artpay_log_append_batch_size": "Auction entries (one per command) in each committed log append.",
         "artpay_log_append_failures_total": "Log append transactions the store refused or did not answer.",
+        "artpay_webhook_deliveries_total": "Webhook delivery attempts this node made, by outcome.",
         "artpay_read_model_apply_delay_seconds":
             "Time from an event's commit on its owner to its arrival in this node's read model (newest of each batch).",
     ]
