@@ -123,6 +123,14 @@ public actor AuctionRegistry {
         }
     }
 
+    /// Another node took `shard` from under `epoch` (a fenced write outside an auction): releases
+    /// it if that is still the lease held here.
+    public func leaseLost(_ shard: ShardID, epoch: Epoch) async {
+        guard leases[shard] == epoch else { return }
+        logger.warning("fenced: another node took the shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
+        await release(shard)
+    }
+
     /// Stops the actors of `shard` and forgets its lease (the shard moves to another node).
     public func release(_ shard: ShardID) async {
         if let epoch = leases[shard] {

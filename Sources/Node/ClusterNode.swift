@@ -3,8 +3,8 @@ public import AuctionRuntime
 public import ClusterCore
 import Foundation
 public import Logging
-public import Prometheus
 public import Metrics
+public import Prometheus
 public import Storage
 import Synchronization
 
@@ -223,21 +223,36 @@ public actor ClusterNode {
         }
     }
 
-    /// Whether this node owns `auction` now: its shard is placed here and the node reaches a
-    /// majority. What background work for an auction (closing it, settling it) runs on.
     /// The shard of `key` and this node's lease epoch on it, when this node owns the shard in its
     /// view (and reaches a majority); the lease is taken if need be. What a deliverer of work placed
     /// like auctions (a webhook endpoint) checks before each step, and fences its writes with.
+    /// A shard another node took meanwhile is not taken back before `fencedHoldOff` (see `route`).
     public func lease(forKey key: String) async -> (shard: ShardID, epoch: Epoch)? {
         let shard = configuration.shardMap.shard(ofKey: key)
-        guard membership.holdsShards, Placement.owner(of: shard, among: candidates) == configuration.id,
-            case .success(let epoch) = await registry.leaseEpoch(of: shard),
+        guard membership.holdsShards, Placement.owner(of: shard, among: candidates) == configuration.id else {
+            return nil
+        }
+        if let fencedAt = fencedShards[shard] {
+            if ContinuousClock.now - fencedAt < configuration.fencedHoldOff { return nil }
+            fencedShards[shard] = nil
+        }
+        guard case .success(let epoch) = await registry.leaseEpoch(of: shard),
             // The view may have moved while the lease was taken.
             Placement.owner(of: shard, among: candidates) == configuration.id
         else { return nil }
         return (shard, epoch)
     }
 
+    /// A write fenced under `epoch` of `shard` outside an auction (a webhook cursor): another node
+    /// holds the shard now. The lease goes, with the shard's actors, and is not taken back before
+    /// `fencedHoldOff` while the view stays the same.
+    public func shardTaken(_ shard: ShardID, epoch: Epoch) async {
+        fencedShards[shard] = ContinuousClock.now
+        await registry.leaseLost(shard, epoch: epoch)
+    }
+
+    /// Whether this node owns `auction` now: its shard is placed here and the node reaches a
+    /// majority. What background work for an auction (closing it, settling it) runs on.
     public func owns(_ auction: AuctionID) -> Bool {
         membership.holdsShards
             && Placement.owner(of: configuration.shardMap.shard(of: auction), among: candidates) == configuration.id

@@ -214,21 +214,29 @@ private struct EndpointDelivery: Sendable {
         return endpoint.cursor < page.next ? await advance(endpoint, to: page.next) : .goOn(endpoint)
     }
 
-    /// Moves the cursor under this lease and the endpoint's generation; when that is refused, the
-    /// endpoint as it is now (a replay) or stop (the lease is gone).
+    /// Moves the cursor under this lease and the endpoint's generation. Refused: a replay moved
+    /// it (go on from there), or another node took the shard (stop; the node lets it go).
     private func advance(_ endpoint: WebhookEndpoint, to cursor: FeedCursor) async -> Next {
+        let moved: Bool
         do {
-            if try await store.advanceWebhookCursor(
+            moved = try await store.advanceWebhookCursor(
                 of: endpoint.id, to: cursor, generation: endpoint.generation, shard: shard, epoch: epoch)
-            {
-                var moved = endpoint
-                moved.cursor = cursor
-                return .goOn(moved)
-            }
         } catch {
             // Unknown whether it moved: read it back (an event may go out twice, never zero times).
+            return await reloaded(endpoint)
         }
-        return await reloaded(endpoint)
+        if moved {
+            var advanced = endpoint
+            advanced.cursor = cursor
+            return .goOn(advanced)
+        }
+        guard let current = try? await store.webhookEndpoint(endpoint.id) else { return .stop }
+        if current.generation != endpoint.generation { return .goOn(current) }
+        logger.warning(
+            "webhook cursor fenced: another node took the shard",
+            metadata: ["endpoint": "\(endpoint.id)", "shard": "\(shard)", "epoch": "\(epoch)"])
+        await node.shardTaken(shard, epoch: epoch)
+        return .stop
     }
 
     private func reloaded(_ endpoint: WebhookEndpoint) async -> Next {

@@ -88,7 +88,12 @@ import Testing
                 #expect(taken.filter { $0.auctionId == lot.rawValue }.map(\.seq) == Array(1...5), "\(lot)")
             }
             #expect(Set(taken.map(\.type)) == ["auction_created", "bid_placed"])
-            // The log has the refusals, then the deliveries; the cursor stands after the last.
+            // The log has the refusals, then the deliveries (each logged once its answer is in);
+            // the cursor stands after the last.
+            try await eventually("every delivery is logged") {
+                try await store.webhookDeliveries(of: "wh-one", limit: 100).filter { $0.outcome == .delivered }.count
+                    >= 10
+            }
             let log = try await store.webhookDeliveries(of: "wh-one", limit: 100)
             #expect(log.filter { $0.outcome == .failed }.count == 3)
             #expect(log.filter { $0.outcome == .failed }.allSatisfy { $0.status == 500 && $0.seq == 1 })
@@ -141,6 +146,43 @@ import Testing
             _ = try #require(try await store.rewindWebhookCursor(of: "wh-replay", to: first))
             try await eventually("the two after the first again") { receiver.taken.count >= 5 }
             #expect(receiver.taken.map(\.seq) == [1, 2, 3, 2, 3])
+        }
+    }
+
+    /// Another node takes the endpoint's shard while this node still thinks it owns it (views that
+    /// disagree for a moment): this node's next cursor move is refused, it lets the shard go and
+    /// does not take it back before the hold-off — no storm of repeated deliveries, no epoch
+    /// ping-pong — then resumes from the cursor where the last acknowledged delivery left it.
+    @Test func aFencedCursor_stopsTheDeliverer_untilTheHoldOffHasPassed() async throws {
+        try await Self.withDispatcher { node, store, dispatcher in
+            let receiver = try await WebhookReceiver.start(secret: "whsec_test_secret_fenced")
+            defer { receiver.stop() }
+            try await Self.register(receiver, as: "wh-fenced", in: store)
+            let lot = AuctionID(rawValue: "wl-fenced")!
+            #expect(await node.submit(.create(ClusterNodeTests.terms(lot)), to: lot).value?.seq == 1)
+            try await eventually("the first event is delivered") { receiver.taken.count >= 1 }
+            let shard = ShardMap().shard(ofKey: WebhookDispatcher.placementKey(of: "wh-fenced"))
+            #expect(ShardMap().shard(of: lot) != shard, "the lot's bids are not fenced themselves")
+            let before = try #require(try await store.lease(of: shard))
+            let taken = try await store.acquire(shard: shard, node: NodeID(rawValue: "node-elsewhere")!)
+
+            #expect(await node.submit(Self.bid("wf-1", by: "alice", 2_000), to: lot).value != nil)
+            // The stale deliverer sends it (it cannot know before its cursor move is refused), then stops.
+            try await eventually("the deliverer stops") { await dispatcher.delivering.isEmpty }
+            let attempts = receiver.attempts
+            #expect(attempts <= 2, "at most the one event in flight: \(attempts)")
+            let firstCursor = receiver.taken.first.flatMap { FeedCursor($0.cursor) }
+            #expect(
+                try await store.webhookEndpoint("wh-fenced")?.cursor == firstCursor, "the refused move did not land")
+            // After the hold-off (2 s) the owner by the view takes the shard back, once, and delivers
+            // from the fenced cursor: the bid arrives (again, if it arrived before).
+            try await eventually("the bid is delivered under the new lease") {
+                let cursor = try await store.webhookEndpoint("wh-fenced")?.cursor
+                return receiver.taken.contains { $0.seq == 2 } && (cursor?.position ?? 0) >= 2
+            }
+            let lease = try #require(try await store.lease(of: shard))
+            #expect(lease.epoch.rawValue == taken.epoch.rawValue + 1, "taken back once, from \(before.epoch)")
+            #expect(lease.owner == NodeID(rawValue: "node-1")!)
         }
     }
 }
