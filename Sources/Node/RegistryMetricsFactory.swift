@@ -39,6 +39,7 @@ public struct RegistryMetricsFactory: MetricsFactory {
         "artpay_log_append_batch_size": "Auction entries (one per command) in each committed log append.",
         "artpay_log_append_failures_total": "Log append transactions the store refused or did not answer.",
         "artpay_webhook_deliveries_total": "Webhook delivery attempts this node made, by outcome.",
+        "artpay_webhook_cursor_fenced_total": "Webhook deliverers stopped because another node took the endpoint's shard.",
         "artpay_read_model_apply_delay_seconds":
             "Time from an event's commit on its owner to its arrival in this node's read model (newest of each batch).",
     ]

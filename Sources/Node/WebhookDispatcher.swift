@@ -74,6 +74,8 @@ public actor WebhookDispatcher {
     /// Counted as it happens: deliveries by outcome.
     struct DeliveryMetrics: Sendable {
         let outcomes: [WebhookDelivery.Outcome: CoreMetrics.Counter]
+        /// Deliverers stopped because another node took their endpoint's shard.
+        let fenced: CoreMetrics.Counter
 
         init(factory: any MetricsFactory) {
             var outcomes: [WebhookDelivery.Outcome: CoreMetrics.Counter] = [:]
@@ -83,6 +85,7 @@ public actor WebhookDispatcher {
                     factory: factory)
             }
             self.outcomes = outcomes
+            fenced = CoreMetrics.Counter(label: "artpay_webhook_cursor_fenced_total", factory: factory)
         }
     }
 
@@ -235,6 +238,7 @@ private struct EndpointDelivery: Sendable {
         logger.warning(
             "webhook cursor fenced: another node took the shard",
             metadata: ["endpoint": "\(endpoint.id)", "shard": "\(shard)", "epoch": "\(epoch)"])
+        metrics.fenced.increment()
         await node.shardTaken(shard, epoch: epoch)
         return .stop
     }
