@@ -15,11 +15,25 @@ public struct AuctionRecord: Hashable, Sendable, Codable {
         public var at: Timestamp
         /// Whether this was a buy-now purchase.
         public var boughtNow: Bool
+
+        public init(bidId: String, bidderId: String, paddle: Int?, price: Int64, at: Timestamp, boughtNow: Bool) {
+            self.bidId = bidId
+            self.bidderId = bidderId
+            self.paddle = paddle
+            self.price = price
+            self.at = at
+            self.boughtNow = boughtNow
+        }
     }
 
     public struct Extension: Hashable, Sendable, Codable {
         public var endsAt: Timestamp
         public var byBidId: String
+
+        public init(endsAt: Timestamp, byBidId: String) {
+            self.endsAt = endsAt
+            self.byBidId = byBidId
+        }
     }
 
     public enum Result: String, Hashable, Sendable, Codable {
@@ -54,6 +68,36 @@ public struct AuctionRecord: Hashable, Sendable, Codable {
     public var refunded: Int64?
 
     public var bidderCount: Int { Set(bids.map(\.bidderId)).count }
+
+    public init(
+        auctionId: String, seq: Int64, saleId: String?, sellerId: String, title: String, currency: String,
+        startingPrice: Int64, reservePrice: Int64?, buyNowPrice: Int64?, opensAt: Timestamp, closesAt: Timestamp,
+        endedAt: Timestamp, result: Result, reason: String?, hammer: Int64?, winnerId: String?, winnerPaddle: Int?,
+        bids: [Bid], extensions: [Extension], settlement: String?, captured: Int64?, refunded: Int64?
+    ) {
+        self.auctionId = auctionId
+        self.seq = seq
+        self.saleId = saleId
+        self.sellerId = sellerId
+        self.title = title
+        self.currency = currency
+        self.startingPrice = startingPrice
+        self.reservePrice = reservePrice
+        self.buyNowPrice = buyNowPrice
+        self.opensAt = opensAt
+        self.closesAt = closesAt
+        self.endedAt = endedAt
+        self.result = result
+        self.reason = reason
+        self.hammer = hammer
+        self.winnerId = winnerId
+        self.winnerPaddle = winnerPaddle
+        self.bids = bids
+        self.extensions = extensions
+        self.settlement = settlement
+        self.captured = captured
+        self.refunded = refunded
+    }
 
     /// The record of `auction`'s log, when the log is of a finished auction: closed unsold,
     /// cancelled, or sold with its settlement finished. Nil for a log that is not (yet), or not

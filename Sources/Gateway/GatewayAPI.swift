@@ -75,6 +75,8 @@ public struct GatewayAPI: Sendable {
     let events: any EventStore
     /// Webhook endpoints and their delivery log (the provider's webhooks are `webhooks`).
     let webhookEndpoints: any WebhookStore
+    /// Finished lots' records, for analytics and the export.
+    let archiveStore: any ArchiveStore
     let tokens: TokenAuthority
     let clock: any EngineClock
     let configuration: Configuration
@@ -97,7 +99,7 @@ public struct GatewayAPI: Sendable {
 
     public init(
         node: ClusterNode, users: any UserStore, events: any EventStore, webhooks: any WebhookStore,
-        tokens: TokenAuthority, clock: any EngineClock,
+        archive: any ArchiveStore, tokens: TokenAuthority, clock: any EngineClock,
         configuration: Configuration = .init(), provider: (any PaymentProvider)? = nil
     ) {
         self.provider = provider
@@ -106,6 +108,7 @@ public struct GatewayAPI: Sendable {
         self.users = users
         self.events = events
         self.webhookEndpoints = webhooks
+        self.archiveStore = archive
         self.tokens = tokens
         self.clock = clock
         self.configuration = configuration
@@ -209,6 +212,10 @@ public struct GatewayAPI: Sendable {
         api.delete("/webhooks/:id", use: deleteWebhook)
         api.get("/webhooks/:id/deliveries", use: webhookDeliveries)
         api.post("/webhooks/:id/replay", use: replayWebhook)
+        api.get("/analytics/lots", use: lotAnalytics)
+        api.get("/analytics/bid-timing", use: bidTimingAnalytics)
+        api.get("/analytics/export", use: exportArchive)
+        api.get("/archive/auctions/:id", use: archivedAuction)
         return router
     }
 

@@ -30,7 +30,7 @@ final class PaddleBook: Sendable {
     }
 
     static func scope(sale: SaleID?, auction: AuctionID) -> String {
-        sale.map { "sale:\($0.rawValue)" } ?? "lot:\(auction.rawValue)"
+        PaddleScope.key(sale: sale, auction: auction)
     }
 
     static func scope(of summary: AuctionSummary) -> String {

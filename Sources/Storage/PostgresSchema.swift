@@ -367,5 +367,34 @@ enum PostgresSchema {
                 "CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries (attempted_at)",
             ]
         ),
+            // The archive: each finished lot's record as one document, with the columns analytics
+        // filter and group by.
+        SchemaMigration(
+            version: 10,
+            statements: [
+                """
+                CREATE TABLE auction_archive (
+                    auction_id text PRIMARY KEY,
+                    seq bigint NOT NULL,
+                    sale_id text,
+                    seller_id text NOT NULL,
+                    currency text NOT NULL,
+                    result text NOT NULL,
+                    starting_price bigint NOT NULL,
+                    reserve_price bigint,
+                    hammer bigint,
+                    bids integer NOT NULL,
+                    bidders integer NOT NULL,
+                    extensions integer NOT NULL,
+                    ended_at bigint NOT NULL,
+                    archived_at bigint NOT NULL,
+                    document jsonb NOT NULL
+                )
+                """,
+                "CREATE INDEX auction_archive_by_end ON auction_archive (ended_at, auction_id)",
+                "CREATE INDEX auction_archive_by_seller ON auction_archive (seller_id, ended_at)",
+                "CREATE INDEX auction_archive_by_sale ON auction_archive (sale_id, ended_at)",
+            ]
+        ),
     ]
 }

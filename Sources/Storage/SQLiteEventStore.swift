@@ -508,6 +508,34 @@ enum SQLiteSchema {
                 "CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries (attempted_at)",
             ]
         ),
+        // The archive (see the PostgreSQL schema's version 10).
+        SchemaMigration(
+            version: 10,
+            statements: [
+                """
+                CREATE TABLE auction_archive (
+                    auction_id TEXT PRIMARY KEY,
+                    seq INTEGER NOT NULL,
+                    sale_id TEXT,
+                    seller_id TEXT NOT NULL,
+                    currency TEXT NOT NULL,
+                    result TEXT NOT NULL,
+                    starting_price INTEGER NOT NULL,
+                    reserve_price INTEGER,
+                    hammer INTEGER,
+                    bids INTEGER NOT NULL,
+                    bidders INTEGER NOT NULL,
+                    extensions INTEGER NOT NULL,
+                    ended_at INTEGER NOT NULL,
+                    archived_at INTEGER NOT NULL,
+                    document TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX auction_archive_by_end ON auction_archive (ended_at, auction_id)",
+                "CREATE INDEX auction_archive_by_seller ON auction_archive (seller_id, ended_at)",
+                "CREATE INDEX auction_archive_by_sale ON auction_archive (sale_id, ended_at)",
+            ]
+        ),
     ]
 }
 

@@ -167,3 +167,12 @@ public enum UserStoreError: Error, Hashable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+/// Where a paddle number holds: the sale a lot is in, or the lot itself when it is sold on its own
+/// (a bidder keeps one paddle across a sale's lots). The one rule, for the gateway that assigns
+/// paddles and the archive that records them.
+public enum PaddleScope {
+    public static func key(sale: SaleID?, auction: AuctionID) -> String {
+        sale.map { "sale:\($0.rawValue)" } ?? "lot:\(auction.rawValue)"
+    }
+}

@@ -63,7 +63,7 @@ struct NodeCommand: AsyncParsableCommand {
             signing: settings.signingKey, verification: settings.verificationKeys, lifetime: settings.tokenLifetime)
         // Nothing below may fail before the group runs: an opened SQLite store must be closed.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        let store: any EventStore & UserStore & WebhookStore
+        let store: any EventStore & UserStore & WebhookStore & ArchiveStore
         var sqlite: SQLiteEventStore?
         switch settings.store {
         case .postgres(let host, let port, let user, let password, let database):
@@ -118,8 +118,9 @@ struct NodeCommand: AsyncParsableCommand {
         let webhookHTTP = HTTPClient(
             eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))
         let webhooks = WebhookDispatcher(node: node, store: store, http: webhookHTTP, clock: clock, logger: logger)
+        let archiver = AuctionArchiver(node: node, store: store, users: store, clock: clock, logger: logger)
         let api = GatewayAPI(
-            node: node, users: store, events: store, webhooks: store, tokens: tokens, clock: clock,
+            node: node, users: store, events: store, webhooks: store, archive: store, tokens: tokens, clock: clock,
             configuration: settings.api, provider: paymentProvider)
         var bootstrapAdmin: (@Sendable () async throws -> Void)?
         if let admin = settings.bootstrapAdmin {
@@ -128,7 +129,7 @@ struct NodeCommand: AsyncParsableCommand {
         }
         let cluster = ClusterService(
             node: node, transport: transport, store: store, bind: settings.clusterBind, logger: logger,
-            bootstrapAdmin: bootstrapAdmin, settlementDriver: driver, webhookDispatcher: webhooks)
+            bootstrapAdmin: bootstrapAdmin, settlementDriver: driver, webhookDispatcher: webhooks, archiver: archiver)
         let router = api.responder(isReady: { await cluster.isReady })
         // Keep-alive connections idle for a minute are closed (event streams send a heartbeat every
         // 15 s, WebSockets a ping every 30 s); the connection guard caps connections and bounds how
@@ -173,13 +174,14 @@ actor ClusterService: Service {
     let bootstrapAdmin: (@Sendable () async throws -> Void)?
     let settlementDriver: SettlementDriver?
     let webhookDispatcher: WebhookDispatcher?
+    let archiver: AuctionArchiver?
     private(set) var isReady = false
 
     init(
         node: ClusterNode, transport: ClusterTransport, store: any EventStore, bind: (host: String, port: Int),
         logger: Logger,
         bootstrapAdmin: (@Sendable () async throws -> Void)?, settlementDriver: SettlementDriver? = nil,
-        webhookDispatcher: WebhookDispatcher? = nil
+        webhookDispatcher: WebhookDispatcher? = nil, archiver: AuctionArchiver? = nil
     ) {
         self.node = node
         self.transport = transport
@@ -189,6 +191,7 @@ actor ClusterService: Service {
         self.bootstrapAdmin = bootstrapAdmin
         self.settlementDriver = settlementDriver
         self.webhookDispatcher = webhookDispatcher
+        self.archiver = archiver
     }
 
     func run() async throws {
@@ -206,6 +209,7 @@ actor ClusterService: Service {
             group.addTask { await node.run() }
             if let driver = settlementDriver { group.addTask { await driver.run() } }
             if let webhooks = webhookDispatcher { group.addTask { await webhooks.run() } }
+            if let archiver { group.addTask { await archiver.run() } }
             isReady = true
             try? await gracefulShutdown()
             isReady = false

@@ -20,6 +20,8 @@ struct GatewayHarness: Sendable {
     static let webhookSecret = "whsec_gateway_tests"
     let api: GatewayAPI
     let tokens: TokenAuthority
+    /// The node's store, for planting what the API only reads (archived lots).
+    let store: SQLiteEventStore
     /// The private key of `kid` "k1" (the signing key) and of "k0" (an older, still accepted key).
     let signingPEM: String
     let previousPEM: String
@@ -55,7 +57,7 @@ struct GatewayHarness: Sendable {
                 loginLock: loginLock, webhookSecrets: [GatewayHarness.webhookSecret])
             configure(&configuration)
             let api = GatewayAPI(
-                node: node, users: store, events: store, webhooks: store, tokens: tokens, clock: clock,
+                node: node, users: store, events: store, webhooks: store, archive: store, tokens: tokens, clock: clock,
                 configuration: configuration,
                 provider: provider)
             try await api.ensureAdmin(username: "root", password: "root-password")
@@ -64,7 +66,8 @@ struct GatewayHarness: Sendable {
             let app = Application(
                 router: api.responder(isReady: { true }), server: api.httpServer(),
                 configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
-            let harness = GatewayHarness(api: api, tokens: tokens, signingPEM: signingPEM, previousPEM: previousPEM)
+            let harness = GatewayHarness(
+                api: api, tokens: tokens, store: store, signingPEM: signingPEM, previousPEM: previousPEM)
             // The node's loop feeds its read model (leaderboards, listings).
             let loop = Task { await node.run() }
             defer { loop.cancel() }

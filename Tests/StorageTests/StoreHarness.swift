@@ -18,8 +18,8 @@ struct RawSQL: Sendable {
     let execute: @Sendable (String) async throws -> Void
 }
 
-/// What both backends are: the event log, users, webhooks.
-typealias StoreUnderTest = EventStore & UserStore & WebhookStore
+/// What both backends are: the event log, users, webhooks, the archive.
+typealias StoreUnderTest = EventStore & UserStore & WebhookStore & ArchiveStore
 
 /// Runs `body` with a migrated, empty store of `backend`, plus a second, independent store on the
 /// same database (separate connections; its fencing as given) and raw SQL access.

@@ -1,0 +1,96 @@
+import AuctionCore
+public import AuctionRuntime
+public import Logging
+public import Storage
+
+/// Writes the record of each finished lot this node owns to the archive: closed unsold, cancelled,
+/// or sold with its settlement finished (settled, refunded, unsold, cancelled). A lot whose log
+/// grows after that (a refund) is archived again, replacing the shorter record.
+///
+/// Why it is safe anywhere: the record is a pure fold of the lot's durable log
+/// (`AuctionRecord.finished`), so two nodes that both archive a lot during a failover write the
+/// same document, and the store keeps the one of the longer log.
+public actor AuctionArchiver {
+    public struct Settings: Sendable {
+        /// How often the read model is looked at for finished lots.
+        public var interval: Duration = .seconds(5)
+        /// Lots archived per pass at most (a node starting on a large backlog spreads it out).
+        public var batch = 200
+
+        public init() {}
+    }
+
+    private let node: ClusterNode
+    private let store: any EventStore & ArchiveStore
+    private let users: any UserStore
+    private let clock: any EngineClock
+    private let logger: Logger
+    private let settings: Settings
+    /// The seq each lot was archived at, as far as this node knows.
+    private var archived: [AuctionID: Int64] = [:]
+
+    public init(
+        node: ClusterNode, store: any EventStore & ArchiveStore, users: any UserStore, clock: any EngineClock,
+        logger: Logger, settings: Settings = .init()
+    ) {
+        self.node = node
+        self.store = store
+        self.users = users
+        self.clock = clock
+        self.logger = logger
+        self.settings = settings
+    }
+
+    /// Archives until the task is cancelled.
+    public func run() async {
+        while !Task.isCancelled {
+            _ = await archiveFinished()
+            try? await Task.sleep(for: settings.interval)
+        }
+    }
+
+    /// One pass: the finished lots this node owns whose archived record is missing or shorter
+    /// than their log; how many were archived.
+    public func archiveFinished() async -> Int {
+        let readModel = node.readModel
+        let finished = readModel.list(
+            { summary in
+                switch summary.status {
+                case .running: false
+                case .cancelled: true
+                case .closed(.unsold): true
+                case .closed(.sold): readModel.settlement(of: summary.auctionId)?.phase?.isFinished == true
+                }
+            }, limit: Int.max
+        ).filter { summary in archived[summary.auctionId].map { $0 < summary.seq } ?? true }
+        var due: [AuctionSummary] = []
+        for summary in finished where await node.owns(summary.auctionId) { due.append(summary) }
+        // What this node does not know yet, it asks the archive once.
+        let unknown = due.filter { archived[$0.auctionId] == nil }.map(\.auctionId)
+        if !unknown.isEmpty, let seqs = try? await store.archivedSeqs(of: unknown) {
+            archived.merge(seqs) { max($0, $1) }
+        }
+        var count = 0
+        for summary in due where archived[summary.auctionId].map({ $0 < summary.seq }) ?? true {
+            guard count < settings.batch, !Task.isCancelled else { break }
+            if await archive(summary) { count += 1 }
+        }
+        return count
+    }
+
+    private func archive(_ summary: AuctionSummary) async -> Bool {
+        let id = summary.auctionId
+        do {
+            let events = try await store.events(of: id, after: 0, limit: Int.max).map(\.event)
+            let scope = PaddleScope.key(sale: summary.saleId, auction: id)
+            let paddles = (try? await users.paddles(in: [scope]))?[scope] ?? [:]
+            guard let record = AuctionRecord.finished(id, events: events, paddles: paddles) else { return false }
+            _ = try await store.archive(record, at: clock.now())
+            archived[id] = record.seq
+            return true
+        } catch {
+            logger.warning("cannot archive a lot", metadata: ["auction": "\(id)", "error": "\(error)"])
+            return false
+        }
+    }
+}
