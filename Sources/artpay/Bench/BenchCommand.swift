@@ -19,7 +19,10 @@ struct BenchCommand: AsyncParsableCommand {
             in-process --help`). `artpay bench http [options]`: nodes, row-lock and Redis + Lua servers \
             over HTTP under one wrk load (see `artpay bench http --help`).
             """,
-        subcommands: [InProcessBenchCommand.self, HttpBenchCommand.self, SettleBenchCommand.self, BaselineServerCommand.self],
+        subcommands: [
+            InProcessBenchCommand.self, HttpBenchCommand.self, SettleBenchCommand.self, ArchiveBenchCommand.self,
+            BaselineServerCommand.self,
+        ],
         defaultSubcommand: InProcessBenchCommand.self)
 }
 

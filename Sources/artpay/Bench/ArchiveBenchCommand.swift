@@ -1,0 +1,203 @@
+import ArgumentParser
+import AuctionCore
+import ClusterCore
+import Foundation
+import Logging
+import PostgresNIO
+import Storage
+
+/// `artpay bench archive`: the archive and its analytics at the size production holds — seeds
+/// `--lots` finished lots (records as the archiver writes them, from a seeded generator) into a
+/// fresh PostgreSQL database, then times every analytics query, a record lookup and the export.
+struct ArchiveBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "archive",
+        abstract: "Archive and analytics at scale: seed N archived lots, time the reports and the export.",
+        discussion: """
+            Creates a database, seeds --lots records (about --bids bids each, over --sales sales and \
+            --sellers sellers, ending over the last --days days; a third with a reserve at twice the start), with --writers \
+            concurrent writers, then runs each query --repeat times and reports the median and the \
+            slowest, the archive's size on disk, and the export's rate. The database is dropped at the end.
+            """)
+
+    @OptionGroup var postgres: PostgresOptions
+    @Option(help: "Archived lots to seed.") var lots = 100_000
+    @Option(help: "Mean bids per lot.") var bids = 8
+    @Option(help: "Sales the lots belong to.") var sales = 200
+    @Option(help: "Sellers.") var sellers = 500
+    @Option(help: "Days the lots' ends spread over.") var days = 365
+    @Option(help: "Concurrent writers while seeding.") var writers = 8
+    @Option(help: "Runs of each query.") var `repeat` = 5
+    @Option(help: "Also write the report as Markdown to this file.") var markdown: String?
+
+    func validate() throws {
+        guard lots > 0, bids >= 0, sales > 0, sellers > 0, days > 0, writers > 0, `repeat` > 0 else {
+            throw ValidationError("every count must be positive")
+        }
+    }
+
+    func run() async throws {
+        let run = "a" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let base = postgres.configuration(maximumConnections: 4)
+        let name = "bench_archive_\(run)"
+        var database = base
+        database.database = name
+        database.options.maximumConnections = writers
+        _ = try await PostgresClient.withRunning(base) { client in
+            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        }
+        defer {
+            let drop = base
+            Task.detached {
+                _ = try? await PostgresClient.withRunning(drop) { client in
+                    try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name)"))
+                }
+            }
+        }
+        let report = try await PostgresClient.withRunning(database) { client in
+            var logger = Logger(label: "bench.archive")
+            logger.logLevel = .warning
+            let store = PostgresEventStore(client: client, timeout: .seconds(120), logger: logger)
+            try await store.migrate()
+            return try await measure(store, client: client)
+        }
+        print(report)
+        if let markdown { try report.write(toFile: markdown, atomically: true, encoding: .utf8) }
+    }
+
+    private func measure(_ store: PostgresEventStore, client: PostgresClient) async throws -> String {
+        let end = Timestamp(millisecondsSinceEpoch: 1_795_000_000_000)
+        let started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<writers {
+                group.addTask {
+                    var random = SeededRandom(seed: UInt64(writer) &+ 20_261_127)
+                    for index in stride(from: writer, to: lots, by: writers) {
+                        let record = Self.record(index, random: &random, end: end, settings: self)
+                        _ = try await store.archive(record, at: end)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let seeding = ContinuousClock.now - started
+        var lines = [
+            "## Archive and analytics: \(lots) archived lots", "",
+            "`artpay bench archive --lots \(lots) --bids \(bids) --sales \(sales) --sellers \(sellers)` "
+                + "(PostgreSQL, \(writers) writers):", "",
+            "- seeded in \(Self.seconds(seeding)) s (\(Int(Double(lots) / Self.double(seeding))) records/s)",
+        ]
+        let size = try await client.query("SELECT pg_total_relation_size('auction_archive')::bigint")
+        for try await bytes in size.decode(Int64.self) {
+            lines.append("- the archive on disk: \(bytes / 1_048_576) MiB, indexes included")
+        }
+        lines += ["", "| query | median | slowest | rows |", "| --- | ---: | ---: | ---: |"]
+        let month = ArchiveQuery(
+            from: end.advanced(by: .seconds(-30 * 86_400)), to: end, grouping: .none)
+        let queries: [(String, ArchiveQuery)] = [
+            ("lots, everything", ArchiveQuery()),
+            ("lots by sale", ArchiveQuery(grouping: .sale)),
+            ("lots by seller", ArchiveQuery(grouping: .seller)),
+            ("lots by month", ArchiveQuery(grouping: .month)),
+            ("lots of one seller, by month", ArchiveQuery(seller: UserID(rawValue: "seller-7")!, grouping: .month)),
+            ("lots of one sale", ArchiveQuery(sale: SaleID(rawValue: "sale-7")!)),
+            ("lots of the last 30 days", month),
+        ]
+        for (label, query) in queries {
+            var rows = 0
+            let (median, slowest) = try await time {
+                rows = try await store.lotReport(query).count
+            }
+            lines.append("| \(label) | \(median) ms | \(slowest) ms | \(rows) |")
+        }
+        for (label, query) in [
+            ("bid timing, everything", ArchiveQuery()),
+            ("bid timing, one sale", ArchiveQuery(sale: SaleID(rawValue: "sale-7")!)),
+            ("bid timing, last 30 days", month),
+        ] {
+            var counted = 0
+            let (median, slowest) = try await time {
+                counted = try await store.bidTiming(query).map(\.bids).reduce(0, +)
+            }
+            lines.append("| \(label) | \(median) ms | \(slowest) ms | \(counted) bids |")
+        }
+        var found = 0
+        let (lookup, slowestLookup) = try await time {
+            found = 0
+            for index in stride(from: 0, to: lots, by: max(1, lots / 100)) {
+                if try await store.archivedAuction(AuctionID(rawValue: Self.id(index))!) != nil { found += 1 }
+            }
+        }
+        lines.append("| 100 record lookups by id | \(lookup) ms | \(slowestLookup) ms | \(found) |")
+        let exportStarted = ContinuousClock.now
+        var exported = 0
+        var after: (Timestamp, AuctionID)?
+        while true {
+            let page = try await store.archivedRecords(ArchiveQuery(), after: after, limit: 500)
+            exported += page.count
+            guard page.count == 500, let last = page.last else { break }
+            after = (last.endedAt, AuctionID(rawValue: last.auctionId)!)
+        }
+        let export = ContinuousClock.now - exportStarted
+        lines.append(
+            "| export, every record (pages of 500, decoded) | \(Self.milliseconds(export)) ms | — | \(exported) |")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Runs `work` `repeat` times: the median and the slowest, in ms.
+    private func time(_ work: () async throws -> Void) async throws -> (String, String) {
+        var runs: [Duration] = []
+        for _ in 0..<`repeat` {
+            let started = ContinuousClock.now
+            try await work()
+            runs.append(ContinuousClock.now - started)
+        }
+        runs.sort()
+        return (Self.milliseconds(runs[runs.count / 2]), Self.milliseconds(runs[runs.count - 1]))
+    }
+
+    static func id(_ index: Int) -> String { "arch-\(index)" }
+
+    /// Lot `index`, drawn from `random`: ends spread over the days before `end`, three in four
+    /// sold, bids crowding towards the end (the sniping the timing report shows).
+    static func record(_ index: Int, random: inout SeededRandom, end: Timestamp, settings: ArchiveBenchCommand)
+        -> AuctionRecord
+    {
+        let endedAt = end.advanced(by: .milliseconds(-Int64(random.next() % UInt64(settings.days * 86_400_000))))
+        let starting = Int64(1_000 + random.next() % 100) * 100
+        let reserve: Int64? = random.next() % 3 == 0 ? starting * 2 : nil
+        let count = settings.bids == 0 ? 0 : Int(random.next() % UInt64(2 * settings.bids + 1))
+        var price = starting
+        var bids: [AuctionRecord.Bid] = []
+        let bidders = Int(random.next() % 12) + 1
+        for bid in 0..<count {
+            price += starting / 10
+            let before = Int64(random.next() % 3_600_000) >> (random.next() % 8)
+            let bidder = Int(random.next() % UInt64(bidders))
+            bids.append(
+                .init(
+                    bidId: "b-\(index)-\(bid)", bidderId: "u-\(bidder)", paddle: 101 + bidder, price: price,
+                    at: endedAt.advanced(by: .milliseconds(-before)), boughtNow: false))
+        }
+        bids.sort { $0.at < $1.at }
+        let sold = !bids.isEmpty && (reserve.map { price >= $0 } ?? true)
+        let extensions = bids.filter { endedAt.millisecondsSinceEpoch - $0.at.millisecondsSinceEpoch < 30_000 }.count
+        return AuctionRecord(
+            auctionId: id(index), seq: Int64(2 + bids.count + (sold ? 8 : 0)),
+            saleId: "sale-\(index % settings.sales)", sellerId: "seller-\(index % settings.sellers)",
+            title: "Lot \(index)", currency: index % 10 == 0 ? "USD" : "EUR", startingPrice: starting,
+            reservePrice: reserve, buyNowPrice: nil, opensAt: endedAt.advanced(by: .seconds(-7 * 86_400)),
+            closesAt: endedAt, endedAt: endedAt, result: sold ? .sold : .unsold,
+            reason: sold ? nil : (bids.isEmpty ? "no_bids" : "reserve_not_met"), hammer: sold ? price : nil,
+            winnerId: sold ? bids.last?.bidderId : nil, winnerPaddle: sold ? bids.last?.paddle : nil, bids: bids,
+            extensions: (0..<extensions).map { .init(endsAt: endedAt, byBidId: "x\($0)") },
+            settlement: sold ? "settled" : nil, captured: sold ? price : nil, refunded: nil)
+    }
+
+    static func double(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    static func seconds(_ duration: Duration) -> String { String(format: "%.1f", double(duration)) }
+    static func milliseconds(_ duration: Duration) -> String { String(format: "%.1f", double(duration) * 1_000) }
+}
