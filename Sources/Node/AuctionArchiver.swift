@@ -5,7 +5,9 @@ public import Storage
 
 /// Writes the record of each finished lot this node owns to the archive: closed unsold, cancelled,
 /// or sold with its settlement finished (settled, refunded, unsold, cancelled). A lot whose log
-/// grows after that (a refund) is archived again, replacing the shorter record.
+/// grows after that (a refund) is archived again, replacing the shorter record. On every node, it
+/// then lets the read model forget the archived lots past its retention
+/// (`AuctionReadModel.evictArchived`).
 ///
 /// Why it is safe anywhere: the record is a pure fold of the lot's durable log
 /// (`AuctionRecord.finished`), so two nodes that both archive a lot during a failover write the
@@ -45,6 +47,7 @@ public actor AuctionArchiver {
     public func run() async {
         while !Task.isCancelled {
             _ = await archiveFinished()
+            _ = await node.readModel.evictArchived(now: clock.now())
             try? await Task.sleep(for: settings.interval)
         }
     }
@@ -67,8 +70,8 @@ public actor AuctionArchiver {
         for summary in finished where await node.owns(summary.auctionId) { due.append(summary) }
         // What this node does not know yet, it asks the archive once.
         let unknown = due.filter { archived[$0.auctionId] == nil }.map(\.auctionId)
-        if !unknown.isEmpty, let seqs = try? await store.archivedSeqs(of: unknown) {
-            archived.merge(seqs) { max($0, $1) }
+        if !unknown.isEmpty, let marks = try? await store.archivedMarks(of: unknown) {
+            archived.merge(marks.mapValues(\.seq)) { max($0, $1) }
         }
         var count = 0
         for summary in due where archived[summary.auctionId].map({ $0 < summary.seq }) ?? true {

@@ -36,22 +36,34 @@ public final class AuctionReadModel: Sendable {
     private let newestAppliedAt = Atomic<Int64>(0)
     private let clock: any EngineClock
     private let applyDelay: Timer
+    private let archive: (any ArchiveStore)?
+    /// How long after its end an archived lot stays here (listings of ended lots, leaderboards,
+    /// a buyer's settlements).
+    public let retention: Duration
 
     /// - Parameters:
     ///   - notifyFrom: notifications are derived for events from this time on; older ones (the
     ///     history a starting node catches up on) are applied silently.
+    ///   - archive: where finished lots are kept; with it, lots archived more than `retention` ago
+    ///     are neither loaded at start nor kept after.
     ///   - clock: what pushed events' times are compared with for `artpay_read_model_apply_delay_seconds`.
     public init(
         store: any EventStore, notifications: NotificationHub = NotificationHub(),
         notifyFrom: Timestamp = Timestamp(millisecondsSinceEpoch: 0), clock: any EngineClock = SystemClock(),
-        metrics: any MetricsFactory = NOOPMetricsHandler.instance
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance, archive: (any ArchiveStore)? = nil,
+        retention: Duration = .seconds(7 * 86_400)
     ) {
         let published = PublishedSnapshot()
         self.published = published
         self.notifications = notifications
         self.clock = clock
         self.applyDelay = Timer(label: "artpay_read_model_apply_delay_seconds", factory: metrics)
-        self.writer = ReadModelWriter(store: store, notifications: notifications, notifyFrom: notifyFrom) { snapshot in
+        self.archive = archive
+        self.retention = retention
+        let skip = archive.map { Self.archivedLongAgo(in: $0, clock: clock, retention: retention) }
+        self.writer = ReadModelWriter(
+            store: store, notifications: notifications, notifyFrom: notifyFrom, skipArchived: skip
+        ) { snapshot in
             published.value.withLock { $0 = snapshot }
         }
     }
@@ -138,6 +150,38 @@ public final class AuctionReadModel: Sendable {
         case .cancelled(let cancelled): cancelled.at
         case .extended, .settlement: nil
         }
+    }
+
+    /// The heads of lots archived at their last seq and over for longer than `retention`.
+    private static func archivedLongAgo(
+        in archive: any ArchiveStore, clock: any EngineClock, retention: Duration
+    ) -> ReadModelWriter.SkipArchived {
+        { @Sendable heads in
+            let horizon = clock.now().advanced(by: .zero - retention)
+            let marks: [AuctionID: ArchivedMark] = (try? await archive.archivedMarks(of: heads.map(\.auction))) ?? [:]
+            var skipped = Set<AuctionID>()
+            for head in heads {
+                if let mark = marks[head.auction], mark.seq >= head.lastSeq, mark.endedAt < horizon {
+                    skipped.insert(head.auction)
+                }
+            }
+            return skipped
+        }
+    }
+
+    /// Forgets the lots that ended more than `retention` before `now`, are finished, and are in the
+    /// archive at the seq known here: a node keeps the lots in play and those recently over, not
+    /// every lot it ever saw (an older lot is read from its log and the archive). How many went.
+    public func evictArchived(now: Timestamp) async -> Int {
+        guard let archive else { return 0 }
+        let candidates = snapshot.finished(endedBefore: now.advanced(by: .zero - retention))
+        var removed = 0
+        for start in stride(from: 0, to: candidates.count, by: 500) {
+            let chunk = Array(candidates[start..<Swift.min(start + 500, candidates.count)])
+            guard let marks = try? await archive.archivedMarks(of: chunk) else { break }
+            removed += await writer.evict(marks.mapValues(\.seq))
+        }
+        return removed
     }
 
     /// The latest published state: consistent within itself, never blocked by the writer.
@@ -282,7 +326,7 @@ public struct ReadModelSnapshot: Sendable {
         if let intent = settlement.intent?.rawValue { settlementByIntent[intent] = id }
     }
 
-    private static func parties(of settlement: Settlement) -> Set<UserID> {
+    fileprivate static func parties(of settlement: Settlement) -> Set<UserID> {
         Set([settlement.buyerId, settlement.offer?.bidderId].compactMap { $0 })
     }
 
@@ -366,6 +410,51 @@ public struct ReadModelSnapshot: Sendable {
                 bySalePrice[sale, default: ChunkedSortedArray()].insert(
                     PriceKey(price: summary.price.minorUnits, id: id))
             }
+        }
+    }
+}
+
+extension ReadModelSnapshot {
+    /// Lots that ended before `horizon` and to which nothing more happens by itself: closed unsold,
+    /// cancelled, or sold with a finished settlement. Oldest first.
+    func finished(endedBefore horizon: Timestamp) -> [AuctionID] {
+        var found: [AuctionID] = []
+        for key in byEnd {
+            guard key.endsAt < horizon else { break }
+            guard let summary = entries[key.id]?.summary else { continue }
+            switch summary.status {
+            case .running: continue
+            case .cancelled, .closed(.unsold): found.append(key.id)
+            case .closed(.sold): if settlements[key.id]?.phase?.isFinished == true { found.append(key.id) }
+            }
+        }
+        return found
+    }
+
+    /// Forgets `id` and every index entry of it (an archived lot): what a read costs and what a node
+    /// keeps stay those of the lots still in play.
+    mutating func remove(_ id: AuctionID) {
+        guard let old = entries.removeValue(forKey: id)?.summary else { return }
+        byEnd.remove(EndKey(endsAt: old.endsAt, id: id))
+        if old.status == .running { runningByEnd.remove(EndKey(endsAt: old.endsAt, id: id)) }
+        if let sale = old.saleId {
+            bySalePrice[sale]?.remove(PriceKey(price: old.price.minorUnits, id: id))
+            if bySalePrice[sale]?.count == 0 { bySalePrice[sale] = nil }
+        }
+        recentBids[id] = nil
+        guard let settlement = settlements.removeValue(forKey: id) else { return }
+        unfinishedSettlements[id] = nil
+        settlementIds.remove(id)
+        if let phase = settlement.phase {
+            settlementsByPhase[phase]?.remove(id)
+            if settlementsByPhase[phase]?.count == 0 { settlementsByPhase[phase] = nil }
+        }
+        for user in Self.parties(of: settlement) {
+            settlementsByUser[user]?.remove(id)
+            if settlementsByUser[user]?.isEmpty == true { settlementsByUser[user] = nil }
+        }
+        if let intent = settlement.intent?.rawValue, settlementByIntent[intent] == id {
+            settlementByIntent[intent] = nil
         }
     }
 }
@@ -502,6 +591,9 @@ actor ReadModelWriter {
     }
 
     private var auctions: [AuctionID: Projected] = [:]
+    /// Lots forgotten once archived, with the seq they were at: a later event of one (a refund)
+    /// brings it back silently, and a catch-up does not load it again for nothing.
+    private var evicted: [AuctionID: Int64] = [:]
     private var standings: [AuctionID: [UserID: BidderStanding]] = [:]
     private var snapshot = ReadModelSnapshot()
     /// Where the last catch-up stopped reading the store's log heads.
@@ -523,13 +615,19 @@ actor ReadModelWriter {
     private var settlementsChanged = false
     private var observeSettlements: (@Sendable () -> Void)?
 
+    /// Which of a page of log heads to leave out of the first catch-up: lots archived long enough
+    /// ago (the read model would only load them to forget them).
+    typealias SkipArchived = @Sendable ([LogHead]) async -> Set<AuctionID>
+    private let skipArchived: SkipArchived?
+
     init(
-        store: any EventStore, notifications: NotificationHub, notifyFrom: Timestamp,
+        store: any EventStore, notifications: NotificationHub, notifyFrom: Timestamp, skipArchived: SkipArchived?,
         publish: @escaping @Sendable (ReadModelSnapshot) -> Void
     ) {
         self.store = store
         self.notifications = notifications
         self.notifyFrom = notifyFrom
+        self.skipArchived = skipArchived
         self.publish = publish
     }
 
@@ -568,15 +666,23 @@ actor ReadModelWriter {
         var touched: Set<AuctionID> = []
         let overdue = lagging
         lagging = [:]
-        for (id, lastSeq) in overdue where lastSeq > (auctions[id]?.seq ?? 0) {
-            if await fill(id, through: lastSeq, &notes) { touched.insert(id) }
+        for (id, lastSeq) in overdue where lastSeq > known(id) {
+            if evicted[id] != nil {
+                await bringBack(id, through: lastSeq)
+            } else if await fill(id, through: lastSeq, &notes) {
+                touched.insert(id)
+            }
         }
         // The first catch-up loads what exists; later ones read what changed since.
         let starting = !caughtUpOnce
         while true {
             guard let page = try? await store.logHeads(after: cursor, limit: 1_000) else { break }
             cursor = page.next
-            for head in page.heads where head.lastSeq > (auctions[head.auction]?.seq ?? 0) {
+            let skipped = starting ? await skipArchived?(page.heads) ?? [] : []
+            for head in page.heads where skipped.contains(head.auction) && auctions[head.auction] == nil {
+                evicted[head.auction] = head.lastSeq
+            }
+            for head in page.heads where head.lastSeq > known(head.auction) {
                 if starting {
                     await reload(head.auction, through: head.lastSeq)
                 } else {
@@ -617,7 +723,8 @@ actor ReadModelWriter {
         var notes: [BidderNotification] = []
         for event in events.sorted(by: { ($0.auction, $0.seq) < ($1.auction, $1.seq) }) {
             let id = event.auction
-            if event.seq <= auctions[id]?.seq ?? 0 { continue }
+            if event.seq <= known(id) { continue }
+            if evicted[id] != nil { await bringBack(id, through: event.seq - 1) }
             // A missed push (or an auction first seen mid-log): fill the gap from the log event by
             // event, so its notifications are not lost either.
             if event.seq > (auctions[id]?.seq ?? 0) + 1, await fill(id, through: event.seq - 1, &notes) {
@@ -632,6 +739,42 @@ actor ReadModelWriter {
         for id in touched { index(id) }
         publishChanges()
         notifications.publish(notes)
+    }
+
+    /// The seq this model has of `id`, or had when it let the lot go.
+    private func known(_ id: AuctionID) -> Int64 {
+        auctions[id]?.seq ?? evicted[id] ?? 0
+    }
+
+    /// Loads an evicted lot again through `lastSeq`, silently (its past was notified when it happened).
+    private func bringBack(_ id: AuctionID, through lastSeq: Int64) async {
+        evicted[id] = nil
+        await reload(id, through: lastSeq)
+    }
+
+    /// Forgets the lots of `archived` (id → the seq the archive holds) that are finished and not
+    /// past that seq here; how many. Publishes when any went.
+    func evict(_ archived: [AuctionID: Int64]) -> Int {
+        var removed = 0
+        for (id, archivedSeq) in archived {
+            guard let projected = auctions[id], projected.seq <= archivedSeq, let state = projected.state else {
+                continue
+            }
+            switch state.status {
+            case .running: continue
+            case .closed(.sold): guard state.settlement?.phase?.isFinished == true else { continue }
+            case .closed(.unsold), .cancelled: break
+            }
+            auctions[id] = nil
+            standings[id] = nil
+            epochs[id] = nil
+            lagging[id] = nil
+            evicted[id] = projected.seq
+            snapshot.remove(id)
+            removed += 1
+        }
+        if removed > 0 { publish(snapshot) }
+        return removed
     }
 
     /// Applies `event` if it is the next one of its auction, with its notifications; false otherwise.

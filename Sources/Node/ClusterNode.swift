@@ -151,7 +151,8 @@ public actor ClusterNode {
         self.fanOut = fanOut
         self.addressesSeen.withLock { $0[configuration.id] = configuration.address }
         self.readModel = AuctionReadModel(
-            store: store, notifyFrom: clock.now(), clock: clock, metrics: metricsFactory)
+            store: store, notifyFrom: clock.now(), clock: clock, metrics: metricsFactory,
+            archive: store as? any ArchiveStore)
         self.clock = clock
         self.logger = logger
         let now = clock.now()

@@ -10,8 +10,8 @@ public protocol ArchiveStore: Sendable {
     /// it was stored.
     func archive(_ record: AuctionRecord, at time: Timestamp) async throws(StorageError) -> Bool
     func archivedAuction(_ id: AuctionID) async throws(StorageError) -> AuctionRecord?
-    /// The archived seq of each of `ids` that is archived.
-    func archivedSeqs(of ids: [AuctionID]) async throws(StorageError) -> [AuctionID: Int64]
+    /// Where each of `ids` that is archived stands in the archive.
+    func archivedMarks(of ids: [AuctionID]) async throws(StorageError) -> [AuctionID: ArchivedMark]
     /// Lots that ended in the query's period, counted and averaged by its grouping (and currency:
     /// money of different currencies is never added up).
     func lotReport(_ query: ArchiveQuery) async throws(StorageError) -> [LotReportRow]
@@ -21,6 +21,17 @@ public protocol ArchiveStore: Sendable {
     /// the last page), at most `limit`: the export.
     func archivedRecords(_ query: ArchiveQuery, after: (Timestamp, AuctionID)?, limit: Int) async throws(StorageError)
         -> [AuctionRecord]
+}
+
+/// How far the archive has a lot: the seq its record was folded to, and when the lot ended.
+public struct ArchivedMark: Hashable, Sendable {
+    public var seq: Int64
+    public var endedAt: Timestamp
+
+    public init(seq: Int64, endedAt: Timestamp) {
+        self.seq = seq
+        self.endedAt = endedAt
+    }
 }
 
 /// Which archived lots a report is about, and how they are grouped.

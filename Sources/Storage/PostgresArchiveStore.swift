@@ -40,20 +40,25 @@ extension PostgresEventStore: ArchiveStore {
         }
     }
 
-    public func archivedSeqs(of ids: [AuctionID]) async throws(StorageError) -> [AuctionID: Int64] {
+    public func archivedMarks(of ids: [AuctionID]) async throws(StorageError) -> [AuctionID: ArchivedMark] {
         guard !ids.isEmpty else { return [:] }
         let logger = logger
         let names = ids.map(\.rawValue)
-        let rows: [(String, Int64)] = try await guardedQuery { connection in
-            var found: [(String, Int64)] = []
+        let rows: [(String, Int64, Int64)] = try await guardedQuery { connection in
+            var found: [(String, Int64, Int64)] = []
             let result = try await connection.query(
-                "SELECT auction_id, seq FROM auction_archive WHERE auction_id = ANY(\(names))", logger: logger)
-            for try await row in result.decode((String, Int64).self) { found.append(row) }
+                "SELECT auction_id, seq, ended_at FROM auction_archive WHERE auction_id = ANY(\(names))",
+                logger: logger)
+            for try await row in result.decode((String, Int64, Int64).self) { found.append(row) }
             return found
         }
-        var seqs: [AuctionID: Int64] = [:]
-        for (id, seq) in rows { if let id = AuctionID(rawValue: id) { seqs[id] = seq } }
-        return seqs
+        var marks: [AuctionID: ArchivedMark] = [:]
+        for (id, seq, endedAt) in rows {
+            if let id = AuctionID(rawValue: id) {
+                marks[id] = ArchivedMark(seq: seq, endedAt: Timestamp(millisecondsSinceEpoch: endedAt))
+            }
+        }
+        return marks
     }
 
     public func lotReport(_ query: ArchiveQuery) async throws(StorageError) -> [LotReportRow] {

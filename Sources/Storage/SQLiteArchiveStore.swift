@@ -41,24 +41,25 @@ extension SQLiteEventStore: ArchiveStore {
         return try ArchiveCodec.decode(text, auction: id.rawValue)
     }
 
-    public func archivedSeqs(of ids: [AuctionID]) async throws(StorageError) -> [AuctionID: Int64] {
-        var seqs: [AuctionID: Int64] = [:]
+    public func archivedMarks(of ids: [AuctionID]) async throws(StorageError) -> [AuctionID: ArchivedMark] {
+        var marks: [AuctionID: ArchivedMark] = [:]
         for part in stride(from: 0, to: ids.count, by: 500).map({ ids[$0..<min($0 + 500, ids.count)] }) {
-            let marks = Array(repeating: "?", count: part.count).joined(separator: ", ")
+            let places = Array(repeating: "?", count: part.count).joined(separator: ", ")
             let rows: [SQLiteRow] = try await exclusive {
                 try await connection.query(
-                    "SELECT auction_id, seq FROM auction_archive WHERE auction_id IN (\(marks))",
+                    "SELECT auction_id, seq, ended_at FROM auction_archive WHERE auction_id IN (\(places))",
                     part.map { .text($0.rawValue) })
             }
             for row in rows {
                 if let id = row.column("auction_id")?.string.flatMap(AuctionID.init(rawValue:)),
-                    let seq = row.column("seq")?.integer
+                    let seq = row.column("seq")?.integer, let endedAt = row.column("ended_at")?.integer
                 {
-                    seqs[id] = Int64(seq)
+                    marks[id] = ArchivedMark(
+                        seq: Int64(seq), endedAt: Timestamp(millisecondsSinceEpoch: Int64(endedAt)))
                 }
             }
         }
-        return seqs
+        return marks
     }
 
     /// The WHERE clause of `query` and its bindings (`table`: the archive's alias and a dot).

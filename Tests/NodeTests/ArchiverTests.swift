@@ -35,7 +35,7 @@ import Testing
             // The quick lot closes (unsold: no bids) by its owner's timer; the read model sees it.
             try await eventually("both finished lots are archived") {
                 _ = await archiver.archiveFinished()
-                return try await store.archivedSeqs(of: [quick, cancelled, running]).count == 2
+                return try await store.archivedMarks(of: [quick, cancelled, running]).count == 2
             }
             let unsold = try #require(try await store.archivedAuction(quick))
             #expect(unsold.result == .unsold && unsold.reason == "no_bids")
@@ -44,6 +44,29 @@ import Testing
             #expect(await archiver.archiveFinished() == 0, "nothing new: nothing written again")
             let report = try await store.lotReport(ArchiveQuery())
             #expect(report.first?.lots == 2 && report.first?.unsold == 1 && report.first?.cancelled == 1)
+
+            // The read model lets the archived lots go (not the running one) and keeps them gone:
+            // a catch-up does not load them again. They are still read from the store.
+            let readModel = node.readModel
+            #expect(readModel.snapshot.count == 3)
+            #expect(await readModel.evictArchived(now: now) == 0, "none ended a week ago")
+            #expect(await readModel.evictArchived(now: now.advanced(by: .seconds(8 * 86_400))) == 2)
+            #expect(readModel.summary(of: quick) == nil && readModel.summary(of: cancelled) == nil)
+            #expect(readModel.summary(of: running) != nil)
+            #expect(readModel.snapshot.count == 1)
+            await readModel.catchUp()
+            #expect(readModel.snapshot.count == 1, "evicted lots are not loaded again")
+            #expect(try await store.load(quick).restore(quick).summary?.status == .closed(.unsold(.noBids)))
+            // A node starting a week later does not load the archived lots at all.
+            let later = AuctionReadModel(
+                store: store, clock: ManualClock(now: now.advanced(by: .seconds(8 * 86_400))), archive: store)
+            await later.catchUp()
+            #expect(later.snapshot.count == 1, "only the running lot")
+            #expect(later.summary(of: running) != nil)
+            let unarchived = AuctionReadModel(
+                store: store, clock: ManualClock(now: now.advanced(by: .seconds(8 * 86_400))))
+            await unarchived.catchUp()
+            #expect(unarchived.snapshot.count == 3, "without the archive, every lot")
             await cluster.stop()
         }
     }

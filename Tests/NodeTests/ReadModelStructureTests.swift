@@ -52,4 +52,34 @@ import Testing
         bids.record(start.advanced(by: .seconds(60 * 2_000)))
         #expect(bids.count(since: start) == 1, "a jump of over an hour forgets everything before it")
     }
+
+    @Test func removingALot_leavesNoTraceInAnyIndex() {
+        func summary(_ id: String, price: Int64, ends: Int64, status: AuctionState.Status) -> AuctionSummary {
+            AuctionSummary(
+                auctionId: AuctionID(rawValue: id)!, seq: 3, sellerId: UserID(rawValue: "sue")!,
+                saleId: SaleID(rawValue: "autumn")!, title: id, price: Money(minorUnits: price, currency: .eur),
+                minimumNextBid: Money(minorUnits: price + 100, currency: .eur), leaderId: nil, bidCount: 1,
+                opensAt: Timestamp(millisecondsSinceEpoch: 0), endsAt: Timestamp(millisecondsSinceEpoch: ends),
+                hasReserve: false, reserveMet: true, buyNowPrice: nil, status: status)
+        }
+        var snapshot = ReadModelSnapshot()
+        let open = summary("open", price: 2_000, ends: 9_000, status: .running)
+        let over = summary("over", price: 3_000, ends: 5_000, status: .closed(.unsold(.reserveNotMet)))
+        snapshot.set(open.auctionId, summary: open, ranked: [])
+        snapshot.set(over.auctionId, summary: over, ranked: [])
+        snapshot.recentBids[over.auctionId] = BidsPerMinute()
+        let before = snapshot
+        #expect(snapshot.finished(endedBefore: Timestamp(millisecondsSinceEpoch: 10_000)) == [over.auctionId])
+        snapshot.remove(over.auctionId)
+        snapshot.remove(AuctionID(rawValue: "never-there")!)
+        #expect(snapshot.count == 1)
+        #expect(Array(snapshot.byEnd).map(\.id) == [open.auctionId])
+        #expect(Array(snapshot.runningByEnd).map(\.id) == [open.auctionId])
+        #expect(
+            snapshot.highestPrices(inSale: SaleID(rawValue: "autumn")!, limit: 10).map(\.auctionId) == [open.auctionId])
+        #expect(snapshot.recentBids[over.auctionId] == nil)
+        snapshot.remove(open.auctionId)
+        #expect(snapshot.count == 0 && snapshot.bySalePrice.isEmpty && snapshot.runningByEnd.count == 0)
+        #expect(before.count == 2, "a published copy keeps what it had")
+    }
 }

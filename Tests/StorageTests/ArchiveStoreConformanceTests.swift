@@ -49,8 +49,8 @@ import Testing
             #expect(try await store.archive(refunded, at: now))
             #expect(try await other.archivedAuction(AuctionID(rawValue: "a-1")!) == refunded)
             #expect(try await other.archivedAuction(AuctionID(rawValue: "nothing")!) == nil)
-            let seqs = try await other.archivedSeqs(of: ["a-1", "nothing"].map { AuctionID(rawValue: $0)! })
-            #expect(seqs == [AuctionID(rawValue: "a-1")!: 12])
+            let marks = try await other.archivedMarks(of: ["a-1", "nothing"].map { AuctionID(rawValue: $0)! })
+            #expect(marks == [AuctionID(rawValue: "a-1")!: ArchivedMark(seq: 12, endedAt: first.endedAt)])
         }
     }
 
