@@ -1,8 +1,10 @@
 import ArgumentParser
 import AuctionCore
+import AuctionRuntime
 import ClusterCore
 import Foundation
 import Logging
+import Node
 import PostgresNIO
 import Storage
 
@@ -29,6 +31,8 @@ struct ArchiveBenchCommand: AsyncParsableCommand {
     @Option(help: "Concurrent writers while seeding.") var writers = 8
     @Option(help: "Runs of each query.") var `repeat` = 5
     @Option(help: "Also write the report as Markdown to this file.") var markdown: String?
+    @Flag(help: "Also write each lot's log and measure a read model's memory with and without the archive.")
+    var memory = false
 
     func validate() throws {
         guard lots > 0, bids >= 0, sales > 0, sellers > 0, days > 0, writers > 0, `repeat` > 0 else {
@@ -81,6 +85,8 @@ struct ArchiveBenchCommand: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let seeding = ContinuousClock.now - started
+        var memoryLines: [String] = []
+        if memory { memoryLines = try await measureMemory(store, end: end) }
         var lines = [
             "## Archive and analytics: \(lots) archived lots", "",
             "`artpay bench archive --lots \(lots) --bids \(bids) --sales \(sales) --sellers \(sellers)` "
@@ -91,6 +97,7 @@ struct ArchiveBenchCommand: AsyncParsableCommand {
         for try await bytes in size.decode(Int64.self) {
             lines.append("- the archive on disk: \(bytes / 1_048_576) MiB, indexes included")
         }
+        lines += memoryLines
         lines += ["", "| query | median | slowest | rows |", "| --- | ---: | ---: | ---: |"]
         let month = ArchiveQuery(
             from: end.advanced(by: .seconds(-30 * 86_400)), to: end, grouping: .none)
@@ -142,6 +149,91 @@ struct ArchiveBenchCommand: AsyncParsableCommand {
         lines.append(
             "| export, every record (pages of 500, decoded) | \(Self.milliseconds(export)) ms | — | \(exported) |")
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Writes every lot's log (created, its bids, closed unsold — the archive's records of these
+    /// logs replace the generated ones), then starts two read models on the store, as a node does,
+    /// and measures what each adds to this process's resident memory: one with the archive (the
+    /// lots ended a year ago at most; retention a week), then one without.
+    private func measureMemory(_ store: PostgresEventStore, end: Timestamp) async throws -> [String] {
+        let logsStarted = ContinuousClock.now
+        let node = NodeID(rawValue: "bench-archive")!
+        var epochs: [ShardID: Epoch] = [:]
+        for shard in 0..<ShardMap().shardCount {
+            epochs[ShardID(Int32(shard))] = try await store.acquire(shard: ShardID(Int32(shard)), node: node).epoch
+        }
+        let epochsByShard = epochs
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<writers {
+                group.addTask {
+                    var batch: [AppendEntry] = []
+                    for index in stride(from: writer, to: lots, by: writers) {
+                        let id = AuctionID(rawValue: Self.id(index))!
+                        let events = Self.unsoldLog(id, index: index, end: end, days: days)
+                        let shard = ShardMap().shard(of: id)
+                        batch.append(
+                            AppendEntry(
+                                auction: id, shard: shard, epoch: epochsByShard[shard]!, firstSeq: 1, events: events))
+                        if let record = AuctionRecord.finished(id, events: events) {
+                            _ = try await store.archive(record, at: end)
+                        }
+                        if batch.count == 100 {
+                            try await store.append(AppendBatch(entries: batch))
+                            batch = []
+                        }
+                    }
+                    if !batch.isEmpty { try await store.append(AppendBatch(entries: batch)) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        var lines = ["- wrote \(lots) logs and their records in \(Self.seconds(ContinuousClock.now - logsStarted)) s"]
+        let clock = ManualClock(now: end)
+        for (label, archive) in [("with the archive", store as (any ArchiveStore)?), ("without the archive", nil)] {
+            let before = ProcessMemory.residentMiB(getpid())
+            let started = ContinuousClock.now
+            let model = AuctionReadModel(store: store, clock: clock, archive: archive)
+            await model.catchUp()
+            let after = ProcessMemory.residentMiB(getpid())
+            lines.append(
+                "- a read model starting on \(lots) archived lots \(label): \(model.snapshot.count) lots kept, "
+                    + String(format: "%.0f MiB", after - before) + " more resident memory, caught up in "
+                    + "\(Self.seconds(ContinuousClock.now - started)) s")
+        }
+        return lines
+    }
+
+    /// A finished lot's log: created, up to 8 bids, closed unsold (its reserve was not met), all
+    /// over before `end`.
+    static func unsoldLog(_ id: AuctionID, index: Int, end: Timestamp, days: Int) -> [AuctionEvent] {
+        var random = SeededRandom(seed: UInt64(index) &+ 7)
+        let closes = end.advanced(by: .milliseconds(-8 * 86_400_000 - Int64(random.next() % UInt64(days * 86_400_000))))
+        let opens = closes.advanced(by: .seconds(-86_400))
+        let terms = AuctionTerms(
+            auctionId: id, sellerId: UserID(rawValue: "seller-\(index % 500)")!, title: "Lot \(index)",
+            startingPrice: Money(minorUnits: 1_000, currency: .eur),
+            reservePrice: Money(minorUnits: 1_000_000, currency: .eur), opensAt: opens, closesAt: closes,
+            extensionWindow: .zero)
+        var auction = Auction(id: id)
+        var events: [AuctionEvent] = []
+        func take(_ command: AuctionCommand, at now: Timestamp) {
+            guard case .accept(let decided) = auction.decide(command, now: now),
+                (try? auction.apply(contentsOf: decided)) != nil
+            else { return }
+            events += decided
+        }
+        take(.create(terms), at: opens)
+        for bid in 0..<Int(random.next() % 9) {
+            let bidder = UserID(rawValue: "u-\(random.next() % 12)")!
+            take(
+                .placeBid(
+                    PlaceBid(
+                        bidId: BidID(rawValue: "b-\(index)-\(bid)")!, bidderId: bidder,
+                        maximum: Money(minorUnits: 2_000 + Int64(bid) * 500, currency: .eur))),
+                at: opens.advanced(by: .seconds(Int64(60 * (bid + 1)))))
+        }
+        take(.close, at: closes)
+        return events
     }
 
     /// Runs `work` `repeat` times: the median and the slowest, in ms.
