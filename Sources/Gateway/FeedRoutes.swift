@@ -5,6 +5,7 @@ import Hummingbird
 import NIOCore
 import Node
 import Storage
+import Synchronization
 
 /// One page of `GET /v1/feed`.
 struct FeedPageView: Codable, Sendable {
@@ -85,8 +86,13 @@ extension GatewayAPI {
             // Refuse a bad cursor with a status now, not inside a stream that has begun.
             _ = try await feedPage(after: query.after, limit: 1)
             let slot = try streams.acquire(for: "user:\(caller.userId)")
-            return serverSentEvents(
-                followFeed(query), slot: slot, until: context.connectionClosed, render: { $0 })
+            let pump = FeedPump(store: events, query: query, slot: slot)
+            // Pulled: the next page is read only once the client has taken the last one, so a slow
+            // consumer holds one page here, never the backlog.
+            let chunks = AsyncStream(unfolding: { await pump.next() }, onCancel: { slot.end() })
+            return Response(
+                status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                body: ResponseBody(asyncSequence: chunks.cancelOnGracefulShutdown()))
         }
         let page = try await feedPage(after: query.after, limit: query.limit)
         return try Self.json(
@@ -105,41 +111,49 @@ extension GatewayAPI {
             throw APIError.storeUnavailable
         }
     }
+}
 
-    /// The feed from `query.after` on as server-sent events, polling the store while it has
-    /// nothing new. A store that fails is asked again after a pause: the stream stalls with it
-    /// (keepalives go on) and resumes where it stood, never skipping.
-    private func followFeed(_ query: FeedQuery) -> AsyncStream<String> {
-        let store = events
-        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingOldest(2_000))
-        let poll = Task {
-            var cursor = query.after
+/// The feed as server-sent events, a chunk per call: the events of the next page the query wants,
+/// or a keepalive comment after 15 s without any (it also shows a client that went away: the write
+/// fails and the stream ends). A store that fails is asked again after a pause: the stream stalls
+/// with it and resumes where it stood, never skipping. The stream's slot is given back when the
+/// pump goes (the response ended, however it ended).
+private final class FeedPump: Sendable {
+    private let store: any EventStore
+    private let query: FeedQuery
+    private let slot: StreamLimiter.Slot
+    private let cursor: Mutex<FeedCursor>
+
+    init(store: any EventStore, query: FeedQuery, slot: StreamLimiter.Slot) {
+        self.store = store
+        self.query = query
+        self.slot = slot
+        self.cursor = Mutex(query.after)
+    }
+
+    deinit { slot.end() }
+
+    func next() async -> ByteBuffer? {
+        let quietUntil = ContinuousClock.now.advanced(by: .seconds(15))
+        while !Task.isCancelled {
+            let after = cursor.withLock { $0 }
+            guard let page = try? await store.feed(after: after, limit: 500) else {
+                try? await Task.sleep(for: .seconds(1))
+                continue
+            }
+            cursor.withLock { $0 = page.next }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            while !Task.isCancelled {
-                let page: FeedPage
-                do {
-                    page = try await store.feed(after: cursor, limit: 500)
-                } catch {
-                    try? await Task.sleep(for: .seconds(1))
-                    continue
-                }
-                for entry in page.entries where query.includes(entry) {
-                    let view = FeedEvent(entry)
-                    let data = (try? encoder.encode(view)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-                    // The buffer is full only while the client reads slower than events come: wait.
-                    while case .dropped = continuation.yield(
-                        "id: \(view.cursor)\nevent: \(view.type)\ndata: \(data)\n\n")
-                    {
-                        try? await Task.sleep(for: .milliseconds(50))
-                        if Task.isCancelled { return }
-                    }
-                }
-                cursor = page.next
-                if page.entries.count < 500 { try? await Task.sleep(for: .milliseconds(200)) }
+            var text = ""
+            for entry in page.entries where query.includes(entry) {
+                let event = FeedEvent(entry)
+                let data = (try? encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+                text += "id: \(event.cursor)\nevent: \(event.type)\ndata: \(data)\n\n"
             }
+            if !text.isEmpty { return ByteBuffer(string: text) }
+            if ContinuousClock.now >= quietUntil { return ByteBuffer(string: ": keepalive\n\n") }
+            if page.entries.count < 500 { try? await Task.sleep(for: .milliseconds(200)) }
         }
-        continuation.onTermination = { _ in poll.cancel() }
-        return stream
+        return nil
     }
 }
