@@ -171,23 +171,7 @@ import Testing
         }
         defer { notificationWatcher.cancel() }
         func bid(_ n: Int) async throws {
-            let survivors = nodes.indices.filter { nodes[$0].isRunning }
-            let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-            while ContinuousClock.now < deadline {
-                var client = bidders[n % 2]
-                client.base = http[survivors[n % survivors.count]]
-                do {
-                    try await client.call(
-                        "POST", "/v1/auctions/\(auction)/bids",
-                        json: ["bidId": "b-\(n)", "maximum": 2_000 + n * 1_000, "currency": "EUR"])
-                    return
-                } catch let failure as APIClient.Failure where failure.status != 503 {
-                    throw failure
-                } catch {
-                    try await Task.sleep(for: .milliseconds(100))
-                }
-            }
-            Issue.record("bid \(n) was never accepted")
+            try await cluster.bid("b-\(n)", maximum: 2_000 + n * 1_000, on: auction, as: bidders[n % 2], turn: n)
         }
         for n in 1...4 { try await bid(n) }
         try await eventually("the watcher saw the first five events") { seen.withLock { $0.count } >= 5 }
@@ -280,24 +264,12 @@ private struct FeedEventSeen: Sendable {
 
         var acknowledged: Set<String> = []
         func bid(_ n: Int) async throws {
-            let survivors = nodes.indices.filter { nodes[$0].isRunning }
-            let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-            while ContinuousClock.now < deadline {
-                var client = bidders[n % 2]
-                client.base = http[survivors[n % survivors.count]]
-                do {
-                    try await client.call(
-                        "POST", "/v1/auctions/\(lots[n % lots.count])/bids",
-                        json: ["bidId": "fb-\(n)", "maximum": 2_000 + n * 1_000, "currency": "EUR"], timeout: 5)
-                    acknowledged.insert("fb-\(n)")
-                    return
-                } catch let failure as APIClient.Failure where failure.status != 503 {
-                    throw failure
-                } catch {
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+            if try await cluster.bid(
+                "fb-\(n)", maximum: 2_000 + n * 1_000, on: lots[n % lots.count], as: bidders[n % 2], turn: n,
+                timeout: 5)
+            {
+                acknowledged.insert("fb-\(n)")
             }
-            Issue.record("bid \(n) was never accepted")
         }
         for n in 0..<12 { try await bid(n) }
         try await eventually("the consumer read the first bids") {
@@ -363,24 +335,12 @@ private struct FeedEventSeen: Sendable {
         ]
         var acknowledged: Set<String> = []
         func bid(_ n: Int) async throws {
-            let survivors = nodes.indices.filter { nodes[$0].isRunning }
-            let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-            while ContinuousClock.now < deadline {
-                var client = bidders[n % 2]
-                client.base = http[survivors[n % survivors.count]]
-                do {
-                    try await client.call(
-                        "POST", "/v1/auctions/\(lots[n % lots.count])/bids",
-                        json: ["bidId": "hb-\(n)", "maximum": 2_000 + n * 1_000, "currency": "EUR"], timeout: 5)
-                    acknowledged.insert("hb-\(n)")
-                    return
-                } catch let failure as APIClient.Failure where failure.status != 503 {
-                    throw failure
-                } catch {
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+            if try await cluster.bid(
+                "hb-\(n)", maximum: 2_000 + n * 1_000, on: lots[n % lots.count], as: bidders[n % 2], turn: n,
+                timeout: 5)
+            {
+                acknowledged.insert("hb-\(n)")
             }
-            Issue.record("bid \(n) was never accepted")
         }
         for n in 0..<10 { try await bid(n) }
         try await eventually("the delivering node sent some") { receiver.taken.count >= 3 }
@@ -497,5 +457,35 @@ final class ProcessCluster: Sendable {
         if !ProcessInfo.processInfo.environment.keys.contains("ARTPAY_KEEP_LOGS") {
             try? FileManager.default.removeItem(at: directory)
         }
+    }
+}
+
+extension ProcessCluster {
+    /// Places bid `bidId` on `auction` as `bidder`, through a running node (the `turn`-th of those
+    /// running), again after a pause while the answer is 503 (the auction is moving to another
+    /// owner) for up to 30 s; true once accepted, false (with an issue) when it never was.
+    @discardableResult
+    func bid(
+        _ bidId: String, maximum: Int, on auction: String, as bidder: APIClient, turn: Int,
+        timeout: TimeInterval = 10
+    ) async throws -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while ContinuousClock.now < deadline {
+            let through = nodes.filter(\.isRunning)[turn % nodes.filter(\.isRunning).count].httpAddress
+            var client = bidder
+            client.base = "http://\(through.host):\(through.port)"
+            do {
+                try await client.call(
+                    "POST", "/v1/auctions/\(auction)/bids",
+                    json: ["bidId": bidId, "maximum": maximum, "currency": "EUR"], timeout: timeout)
+                return true
+            } catch let failure as APIClient.Failure where failure.status != 503 {
+                throw failure
+            } catch {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        Issue.record("bid \(bidId) was never accepted")
+        return false
     }
 }
