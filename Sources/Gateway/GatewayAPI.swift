@@ -697,7 +697,7 @@ public struct GatewayAPI: Sendable {
     /// connection inside the server's idle timeout and shows a client that went away (the write
     /// fails). It ends when `source` does, the connection closes (`closed`) or the node shuts
     /// down, so the node can stop; `slot` is given back then.
-    func serverSentEvents<Source: AsyncSequence<Element, Never> & Sendable, Element>(
+    private func serverSentEvents<Source: AsyncSequence<Element, Never> & Sendable, Element>(
         _ source: Source, slot: StreamLimiter.Slot, until closed: EventLoopFuture<Void>,
         render: @escaping @Sendable (Element) async -> String
     ) -> Response {

@@ -107,9 +107,6 @@ public actor WebhookDispatcher {
     /// The key an endpoint is placed by, like an auction id.
     public static func placementKey(of endpoint: String) -> String { "webhook/" + endpoint }
 
-    /// Endpoints being delivered by this node now.
-    public var delivering: [String] { running.keys.sorted() }
-
     /// Delivers until the task is cancelled.
     public func run() async {
         while !Task.isCancelled {

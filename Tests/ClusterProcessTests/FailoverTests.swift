@@ -212,21 +212,8 @@ private struct FeedEventSeen: Sendable {
             "POST", "/v1/users", json: ["username": "feed-reader", "password": "feed-reader-password"])
         let serviceId = try #require(service["id"] as? String)
         try await admin.call("PUT", "/v1/users/\(serviceId)/roles", json: ["roles": ["service"]])
-        let closes = Date().addingTimeInterval(3_600).formatted(.iso8601)
-        let lots = (0..<4).map { "fed-\($0)-\(UUID().uuidString.prefix(6).lowercased())" }
-        for lot in lots {
-            try await admin.call(
-                "POST", "/v1/auctions",
-                json: ["id": lot, "title": "Fed lot", "currency": "EUR", "startingPrice": 1_000, "closesAt": closes])
-        }
-        for name in ["alice", "bob"] {
-            try await APIClient(base: http[1]).call(
-                "POST", "/v1/users", json: ["username": name, "password": "\(name)-password"])
-        }
-        let bidders = [
-            try await APIClient(base: http[1]).loggedIn("alice", "alice-password"),
-            try await APIClient(base: http[2]).loggedIn("bob", "bob-password"),
-        ]
+        let lots = try await cluster.openLots(4, named: "fed", by: admin)
+        let bidders = try await cluster.aliceAndBob(loggingInThrough: (1, 2))
 
         // The consumer reads pages from node 0, the one that dies, and moves on when it fails.
         let victim = 0
@@ -318,21 +305,8 @@ private struct FeedEventSeen: Sendable {
         let shard = ShardMap().shard(ofKey: WebhookDispatcher.placementKey(of: endpointID))
         let deliverer = try #require(Placement.owner(of: shard, among: nodes.map(\.id)))
         let victim = try #require(nodes.firstIndex { $0.id == deliverer })
-        let closes = Date().addingTimeInterval(3_600).formatted(.iso8601)
-        let lots = (0..<3).map { "hooked-\($0)-\(UUID().uuidString.prefix(6).lowercased())" }
-        for lot in lots {
-            try await admin.call(
-                "POST", "/v1/auctions",
-                json: ["id": lot, "title": "Hooked lot", "currency": "EUR", "startingPrice": 1_000, "closesAt": closes])
-        }
-        for name in ["alice", "bob"] {
-            try await APIClient(base: http[1]).call(
-                "POST", "/v1/users", json: ["username": name, "password": "\(name)-password"])
-        }
-        let bidders = [
-            try await APIClient(base: http[(victim + 1) % 3]).loggedIn("alice", "alice-password"),
-            try await APIClient(base: http[(victim + 2) % 3]).loggedIn("bob", "bob-password"),
-        ]
+        let lots = try await cluster.openLots(3, named: "hooked", by: admin)
+        let bidders = try await cluster.aliceAndBob(loggingInThrough: ((victim + 1) % 3, (victim + 2) % 3))
         var acknowledged: Set<String> = []
         func bid(_ n: Int) async throws {
             if try await cluster.bid(
@@ -461,6 +435,32 @@ final class ProcessCluster: Sendable {
 }
 
 extension ProcessCluster {
+    func httpBase(_ index: Int) -> String { "http://\(nodes[index].httpAddress.host):\(nodes[index].httpAddress.port)" }
+
+    /// `count` lots open for an hour, created by `admin` through its node; their ids.
+    func openLots(_ count: Int, named prefix: String, by admin: APIClient) async throws -> [String] {
+        let closes = Date().addingTimeInterval(3_600).formatted(.iso8601)
+        let lots = (0..<count).map { "\(prefix)-\($0)-\(UUID().uuidString.prefix(6).lowercased())" }
+        for lot in lots {
+            try await admin.call(
+                "POST", "/v1/auctions",
+                json: ["id": lot, "title": "Lot \(lot)", "currency": "EUR", "startingPrice": 1_000, "closesAt": closes])
+        }
+        return lots
+    }
+
+    /// alice and bob, registered and logged in, through the nodes of `indices`.
+    func aliceAndBob(loggingInThrough indices: (Int, Int)) async throws -> [APIClient] {
+        for name in ["alice", "bob"] {
+            try await APIClient(base: httpBase(indices.0)).call(
+                "POST", "/v1/users", json: ["username": name, "password": "\(name)-password"])
+        }
+        return [
+            try await APIClient(base: httpBase(indices.0)).loggedIn("alice", "alice-password"),
+            try await APIClient(base: httpBase(indices.1)).loggedIn("bob", "bob-password"),
+        ]
+    }
+
     /// Places bid `bidId` on `auction` as `bidder`, through a running node (the `turn`-th of those
     /// running), again after a pause while the answer is 503 (the auction is moving to another
     /// owner) for up to 30 s; true once accepted, false (with an issue) when it never was.
@@ -471,9 +471,9 @@ extension ProcessCluster {
     ) async throws -> Bool {
         let deadline = ContinuousClock.now.advanced(by: .seconds(30))
         while ContinuousClock.now < deadline {
-            let through = nodes.filter(\.isRunning)[turn % nodes.filter(\.isRunning).count].httpAddress
+            let running = nodes.indices.filter { nodes[$0].isRunning }
             var client = bidder
-            client.base = "http://\(through.host):\(through.port)"
+            client.base = httpBase(running[turn % running.count])
             do {
                 try await client.call(
                     "POST", "/v1/auctions/\(auction)/bids",

@@ -21,7 +21,7 @@ import Testing
     /// client that does not follow redirects.
     static func withDispatcher(
         requestTimeout: Duration = .seconds(10), metrics: TestMetrics = TestMetrics(),
-        _ body: (ClusterNode, SQLiteEventStore, WebhookDispatcher) async throws -> Void
+        _ body: (ClusterNode, SQLiteEventStore) async throws -> Void
     ) async throws {
         try await withSQLiteStore { store, _ in
             let cluster = try await LocalCluster.start(count: 1, store: store, metrics: [metrics])
@@ -40,7 +40,7 @@ import Testing
                 node: node, store: store, http: http, clock: SystemClock(), logger: logger, settings: settings)
             let running = Task { await dispatcher.run() }
             do {
-                try await body(node, store, dispatcher)
+                try await body(node, store)
             } catch {
                 running.cancel()
                 await cluster.stop()
@@ -64,7 +64,7 @@ import Testing
     }
 
     @Test func everyWantedEvent_isDeliveredSigned_inOrder_afterTheEndpointFailedForAWhile() async throws {
-        try await Self.withDispatcher { node, store, _ in
+        try await Self.withDispatcher { node, store in
             let receiver = try await WebhookReceiver.start(secret: "whsec_test_secret_one")
             defer { receiver.stop() }
             receiver.set(.fail(count: 3))
@@ -106,7 +106,7 @@ import Testing
     }
 
     @Test func aHangingEndpoint_holdsBackOnlyItself() async throws {
-        try await Self.withDispatcher(requestTimeout: .milliseconds(300)) { node, store, _ in
+        try await Self.withDispatcher(requestTimeout: .milliseconds(300)) { node, store in
             let stuck = try await WebhookReceiver.start(secret: "whsec_test_secret_stuck")
             let healthy = try await WebhookReceiver.start(secret: "whsec_test_secret_well")
             defer {
@@ -134,7 +134,7 @@ import Testing
     }
 
     @Test func aReplay_deliversAgainFromTheCursorGiven() async throws {
-        try await Self.withDispatcher { node, store, _ in
+        try await Self.withDispatcher { node, store in
             let receiver = try await WebhookReceiver.start(secret: "whsec_test_secret_again")
             defer { receiver.stop() }
             try await Self.register(receiver, as: "wh-replay", in: store)
@@ -156,7 +156,7 @@ import Testing
     /// ping-pong — then resumes from the cursor where the last acknowledged delivery left it.
     @Test func aFencedCursor_stopsTheDeliverer_untilTheHoldOffHasPassed() async throws {
         let metrics = TestMetrics()
-        try await Self.withDispatcher(metrics: metrics) { node, store, _ in
+        try await Self.withDispatcher(metrics: metrics) { node, store in
             let receiver = try await WebhookReceiver.start(secret: "whsec_test_secret_fenced")
             defer { receiver.stop() }
             try await Self.register(receiver, as: "wh-fenced", in: store)
