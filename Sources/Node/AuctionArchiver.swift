@@ -3,8 +3,9 @@ public import AuctionRuntime
 public import Logging
 public import Storage
 
-/// Writes the record of each finished lot this node owns to the archive: closed unsold, cancelled,
-/// or sold with its settlement finished (settled, refunded, unsold, cancelled). A lot whose log
+/// Writes the record of each finished lot this node owns to the archive: closed unsold, cancelled
+/// (once the end it was planned for has passed), or sold with its settlement finished (settled,
+/// refunded, unsold, cancelled). A lot whose log
 /// grows after that (a refund) is archived again, replacing the shorter record. On every node, it
 /// then lets the read model forget the archived lots past its retention
 /// (`AuctionReadModel.evictArchived`).
@@ -55,17 +56,11 @@ public actor AuctionArchiver {
     /// One pass: the finished lots this node owns whose archived record is missing or shorter
     /// than their log; how many were archived.
     public func archiveFinished() async -> Int {
-        let readModel = node.readModel
-        let finished = readModel.list(
-            { summary in
-                switch summary.status {
-                case .running: false
-                case .cancelled: true
-                case .closed(.unsold): true
-                case .closed(.sold): readModel.settlement(of: summary.auctionId)?.phase?.isFinished == true
-                }
-            }, limit: Int.max
-        ).filter { summary in archived[summary.auctionId].map { $0 < summary.seq } ?? true }
+        // Only lots whose end has passed are walked (by end, from the oldest the read model still
+        // keeps): the cost follows the lots over within the retention, not every lot in the cluster.
+        let snapshot = node.readModel.snapshot
+        let finished = snapshot.finished(endedBefore: clock.now()).compactMap(snapshot.summary(of:))
+            .filter { summary in archived[summary.auctionId].map { $0 < summary.seq } ?? true }
         var due: [AuctionSummary] = []
         for summary in finished where await node.owns(summary.auctionId) { due.append(summary) }
         // What this node does not know yet, it asks the archive once.

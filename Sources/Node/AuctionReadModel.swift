@@ -417,7 +417,7 @@ public struct ReadModelSnapshot: Sendable {
 extension ReadModelSnapshot {
     /// Lots that ended before `horizon` and to which nothing more happens by itself: closed unsold,
     /// cancelled, or sold with a finished settlement. Oldest first.
-    func finished(endedBefore horizon: Timestamp) -> [AuctionID] {
+    public func finished(endedBefore horizon: Timestamp) -> [AuctionID] {
         var found: [AuctionID] = []
         for key in byEnd {
             guard key.endsAt < horizon else { break }
