@@ -162,7 +162,17 @@ let package = Package(
         // The chaos history checker: what clients were told against the final log. Pure.
         .target(name: "ChaosCheck", dependencies: ["AuctionCore", "Storage"], swiftSettings: strict),
         // What clients of the API need: JSON calls and a resuming event stream (CLI, dev, tests).
-        .target(name: "ArtPayClient", swiftSettings: strict),
+        // Over AsyncHTTPClient, not URLSession: Foundation's URLSession on Linux can deadlock when the
+        // task awaiting `data(for:)` is cancelled (swift-corelibs-foundation #5412) — it hung a chaos run.
+        .target(
+            name: "ArtPayClient",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "artpay",
             dependencies: [

@@ -1,10 +1,12 @@
+import AsyncHTTPClient
 public import Foundation
+import NIOCore
+import NIOHTTP1
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
-/// The few HTTP calls the CLI, `artpay dev` and the tests make to a node's API.
+/// The few HTTP calls the CLI, `artpay dev`, the chaos runner and the tests make to a node's API.
+///
+/// Every call has a deadline and goes through one AsyncHTTPClient (``http``), whose requests are
+/// cancelled cleanly with the task that awaits them.
 public struct APIClient: Sendable {
     public var base: String
     public var token: String?
@@ -23,8 +25,45 @@ public struct APIClient: Sendable {
         }
     }
 
+    /// A whole answer: status, the headers the callers read, and the body.
+    public struct Answer: Sendable {
+        public var status: Int
+        public var retryAfter: String?
+        public var body: Data
+    }
+
     /// The longest `Retry-After` the client waits out; a longer one is returned as the failure.
     public static let longestRetryAfter: TimeInterval = 10
+
+    /// The client every call and stream of this module goes through. Not `HTTPClient.shared`: its
+    /// pool keeps 8 connections per host, and a program that follows many event streams (each holds
+    /// a connection for as long as it runs) would leave its calls queued behind them until their
+    /// deadlines. Lives as long as the process.
+    static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration.singletonConfiguration
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1_024)
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
+    /// The largest body a call reads (an export or a metrics page is well below it).
+    static let largestBody = 64 << 20
+
+    /// Sends one request and reads the whole answer, all within `timeout` seconds.
+    public static func send(
+        _ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil, timeout: TimeInterval
+    ) async throws -> Answer {
+        var request = HTTPClientRequest(url: url)
+        request.method = HTTPMethod(rawValue: method)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await http.execute(
+            request, timeout: .milliseconds(Int64((timeout * 1_000).rounded(.up))))
+        let bytes = try await response.body.collect(upTo: largestBody)
+        return Answer(
+            status: Int(response.status.code), retryAfter: response.headers.first(name: "Retry-After"),
+            body: Data(bytes.readableBytesView))
+    }
 
     /// Sends `json` and returns the decoded JSON object of a 2xx answer, or throws the problem.
     /// A request the node refused before doing any work for it (``RefusedBeforeWork``, with a
@@ -35,23 +74,20 @@ public struct APIClient: Sendable {
     public func call(
         _ method: String, _ path: String, json: [String: Any]? = nil, timeout: TimeInterval = 10, retries: Int = 3
     ) async throws -> [String: Any] {
-        var request = URLRequest(url: URL(string: base + path)!, timeoutInterval: timeout)
-        request.httpMethod = method
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        var headers: [String: String] = [:]
+        if let token { headers["Authorization"] = "Bearer \(token)" }
+        var body: Data?
         if let json {
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.httpBody = try JSONSerialization.data(withJSONObject: json)
+            headers["Content-Type"] = "application/json"
+            body = try JSONSerialization.data(withJSONObject: json)
         }
         var retriesLeft = retries
         while true {
-            let (data, response) = try await URLSession.shared.data(for: request)
-            let http = response as? HTTPURLResponse
-            let status = http?.statusCode ?? 0
-            let object = (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
-            if (200..<300).contains(status) { return object }
-            let failure = Failure(status: status, body: object)
-            guard retriesLeft > 0,
-                let wait = Self.retryWait(for: failure, retryAfter: http?.value(forHTTPHeaderField: "Retry-After"))
+            let answer = try await Self.send(method, base + path, headers: headers, body: body, timeout: timeout)
+            let object = (try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any]) ?? [:]
+            if (200..<300).contains(answer.status) { return object }
+            let failure = Failure(status: answer.status, body: object)
+            guard retriesLeft > 0, let wait = Self.retryWait(for: failure, retryAfter: answer.retryAfter)
             else { throw failure }
             retriesLeft -= 1
             try await Task.sleep(for: .milliseconds(Int(wait * 1_000)))

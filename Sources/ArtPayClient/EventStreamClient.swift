@@ -1,8 +1,6 @@
+import AsyncHTTPClient
 public import Foundation
-
-#if canImport(FoundationNetworking)
-    public import FoundationNetworking
-#endif
+import NIOCore
 
 /// One server-sent event: of an auction stream (`id` = seq) or of a notification stream (`id` =
 /// the notification's id).
@@ -19,13 +17,7 @@ public struct ServerSentEvent: Sendable, Hashable {
 /// `/v1/auctions/{id}/events`, and when that connection ends (the node died, the network broke)
 /// reconnects to the next node with `Last-Event-ID` = the last seq seen, so the events delivered
 /// are every event, in order, once.
-public final class EventStreamClient: NSObject, URLSessionDataDelegate, @unchecked Sendable {
-    private let lock = NSLock()
-    private var buffer = ""
-    private var continuation: AsyncStream<ServerSentEvent>.Continuation?
-
-    public override init() {}
-
+public enum EventStreamClient {
     /// Events of `auction` after `seq`, from `nodes` in turn, until the consumer stops or every node
     /// refused `attempts` times in a row. `dropRepeats: false` passes on whatever the servers send
     /// (for checkers that judge the servers, not this client); each reconnect still asks for the
@@ -70,7 +62,8 @@ public final class EventStreamClient: NSObject, URLSessionDataDelegate, @uncheck
 
     /// The reconnect loop both streams share: connect to the next node with the request `state`
     /// calls for, pass on the events `accept` lets through (it updates `state`), move on when the
-    /// connection ends; give up after `attempts` rounds of nodes that sent nothing.
+    /// connection ends; give up after `attempts` rounds of nodes that sent nothing. Cancelling the
+    /// consumer cancels the open request.
     private static func reconnecting<State: Sendable>(
         nodes: [String], attempts: Int, start: State,
         request: @escaping @Sendable (_ node: String, _ state: State) -> (url: String, headers: [String: String]),
@@ -84,17 +77,24 @@ public final class EventStreamClient: NSObject, URLSessionDataDelegate, @uncheck
                 while !Task.isCancelled, failures < attempts * nodes.count {
                     let node = nodes[index % nodes.count]
                     let (url, headers) = request(node, state)
-                    let (events, session) = EventStreamClient().connect(to: url, headers: headers)
                     var received = false
-                    await withTaskCancellationHandler {
-                        for await event in events {
-                            received = true
-                            if accept(event, &state) { continuation.yield((event, node)) }
+                    var parser = ServerSentEventParser()
+                    do {
+                        var streamRequest = HTTPClientRequest(url: url)
+                        for (name, value) in headers { streamRequest.headers.add(name: name, value: value) }
+                        streamRequest.headers.add(name: "Accept", value: "text/event-stream")
+                        let response = try await APIClient.http.execute(streamRequest, timeout: longestStream)
+                        if response.status == .ok {
+                            for try await chunk in response.body {
+                                for event in parser.consume(chunk.readableBytesView) {
+                                    received = true
+                                    if accept(event, &state) { continuation.yield((event, node)) }
+                                }
+                            }
                         }
-                    } onCancel: {
-                        session.invalidateAndCancel()
+                    } catch {
+                        // The node is gone, refused or the stream broke: the next node is tried.
                     }
-                    session.invalidateAndCancel()
                     failures = received ? 0 : failures + 1
                     index += 1
                     if !received { try? await Task.sleep(for: .milliseconds(200)) }
@@ -105,46 +105,45 @@ public final class EventStreamClient: NSObject, URLSessionDataDelegate, @uncheck
         }
     }
 
-    /// Opens one node's stream at `url`; the events end when the connection does.
-    private func connect(to url: String, headers: [String: String]) -> (AsyncStream<ServerSentEvent>, URLSession) {
-        let (events, continuation) = AsyncStream.makeStream(of: ServerSentEvent.self)
-        var request = URLRequest(url: URL(string: url)!, timeoutInterval: 3_600)
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        request.setValue("text/event-stream", forHTTPHeaderField: "Accept")
-        let session = URLSession(configuration: .default, delegate: self, delegateQueue: nil)
-        lock.withLock { self.continuation = continuation }
-        session.dataTask(with: request).resume()
-        return (events, session)
-    }
+    /// How long one connection to a node's stream may stay open before it is opened again.
+    static let longestStream = TimeAmount.hours(6)
+}
 
-    public func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-        let events: [ServerSentEvent] = lock.withLock {
-            buffer += String(decoding: data, as: UTF8.self)
-            var parsed: [ServerSentEvent] = []
-            while let range = buffer.range(of: "\n\n") {
-                let block = String(buffer[..<range.lowerBound])
-                buffer.removeSubrange(..<range.upperBound)
-                var id: String?
-                var type = "message"
-                var payload = ""
-                for line in block.split(separator: "\n") {
-                    if line.hasPrefix("id: ") { id = String(line.dropFirst(4)) }
-                    if line.hasPrefix("event: ") { type = String(line.dropFirst(7)) }
-                    if line.hasPrefix("data: ") { payload = String(line.dropFirst(6)) }
+/// Splits a `text/event-stream` body into events as its bytes arrive (the subset the nodes send:
+/// `id:`, `event:` and one `data:` line per event, events separated by a blank line).
+struct ServerSentEventParser {
+    private var buffer: [UInt8] = []
+
+    /// The events completed by `bytes`; a partial event stays buffered for the next call.
+    mutating func consume(_ bytes: some Sequence<UInt8>) -> [ServerSentEvent] {
+        buffer.append(contentsOf: bytes)
+        var events: [ServerSentEvent] = []
+        var start = 0
+        var index = 0
+        while index + 1 < buffer.count {
+            if buffer[index] == UInt8(ascii: "\n"), buffer[index + 1] == UInt8(ascii: "\n") {
+                if let event = Self.event(String(decoding: buffer[start..<index], as: UTF8.self)) {
+                    events.append(event)
                 }
-                if let id { parsed.append(ServerSentEvent(id: id, type: type, data: payload)) }
+                index += 2
+                start = index
+            } else {
+                index += 1
             }
-            return parsed
         }
-        let continuation = lock.withLock { self.continuation }
-        for event in events { continuation?.yield(event) }
+        buffer.removeFirst(start)
+        return events
     }
 
-    public func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: (any Error)?) {
-        let continuation = lock.withLock { () -> AsyncStream<ServerSentEvent>.Continuation? in
-            defer { self.continuation = nil }
-            return self.continuation
+    private static func event(_ block: String) -> ServerSentEvent? {
+        var id: String?
+        var type = "message"
+        var payload = ""
+        for line in block.split(separator: "\n") {
+            if line.hasPrefix("id: ") { id = String(line.dropFirst(4)) }
+            if line.hasPrefix("event: ") { type = String(line.dropFirst(7)) }
+            if line.hasPrefix("data: ") { payload = String(line.dropFirst(6)) }
         }
-        continuation?.finish()
+        return id.map { ServerSentEvent(id: $0, type: type, data: payload) }
     }
 }

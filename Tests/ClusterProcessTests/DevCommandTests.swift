@@ -3,10 +3,6 @@ import Foundation
 import TestSupport
 import Testing
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// `artpay dev` as a terminal runs it: in a process group of its own, Ctrl-C sent to the whole
 /// group. After one of its nodes was killed with kill -9, it must still exit and leave no process
 /// behind (it used to wait forever on the killed child).

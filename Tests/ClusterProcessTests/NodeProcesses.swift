@@ -1,3 +1,4 @@
+import ArtPayClient
 import AuctionCore
 import AuctionRuntime
 import ClusterCore
@@ -7,10 +8,6 @@ import NIOPosix
 import Node
 import TestSupport
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// One `artpay node` child process, started from a configuration file written for it.
 final class NodeProcess: @unchecked Sendable {
     let id: NodeID
@@ -19,6 +16,9 @@ final class NodeProcess: @unchecked Sendable {
     let configPath: String
     let logPath: String
     private var process: Process?
+
+    /// The node's HTTP API, e.g. `http://127.0.0.1:8100`.
+    var httpURL: String { "http://\(httpAddress.host):\(httpAddress.port)" }
 
     init(id: NodeID, clusterAddress: NodeAddress, httpAddress: NodeAddress, configPath: String, logPath: String) {
         self.id = id
@@ -77,20 +77,16 @@ final class NodeProcess: @unchecked Sendable {
 
     /// The node's `/metrics` text; nil while it does not answer.
     func metrics() async -> String? {
-        guard let url = URL(string: "http://\(httpAddress.host):\(httpAddress.port)/metrics"),
-            let (data, response) = try? await URLSession.shared.data(from: url),
-            (response as? HTTPURLResponse)?.statusCode == 200
+        guard let answer = try? await APIClient.send("GET", "\(httpURL)/metrics", timeout: 5), answer.status == 200
         else { return nil }
-        return String(decoding: data, as: UTF8.self)
+        return String(decoding: answer.body, as: UTF8.self)
     }
 
     /// This node's view of the cluster, from its HTTP API; nil while it does not answer.
     func clusterView() async -> ClusterSnapshot? {
-        guard let url = URL(string: "http://\(httpAddress.host):\(httpAddress.port)/v1/cluster") else { return nil }
-        guard let (data, response) = try? await URLSession.shared.data(from: url),
-            (response as? HTTPURLResponse)?.statusCode == 200
+        guard let answer = try? await APIClient.send("GET", "\(httpURL)/v1/cluster", timeout: 5), answer.status == 200
         else { return nil }
-        return try? JSONDecoder().decode(ClusterSnapshot.self, from: data)
+        return try? JSONDecoder().decode(ClusterSnapshot.self, from: answer.body)
     }
 }
 

@@ -4,10 +4,6 @@ import PostgresNIO
 import Storage
 import Synchronization
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// The phases of one `artpay bench http` run, one design at a time so each has the machine to
 /// itself: nodes, then row-lock servers, then Redis servers, then the in-process runs.
 final class HttpBenchRunner: Sendable {

@@ -3,10 +3,6 @@ import AuctionCore
 import Foundation
 import Gateway
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// The users of an HTTP benchmark run: bidders' bearer tokens (the same tokens work on the nodes
 /// and on the baseline servers, which verify with the nodes' key) and the seller.
 struct HttpBenchUsers: Sendable {

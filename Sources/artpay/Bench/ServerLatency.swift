@@ -1,8 +1,5 @@
+import ArtPayClient
 import Foundation
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// Latency of admitted bids as the nodes measured it (their `artpay_http_request_duration_seconds`
 /// histogram, answers 201 and 422 on the bid route), between two scrapes of `/metrics`. wrk's own
@@ -63,10 +60,8 @@ struct ServerLatency {
     static func scrape(_ nodes: [String]) async -> ServerLatency {
         var texts: [String] = []
         for node in nodes {
-            guard let url = URL(string: node + "/metrics"),
-                let (data, _) = try? await URLSession.shared.data(for: URLRequest(url: url, timeoutInterval: 5))
-            else { continue }
-            texts.append(String(decoding: data, as: UTF8.self))
+            guard let answer = try? await APIClient.send("GET", node + "/metrics", timeout: 5) else { continue }
+            texts.append(String(decoding: answer.body, as: UTF8.self))
         }
         return ServerLatency(metricsTexts: texts)
     }

@@ -5,10 +5,6 @@ import Gateway
 import Node
 import Synchronization
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// The `artpay node` processes of a chaos run, and the faults done to them: kill -9 and restart,
 /// SIGSTOP/SIGCONT, a network partition of one node (nftables rules on the loopback addresses this
 /// run set up, in a table of its own), a PostgreSQL restart. Every process it starts it ends, by
@@ -311,14 +307,12 @@ final class ChaosCluster: Sendable {
     }
 
     static func status(_ url: String) async throws -> Int {
-        let (_, response) = try await URLSession.shared.data(
-            for: URLRequest(url: URL(string: url)!, timeoutInterval: 2))
-        return (response as? HTTPURLResponse)?.statusCode ?? 0
+        try await APIClient.send("GET", url, timeout: 2).status
     }
 
     static func getJSON(_ url: String) async throws -> [String: Any] {
-        let (data, _) = try await URLSession.shared.data(for: URLRequest(url: URL(string: url)!, timeoutInterval: 2))
-        return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+        let answer = try await APIClient.send("GET", url, timeout: 2)
+        return (try JSONSerialization.jsonObject(with: answer.body) as? [String: Any]) ?? [:]
     }
 }
 

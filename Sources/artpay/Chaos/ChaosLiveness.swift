@@ -3,10 +3,6 @@ import AuctionCore
 import ClusterCore
 import Foundation
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// What the history checker cannot see: whether the cluster works again once the faults heal.
 /// Safety held in runs where an auction stayed wedged after a PostgreSQL restart; these checks
 /// fail such a run, naming the auction and its owner.
@@ -47,10 +43,8 @@ enum ChaosLiveness {
     static func overdueCommands(through cluster: ChaosCluster) async -> [String: Int] {
         var counts: [String: Int] = [:]
         for node in cluster.nodes {
-            guard let url = URL(string: node.http + "/metrics"),
-                let (data, _) = try? await URLSession.shared.data(for: URLRequest(url: url, timeoutInterval: 2))
-            else { continue }
-            let line = String(decoding: data, as: UTF8.self).split(separator: "\n")
+            guard let answer = try? await APIClient.send("GET", node.http + "/metrics", timeout: 2) else { continue }
+            let line = String(decoding: answer.body, as: UTF8.self).split(separator: "\n")
                 .first { $0.hasPrefix("artpay_commands_overdue_total ") }
             counts[node.id] = line.flatMap { Int($0.split(separator: " ").last ?? "") }
         }

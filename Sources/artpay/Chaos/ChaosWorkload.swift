@@ -5,10 +5,6 @@ import ClusterCore
 import Foundation
 import Synchronization
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// Appends history lines (JSON Lines) from any task; times are microseconds since the run began,
 /// on one monotonic clock.
 final class HistoryWriter: Sendable {
