@@ -76,7 +76,13 @@ public enum HistoryChecker {
             }
             if case .bidAccepted(let bid) = event.event {
                 if let previous {
-                    if bid.price < previous.price {
+                    // A corrupt log is reported, never a trap in `Money`'s comparison of two currencies.
+                    if bid.price.currency != previous.price.currency {
+                        found.append(
+                            Violation(
+                                .currencyChanged, auction,
+                                "seq \(event.seq): \(bid.price) after \(previous.price)"))
+                    } else if bid.price < previous.price {
                         found.append(
                             Violation(
                                 .priceDecreased, auction, "seq \(event.seq): \(bid.price) after \(previous.price)"))
@@ -346,6 +352,7 @@ public struct Violation: Hashable, Sendable, CustomStringConvertible {
         case duplicateBidId = "duplicate_bid_id"
         case priceDecreased = "price_decreased"
         case leaderChangeWithoutPriceRise = "leader_change_without_price_rise"
+        case currencyChanged = "currency_changed"
         case epochDecreased = "epoch_decreased"
         case invalidLog = "invalid_log"
         case realTimeOrder = "real_time_order"
@@ -359,7 +366,8 @@ public struct Violation: Hashable, Sendable, CustomStringConvertible {
         public var check: Int {
             switch self {
             case .lostAcknowledgedBid, .acknowledgedSeqMismatch, .refusedBidInLog, .unattemptedBidInLog: 1
-            case .seqGap, .duplicateBidId, .priceDecreased, .leaderChangeWithoutPriceRise, .epochDecreased, .invalidLog:
+            case .seqGap, .duplicateBidId, .priceDecreased, .leaderChangeWithoutPriceRise, .currencyChanged,
+                .epochDecreased, .invalidLog:
                 2
             case .realTimeOrder: 3
             case .divergentState, .divergentWatchedEvent: 4

@@ -175,6 +175,16 @@ struct Scenario {
         expectCaught(.priceDecreased, in: run.check())
     }
 
+    @Test func check2_aPriceInAnotherCurrency_isReported_notATrap() {
+        var run = Self.honest()
+        run.rewrite(5) { stored in
+            guard case .bidAccepted(var bid) = stored.event else { return }
+            bid.price = Money(minorUnits: 9_000, currency: .usd)
+            stored.event = .bidAccepted(bid)
+        }
+        expectCaught(.currencyChanged, in: run.check())
+    }
+
     @Test func check2_aNewLeaderAtTheSamePrice() {
         var run = Self.honest()
         run.rewrite(4) { stored in
@@ -300,7 +310,8 @@ struct Scenario {
         let planted: Set<Violation.Kind> = [
             .lostAcknowledgedBid, .unattemptedBidInLog, .refusedBidInLog, .acknowledgedSeqMismatch, .seqGap,
             .duplicateBidId,
-            .priceDecreased, .leaderChangeWithoutPriceRise, .epochDecreased, .invalidLog, .realTimeOrder,
+            .priceDecreased, .leaderChangeWithoutPriceRise, .currencyChanged, .epochDecreased, .invalidLog,
+            .realTimeOrder,
             .divergentState,
             .divergentWatchedEvent, .closeViolation, .watcherGap, .watcherRepeatOrReorder,
         ]

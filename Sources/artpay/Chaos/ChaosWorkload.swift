@@ -91,7 +91,10 @@ final class ChaosWorkload: Sendable {
             let me = try await retrying(nodes) {
                 try await APIClient(base: $0, token: client.token).call("GET", "/v1/me")
             }
-            return (UserID(rawValue: me["id"] as! String)!, client.token!)
+            guard let id = (me["id"] as? String).flatMap(UserID.init(rawValue:)), let token = client.token else {
+                throw ChaosError("GET /v1/me for \(name) answered no usable id or the login no token: \(me)")
+            }
+            return (id, token)
         }
         let seller = try await user("chaos-seller", roles: ["seller"])
         var bidders: [(UserID, String)] = []
