@@ -2,6 +2,7 @@ public import Hummingbird
 public import Metrics
 import Node
 public import Prometheus
+import Synchronization
 
 /// Request counts and latency histograms by route, method and status, and bids by outcome, in the
 /// node's Prometheus registry (swift-prometheus): `artpay_http_requests_total`,
@@ -19,6 +20,16 @@ public final class HTTPMetrics: Sendable {
 
     private let registry: PrometheusCollectorRegistry
     private let factory: any MetricsFactory
+    /// The series made so far, so a request costs a lookup, not a registration: routes, methods,
+    /// statuses and outcomes are few.
+    private let requestSeries = Mutex<[RequestKey: (count: Prometheus.Counter, latency: DurationHistogram)]>([:])
+    private let bidCounters = Mutex<[String: CoreMetrics.Counter]>([:])
+
+    private struct RequestKey: Hashable {
+        var route: String
+        var method: String
+        var status: Int
+    }
 
     /// - Parameters:
     ///   - registry: the node's (a bench server keeps its own).
@@ -32,23 +43,38 @@ public final class HTTPMetrics: Sendable {
     }
 
     func record(route: String, method: String, status: Int, duration: Duration) {
-        let labels = [("route", route), ("method", method), ("status", "\(status)")]
-        registry.makeCounter(
-            descriptor: MetricNameDescriptor(
-                namespace: "artpay", subsystem: "http", metricName: "requests", unitName: "total",
-                helpText: "HTTP requests by route, method and status."),
-            labels: labels
-        ).increment()
-        registry.makeDurationHistogram(
-            descriptor: MetricNameDescriptor(
-                namespace: "artpay", subsystem: "http", metricName: "request_duration", unitName: "seconds",
-                helpText: "HTTP request latency by route, method and status."),
-            labels: labels, buckets: Self.buckets
-        ).record(duration)
+        let key = RequestKey(route: route, method: method, status: status)
+        let series = requestSeries.withLock { made in
+            if let series = made[key] { return series }
+            let labels = [("route", route), ("method", method), ("status", "\(status)")]
+            let series = (
+                count: registry.makeCounter(
+                    descriptor: MetricNameDescriptor(
+                        namespace: "artpay", subsystem: "http", metricName: "requests", unitName: "total",
+                        helpText: "HTTP requests by route, method and status."),
+                    labels: labels),
+                latency: registry.makeDurationHistogram(
+                    descriptor: MetricNameDescriptor(
+                        namespace: "artpay", subsystem: "http", metricName: "request_duration", unitName: "seconds",
+                        helpText: "HTTP request latency by route, method and status."),
+                    labels: labels, buckets: Self.buckets)
+            )
+            made[key] = series
+            return series
+        }
+        series.count.increment()
+        series.latency.record(duration)
     }
 
     func bid(outcome: String) {
-        CoreMetrics.Counter(label: "artpay_bids_total", dimensions: [("outcome", outcome)], factory: factory).increment()
+        let counter = bidCounters.withLock { made in
+            if let counter = made[outcome] { return counter }
+            let counter = CoreMetrics.Counter(
+                label: "artpay_bids_total", dimensions: [("outcome", outcome)], factory: factory)
+            made[outcome] = counter
+            return counter
+        }
+        counter.increment()
     }
 }
 
