@@ -152,4 +152,21 @@ public struct AuctionRecord: Hashable, Sendable, Codable {
             extensions: extensions, settlement: settlement?.phase?.rawValue,
             captured: settlement?.captured?.minorUnits, refunded: settlement?.refunded?.minorUnits)
     }
+
+    /// This record brought up to `live`, the same lot further on, when its log was compacted after
+    /// the record was written (so the events before the snapshot are only here). Only settlement
+    /// events follow an end: the bids, extensions and result stay; the seq and the settlement's
+    /// phase and amounts are the live lot's. Nil when `live` is another lot, behind this record,
+    /// or not finished.
+    public func continued(to live: Auction) -> AuctionRecord? {
+        guard live.id.rawValue == auctionId, live.seq >= seq, let state = live.state else { return nil }
+        let settlement = state.settlement
+        if result == .sold, settlement?.phase?.isFinished != true { return nil }
+        var record = self
+        record.seq = live.seq
+        record.settlement = settlement?.phase?.rawValue
+        record.captured = settlement?.captured?.minorUnits
+        record.refunded = settlement?.refunded?.minorUnits
+        return record
+    }
 }

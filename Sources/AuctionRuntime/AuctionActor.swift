@@ -155,7 +155,14 @@ public actor AuctionActor {
     private func receiptInLog(_ bidId: BidID) async throws(StorageError) -> BidReceipt? {
         var after: Int64 = 0
         while after < durableSeq {
-            let page = try await store.events(of: id, after: after, limit: 1_000)
+            let page: [StoredEvent]
+            do {
+                page = try await store.events(of: id, after: after, limit: 1_000)
+            } catch .compacted {
+                // The lot was archived and its log compacted (a week after): a retry that late is
+                // a new request, like an expired idempotency key.
+                return nil
+            }
             guard let last = page.last else { return nil }
             for stored in page where stored.event.acceptedBidId == bidId {
                 return BidReceipt(accepting: stored.event, seq: stored.seq)

@@ -107,6 +107,8 @@ extension GatewayAPI {
             throw APIError(
                 .badRequest, code: "unknown_cursor",
                 detail: "This cursor was not issued by this cluster's store (or is past its last event).")
+        } catch .feedCursorExpired(let cursor, let horizon) {
+            throw APIError.feedCursorExpired(cursor, horizon: horizon)
         } catch {
             throw APIError.storeUnavailable
         }
@@ -155,5 +157,17 @@ private final class FeedPump: Sendable {
             if page.entries.count < 500 { try? await Task.sleep(for: .milliseconds(200)) }
         }
         return nil
+    }
+}
+
+extension APIError {
+    /// 410: events after `cursor` were compacted away (the feed's retention), for the feed and for
+    /// webhook cursors alike.
+    static func feedCursorExpired(_ cursor: FeedCursor, horizon: FeedCursor) -> APIError {
+        APIError(
+            .gone, code: "feed_cursor_expired",
+            detail:
+                "Events after cursor \(cursor) were compacted with the live logs of archived lots (their records are "
+                + "in the archive). Start again from 'start' (the oldest event kept) or from \(horizon).")
     }
 }

@@ -762,6 +762,13 @@ public struct GatewayAPI: Sendable {
         let first: [StoredEvent]
         do {
             first = try await events.events(of: id, after: 0, limit: 1)
+        } catch .compacted {
+            // An archived lot whose log starts at its snapshot: the lot's terms are there.
+            do {
+                return PaddleBook.scope(sale: try await events.load(id).snapshot?.state?.terms.saleId, auction: id)
+            } catch {
+                throw APIError.storeUnavailable
+            }
         } catch {
             throw APIError.storeUnavailable
         }

@@ -180,6 +180,8 @@ extension GatewayAPI {
     private func webhookStore<T: Sendable>(_ work: () async throws -> T) async throws(APIError) -> T {
         do {
             return try await work()
+        } catch StorageError.feedCursorExpired(let cursor, let horizon) {
+            throw APIError.feedCursorExpired(cursor, horizon: horizon)
         } catch {
             throw APIError.storeUnavailable
         }

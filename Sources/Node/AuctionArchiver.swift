@@ -19,6 +19,10 @@ public actor AuctionArchiver {
         public var interval: Duration = .seconds(5)
         /// Lots archived per pass at most (a node starting on a large backlog spreads it out).
         public var batch = 200
+        /// How long after a lot was archived its live log is compacted to its last snapshot and
+        /// event (the archive keeps the history; the feed's horizon moves past the events that
+        /// go); nil: never. A week, like the read model's retention: the feed keeps a week.
+        public var compactAfter: Duration? = .seconds(7 * 86_400)
 
         public init() {}
     }
@@ -48,6 +52,7 @@ public actor AuctionArchiver {
     public func run() async {
         while !Task.isCancelled {
             _ = await archiveFinished()
+            _ = await compactArchived()
             _ = await node.readModel.evictArchived(now: clock.now())
             try? await Task.sleep(for: settings.interval)
         }
@@ -76,13 +81,42 @@ public actor AuctionArchiver {
         return count
     }
 
+    /// One pass of compaction: the live logs of lots this node owns that were archived longer
+    /// than `compactAfter` ago; how many were compacted. A lot whose log grew since its record was
+    /// written is archived again first (by `archiveFinished`), one a webhook endpoint has yet to
+    /// be handed waits for it.
+    public func compactArchived() async -> Int {
+        guard let compactAfter = settings.compactAfter,
+            let candidates = try? await store.compactionCandidates(
+                archivedBefore: clock.now().advanced(by: .zero - compactAfter), limit: settings.batch * 5)
+        else { return 0 }
+        var count = 0
+        for id in candidates where await node.owns(id) {
+            guard count < settings.batch, !Task.isCancelled else { break }
+            do {
+                let live = try await store.load(id).restore(id)
+                if case .compacted = try await store.compact(id, keeping: live) { count += 1 }
+            } catch {
+                logger.warning("cannot compact a lot's log", metadata: ["auction": "\(id)", "error": "\(error)"])
+            }
+        }
+        return count
+    }
+
     private func archive(_ summary: AuctionSummary) async -> Bool {
         let id = summary.auctionId
         do {
-            let events = try await store.events(of: id, after: 0, limit: Int.max).map(\.event)
-            let scope = PaddleScope.key(sale: summary.saleId, auction: id)
-            let paddles = (try? await users.paddles(in: [scope]))?[scope] ?? [:]
-            guard let record = AuctionRecord.finished(id, events: events, paddles: paddles) else { return false }
+            let found: AuctionRecord?
+            do {
+                let log = try await store.events(of: id, after: 0, limit: Int.max)
+                let scope = PaddleScope.key(sale: summary.saleId, auction: id)
+                let paddles = (try? await users.paddles(in: [scope]))?[scope] ?? [:]
+                found = AuctionRecord.finished(id, events: log.map(\.event), paddles: paddles)
+            } catch .compacted {
+                // The history is in the archive, the rest in the live lot.
+                found = try await store.archivedAuction(id)?.continued(to: store.load(id).restore(id))
+            }
+            guard let record = found else { return false }
             _ = try await store.archive(record, at: clock.now())
             archived[id] = record.seq
             return true

@@ -62,7 +62,7 @@ public final class AuctionReadModel: Sendable {
         self.retention = retention
         let skip = archive.map { Self.archivedLongAgo(in: $0, clock: clock, retention: retention) }
         self.writer = ReadModelWriter(
-            store: store, notifications: notifications, notifyFrom: notifyFrom, skipArchived: skip
+            store: store, notifications: notifications, notifyFrom: notifyFrom, skipArchived: skip, archive: archive
         ) { snapshot in
             published.value.withLock { $0 = snapshot }
         }
@@ -619,15 +619,18 @@ actor ReadModelWriter {
     /// ago (the read model would only load them to forget them).
     typealias SkipArchived = @Sendable ([LogHead]) async -> Set<AuctionID>
     private let skipArchived: SkipArchived?
+    /// Where a lot whose live log was compacted keeps its bids (for its standings).
+    private let archive: (any ArchiveStore)?
 
     init(
         store: any EventStore, notifications: NotificationHub, notifyFrom: Timestamp, skipArchived: SkipArchived?,
-        publish: @escaping @Sendable (ReadModelSnapshot) -> Void
+        archive: (any ArchiveStore)? = nil, publish: @escaping @Sendable (ReadModelSnapshot) -> Void
     ) {
         self.store = store
         self.notifications = notifications
         self.notifyFrom = notifyFrom
         self.skipArchived = skipArchived
+        self.archive = archive
         self.publish = publish
     }
 
@@ -826,7 +829,16 @@ actor ReadModelWriter {
             standing[bidder, default: BidderStanding(bidderId: bidder, highestPrice: price, bids: 0)].record(price)
         }
         while seq < lastSeq {
-            guard let page = try? await store.events(of: id, after: seq, limit: 1_000), !page.isEmpty else { break }
+            let page: [StoredEvent]
+            do {
+                page = try await store.events(of: id, after: seq, limit: 1_000)
+            } catch .compacted {
+                await reloadCompacted(id)
+                return
+            } catch {
+                break
+            }
+            guard !page.isEmpty else { break }
             for event in page {
                 guard event.seq == seq + 1,
                     (try? AuctionState.advance(&state, with: event.event, auction: id, seq: event.seq)) != nil
@@ -848,6 +860,25 @@ actor ReadModelWriter {
         auctions[id] = Projected(seq: seq, state: state)
         standings[id] = standing
         snapshot.recentBids[id] = recent.isEmpty ? nil : recent
+        index(id)
+    }
+
+    /// `reload` for a lot whose live log was compacted (it starts at its last snapshot): the state
+    /// from the store's snapshot and tail, the standings from the bids in its archived record.
+    private func reloadCompacted(_ id: AuctionID) async {
+        guard let auction = try? await store.load(id).restore(id), let state = auction.state,
+            auction.seq > (auctions[id]?.seq ?? 0)
+        else { return }
+        var standing: [UserID: BidderStanding] = [:]
+        if let record = try? await archive?.archivedAuction(id) {
+            for bid in record.bids {
+                guard let bidder = UserID(rawValue: bid.bidderId) else { continue }
+                let price = Money(minorUnits: bid.price, currency: state.terms.currency)
+                standing[bidder, default: BidderStanding(bidderId: bidder, highestPrice: price, bids: 0)].record(price)
+            }
+        }
+        auctions[id] = Projected(seq: auction.seq, state: state)
+        standings[id] = standing
         index(id)
     }
 

@@ -62,9 +62,18 @@ final class EventFeed: Sendable {
             }
             func catchUp(before limit: Int64?) async {
                 while limit.map({ last + 1 < $0 }) ?? true {
-                    guard let page = try? await store.events(of: auction, after: last, limit: 500), !page.isEmpty else {
+                    let page: [StoredEvent]
+                    do {
+                        page = try await store.events(of: auction, after: last, limit: 500)
+                    } catch .compacted(_, let keptFrom) {
+                        // An archived lot's history before its snapshot is in the archive; the
+                        // stream goes on with what the log keeps.
+                        last = keptFrom - 1
+                        continue
+                    } catch {
                         return
                     }
+                    guard !page.isEmpty else { return }
                     for event in page where limit.map({ event.seq < $0 }) ?? true { emit(event) }
                     if page.count < 500 { return }
                 }

@@ -21,6 +21,31 @@ public protocol ArchiveStore: Sendable {
     /// the last page), at most `limit`: the export.
     func archivedRecords(_ query: ArchiveQuery, after: (Timestamp, AuctionID)?, limit: Int) async throws(StorageError)
         -> [AuctionRecord]
+
+    /// Archived lots whose live log may be compacted: archived before `cutoff` and not yet
+    /// compacted through the seq of their record, oldest archived first, at most `limit`.
+    func compactionCandidates(archivedBefore cutoff: Timestamp, limit: Int) async throws(StorageError) -> [AuctionID]
+
+    /// Shrinks the live log of an archived lot to `snapshot` (the lot as of its last event) and
+    /// that last event, in one transaction; the record in the archive keeps the whole history.
+    ///
+    /// Only when nothing is lost: the archived record is of the log through `snapshot.seq` and the
+    /// log ends there, and every webhook endpoint's cursor is past the events that go. The feed's
+    /// horizon moves past them, so a feed cursor before them is refused (`feedCursorExpired`)
+    /// instead of resuming with a silent gap. Loading the lot (`EventStore.load`) gives the same
+    /// `Auction` before and after.
+    func compact(_ auction: AuctionID, keeping snapshot: Auction) async throws(StorageError) -> CompactionOutcome
+}
+
+/// What ``ArchiveStore/compact(_:keeping:)`` did.
+public enum CompactionOutcome: Hashable, Sendable {
+    /// The log now starts at the snapshot's seq; `removed` events went (0: it was short already).
+    case compacted(removed: Int)
+    /// Not compacted: the archive does not hold the log through `snapshot.seq`, or the log grew
+    /// past it (a refund after the record was written). The lot is archived again first.
+    case archiveBehind
+    /// Not compacted: a webhook endpoint has yet to be handed events that would go.
+    case webhooksBehind
 }
 
 /// How far the archive has a lot: the seq its record was folded to, and when the lot ended.

@@ -28,7 +28,8 @@ public protocol EventStore: Sendable {
     /// The latest snapshot of `auction` and every event after it; empty when the auction has no log.
     func load(_ auction: AuctionID) async throws(StorageError) -> StoredAuction
 
-    /// Up to `limit` events of `auction` with `seq > afterSeq`, in order.
+    /// Up to `limit` events of `auction` with `seq > afterSeq`, in order. Throws `compacted` when
+    /// events after `afterSeq` were compacted away (`ArchiveStore.compact`).
     func events(of auction: AuctionID, after afterSeq: Int64, limit: Int) async throws(StorageError) -> [StoredEvent]
 
     /// The heads of the logs that grew after `cursor` (``LogCursor/start``: every log), at most

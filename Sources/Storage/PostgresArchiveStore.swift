@@ -61,6 +61,43 @@ extension PostgresEventStore: ArchiveStore {
         return marks
     }
 
+    public func compactionCandidates(archivedBefore cutoff: Timestamp, limit: Int) async throws(StorageError)
+        -> [AuctionID]
+    {
+        let logger = logger
+        let names: [String] = try await guardedQuery { connection in
+            var found: [String] = []
+            let rows = try await connection.query(
+                """
+                SELECT auction_id FROM auction_archive
+                WHERE archived_at < \(cutoff.millisecondsSinceEpoch) AND compacted_seq IS DISTINCT FROM seq
+                ORDER BY archived_at, auction_id LIMIT \(Int64(max(0, limit)))
+                """, logger: logger)
+            for try await (name) in rows.decode(String.self) { found.append(name) }
+            return found
+        }
+        return names.compactMap(AuctionID.init(rawValue:))
+    }
+
+    public func compact(_ auction: AuctionID, keeping snapshot: Auction) async throws(StorageError)
+        -> CompactionOutcome
+    {
+        let logger = logger
+        let state = EventCodec.encodeSnapshot(snapshot)
+        let (outcome, removed): (String, Int64) = try await guardedQuery { connection in
+            let rows = try await connection.query(
+                "SELECT o_outcome, o_removed FROM artpay_compact(\(auction.rawValue), \(snapshot.seq), \(state))",
+                logger: logger)
+            for try await row in rows.decode((String, Int64).self) { return row }
+            return ("archive_behind", 0)
+        }
+        switch outcome {
+        case "compacted": return .compacted(removed: Int(removed))
+        case "webhooks_behind": return .webhooksBehind
+        default: return .archiveBehind
+        }
+    }
+
     public func lotReport(_ query: ArchiveQuery) async throws(StorageError) -> [LotReportRow] {
         let group: String
         switch query.grouping {

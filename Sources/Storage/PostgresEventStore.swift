@@ -196,7 +196,21 @@ public struct PostgresEventStore: EventStore {
             for try await row in sequence.decode((Int64, Int64, String, String).self) { rows.append(row) }
             return rows
         }
+        if let first = rows.first?.0, first > afterSeq + 1, first == (try await compactedSeq(of: auction)) {
+            throw .compacted(auction: auction, keptFrom: first)
+        }
         return try rows.storedEvents(of: auction, after: afterSeq)
+    }
+
+    /// The seq `auction`'s log was last compacted to (its first event since), nil when never.
+    private func compactedSeq(of auction: AuctionID) async throws(StorageError) -> Int64? {
+        let logger = logger
+        return try await guardedQuery { connection in
+            let rows = try await connection.query(
+                "SELECT compacted_seq FROM auction_archive WHERE auction_id = \(auction.rawValue)", logger: logger)
+            for try await (seq) in rows.decode(Int64?.self) { return seq }
+            return nil
+        }
     }
 
     public func logHeads(after cursor: LogCursor, limit: Int) async throws(StorageError) -> LogHeadsPage {
@@ -231,19 +245,40 @@ public struct PostgresEventStore: EventStore {
     public func feed(after cursor: FeedCursor, limit: Int) async throws(StorageError) -> FeedPage {
         // The horizon: events of transactions older than the oldest one still running. A
         // transaction below it has ended, so no event can appear there after this read.
-        typealias Row = (String, Int64, String, Int64, Int64, String, String)
-        let rows: [Row] = try await guardedQuery { connection in
+        // One statement, one snapshot: the feed's horizon (moved by compaction) and the events after
+        // the cursor are read together, so a compaction committing in between cannot leave a gap.
+        typealias Row = (String, Int64, String?, Int64?, String?, Int64?, Int64?, String?, String?)
+        let found: [Row] = try await guardedQuery { connection in
             var found: [Row] = []
             let result = try await connection.query(
                 """
-                SELECT committed_tx::text AS position_tx, position, auction_id, seq, epoch, kind, payload::text
-                FROM auction_events
-                WHERE (committed_tx, position) > (\(String(cursor.transaction))::xid8, \(cursor.position))
-                  AND committed_tx < pg_snapshot_xmin(pg_current_snapshot())
-                ORDER BY committed_tx, position LIMIT \(Int64(max(0, limit)))
+                SELECT h.tx::text, h.position, e.position_tx, e.position, e.auction_id, e.seq, e.epoch, e.kind,
+                    e.payload
+                FROM feed_horizon h LEFT JOIN LATERAL (
+                    SELECT committed_tx::text AS position_tx, position, auction_id, seq, epoch, kind,
+                        payload::text AS payload
+                    FROM auction_events
+                    WHERE (committed_tx, position) > (\(String(cursor.transaction))::xid8, \(cursor.position))
+                      AND committed_tx < pg_snapshot_xmin(pg_current_snapshot())
+                    ORDER BY committed_tx, position LIMIT \(Int64(max(0, limit)))
+                ) e ON true
+                WHERE h.id = 1
+                ORDER BY e.position_tx::xid8, e.position
                 """, logger: logger)
             for try await row in result.decode(Row.self) { found.append(row) }
             return found
+        }
+        guard let first = found.first, let horizonTransaction = UInt64(first.0) else {
+            throw .unavailable("the feed's horizon row is missing")
+        }
+        let horizon = FeedCursor(transaction: horizonTransaction, position: first.1)
+        if cursor != .start, cursor < horizon { throw .feedCursorExpired(cursor, horizon: horizon) }
+        var rows: [(String, Int64, String, Int64, Int64, String, String)] = []
+        for row in found {
+            guard let transaction = row.2, let position = row.3, let auction = row.4, let seq = row.5,
+                let epoch = row.6, let kind = row.7, let payload = row.8
+            else { continue }
+            rows.append((transaction, position, auction, seq, epoch, kind, payload))
         }
         if rows.isEmpty, cursor != .start {
             // Nothing after it: fine for a cursor at the end, not for one past what was issued.

@@ -396,5 +396,68 @@ enum PostgresSchema {
                 "CREATE INDEX auction_archive_by_sale ON auction_archive (sale_id, ended_at)",
             ]
         ),
+        // Compaction of archived lots' live logs: how far each was compacted, and the feed's horizon
+        // (the last feed position of any compacted event; a cursor before it is refused).
+        // `artpay_compact` does one lot in one transaction: the horizon row is locked first, so a
+        // webhook replay (which reads it FOR SHARE) and a compaction never cross.
+        SchemaMigration(
+            version: 11,
+            statements: [
+                "ALTER TABLE auction_archive ADD COLUMN compacted_seq bigint",
+                "CREATE INDEX auction_archive_by_archiving ON auction_archive (archived_at)",
+                """
+                CREATE TABLE feed_horizon (
+                    id integer PRIMARY KEY CHECK (id = 1),
+                    tx xid8 NOT NULL,
+                    position bigint NOT NULL
+                )
+                """,
+                "INSERT INTO feed_horizon (id, tx, position) VALUES (1, '0'::xid8, 0)",
+                """
+                CREATE FUNCTION artpay_compact(p_auction text, p_seq bigint, p_state text)
+                RETURNS TABLE (o_outcome text, o_removed bigint)
+                LANGUAGE plpgsql AS $$
+                DECLARE
+                    v_archived bigint;
+                    v_last bigint;
+                    v_tx xid8;
+                    v_position bigint;
+                    v_removed bigint;
+                BEGIN
+                    PERFORM 1 FROM feed_horizon WHERE id = 1 FOR UPDATE;
+                    SELECT a.seq INTO v_archived FROM auction_archive a WHERE a.auction_id = p_auction FOR UPDATE;
+                    SELECT max(ev.seq) INTO v_last FROM auction_events ev WHERE ev.auction_id = p_auction;
+                    IF v_archived IS DISTINCT FROM p_seq OR v_last IS DISTINCT FROM p_seq THEN
+                        RETURN QUERY SELECT 'archive_behind'::text, 0::bigint;
+                        RETURN;
+                    END IF;
+                    SELECT ev.committed_tx, ev.position INTO v_tx, v_position FROM auction_events ev
+                    WHERE ev.auction_id = p_auction AND ev.seq < p_seq
+                    ORDER BY ev.committed_tx DESC, ev.position DESC LIMIT 1;
+                    IF v_tx IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM webhook_endpoints w
+                        WHERE (split_part(w.cursor, '.', 1)::xid8, split_part(w.cursor, '.', 2)::bigint)
+                            < (v_tx, v_position)
+                    ) THEN
+                        RETURN QUERY SELECT 'webhooks_behind'::text, 0::bigint;
+                        RETURN;
+                    END IF;
+                    INSERT INTO auction_snapshots AS cur (auction_id, seq, state)
+                    VALUES (p_auction, p_seq, p_state::jsonb)
+                    ON CONFLICT (auction_id) DO UPDATE SET seq = excluded.seq, state = excluded.state, taken_at = now()
+                        WHERE cur.seq <= excluded.seq;
+                    IF v_tx IS NOT NULL THEN
+                        UPDATE feed_horizon SET tx = v_tx, position = v_position
+                        WHERE id = 1 AND (tx, position) < (v_tx, v_position);
+                    END IF;
+                    DELETE FROM auction_events ev WHERE ev.auction_id = p_auction AND ev.seq < p_seq;
+                    GET DIAGNOSTICS v_removed = ROW_COUNT;
+                    UPDATE auction_archive SET compacted_seq = p_seq WHERE auction_id = p_auction;
+                    RETURN QUERY SELECT 'compacted'::text, v_removed;
+                END
+                $$
+                """,
+            ]
+        ),
     ]
 }

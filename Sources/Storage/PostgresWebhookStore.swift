@@ -28,17 +28,39 @@ extension PostgresEventStore: WebhookStore {
 
     public func createWebhookEndpoint(_ endpoint: WebhookEndpoint) async throws(StorageError) -> Bool {
         let logger = logger
-        return try await guardedQuery { connection in
+        let cursor = endpoint.cursor
+        let created: Bool = try await guardedQuery { connection in
+            // The horizon row is read FOR SHARE: a compaction (which locks it FOR UPDATE, then reads
+            // every endpoint's cursor) runs wholly before or after, never across.
             let rows = try await connection.query(
                 """
+                WITH h AS (SELECT tx, position FROM feed_horizon WHERE id = 1 FOR SHARE)
                 INSERT INTO webhook_endpoints (id, url, types, secret, created_at, cursor, generation)
-                VALUES (\(endpoint.id), \(endpoint.url), \(endpoint.types.joined(separator: ",")), \(endpoint.secret),
-                        \(endpoint.createdAt.millisecondsSinceEpoch), \(endpoint.cursor.description), \(endpoint.generation))
+                SELECT \(endpoint.id), \(endpoint.url), \(endpoint.types.joined(separator: ",")), \(endpoint.secret),
+                        \(endpoint.createdAt.millisecondsSinceEpoch), \(cursor.description), \(endpoint.generation)
+                FROM h WHERE \(cursor == .start) OR (\(String(cursor.transaction))::xid8, \(cursor.position))
+                    >= (h.tx, h.position)
                 ON CONFLICT (id) DO NOTHING RETURNING id
                 """, logger: logger)
             for try await _ in rows { return true }
             return false
         }
+        if !created { try await refuseBeforeHorizon(cursor) }
+        return created
+    }
+
+    /// Throws `feedCursorExpired` when `cursor` is before the feed's horizon (and not `start`).
+    private func refuseBeforeHorizon(_ cursor: FeedCursor) async throws(StorageError) {
+        guard cursor != .start else { return }
+        let logger = logger
+        let (transaction, position): (String, Int64) = try await guardedQuery { connection in
+            let rows = try await connection.query(
+                "SELECT tx::text, position FROM feed_horizon WHERE id = 1", logger: logger)
+            for try await row in rows.decode((String, Int64).self) { return row }
+            return ("0", 0)
+        }
+        let horizon = FeedCursor(transaction: UInt64(transaction) ?? 0, position: position)
+        if cursor < horizon { throw .feedCursorExpired(cursor, horizon: horizon) }
     }
 
     public func webhookEndpoints() async throws(StorageError) -> [WebhookEndpoint] {
@@ -85,12 +107,18 @@ extension PostgresEventStore: WebhookStore {
     public func rewindWebhookCursor(of id: String, to cursor: FeedCursor) async throws(StorageError)
         -> WebhookEndpoint?
     {
-        try await endpoints(
+        // As in `createWebhookEndpoint`: checked against the horizon read FOR SHARE.
+        let rewound = try await endpoints(
             """
-            UPDATE webhook_endpoints SET cursor = \(cursor.description), generation = generation + 1 WHERE id = \(id)
+            WITH h AS (SELECT tx, position FROM feed_horizon WHERE id = 1 FOR SHARE)
+            UPDATE webhook_endpoints SET cursor = \(cursor.description), generation = generation + 1
+            FROM h WHERE id = \(id) AND (\(cursor == .start) OR (\(String(cursor.transaction))::xid8, \(cursor.position))
+                >= (h.tx, h.position))
             RETURNING id, url, types, secret, created_at, cursor, generation
             """
         ).first
+        if rewound == nil { try await refuseBeforeHorizon(cursor) }
+        return rewound
     }
 
     public func recordWebhookDelivery(_ delivery: WebhookDelivery) async throws(StorageError) {

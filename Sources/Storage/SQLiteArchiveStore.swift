@@ -85,6 +85,64 @@ extension SQLiteEventStore: ArchiveStore {
         return (clauses.joined(separator: " AND "), binds)
     }
 
+    public func compactionCandidates(archivedBefore cutoff: Timestamp, limit: Int) async throws(StorageError)
+        -> [AuctionID]
+    {
+        let rows: [SQLiteRow] = try await exclusive {
+            try await connection.query(
+                """
+                SELECT auction_id FROM auction_archive
+                WHERE archived_at < ? AND compacted_seq IS NOT seq
+                ORDER BY archived_at, auction_id LIMIT ?
+                """, [.integer(Int(cutoff.millisecondsSinceEpoch)), .integer(max(0, limit))])
+        }
+        return rows.compactMap { $0.column("auction_id")?.string.flatMap(AuctionID.init(rawValue:)) }
+    }
+
+    public func compact(_ auction: AuctionID, keeping snapshot: Auction) async throws(StorageError)
+        -> CompactionOutcome
+    {
+        let state = EventCodec.encodeSnapshot(snapshot)
+        let id = SQLiteData.text(auction.rawValue)
+        let seq = SQLiteData.integer(Int(snapshot.seq))
+        return try await transaction { connection in
+            let archived = try await connection.query("SELECT seq FROM auction_archive WHERE auction_id = ?", [id])
+                .first?.column("seq")?.integer
+            let last = try await connection.query("SELECT max(seq) AS last FROM auction_events WHERE auction_id = ?", [id])
+                .first?.column("last")?.integer
+            guard archived == Int(snapshot.seq), last == Int(snapshot.seq) else { return .archiveBehind }
+            let top = try await connection.query(
+                "SELECT max(position) AS top FROM auction_events WHERE auction_id = ? AND seq < ?", [id, seq]
+            ).first?.column("top")?.integer
+            if let top {
+                let behind = try await connection.query(
+                    """
+                    SELECT count(*) AS n FROM webhook_endpoints
+                    WHERE CAST(substr(cursor, instr(cursor, '.') + 1) AS INTEGER) < ?
+                    """, [.integer(top)]
+                ).first?.column("n")?.integer ?? 0
+                if behind > 0 { return .webhooksBehind }
+            }
+            _ = try await connection.query(
+                """
+                INSERT INTO auction_snapshots (auction_id, seq, state, taken_at) VALUES (?, ?, ?, CURRENT_TIMESTAMP)
+                ON CONFLICT (auction_id) DO UPDATE SET seq = excluded.seq, state = excluded.state,
+                    taken_at = excluded.taken_at
+                    WHERE auction_snapshots.seq <= excluded.seq
+                """, [id, seq, .text(state)])
+            if let top {
+                _ = try await connection.query(
+                    "UPDATE feed_horizon SET position = ? WHERE id = 1 AND position < ?", [.integer(top), .integer(top)])
+            }
+            let removed = try await connection.query(
+                "DELETE FROM auction_events WHERE auction_id = ? AND seq < ? RETURNING seq", [id, seq]
+            ).count
+            _ = try await connection.query(
+                "UPDATE auction_archive SET compacted_seq = ? WHERE auction_id = ?", [seq, id])
+            return .compacted(removed: removed)
+        }
+    }
+
     public func lotReport(_ query: ArchiveQuery) async throws(StorageError) -> [LotReportRow] {
         let group: String
         switch query.grouping {

@@ -213,6 +213,15 @@ public actor SQLiteEventStore: EventStore {
             }
             raw.append((Int64(seq), Int64(epoch), kind, payload))
         }
+        if let first = raw.first?.0, first > afterSeq + 1 {
+            let compacted: [SQLiteRow] = try await exclusive {
+                try await connection.query(
+                    "SELECT compacted_seq FROM auction_archive WHERE auction_id = ?", [.text(auction.rawValue)])
+            }
+            if compacted.first?.column("compacted_seq")?.integer == Int(first) {
+                throw .compacted(auction: auction, keptFrom: first)
+            }
+        }
         return try raw.storedEvents(of: auction, after: afterSeq)
     }
 
@@ -240,13 +249,24 @@ public actor SQLiteEventStore: EventStore {
 
     public func feed(after cursor: FeedCursor, limit: Int) async throws(StorageError) -> FeedPage {
         // One writer at a time (BEGIN IMMEDIATE): positions are taken in commit order.
-        let rows: [SQLiteRow] = try await exclusive {
+        // One statement: the horizon (moved by compaction) and the events after the cursor together.
+        let found: [SQLiteRow] = try await exclusive {
             try await connection.query(
                 """
-                SELECT position, auction_id, seq, epoch, kind, payload FROM auction_events
-                WHERE position > ? ORDER BY position LIMIT ?
+                SELECT h.position AS horizon, e.position, e.auction_id, e.seq, e.epoch, e.kind, e.payload
+                FROM feed_horizon h LEFT JOIN (
+                    SELECT position, auction_id, seq, epoch, kind, payload FROM auction_events
+                    WHERE position > ? ORDER BY position LIMIT ?
+                ) e ON 1
+                WHERE h.id = 1 ORDER BY e.position
                 """, [.integer(Int(cursor.position)), .integer(max(0, limit))])
         }
+        guard let horizonPosition = found.first?.column("horizon")?.integer else {
+            throw .unavailable("the feed's horizon row is missing")
+        }
+        let horizon = FeedCursor(transaction: 0, position: Int64(horizonPosition))
+        if cursor != .start, cursor < horizon { throw .feedCursorExpired(cursor, horizon: horizon) }
+        let rows = found.filter { $0.column("position")?.integer != nil }
         if rows.isEmpty, cursor != .start {
             let last: Int = try await exclusive {
                 try await connection.query("SELECT last FROM event_positions WHERE id = 1").first?.column("last")?
@@ -534,6 +554,16 @@ enum SQLiteSchema {
                 "CREATE INDEX auction_archive_by_end ON auction_archive (ended_at, auction_id)",
                 "CREATE INDEX auction_archive_by_seller ON auction_archive (seller_id, ended_at)",
                 "CREATE INDEX auction_archive_by_sale ON auction_archive (sale_id, ended_at)",
+            ]
+        ),
+        // Compaction of archived lots' live logs (see the PostgreSQL schema's version 11).
+        SchemaMigration(
+            version: 11,
+            statements: [
+                "ALTER TABLE auction_archive ADD COLUMN compacted_seq INTEGER",
+                "CREATE INDEX auction_archive_by_archiving ON auction_archive (archived_at)",
+                "CREATE TABLE feed_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL)",
+                "INSERT INTO feed_horizon (id, position) VALUES (1, 0)",
             ]
         ),
     ]

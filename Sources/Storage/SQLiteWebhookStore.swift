@@ -22,15 +22,28 @@ extension SQLiteEventStore: WebhookStore {
             try await connection.query(
                 """
                 INSERT INTO webhook_endpoints (id, url, types, secret, created_at, cursor, generation)
-                VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id
+                SELECT ?, ?, ?, ?, ?, ?, ? FROM feed_horizon WHERE id = 1 AND (? OR ? >= position)
+                ON CONFLICT (id) DO NOTHING RETURNING id
                 """,
                 [
                     .text(endpoint.id), .text(endpoint.url), .text(endpoint.types.joined(separator: ",")),
                     .text(endpoint.secret), .integer(Int(endpoint.createdAt.millisecondsSinceEpoch)),
                     .text(endpoint.cursor.description), .integer(Int(endpoint.generation)),
+                    .integer(endpoint.cursor == .start ? 1 : 0), .integer(Int(endpoint.cursor.position)),
                 ])
         }
+        if rows.isEmpty { try await refuseBeforeHorizon(endpoint.cursor) }
         return !rows.isEmpty
+    }
+
+    /// Throws `feedCursorExpired` when `cursor` is before the feed's horizon (and not `start`).
+    private func refuseBeforeHorizon(_ cursor: FeedCursor) async throws(StorageError) {
+        guard cursor != .start else { return }
+        let rows: [SQLiteRow] = try await exclusive {
+            try await connection.query("SELECT position FROM feed_horizon WHERE id = 1")
+        }
+        let horizon = FeedCursor(transaction: 0, position: Int64(rows.first?.column("position")?.integer ?? 0))
+        if cursor < horizon { throw .feedCursorExpired(cursor, horizon: horizon) }
     }
 
     public func webhookEndpoints() async throws(StorageError) -> [WebhookEndpoint] {
@@ -85,11 +98,19 @@ extension SQLiteEventStore: WebhookStore {
         let rows: [SQLiteRow] = try await exclusive {
             try await connection.query(
                 """
-                UPDATE webhook_endpoints SET cursor = ?, generation = generation + 1 WHERE id = ?
+                UPDATE webhook_endpoints SET cursor = ?, generation = generation + 1
+                WHERE id = ? AND (? OR ? >= (SELECT position FROM feed_horizon WHERE id = 1))
                 RETURNING \(Self.endpointColumns)
-                """, [.text(cursor.description), .text(id)])
+                """,
+                [
+                    .text(cursor.description), .text(id), .integer(cursor == .start ? 1 : 0),
+                    .integer(Int(cursor.position)),
+                ])
         }
-        guard let row = rows.first else { return nil }
+        guard let row = rows.first else {
+            try await refuseBeforeHorizon(cursor)
+            return nil
+        }
         return try Self.endpoint(row)
     }
 

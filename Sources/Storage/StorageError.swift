@@ -20,6 +20,13 @@ public enum StorageError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A feed cursor this store never issued: past its last event (another database's, or made
     /// up). Following it would wait for ever instead of saying so.
     case unknownFeedCursor(FeedCursor)
+    /// A feed cursor from before the feed's horizon: events after it were compacted away with the
+    /// live logs of archived lots (their records are in the archive). Resuming from it would skip
+    /// them silently; a consumer starts again from `start` (the oldest event kept) or `horizon`.
+    case feedCursorExpired(FeedCursor, horizon: FeedCursor)
+    /// The events asked for were compacted: the lot is archived (its record holds the history) and
+    /// its live log starts at `keptFrom`, the seq of its snapshot (`load` gives the whole lot).
+    case compacted(auction: AuctionID, keptFrom: Int64)
 
     public struct FencedShard: Hashable, Sendable {
         public var shard: ShardID
@@ -43,6 +50,8 @@ public enum StorageError: Error, Hashable, Sendable, CustomStringConvertible {
         case .invalidBatch: "invalid_batch"
         case .unavailable: "store_unavailable"
         case .unknownFeedCursor: "unknown_cursor"
+        case .feedCursorExpired: "feed_cursor_expired"
+        case .compacted: "log_compacted"
         }
     }
 
@@ -64,6 +73,10 @@ public enum StorageError: Error, Hashable, Sendable, CustomStringConvertible {
             return "store unavailable: \(detail)"
         case .unknownFeedCursor(let cursor):
             return "feed cursor \(cursor) was not issued by this store"
+        case .feedCursorExpired(let cursor, let horizon):
+            return "feed cursor \(cursor) is before the feed's horizon \(horizon): events after it were compacted"
+        case .compacted(let auction, let keptFrom):
+            return "the log of auction \(auction) was compacted: it starts at seq \(keptFrom); the history is archived"
         }
     }
 }
