@@ -55,4 +55,20 @@ import Testing
         #expect(record.reason == "withdrawn")
         #expect(record.bids.count == 1)
     }
+
+    /// After compaction the record is brought up to the live lot (its snapshot and later events)
+    /// instead of being folded from a log that no longer starts at 1.
+    @Test func aRecord_continuesToItsOwnLiveLot_only() throws {
+        let events = Self.log([
+            (F.bid("a1", F.alice, 2_000), F.duringSale), (.cancel(reason: "withdrawn"), F.duringSale),
+        ])
+        let record = try #require(AuctionRecord.finished(F.auctionId, events: events))
+        var live = Auction(id: F.auctionId)
+        try live.apply(contentsOf: events)
+        #expect(record.continued(to: live) == record, "nothing happened since: the same record")
+        var behind = Auction(id: F.auctionId)
+        try behind.apply(contentsOf: Array(events.dropLast()))
+        #expect(record.continued(to: behind) == nil, "a lot behind the record")
+        #expect(record.continued(to: Auction(id: AuctionID(rawValue: "another-lot")!)) == nil, "another lot")
+    }
 }

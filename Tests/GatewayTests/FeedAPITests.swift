@@ -1,7 +1,9 @@
+import AuctionCore
 import Foundation
 import Gateway
 import HTTPTypes
 import HummingbirdTesting
+import Storage
 import TestSupport
 import Testing
 
@@ -100,6 +102,63 @@ import Testing
             let nothing = try await client.send(.get, "/v1/feed?after=\(end)", token: service)
             #expect(Self.events(nothing).isEmpty)
             #expect(nothing.json["next"] as? String == end)
+        }
+    }
+
+    /// Once an archived lot's live log is compacted, a cursor from before the feed's horizon is
+    /// refused (410), for the feed and for a webhook replay; `start` reads what is kept.
+    @Test func aCursorFromBeforeCompaction_isGone_notSilentlySkipped() async throws {
+        try await GatewayHarness.run { client, harness in
+            let seller = try await client.signUp("sue", roles: ["seller"])
+            let ben = try await client.signUp("ben")
+            let service = try await Self.service(client, "svc")
+            let root = try await client.logIn("root", "root-password")
+            #expect(
+                try await client.send(.post, "/v1/auctions", json: auctionJSON(id: "lot-c1"), token: seller).status
+                    == .created)
+            for (id, maximum) in [("b1", 5_000), ("b2", 6_000)] {
+                let body = #"{"bidId":"\#(id)","maximum":\#(maximum),"currency":"EUR"}"#
+                #expect(
+                    try await client.send(.post, "/v1/auctions/lot-c1/bids", json: body, token: ben).status
+                        == .created)
+            }
+            let before = Self.events(try await client.send(.get, "/v1/feed", token: service))
+            #expect(before.count == 3)
+            let first = try #require(before.first?["cursor"] as? String)
+            let webhook = try await client.send(
+                .post, "/v1/webhooks", json: #"{"url":"http://127.0.0.1:9/hook","from":"start"}"#, token: root)
+            let endpoint = try #require(webhook.json["id"] as? String)
+            let end = try #require(before.last?["cursor"] as? String)
+            #expect(
+                try await client.send(
+                    .post, "/v1/webhooks/\(endpoint)/replay", json: #"{"after":"\#(end)"}"#, token: root
+                ).status == .ok)
+
+            // The lot is archived at its last seq and its log compacted (as a week later).
+            let lot = AuctionID(rawValue: "lot-c1")!
+            let live = try await harness.store.load(lot).restore(lot)
+            let terms = try #require(live.state?.terms)
+            let record = AuctionRecord(
+                auctionId: "lot-c1", seq: live.seq, saleId: nil, sellerId: terms.sellerId.rawValue,
+                title: terms.title, currency: "EUR", startingPrice: terms.startingPrice.minorUnits, reservePrice: nil,
+                buyNowPrice: nil, opensAt: terms.opensAt, closesAt: terms.closesAt, endedAt: terms.closesAt,
+                result: .cancelled, reason: "test", hammer: nil, winnerId: nil, winnerPaddle: nil, bids: [],
+                extensions: [], settlement: nil, captured: nil, refunded: nil)
+            #expect(try await harness.store.archive(record, at: terms.opensAt))
+            #expect(try await harness.store.compact(lot, keeping: live) == .compacted(removed: 2))
+
+            let gone = try await client.send(.get, "/v1/feed?after=\(first)", token: service)
+            #expect(gone.status == .gone)
+            #expect(gone.json["code"] as? String == "feed_cursor_expired", "\(gone.json)")
+            let kept = Self.events(try await client.send(.get, "/v1/feed", token: service))
+            #expect(kept.map { $0["seq"] as? Int } == [3], "what the log keeps")
+            let replay = try await client.send(
+                .post, "/v1/webhooks/\(endpoint)/replay", json: #"{"after":"\#(first)"}"#, token: root)
+            #expect(replay.status == .gone)
+            #expect(replay.json["code"] as? String == "feed_cursor_expired")
+            // The lot still answers, from its snapshot.
+            let view = try await client.send(.get, "/v1/auctions/lot-c1", token: ben)
+            #expect(view.status == .ok)
         }
     }
 

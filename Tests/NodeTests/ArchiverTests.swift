@@ -81,6 +81,35 @@ import Testing
                 store: store, clock: ManualClock(now: now.advanced(by: .seconds(8 * 86_400))))
             await unarchived.catchUp()
             #expect(unarchived.snapshot.count == 3, "without the archive, every lot")
+
+            // A week after archiving, the live logs of the archived lots are compacted: the lots
+            // load the same from their snapshots, their bids stay answerable, and a read model
+            // starting from the store still sees them as they ended.
+            var compacting = AuctionArchiver.Settings()
+            compacting.compactAfter = .zero
+            let compactor = AuctionArchiver(
+                node: node, store: store, users: store, clock: SystemClock(), logger: logger, settings: compacting)
+            let quickBefore = try await store.load(quick).restore(quick)
+            #expect(await compactor.compactArchived() == 2)
+            #expect(await compactor.compactArchived() == 0, "once")
+            #expect(try await store.load(quick).restore(quick) == quickBefore)
+            await #expect(throws: StorageError.compacted(auction: quick, keptFrom: quickBefore.seq)) {
+                _ = try await store.events(of: quick, after: 0, limit: 10)
+            }
+            #expect(try await store.archivedAuction(quick) == unsold, "the history is archived")
+            let late = PlaceBid(
+                bidId: BidID(rawValue: "late")!, bidderId: UserID(rawValue: "bidder")!,
+                maximum: Money(minorUnits: 5_000, currency: .eur))
+            let answer = await node.submit(.placeBid(late), to: quick)
+            guard case .failure(.rejected) = answer else {
+                Issue.record("a bid on the compacted lot is refused by the rules (closed), not \(answer)")
+                return
+            }
+            let fresh = AuctionReadModel(store: store, clock: ManualClock(now: now))
+            await fresh.catchUp()
+            #expect(fresh.summary(of: quick)?.status == .closed(.unsold(.noBids)))
+            #expect(fresh.summary(of: cancelled) != nil && fresh.summary(of: running) != nil)
+            #expect(await archiver.archiveFinished() == 0, "a compacted lot is not archived again for nothing")
             await cluster.stop()
         }
     }
