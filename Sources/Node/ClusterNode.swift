@@ -77,7 +77,7 @@ public actor ClusterNode {
     /// factory, or a test's `TestMetrics`.
     public nonisolated let metricsFactory: any MetricsFactory
     private nonisolated let eventMetrics: NodeEventMetrics
-    /// `candidates`, readable off the actor: who may push an auction's events is checked on the
+    /// `routing.candidates`, readable off the actor: who may push an auction's events is checked on the
     /// connection's read loop.
     private let placementView = Mutex<[NodeID]>([])
     /// Pushed events dropped because their sender does not own their shard in this node's view.
@@ -94,10 +94,11 @@ public actor ClusterNode {
     private var lastPassivation = ContinuousClock.now
     private let clock: any EngineClock
     private let logger: Logger
-    private var candidates: [NodeID] = []
-    /// Shards another node took from this one while this node's view said it owned them, and when;
-    /// forgotten when the view changes.
-    private var fencedShards: [ShardID: ContinuousClock.Instant] = [:]
+    /// Where commands run and which leases go on a view change (pure; the simulation runs it too).
+    private var routing: ShardRouting
+    /// The origin of the monotonic clock `routing` is given.
+    private let startedAt = ContinuousClock.now
+    private var sinceStart: Duration { ContinuousClock.now - startedAt }
     private var pending: [UInt64: PendingForward] = [:]
     private var nextRequest: UInt64 = 0
     /// When each command now running on this node as owner started: the watchdog's view.
@@ -163,8 +164,10 @@ public actor ClusterNode {
         membership = MembershipInstance(
             myself: myself, seeds: configuration.seeds, settings: configuration.membership, now: now,
             seed: UInt64.random(in: 0...UInt64.max))
-        candidates = Placement.candidates([myself])
-        placementView.withLock { [candidates] in $0 = candidates }
+        routing = ShardRouting(
+            me: configuration.id, candidates: Placement.candidates([myself]), fencedHoldOff: configuration.fencedHoldOff
+        )
+        placementView.withLock { [routing] in $0 = routing.candidates }
     }
 
     /// Runs the membership protocol until the task is cancelled. Frames from the transport are
@@ -230,16 +233,10 @@ public actor ClusterNode {
     /// A shard another node took meanwhile is not taken back before `fencedHoldOff` (see `route`).
     public func lease(forKey key: String) async -> (shard: ShardID, epoch: Epoch)? {
         let shard = configuration.shardMap.shard(ofKey: key)
-        guard membership.holdsShards, Placement.owner(of: shard, among: candidates) == configuration.id else {
-            return nil
-        }
-        if let fencedAt = fencedShards[shard] {
-            if ContinuousClock.now - fencedAt < configuration.fencedHoldOff { return nil }
-            fencedShards[shard] = nil
-        }
-        guard case .success(let epoch) = await registry.leaseEpoch(of: shard),
+        guard case .runHere = routing.route(shard, hops: 0, holdsShards: membership.holdsShards, now: sinceStart),
+            case .success(let epoch) = await registry.leaseEpoch(of: shard),
             // The view may have moved while the lease was taken.
-            Placement.owner(of: shard, among: candidates) == configuration.id
+            routing.owns(shard, holdsShards: membership.holdsShards)
         else { return nil }
         return (shard, epoch)
     }
@@ -248,15 +245,14 @@ public actor ClusterNode {
     /// holds the shard now. The lease goes, with the shard's actors, and is not taken back before
     /// `fencedHoldOff` while the view stays the same.
     public func shardTaken(_ shard: ShardID, epoch: Epoch) async {
-        fencedShards[shard] = ContinuousClock.now
+        routing.fenced(shard, now: sinceStart)
         await registry.leaseLost(shard, epoch: epoch)
     }
 
     /// Whether this node owns `auction` now: its shard is placed here and the node reaches a
     /// majority. What background work for an auction (closing it, settling it) runs on.
     public func owns(_ auction: AuctionID) -> Bool {
-        membership.holdsShards
-            && Placement.owner(of: configuration.shardMap.shard(of: auction), among: candidates) == configuration.id
+        routing.owns(configuration.shardMap.shard(of: auction), holdsShards: membership.holdsShards)
     }
 
     /// Checks the commands that other nodes forward here: who they are run for may do them.
@@ -288,34 +284,19 @@ public actor ClusterNode {
         _ command: AuctionCommand, to auction: AuctionID, hops: UInt8, issuer: CommandIssuer
     ) async -> Result<CommandAccepted, EngineError> {
         let shard = configuration.shardMap.shard(of: auction)
-        guard let owner = Placement.owner(of: shard, among: candidates) else {
-            return .failure(.ownerUnavailable("no live member takes auctions"))
-        }
-        if owner == configuration.id {
-            // A node cut off from the majority takes no shard: the majority will own it.
-            guard membership.holdsShards else {
-                return .failure(.ownerUnavailable("this node does not reach a majority of the cluster"))
-            }
-            // Another node took this shard although this node's view says it is ours: one of the two
-            // views is behind (after a partition heals, the cut-off node and the majority disagree
-            // for a moment about who is alive). Taking it straight back would fence the other node,
-            // which would take it back in turn — the epoch ping-pong. So answer a retryable
-            // `ownerUnavailable` until this node's view changes or `fencedHoldOff` has passed.
-            if let fencedAt = fencedShards[shard] {
-                if ContinuousClock.now - fencedAt < configuration.fencedHoldOff {
-                    return .failure(.ownerUnavailable("another node took \(shard); waiting for the view to settle"))
-                }
-                fencedShards[shard] = nil
-            }
+        switch routing.route(shard, hops: hops, holdsShards: membership.holdsShards, now: sinceStart) {
+        case .refuse(let refusal):
+            return .failure(.ownerUnavailable(refusal.description))
+        case .runHere:
             let result = await runHere(command, on: auction)
-            if case .failure(.notOwner) = result { fencedShards[shard] = ContinuousClock.now }
+            if case .failure(.notOwner) = result { routing.fenced(shard, now: sinceStart) }
             return result
+        case .forward(let owner):
+            guard let address = membership.member(owner)?.address else {
+                return .failure(.ownerUnavailable("unknown owner"))
+            }
+            return await forward(command, to: auction, hops: hops + 1, issuer: issuer, at: address)
         }
-        guard hops < 2 else { return .failure(.ownerUnavailable("views of the cluster disagree")) }
-        guard let address = membership.member(owner)?.address else {
-            return .failure(.ownerUnavailable("unknown owner"))
-        }
-        return await forward(command, to: auction, hops: hops + 1, issuer: issuer, at: address)
     }
 
     /// Runs `command` on the local actor, watched: a command still running after `forwardTimeout`
@@ -541,13 +522,10 @@ public actor ClusterNode {
         guard membership.holdsShards else { return }
         let now = clock.now()
         let horizon = now.advanced(by: .seconds(60))
-        let (readModel, registry, shardMap, me, candidates) = (
-            readModel, registry, configuration.shardMap, configuration.id, candidates
-        )
+        let (readModel, registry, shardMap, routing) = (readModel, registry, configuration.shardMap, routing)
         Task {
             let due = readModel.running(endingBy: horizon, limit: 1_000)
-            for summary in due where Placement.owner(of: shardMap.shard(of: summary.auctionId), among: candidates) == me
-            {
+            for summary in due where routing.owns(shardMap.shard(of: summary.auctionId), holdsShards: true) {
                 let loaded = await registry.loadedActor(summary.auctionId) != nil
                 if summary.endsAt <= now || !loaded { _ = await registry.submit(.close, to: summary.auctionId) }
             }
@@ -601,17 +579,12 @@ public actor ClusterNode {
         addressesSeen.withLock { seen in
             for member in membership.members { seen[member.id] = member.address }
         }
-        let previous = candidates
-        candidates = Placement.candidates(membership.members)
-        placementView.withLock { [candidates] in $0 = candidates }
-        if candidates != previous { fencedShards = [:] }
-        let candidates = self.candidates
-        let me = configuration.id
+        routing.viewChanged(candidates: Placement.candidates(membership.members))
+        placementView.withLock { [routing] in $0 = routing.candidates }
         // Without a majority every shard goes (see `MembershipInstance.holdsShards`).
-        let keepsShards = membership.holdsShards
+        let (routing, keepsShards) = (routing, membership.holdsShards)
         Task { [registry, weak self] in
-            for shard in await registry.ownedShards.keys
-            where !keepsShards || Placement.owner(of: shard, among: candidates) != me {
+            for shard in routing.shardsToRelease(among: await registry.ownedShards.keys, holdsShards: keepsShards) {
                 await registry.release(shard)
                 await self?.countRelease()
             }
@@ -650,9 +623,7 @@ public actor ClusterNode {
 
     /// How many shards this node owns in its current view (rendezvous placement).
     private var shardsPlacedHere: Int {
-        (0..<configuration.shardMap.shardCount).filter {
-            Placement.owner(of: ShardID($0), among: candidates) == configuration.id
-        }.count
+        routing.shardsPlacedHere(of: configuration.shardMap)
     }
 
     /// The members as this node sees them.

@@ -1,8 +1,8 @@
 import AuctionCore
-import ClusterCore
+@_spi(Simulation) import ClusterCore
 
-/// N nodes in one process — each a membership instance plus the routing and ownership logic of a
-/// node (placement view, shard leases, auctions decided with the real rules) — joined by a seeded,
+/// N nodes in one process — each a membership instance and the node's routing (`ShardRouting`, the
+/// type `ClusterNode` runs), with shard leases and auctions decided by the real rules — joined by a seeded,
 /// lossy, reordering network with partitions, crashes and restarts, on a manual clock, writing to
 /// an in-memory fenced log. Clients reach every node even when nodes cannot reach each other.
 /// Deterministic: the same seed replays the same run, message for message.
@@ -11,8 +11,8 @@ struct ClusterSimulation {
         var id: NodeID
         var address: NodeAddress
         var instance: MembershipInstance?
+        var routing: ShardRouting?
         var generation: UInt64 = 0
-        var candidates: [NodeID] = []
         var leases: [ShardID: Epoch] = [:]
         var auctions: [AuctionID: Auction] = [:]
     }
@@ -36,6 +36,10 @@ struct ClusterSimulation {
 
     let shardMap = ShardMap(shardCount: 64)
     var store = FencedLogModel()
+    /// A bug planted in every node's `ShardRouting`, to show the checks catch it.
+    var plantedFault: ShardRouting.PlantedFault?
+    /// `ClusterNode.Configuration.fencedHoldOff`'s default.
+    var fencedHoldOff = Duration.seconds(2)
     /// When set, the client sends a bid every `bidInterval` ms to a random node.
     var workload: (auctions: [AuctionID], bidInterval: Int64)?
     private var nextBidAt: Int64 = 0
@@ -89,14 +93,17 @@ struct ClusterSimulation {
         let seeds = nodes.indices.filter { $0 != index }.prefix(2).map { nodes[$0].address }
         nodes[index].instance = MembershipInstance(
             myself: myself, seeds: seeds, settings: settings, now: timestamp, seed: random.next())
-        nodes[index].candidates = Placement.candidates([myself])
+        var routing = ShardRouting(
+            me: myself.id, candidates: Placement.candidates([myself]), fencedHoldOff: fencedHoldOff)
+        routing.plantedFault = plantedFault
+        nodes[index].routing = routing
     }
 
     mutating func crash(_ index: Int) {
         nodes[index].instance = nil
         nodes[index].leases = [:]
         nodes[index].auctions = [:]
-        nodes[index].candidates = []
+        nodes[index].routing = nil
     }
 
     mutating func partition(_ index: Int) {
@@ -230,15 +237,20 @@ struct ClusterSimulation {
 
     private var pendingBids: [BidID: AuctionID] = [:]
 
-    /// What `ClusterNode.route` does: run on the owner of the node's view, else forward (≤ 2 hops).
+    /// As `ClusterNode.route`: the node's `ShardRouting` decides; run here, forward, or refuse.
     private mutating func route(_ bid: PlaceBid, auction: AuctionID, hops: Int, at index: Int) {
         let shard = shardMap.shard(of: auction)
-        guard let owner = Placement.owner(of: shard, among: nodes[index].candidates) else { return reply(bid, false) }
-        if owner == nodes[index].id {
-            guard nodes[index].instance?.holdsShards == true else { return reply(bid, false) }
-            return reply(bid, execute(bid, auction: auction, shard: shard, at: index))
+        guard let instance = nodes[index].instance,
+            let decision = nodes[index].routing?.route(
+                shard, hops: UInt8(hops), holdsShards: instance.holdsShards, now: .milliseconds(now))
+        else { return }
+        let owner: NodeID
+        switch decision {
+        case .refuse: return reply(bid, false)
+        case .runHere: return reply(bid, execute(bid, auction: auction, shard: shard, at: index))
+        case .forward(let to): owner = to
         }
-        guard hops < 2, let target = nodes.firstIndex(where: { $0.id == owner }) else { return reply(bid, false) }
+        guard let target = nodes.firstIndex(where: { $0.id == owner }) else { return reply(bid, false) }
         guard !cut.contains([min(index, target), max(index, target)]),
             Double(random.next() % 1_000_000) / 1_000_000 >= lossRate
         else { return }
@@ -280,6 +292,7 @@ struct ClusterSimulation {
                 nodes[index].auctions[id] = auction
                 return true
             case .fenced:
+                nodes[index].routing?.fenced(shard, now: .milliseconds(now))
                 nodes[index].leases[shard] = nil
                 nodes[index].auctions = nodes[index].auctions.filter { shardMap.shard(of: $0.key) != shard }
                 return false
@@ -290,15 +303,15 @@ struct ClusterSimulation {
         }
     }
 
-    /// What `ClusterNode.viewDidChange` does: new placement view; leases of shards placed elsewhere go.
+    /// As `ClusterNode.viewDidChange`: the node's `ShardRouting` takes the new view and names the
+    /// leases that go.
     private mutating func viewChanged(at index: Int) {
-        guard let instance = nodes[index].instance else { return }
-        nodes[index].candidates = Placement.candidates(instance.members)
-        let me = nodes[index].id
+        guard let instance = nodes[index].instance, var routing = nodes[index].routing else { return }
+        routing.viewChanged(candidates: Placement.candidates(instance.members))
+        nodes[index].routing = routing
         let keepsShards = instance.holdsShards
         if !keepsShards, !nodes[index].leases.isEmpty { shardDrops += 1 }
-        for shard in nodes[index].leases.keys
-        where !keepsShards || Placement.owner(of: shard, among: nodes[index].candidates) != me {
+        for shard in routing.shardsToRelease(among: nodes[index].leases.keys, holdsShards: keepsShards) {
             nodes[index].leases[shard] = nil
             nodes[index].auctions = nodes[index].auctions.filter { shardMap.shard(of: $0.key) != shard }
         }

@@ -1,5 +1,5 @@
 import AuctionCore
-import ClusterCore
+@_spi(Simulation) import ClusterCore
 import Foundation
 import TestSupport
 import Testing
@@ -31,6 +31,16 @@ import Testing
     @Test func brokenFencing_isReportedAsAViolation() async {
         let failures = await Self.runAll(fencing: false, seeds: Array(Self.seeds.prefix(100)))
         #expect(failures.contains { $0.contains("stale epoch") || $0.contains("writers under") })
+    }
+
+    /// The seeds run the routing production runs (`ShardRouting`, as `ClusterNode` does), so a bug
+    /// planted in it is caught: here, a node that goes on running commands and taking shards
+    /// without a majority.
+    @Test func aBugPlantedInTheRealRouting_isCaughtByTheSeeds() async {
+        let failures = await offThePool {
+            Self.seeds.prefix(100).flatMap { Self.run(seed: $0, plantedFault: .ignoresMajority) }
+        }
+        #expect(failures.contains { $0.contains("cut off from every other node") }, "\(failures.prefix(3))")
     }
 
     /// Issue 10: one node cut off for 10 s, then healed, in clusters of 10, 30 and 100 nodes
@@ -111,11 +121,12 @@ import Testing
     }
 
     /// One run; returns its violations, each naming how to replay the seed.
-    static func run(seed: UInt64, fencing: Bool = true) -> [String] {
+    static func run(seed: UInt64, fencing: Bool = true, plantedFault: ShardRouting.PlantedFault? = nil) -> [String] {
         var random = SeededRandom(seed: seed ^ 0x5eed)
         let count = 3 + Int(random.next() % 4)
         var sim = ClusterSimulation(nodeCount: count, seed: seed)
         sim.store.fencingEnabled = fencing
+        sim.plantedFault = plantedFault
         let auctions = (0..<16).map { AuctionID(rawValue: "lot-\($0)")! }
         for id in auctions {
             let terms = AuctionTerms(
