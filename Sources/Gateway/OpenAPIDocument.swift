@@ -248,7 +248,8 @@ enum OpenAPIDocument {
                 { "name": "Last-Event-ID", "in": "header", "description": "a reconnecting event stream's last cursor (wins over `after`)", "schema": { "type": "string" } }],
               "responses": { "default": { "$ref": "#/components/responses/Problem" },
                 "200": { "description": "a page, or the event stream", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/FeedPage" } }, "text/event-stream": {} } },
-                "400": { "$ref": "#/components/responses/Problem" }, "401": { "$ref": "#/components/responses/Problem" }, "403": { "$ref": "#/components/responses/Problem" } } } },
+                "400": { "$ref": "#/components/responses/Problem" }, "401": { "$ref": "#/components/responses/Problem" }, "403": { "$ref": "#/components/responses/Problem" },
+                "410": { "description": "feed_cursor_expired: the cursor is from before the feed's horizon (events after it were compacted with archived lots' logs); start again without `after`", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } } } } },
             "/v1/webhooks": {
               "post": { "summary": "Register a webhook endpoint (admin): each event it asks for is POSTed to it as the feed's JSON, signed (ArtPay-Signature: t=…,v1=HMAC-SHA256(secret, t.body)), at least once, in order per auction, retried with backoff for up to 3 days",
                 "security": [{ "bearer": [] }],
