@@ -36,6 +36,10 @@ public enum AuctionEvent: Hashable, Sendable {
         }
     }
 
+    /// The one table of event names: the stored kind (`rawValue`, a column of the log), the name
+    /// outside services know it by (`publicName`: the feed and webhooks), and the name the live
+    /// streams give it (`streamName`: the SSE `event:` and WebSocket `type` that clients, the web
+    /// room and the chaos checker read). Each name is stable: changing one breaks a reader.
     public enum Kind: String, Hashable, Sendable, Codable, CaseIterable {
         case created = "created"
         case bidAccepted = "bid_accepted"
@@ -63,6 +67,19 @@ public enum AuctionEvent: Hashable, Sendable {
         public init?(publicName: String) {
             guard let kind = Self.allCases.first(where: { $0.publicName == publicName }) else { return nil }
             self = kind
+        }
+
+        /// The name of the kind in an auction's live stream (SSE `event:`, WebSocket `type`).
+        public var streamName: String {
+            switch self {
+            case .created: "created"
+            case .bidAccepted: "bid"
+            case .boughtNow: "bought_now"
+            case .extended: "extended"
+            case .closed: "closed"
+            case .cancelled: "cancelled"
+            case .settlement: "settlement"
+            }
         }
     }
 }

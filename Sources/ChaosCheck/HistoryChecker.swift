@@ -69,7 +69,7 @@ public enum HistoryChecker {
                         "seq \(event.seq) written under epoch \(event.epoch.rawValue) after epoch \(log[index - 1].epoch.rawValue)"
                     ))
             }
-            if let bid = event.event.bidId {
+            if let bid = event.event.acceptedBidId {
                 if !seen.insert(bid).inserted {
                     found.append(Violation(.duplicateBidId, auction, "bid \(bid) at seq \(event.seq) again"))
                 }
@@ -211,11 +211,11 @@ public enum HistoryChecker {
                 continue
             }
             let logged = replay.log[Int(event.seq) - 1]
-            if logged.event.streamType != event.type || logged.event.bidId != event.bidId {
+            if logged.event.kind.streamName != event.type || logged.event.acceptedBidId != event.bidId {
                 found.append(
                     Violation(
                         .divergentWatchedEvent, auction,
-                        "watcher \(event.watcher) got \(event.type) \(event.bidId.map { "\($0)" } ?? "") at seq \(event.seq); the log has \(logged.event.streamType) \(logged.event.bidId.map { "\($0)" } ?? "")"
+                        "watcher \(event.watcher) got \(event.type) \(event.bidId.map { "\($0)" } ?? "") at seq \(event.seq); the log has \(logged.event.kind.streamName) \(logged.event.acceptedBidId.map { "\($0)" } ?? "")"
                     ))
             }
         }
@@ -235,7 +235,7 @@ public enum HistoryChecker {
                     .closeViolation, auction, "\(ends.count) ends (closed or cancelled) at seqs \(ends.map(\.seq))"))
         }
         if let end = ends.first {
-            for event in log where event.seq > end.seq && event.event.bidId != nil {
+            for event in log where event.seq > end.seq && event.event.acceptedBidId != nil {
                 found.append(
                     Violation(
                         .closeViolation, auction, "a bid accepted at seq \(event.seq) after the end at seq \(end.seq)"))
@@ -290,7 +290,7 @@ struct Replay {
         self.log = log
         var replayed = Auction(id: auction)
         for stored in log {
-            if let bid = stored.event.bidId, seqOfBid[bid] == nil { seqOfBid[bid] = stored.seq }
+            if let bid = stored.event.acceptedBidId, seqOfBid[bid] == nil { seqOfBid[bid] = stored.seq }
             guard failure == nil else { continue }
             if case .closed(let closed) = stored.event, let state = replayed.state {
                 let expected: AuctionResult =
@@ -312,31 +312,6 @@ struct Replay {
             if let state = replayed.state, replayed.seq == stored.seq {
                 states[stored.seq] = (stored.seq, state.price.minorUnits, state.leader?.bidderId, state.bidCount)
             }
-        }
-    }
-}
-
-extension AuctionEvent {
-    /// The bid id of an accepted bid or purchase.
-    public var bidId: BidID? {
-        switch self {
-        case .bidAccepted(let bid): bid.bidId
-        case .boughtNow(let purchase): purchase.bidId
-        default: nil
-        }
-    }
-
-    /// The event type as the live streams name it (the `event:` of the SSE route, `type` of the
-    /// WebSocket messages).
-    public var streamType: String {
-        switch self {
-        case .created: "created"
-        case .bidAccepted: "bid"
-        case .boughtNow: "bought_now"
-        case .extended: "extended"
-        case .closed: "closed"
-        case .cancelled: "cancelled"
-        case .settlement: "settlement"
         }
     }
 }

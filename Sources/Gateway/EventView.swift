@@ -36,13 +36,15 @@ enum EventView {
     }
 
     private static func payload(_ stored: StoredEvent, paddles: [UserID: Int]) -> (String, [String: Any]) {
-        var (type, object) = fields(of: stored.event, paddles: paddles)
+        let type = stored.event.kind.streamName
+        var object = fields(of: stored.event, paddles: paddles)
         object["seq"] = stored.seq
         object["auctionId"] = stored.auction.rawValue
         return (type, object)
     }
 
-    static func fields(of event: AuctionEvent, paddles: [UserID: Int]) -> (String, [String: Any]) {
+    /// What a stream shows of `event` (its name is `AuctionEvent.Kind.streamName`).
+    static func fields(of event: AuctionEvent, paddles: [UserID: Int]) -> [String: Any] {
         switch event {
         case .created(let created):
             let terms = created.terms
@@ -53,46 +55,37 @@ enum EventView {
             ]
             if let buyNow = terms.buyNowPrice { fields["buyNowPrice"] = buyNow.minorUnits }
             if let sale = terms.saleId { fields["saleId"] = sale.rawValue }
-            return ("created", fields)
+            return fields
         case .bidAccepted(let bid):
-            return (
-                "bid",
-                [
-                    "bidId": bid.bidId.rawValue, "bidderPaddle": paddle(bid.bidderId, paddles),
-                    "price": bid.price.minorUnits, "leaderPaddle": paddle(bid.leaderId, paddles),
-                    "at": Timestamps.format(bid.at),
-                ]
-            )
+            return [
+                "bidId": bid.bidId.rawValue, "bidderPaddle": paddle(bid.bidderId, paddles),
+                "price": bid.price.minorUnits, "leaderPaddle": paddle(bid.leaderId, paddles),
+                "at": Timestamps.format(bid.at),
+            ]
         case .boughtNow(let purchase):
-            return (
-                "bought_now",
-                [
-                    "bidId": purchase.bidId.rawValue, "bidderPaddle": paddle(purchase.bidderId, paddles),
-                    "price": purchase.price.minorUnits,
-                    "at": Timestamps.format(purchase.at),
-                ]
-            )
+            return [
+                "bidId": purchase.bidId.rawValue, "bidderPaddle": paddle(purchase.bidderId, paddles),
+                "price": purchase.price.minorUnits,
+                "at": Timestamps.format(purchase.at),
+            ]
         case .extended(let extended):
-            return ("extended", ["endsAt": Timestamps.format(extended.endsAt)])
+            return ["endsAt": Timestamps.format(extended.endsAt)]
         case .closed(let closed):
             switch closed.result {
             case .sold(let winner, _, let price):
-                return (
-                    "closed",
-                    [
-                        "result": "sold", "winnerPaddle": paddle(winner, paddles), "price": price.minorUnits,
-                        "at": Timestamps.format(closed.at),
-                    ]
-                )
+                return [
+                    "result": "sold", "winnerPaddle": paddle(winner, paddles), "price": price.minorUnits,
+                    "at": Timestamps.format(closed.at),
+                ]
             case .unsold(let reason):
-                return ("closed", ["result": "unsold", "reason": reason.rawValue, "at": Timestamps.format(closed.at)])
+                return ["result": "unsold", "reason": reason.rawValue, "at": Timestamps.format(closed.at)]
             }
         case .cancelled(let cancelled):
-            return ("cancelled", ["reason": cancelled.reason, "at": Timestamps.format(cancelled.at)])
+            return ["reason": cancelled.reason, "at": Timestamps.format(cancelled.at)]
         case .settlement:
             // The buyer's invoice and payment steps are theirs (see `/v1/me/settlements`): the public
             // stream only keeps its seq contiguous, so a watcher sees no gap.
-            return ("settlement", [:])
+            return [:]
         }
     }
 }

@@ -35,7 +35,7 @@ struct Scenario {
             history.append(
                 .watched(
                     WatchedEvent(
-                        watcher: 1, auction: auction, seq: rules.seq, type: event.streamType, bidId: event.bidId,
+                        watcher: 1, auction: auction, seq: rules.seq, type: event.kind.streamName, bidId: event.acceptedBidId,
                         node: "n1", at: clock)))
         }
     }
