@@ -86,7 +86,7 @@ struct ArchiveBenchCommand: AsyncParsableCommand {
         }
         let seeding = ContinuousClock.now - started
         var memoryLines: [String] = []
-        if memory { memoryLines = try await measureMemory(store, end: end) }
+        if memory { memoryLines = try await measureMemory(store, client: client, end: end) }
         var lines = [
             "## Archive and analytics: \(lots) archived lots", "",
             "`artpay bench archive --lots \(lots) --bids \(bids) --sales \(sales) --sellers \(sellers)` "
@@ -148,6 +148,7 @@ struct ArchiveBenchCommand: AsyncParsableCommand {
         let export = ContinuousClock.now - exportStarted
         lines.append(
             "| export, every record (pages of 500, decoded) | \(Self.milliseconds(export)) ms | — | \(exported) |")
+        if memory { lines += [""] + (try await measureCompaction(store, client: client, end: end)) }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -155,7 +156,9 @@ struct ArchiveBenchCommand: AsyncParsableCommand {
     /// logs replace the generated ones), then starts two read models on the store, as a node does,
     /// and measures what each adds to this process's resident memory: one with the archive (the
     /// lots ended a year ago at most; retention a week), then one without.
-    private func measureMemory(_ store: PostgresEventStore, end: Timestamp) async throws -> [String] {
+    private func measureMemory(_ store: PostgresEventStore, client: PostgresClient, end: Timestamp) async throws
+        -> [String]
+    {
         let logsStarted = ContinuousClock.now
         let node = NodeID(rawValue: "bench-archive")!
         var epochs: [ShardID: Epoch] = [:]
@@ -201,6 +204,68 @@ struct ArchiveBenchCommand: AsyncParsableCommand {
                     + "\(Self.seconds(ContinuousClock.now - started)) s")
         }
         return lines
+    }
+
+    /// What the archiver does with every lot, after the queries above (which ran on the generated
+    /// records): the lot's record folded from its log replaces the generated stand-in, then its live
+    /// log is compacted to its snapshot and last event (`ArchiveStore.compact`), `writers` lots at
+    /// a time. Reports the live tables and the archive before and after.
+    private func measureCompaction(_ store: PostgresEventStore, client: PostgresClient, end: Timestamp)
+        async throws -> [String]
+    {
+        func tables() async throws -> String {
+            let rows = try await client.query(
+                """
+                SELECT (SELECT count(*) FROM auction_events)::bigint,
+                    pg_total_relation_size('auction_events')::bigint,
+                    pg_total_relation_size('auction_snapshots')::bigint,
+                    pg_total_relation_size('auction_archive')::bigint
+                """)
+            for try await (events, eventBytes, snapshotBytes, archiveBytes) in rows.decode(
+                (Int64, Int64, Int64, Int64).self)
+            {
+                return "\(events) events in \(eventBytes / 1_048_576) MiB, snapshots \(snapshotBytes / 1_048_576) MiB, "
+                    + "archive \(archiveBytes / 1_048_576) MiB"
+            }
+            return "?"
+        }
+        _ = try await client.query("DELETE FROM auction_archive")
+        _ = try await client.query("VACUUM FULL auction_archive")
+        let before = try await tables()
+        let started = ContinuousClock.now
+        let totals = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+            for writer in 0..<writers {
+                group.addTask {
+                    var (compacted, removed) = (0, 0)
+                    for index in stride(from: writer, to: lots, by: writers) {
+                        let id = AuctionID(rawValue: Self.id(index))!
+                        let log = try await store.events(of: id, after: 0, limit: Int.max).map(\.event)
+                        guard let record = AuctionRecord.finished(id, events: log) else { continue }
+                        _ = try await store.archive(record, at: end)
+                        let live = try await store.load(id).restore(id)
+                        if case .compacted(let count) = try await store.compact(id, keeping: live) {
+                            compacted += 1
+                            removed += count
+                        }
+                    }
+                    return (compacted, removed)
+                }
+            }
+            return try await group.reduce(into: (0, 0)) { $0 = ($0.0 + $1.0, $0.1 + $1.1) }
+        }
+        let took = ContinuousClock.now - started
+        let afterDeletes = try await tables()
+        _ = try await client.query("VACUUM FULL auction_events")
+        _ = try await client.query("VACUUM FULL auction_snapshots")
+        let afterVacuum = try await tables()
+        return [
+            "Compaction (each lot archived from its log, then compacted, as the archiver does; \(writers) at a time):",
+            "",
+            "- before: \(before)",
+            "- archived and compacted \(totals.0) lots (\(totals.1) events removed) in \(Self.seconds(took)) s, "
+                + "\(Int(Double(totals.0) / Self.double(took))) lots/s",
+            "- after: \(afterDeletes); after VACUUM FULL: \(afterVacuum)",
+        ]
     }
 
     /// A finished lot's log: created, up to 8 bids, closed unsold (its reserve was not met), all
