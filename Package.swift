@@ -45,7 +45,8 @@ let package = Package(
     targets: [
         // Pure auction rules: no I/O, no clock, no randomness.
         .target(name: "AuctionCore", swiftSettings: strict),
-        // Pure cluster protocol: SWIM membership, placement. No I/O, no clock, seeded randomness.
+        // Pure cluster protocol: SWIM membership, placement, routing, and the one wire codec of cluster frames. No I/O,
+        // no clock, seeded randomness.
         .target(
             name: "ClusterCore",
             dependencies: [
@@ -160,7 +161,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // The chaos history checker: what clients were told against the final log. Pure.
-        .target(name: "ChaosCheck", dependencies: ["AuctionCore", "Storage"], swiftSettings: strict),
+        .target(name: "ChaosCheck", dependencies: ["AuctionCore"], swiftSettings: strict),
         // What clients of the API need: JSON calls and a resuming event stream (CLI, dev, tests).
         // Over AsyncHTTPClient, not URLSession: Foundation's URLSession on Linux can deadlock when the
         // task awaiting `data(for:)` is cancelled (swift-corelibs-foundation #5412) — it hung a chaos run.
@@ -225,6 +226,7 @@ let package = Package(
             name: "ClusterCoreTests",
             dependencies: [
                 "AuctionCore", "ClusterCore", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: strict

@@ -1,5 +1,4 @@
 public import AuctionCore
-public import Storage
 
 /// Checks a chaos run: what clients were told against the final durable log. Pure: it gets the
 /// history and the logs and returns a report.

@@ -1,5 +1,4 @@
 public import AuctionCore
-public import Storage
 
 /// The end of every auction reaches each of its bidders: for every `closed` or `cancelled` event
 /// in the final logs, each bidder who bid on the auction must have received the notification it

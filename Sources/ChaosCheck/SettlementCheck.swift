@@ -1,5 +1,4 @@
 public import AuctionCore
-public import Storage
 
 /// The settlement checks of a chaos run: the payment provider's ledger against the final logs.
 ///

@@ -1,4 +1,5 @@
 import ArtPayClient
+import ClusterCore
 import HTTPTypes
 public import Hummingbird
 import Logging

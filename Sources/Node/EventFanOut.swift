@@ -1,4 +1,4 @@
-import AuctionCore
+public import AuctionCore
 public import Storage
 import Synchronization
 

@@ -1,9 +1,6 @@
 public import AuctionCore
-public import AuctionRuntime
-public import ClusterCore
 import Foundation
 public import NIOCore
-public import Storage
 
 /// A message between authenticated cluster nodes (after `ClusterHandshake`).
 ///
@@ -142,7 +139,7 @@ enum WireCodec {
             buffer.writeWireString(bid.leaderId.rawValue)
         } else {
             buffer.writeInteger(UInt8(2))
-            let (kind, payload) = EventCodec.encode(stored.event)
+            let (kind, payload) = EventPayload.encode(stored.event)
             buffer.writeWireString(kind)
             buffer.writeInteger(UInt32(payload.utf8.count))
             buffer.writeString(payload)
@@ -169,7 +166,7 @@ enum WireCodec {
             guard length <= 64 * 1_024 else { throw .outOfBounds("event of \(length) bytes") }
             guard let payload = buffer.readString(length: length) else { throw .truncated }
             do {
-                event = try EventCodec.decode(kind: kind, payload: payload, auction: auction, seq: seq)
+                event = try EventPayload.decode(kind: kind, payload: payload)
             } catch {
                 throw .invalid("event payload")
             }
