@@ -1,4 +1,4 @@
-public import AuctionCore
+import AuctionCore
 import Storage
 
 extension EngineError {

@@ -1,5 +1,4 @@
 public import AuctionCore
-public import AuctionRuntime
 
 /// What a user may do. Bidders bid; sellers create auctions for their lots; admins cancel auctions
 /// and grant roles; services (other systems of the house, an account an admin grants the role to)

@@ -99,6 +99,8 @@ public actor ClusterNode {
     /// The origin of the monotonic clock `routing` is given.
     private let startedAt = ContinuousClock.now
     private var sinceStart: Duration { ContinuousClock.now - startedAt }
+    /// Every task the node starts on the side, cancelled when it stops (`run` ends or `leave`).
+    private let background = BackgroundWork()
     private var pending: [UInt64: PendingForward] = [:]
     private var nextRequest: UInt64 = 0
     /// When each command now running on this node as owner started: the watchdog's view.
@@ -187,8 +189,11 @@ public actor ClusterNode {
         }
         subscribeLocally()
         // A log written under a newer epoch than this node's lease: the shard was taken meanwhile.
-        await readModel.onNewerEpochs { [registry] seen in Task { await registry.noticeEpochs(seen) } }
-        Task { await readModel.catchUp() }
+        await readModel.onNewerEpochs { [registry, background] seen in
+            background.spawn { await registry.noticeEpochs(seen) }
+        }
+        let readModel = readModel
+        background.spawn { await readModel.catchUp() }
         while !Task.isCancelled {
             let now = clock.now()
             perform(membership.tick(now: now))
@@ -196,11 +201,13 @@ public actor ClusterNode {
             let wait = now.duration(to: membership.nextDeadline)
             try? await Task.sleep(for: min(max(wait, .milliseconds(2)), .milliseconds(50)))
         }
+        background.cancelAll()
     }
 
     /// Leaves the cluster: tells the other members, and stops the local auctions.
     public func leave() async {
         perform(membership.leave(now: clock.now()))
+        background.cancelAll()
         await registry.shutdown()
     }
 
@@ -496,18 +503,14 @@ public actor ClusterNode {
         }
         if ContinuousClock.now - lastReadModelCatchUp > .seconds(2) {
             lastReadModelCatchUp = ContinuousClock.now
-            Task { await readModel.catchUp() }
+            let readModel = readModel
+            background.spawn { await readModel.catchUp() }
         }
         closeDueAuctions()
         passivateIdleAuctions()
         for feed in feeds.withLock({ $0.values.flatMap(\.values) }) { feed.poll() }
     }
 
-    /// Close timers live in loaded auction actors; an auction nobody touched since a restart or a
-    /// failover has none. So the owner loads its running auctions that end within a minute (their
-    /// actor arms the timer), and sends a close through the registry for those past their end
-    /// that still run: a loaded actor that was fenced meanwhile (its timer's close failed) is then
-    /// dropped with its lease, and the next round closes it under a new one.
     /// Every 15 s, stops the actors of auctions nobody used for a minute — over, or ending in
     /// more than two minutes (`closeDueAuctions` loads those again a minute before their end) —
     /// so memory follows the auctions in use, not every auction the node ever served.
@@ -515,15 +518,20 @@ public actor ClusterNode {
         guard ContinuousClock.now - lastPassivation > .seconds(15) else { return }
         lastPassivation = ContinuousClock.now
         let (registry, horizon) = (registry, clock.now().advanced(by: .seconds(120)))
-        Task { _ = await registry.passivateIdle(unusedFor: .seconds(60), runningEndingAfter: horizon) }
+        background.spawn { _ = await registry.passivateIdle(unusedFor: .seconds(60), runningEndingAfter: horizon) }
     }
 
+    /// Close timers live in loaded auction actors; an auction nobody touched since a restart or a
+    /// failover has none. So the owner loads its running auctions that end within a minute (their
+    /// actor arms the timer), and sends a close through the registry for those past their end
+    /// that still run: a loaded actor that was fenced meanwhile (its timer's close failed) is then
+    /// dropped with its lease, and the next round closes it under a new one.
     private func closeDueAuctions() {
         guard membership.holdsShards else { return }
         let now = clock.now()
         let horizon = now.advanced(by: .seconds(60))
         let (readModel, registry, shardMap, routing) = (readModel, registry, configuration.shardMap, routing)
-        Task {
+        background.spawn {
             let due = readModel.running(endingBy: horizon, limit: 1_000)
             for summary in due where routing.owns(shardMap.shard(of: summary.auctionId), holdsShards: true) {
                 let loaded = await registry.loadedActor(summary.auctionId) != nil
@@ -583,7 +591,7 @@ public actor ClusterNode {
         placementView.withLock { [routing] in $0 = routing.candidates }
         // Without a majority every shard goes (see `MembershipInstance.holdsShards`).
         let (routing, keepsShards) = (routing, membership.holdsShards)
-        Task { [registry, weak self] in
+        background.spawn { [registry, weak self] in
             for shard in routing.shardsToRelease(among: await registry.ownedShards.keys, holdsShards: keepsShards) {
                 await registry.release(shard)
                 await self?.countRelease()

@@ -1,5 +1,5 @@
 public import AuctionCore
-public import Storage
+import Storage
 import Synchronization
 
 /// The owner's side of event fan-out: who wants the events of every auction this node writes
