@@ -62,9 +62,10 @@ public struct FaultImpact: Sendable, Equatable {
     /// Measures a history. `grace` (µs) is how long after a heal requests still count against the
     /// fault; `before` the window the pre-restart rate is measured over (its slowest second);
     /// `threshold` the share of that rate that counts as recovered, over one-second windows
-    /// stepped by 100 ms.
+    /// stepped by 100 ms; `lookBack` how far before a restart calm seconds are looked for.
     public static func measure(
-        history: [HistoryEntry], grace: Int64 = 3_000_000, before: Int64 = 3_000_000, threshold: Double = 0.8
+        history: [HistoryEntry], grace: Int64 = 3_000_000, before: Int64 = 3_000_000, threshold: Double = 0.8,
+        lookBack: Int64 = 30_000_000
     ) -> FaultImpact {
         var operations: [HistoryOperation] = []
         var faults: [InjectedFault] = []
@@ -87,22 +88,36 @@ public struct FaultImpact: Sendable, Equatable {
         let accepted = operations.filter { $0.outcome == .ok }.map(\.completedAt).sorted()
         let answered = operations.filter { $0.outcome == .ok || $0.outcome == .rejected }.map(\.completedAt).sorted()
         let lastCompletion = operations.map(\.completedAt).max() ?? 0
+        let firstInvocation = operations.map(\.invokedAt).min() ?? 0
         func perSecond(_ times: [Int64], from start: Int64, to end: Int64) -> Double {
             Double(lowerBound(times, end) - lowerBound(times, start)) * 1e6 / Double(end - start)
         }
         for window in windows where window.kind == "pg-restart" {
             guard let upAt = window.end else { continue }
-            // The lowest of the one-second rates in the `before` window (only seconds after every
-            // earlier fault has healed; the last second when none is): one busy second just before
-            // the restart is not the level to come back to, and neither is a higher rate the
-            // workload drifted down from.
-            let calmSince = windows.filter { $0.start < window.start }.compactMap(\.end).max() ?? .min
-            let seconds = stride(from: window.start - 1_000_000, through: window.start - before, by: -1_000_000)
-                .filter { $0 >= calmSince }
-            func answeredIn(secondFrom start: Int64) -> Double { perSecond(answered, from: start, to: start + 1_000_000) }
-            let baselineSecond =
-                seconds.min { answeredIn(secondFrom: $0) < answeredIn(secondFrom: $1) } ?? window.start - 1_000_000
-            let rateBefore = perSecond(answered, from: baselineSecond, to: baselineSecond + 1_000_000)
+            // The level to come back to: the lowest one-second rate among the calm seconds closest
+            // before the restart (as many as `before` holds), a calm second being one outside every
+            // other fault and the grace period after its heal. One busy second just before the
+            // restart is not that level, nor is the burst of the clients a partition held back
+            // (a clean-clone CI run: 377 and 390 answers a second just after a heal, 220–300 in
+            // calm), nor a higher rate the workload drifted down from. No calm second within
+            // `lookBack`: the restart is not judged (rate 0).
+            let others = windows.filter { $0 != window && $0.start < window.start }
+            func isCalm(_ second: Int64) -> Bool {
+                others.allSatisfy { other in
+                    second + 1_000_000 <= other.start || other.end.map { second >= $0 + grace } == true
+                }
+            }
+            var seconds: [Int64] = []
+            var second = window.start - 1_000_000
+            while seconds.count < Int(before / 1_000_000), second >= max(firstInvocation, window.start - lookBack) {
+                if isCalm(second) { seconds.append(second) }
+                second -= 1_000_000
+            }
+            func answeredIn(secondFrom start: Int64) -> Double {
+                perSecond(answered, from: start, to: start + 1_000_000)
+            }
+            let baselineSecond = seconds.min { answeredIn(secondFrom: $0) < answeredIn(secondFrom: $1) }
+            let rateBefore = baselineSecond.map { answeredIn(secondFrom: $0) } ?? 0
             let nextFault = windows.first { $0.start > upAt }?.start ?? lastCompletion
             var recovered: Double?
             var from = upAt
@@ -117,7 +132,8 @@ public struct FaultImpact: Sendable, Equatable {
             impact.recoveries.append(
                 Recovery(
                     restartedAt: window.start, upAt: upAt, answeredPerSecondBefore: rateBefore,
-                    acceptedPerSecondBefore: perSecond(accepted, from: baselineSecond, to: baselineSecond + 1_000_000),
+                    acceptedPerSecondBefore: baselineSecond.map { perSecond(accepted, from: $0, to: $0 + 1_000_000) }
+                        ?? 0,
                     acceptedPerSecondAfter: perSecond(accepted, from: upAt, to: upAt + 1_000_000),
                     recoverySeconds: recovered, requestsWhileDown: down.count,
                     unknownWhileDown: down.filter { $0.outcome == .unknown }.count))
@@ -161,9 +177,15 @@ public struct FaultImpact: Sendable, Equatable {
         }
         if !recoveries.isEmpty {
             lines.append(
-                "PostgreSQL restarts (answered bids/s in the slowest of the 3 s before, seconds from up until ≥ 80 % of that; "
+                "PostgreSQL restarts (answered bids/s in the slowest of the 3 calm seconds before, seconds from up until ≥ 80 % of that; "
                     + "accepted bids/s in that same second and in the first second after up):")
             for (index, recovery) in recoveries.enumerated() {
+                guard recovery.answeredPerSecondBefore > 0 else {
+                    lines.append(
+                        "    #\(index + 1) at \(fixed(Double(recovery.restartedAt) / 1e6, 1)) s: not judged (no calm "
+                            + "second in the 30 s before it)")
+                    continue
+                }
                 let recovered = recovery.recoverySeconds.map { "\(fixed($0, 1)) s" } ?? "not recovered"
                 lines.append(
                     "    #\(index + 1) at \(fixed(Double(recovery.restartedAt) / 1e6, 1)) s"
