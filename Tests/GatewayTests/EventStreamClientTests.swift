@@ -81,7 +81,7 @@ import Testing
             }
             try await Task.sleep(for: .milliseconds(100))
             slow.cancel()
-            try await poll("every cancelled call ends", within: .seconds(20)) {
+            try await poll("every cancelled call ends", within: .seconds(60), state: { "\(ended.current) ended" }) {
                 ended.current == tasks.count + 1
             }
             release.add()
@@ -90,11 +90,15 @@ import Testing
             let followers = (0..<24).map { _ in
                 Task { for await _ in EventStreamClient.follow("lot", after: 0, nodes: [base]) {} }
             }
-            try await poll("24 streams are open", within: .seconds(20)) { openStreams.current == 24 }
+            try await poll("24 streams are open", within: .seconds(60), state: { "\(openStreams.current) open" }) {
+                openStreams.current == 24
+            }
             let answer = try await APIClient.send("GET", base + "/fast", timeout: 5)
             #expect(answer.status == 200 && answer.body == Data("ok".utf8))
             for follower in followers { follower.cancel() }
-            try await poll("the streams are closed", within: .seconds(20)) { openStreams.current == 0 }
+            try await poll("the streams are closed", within: .seconds(60), state: { "\(openStreams.current) open" }) {
+                openStreams.current == 0
+            }
 
             // A stream that would never end by itself: its consumer stops, the request goes.
             let seen = Count()
@@ -105,22 +109,25 @@ import Testing
                 }
                 consumerEnded.add()
             }
-            try await poll("the stream delivers", within: .seconds(20)) { seen.current >= 10 }
+            try await poll("the stream delivers", within: .seconds(60)) { seen.current >= 10 }
             consumer.cancel()
-            try await poll("the consumer ends", within: .seconds(20)) { consumerEnded.current == 1 }
-            try await poll("the server's stream is closed", within: .seconds(20)) {
+            try await poll("the consumer ends", within: .seconds(60)) { consumerEnded.current == 1 }
+            try await poll(
+                "the server's stream is closed", within: .seconds(60), state: { "\(openStreams.current) open" }
+            ) {
                 openStreams.current == 0
             }
         }
     }
 
     private func poll(
-        _ what: String, within limit: Duration, _ condition: () -> Bool
+        _ what: String, within limit: Duration, state: () -> String = { "" }, _ condition: () -> Bool
     ) async throws {
-        let deadline = ContinuousClock.now.advanced(by: limit)
+        let started = ContinuousClock.now
+        let deadline = started.advanced(by: limit)
         while !condition() {
             guard ContinuousClock.now < deadline else {
-                Issue.record("not within \(limit): \(what)")
+                Issue.record("not within \(limit): \(what) (\(state()))")
                 return
             }
             try await Task.sleep(for: .milliseconds(20))
