@@ -94,29 +94,37 @@ public struct FaultImpact: Sendable, Equatable {
         }
         for window in windows where window.kind == "pg-restart" {
             guard let upAt = window.end else { continue }
-            // The level to come back to: the lowest one-second rate among the calm seconds closest
-            // before the restart (as many as `before` holds), a calm second being one outside every
-            // other fault and the grace period after its heal. One busy second just before the
-            // restart is not that level, nor is the burst of the clients a partition held back
-            // (a clean-clone CI run: 377 and 390 answers a second just after a heal, 220–300 in
-            // calm), nor a higher rate the workload drifted down from. No calm second within
-            // `lookBack`: the restart is not judged (rate 0).
+            // The level to come back to: the lowest one-second rate among two sets of seconds, so
+            // that neither the aftermath of an earlier fault nor a burst counts as the level.
+            // - the seconds of the `before` window after every earlier fault has ended (the level
+            //   just before the restart; a node restarted 3 s earlier still runs slower — a
+            //   clean-clone CI run: 385 a second before a kill, 200–260 after its restart, and
+            //   the same after the PostgreSQL restart that followed);
+            // - the calm seconds closest before the restart (outside every other fault and the
+            //   grace period after its heal, up to `lookBack` back), as many as `before` holds:
+            //   just after a partition heals, the clients it held back answer in a burst (another
+            //   run: 377 and 390 a second, 220–300 in calm, 261–294 after the restart).
+            // One busy second just before the restart is neither (the lowest of a few seconds is
+            // taken). No such second at all: the restart is not judged (rate 0).
             let others = windows.filter { $0 != window && $0.start < window.start }
+            let endedSince = others.compactMap(\.end).max() ?? .min
+            let recent = stride(from: window.start - 1_000_000, through: window.start - before, by: -1_000_000)
+                .filter { $0 >= endedSince && $0 >= firstInvocation }
             func isCalm(_ second: Int64) -> Bool {
                 others.allSatisfy { other in
                     second + 1_000_000 <= other.start || other.end.map { second >= $0 + grace } == true
                 }
             }
-            var seconds: [Int64] = []
+            var calm: [Int64] = []
             var second = window.start - 1_000_000
-            while seconds.count < Int(before / 1_000_000), second >= max(firstInvocation, window.start - lookBack) {
-                if isCalm(second) { seconds.append(second) }
+            while calm.count < Int(before / 1_000_000), second >= max(firstInvocation, window.start - lookBack) {
+                if isCalm(second) { calm.append(second) }
                 second -= 1_000_000
             }
             func answeredIn(secondFrom start: Int64) -> Double {
                 perSecond(answered, from: start, to: start + 1_000_000)
             }
-            let baselineSecond = seconds.min { answeredIn(secondFrom: $0) < answeredIn(secondFrom: $1) }
+            let baselineSecond = (recent + calm).min { answeredIn(secondFrom: $0) < answeredIn(secondFrom: $1) }
             let rateBefore = baselineSecond.map { answeredIn(secondFrom: $0) } ?? 0
             let nextFault = windows.first { $0.start > upAt }?.start ?? lastCompletion
             var recovered: Double?
@@ -177,13 +185,13 @@ public struct FaultImpact: Sendable, Equatable {
         }
         if !recoveries.isEmpty {
             lines.append(
-                "PostgreSQL restarts (answered bids/s in the slowest of the 3 calm seconds before, seconds from up until ≥ 80 % of that; "
+                "PostgreSQL restarts (answered bids/s in the slowest second before (the last 3 s after the other faults, the 3 calm s before), seconds from up until ≥ 80 % of that; "
                     + "accepted bids/s in that same second and in the first second after up):")
             for (index, recovery) in recoveries.enumerated() {
                 guard recovery.answeredPerSecondBefore > 0 else {
                     lines.append(
-                        "    #\(index + 1) at \(fixed(Double(recovery.restartedAt) / 1e6, 1)) s: not judged (no calm "
-                            + "second in the 30 s before it)")
+                        "    #\(index + 1) at \(fixed(Double(recovery.restartedAt) / 1e6, 1)) s: not judged (no "
+                            + "second before it outside the other faults)")
                     continue
                 }
                 let recovered = recovery.recoverySeconds.map { "\(fixed($0, 1)) s" } ?? "not recovered"

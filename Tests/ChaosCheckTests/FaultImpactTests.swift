@@ -91,15 +91,32 @@ struct ImpactScenario {
         #expect(impact.recoveries.first?.recoverySeconds == 0)
         #expect(impact.violations(maxCalmUnknownShare: 0.01, maxRecoverySeconds: 2).isEmpty)
 
-        var busy = ImpactScenario()
-        busy.answers(from: 0, to: 20)
-        busy.fault("pause", "n3", at: 0.5)  // never resumed
-        busy.fault("pg-restart", "postgresql", at: 10)
-        busy.fault("pg-up", "postgresql", at: 10.5)
-        let unjudged = FaultImpact.measure(history: busy.history)
+        var early = ImpactScenario()
+        early.answers(from: 0, to: 20)
+        early.fault("pg-restart", "postgresql", at: 0.8)  // no whole second before it
+        early.fault("pg-up", "postgresql", at: 1)
+        let unjudged = FaultImpact.measure(history: early.history)
         #expect(unjudged.recoveries.first?.answeredPerSecondBefore == 0)
         #expect(unjudged.violations(maxCalmUnknownShare: 0.01, maxRecoverySeconds: 2).isEmpty)
         #expect(unjudged.summary.contains("not judged"))
+    }
+
+    /// A node killed and restarted runs slower for a while; a PostgreSQL restart in that while is
+    /// judged against the rate just before it, not the calm level before the kill (a clean-clone
+    /// CI run: 385 a second before the kill, 200–260 after its restart and after the PostgreSQL
+    /// restart that followed 2.7 s later — reported as 3.2 s to recover).
+    @Test func theAftermathOfAnEarlierFault_isNotHeldAgainstARestart() {
+        var run = ImpactScenario()
+        run.answers(from: 0, to: 10)
+        run.fault("kill", "n2", at: 10)
+        run.fault("restart", "n2", at: 12)
+        run.answers(from: 12, to: 30, every: 16_667)  // 60 a second from then on
+        run.fault("pg-restart", "postgresql", at: 14.5)
+        run.fault("pg-up", "postgresql", at: 14.7)
+        let impact = FaultImpact.measure(history: run.history)
+        #expect(abs((impact.recoveries.first?.answeredPerSecondBefore ?? 0) - 60) < 1)
+        #expect(impact.recoveries.first?.recoverySeconds == 0)
+        #expect(impact.violations(maxCalmUnknownShare: 0.01, maxRecoverySeconds: 2).isEmpty)
     }
 
     /// The accepted rate printed beside the baseline is counted over the same second, so the two
