@@ -51,11 +51,15 @@ import Testing
                 openStreams.add()
                 defer { openStreams.add(-1) }
                 var seq = 0
-                while true {
+                // Until the client goes (a write fails), and never longer than a minute: a stream
+                // left open must not hold the server's shutdown.
+                let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+                while ContinuousClock.now < deadline {
                     seq += 1
                     try await writer.write(ByteBuffer(string: "id: \(seq)\ndata: tick\n\n"))
-                    try await Task.sleep(for: .milliseconds(5))
+                    try await Task.sleep(for: .milliseconds(50))
                 }
+                try await writer.finish(nil)
             }
             return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: body)
         }
