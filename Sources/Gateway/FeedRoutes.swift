@@ -85,7 +85,7 @@ extension GatewayAPI {
         if request.headers[.accept]?.contains("text/event-stream") == true {
             // Refuse a bad cursor with a status now, not inside a stream that has begun.
             _ = try await feedPage(after: query.after, limit: 1)
-            let slot = try streams.acquire(for: "user:\(caller.userId)")
+            let slot = try streams.acquire(for: "user:\(caller.userId)", .serverSentEvents)
             let pump = FeedPump(store: events, query: query, slot: slot)
             // Pulled: the next page is read only once the client has taken the last one, so a slow
             // consumer holds one page here, never the backlog.

@@ -663,7 +663,7 @@ public struct GatewayAPI: Sendable {
         guard since >= 0 else { throw APIError.malformed("'since' must not be negative.") }
         let scope = try await paddleScope(of: id)
         let slot = try streams.acquire(
-            for: context.identity.map { "user:\($0.userId)" } ?? "ip:\(context.clientAddress)")
+            for: context.identity.map { "user:\($0.userId)" } ?? "ip:\(context.clientAddress)", .serverSentEvents)
         let stream = node.events(of: id, after: since)
         let paddles = self.paddles
         return serverSentEvents(stream, slot: slot, until: context.connectionClosed) { stored in
@@ -687,7 +687,7 @@ public struct GatewayAPI: Sendable {
             }
             start = .since(Timestamp(millisecondsSinceEpoch: milliseconds))
         }
-        let slot = try streams.acquire(for: "user:\(caller.userId)")
+        let slot = try streams.acquire(for: "user:\(caller.userId)", .serverSentEvents)
         let stream = node.readModel.notifications.subscribe(caller.userId, from: start)
         return serverSentEvents(
             stream, slot: slot, until: context.connectionClosed, render: NotificationView.serverSentEvent)

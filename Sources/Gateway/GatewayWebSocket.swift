@@ -36,12 +36,12 @@ extension GatewayAPI {
                 let (id, _) = try Self.webSocketStart(request, context.parameters)
                 _ = try await api.paddleScope(of: id)
                 // Refused here with a proper answer; the slot itself is taken once upgraded.
-                try streams.acquire(for: "ip:\(context.clientAddress)").end()
+                try streams.acquire(for: "ip:\(context.clientAddress)", .webSocket).end()
                 return .upgrade([:])
             },
             onUpgrade: { inbound, outbound, context in
                 let (id, since) = try Self.webSocketStart(context.request, context.requestContext.parameters)
-                let slot = try streams.acquire(for: "ip:\(context.requestContext.clientAddress)")
+                let slot = try streams.acquire(for: "ip:\(context.requestContext.clientAddress)", .webSocket)
                 defer { slot.end() }
                 let scope = try await api.paddleScope(of: id)
                 let events = node.events(of: id, after: since)

@@ -17,6 +17,13 @@ public struct StreamLimits: Sendable, Hashable {
     }
 }
 
+/// How a live stream is served; counted apart on `/metrics` (`transport` label), since an
+/// operator sizes proxies and idle timeouts differently for each.
+enum StreamTransport: String, Sendable, CaseIterable {
+    case serverSentEvents = "sse"
+    case webSocket = "websocket"
+}
+
 /// Hands out stream slots against ``StreamLimits``; thread-safe.
 final class StreamLimiter: Sendable {
     /// A slot, given back once when the stream ends.
@@ -35,7 +42,7 @@ final class StreamLimiter: Sendable {
     }
 
     let limits: StreamLimits
-    private let state = Mutex((total: 0, byCaller: [String: Int]()))
+    private let state = Mutex((total: 0, byCaller: [String: Int](), byTransport: [StreamTransport: Int]()))
 
     init(limits: StreamLimits) {
         self.limits = limits
@@ -43,7 +50,7 @@ final class StreamLimiter: Sendable {
 
     /// A slot for `caller` (`user:<id>` or `ip:<address>`), or the error to answer with: 429 when
     /// the caller has its share, 503 when the node has its ceiling.
-    func acquire(for caller: String) throws(APIError) -> Slot {
+    func acquire(for caller: String, _ transport: StreamTransport) throws(APIError) -> Slot {
         let limits = self.limits
         let refusal: APIError? = state.withLock { state in
             if state.total >= limits.maximumStreams {
@@ -60,6 +67,7 @@ final class StreamLimiter: Sendable {
             }
             state.total += 1
             state.byCaller[caller, default: 0] += 1
+            state.byTransport[transport, default: 0] += 1
             return nil
         }
         if let refusal { throw refusal }
@@ -68,17 +76,21 @@ final class StreamLimiter: Sendable {
                 state.total -= 1
                 let left = state.byCaller[caller, default: 1] - 1
                 state.byCaller[caller] = left > 0 ? left : nil
+                state.byTransport[transport, default: 1] -= 1
             }
         }
     }
 
-    /// Prometheus text: the streams served now (the limiter's count is the one count of them).
-    /// Sets `artpay_event_streams_open` in `registry`.
+    /// Sets `artpay_event_streams_open{transport}` in `registry`: the streams served now, by how
+    /// (the limiter's count is the one count of them).
     func updateGauges(in registry: PrometheusCollectorRegistry) {
-        registry.makeGauge(
-            descriptor: MetricNameDescriptor(
-                namespace: "artpay", metricName: "event_streams_open", unitName: "",
-                helpText: "Live event streams being served.")
-        ).set(Int64(state.withLock { $0.total }))
+        let open = state.withLock { $0.byTransport }
+        let descriptor = MetricNameDescriptor(
+            namespace: "artpay", metricName: "event_streams_open", unitName: "",
+            helpText: "Live event streams being served, by transport (Server-Sent Events or WebSocket).")
+        for transport in StreamTransport.allCases {
+            registry.makeGauge(descriptor: descriptor, labels: [("transport", transport.rawValue)])
+                .set(Int64(open[transport, default: 0]))
+        }
     }
 }

@@ -713,6 +713,10 @@ public actor ClusterNode {
                 "artpay_transport_refused_total", "Cluster connections or frames refused.", total: total,
                 labels: [("reason", reason)])
         }
+        export.counter(
+            "artpay_transport_connections_established_total",
+            "Cluster connections to or from peers that passed the handshake (reconnects count again).",
+            total: transport.establishedConnections)
         guard let payments = paymentsStatus.withLock({ $0 }) else { return }
         for (name, help, total) in [
             ("artpay_payment_provider_calls_total", "Calls to the payment provider.", payments.providerCalls),
@@ -728,6 +732,10 @@ public actor ClusterNode {
             (
                 "artpay_payment_breaker_openings_total", "Times the provider's circuit breaker opened.",
                 payments.breakerOpenings
+            ),
+            (
+                "artpay_payment_buyers_blocked_total", "Buyers this node blocked from bidding after a default.",
+                payments.buyersBlocked
             ),
         ] {
             export.counter(name, help, total: total)

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import HummingbirdWSTesting
 import Synchronization
+import TestSupport
 import Testing
 
 /// `GET /v1/auctions/{id}/ws?since=` over a real socket: the events after `since`, in order, then
@@ -35,6 +36,10 @@ import Testing
             #expect(received.types == ["bid", "bid", "bid"])
             // Second connection from seq 4: a bid placed while it is open arrives live, once.
             try await client.ws("/v1/auctions/lot-ws/ws?since=4") { inbound, _, _ in
+                try await eventually("an open WebSocket is counted as one") {
+                    let metrics = String(buffer: try await client.send(.get, "/metrics").body)
+                    return metrics.contains(#"artpay_event_streams_open{transport="websocket"} 1.0"# + "\n")
+                }
                 let bid = #"{"bidId":"w4","maximum":9000,"currency":"EUR"}"#
                 _ = try await client.send(.post, "/v1/auctions/lot-ws/bids", json: bid, token: bidder)
                 var messages = inbound.messages(maxSize: 1 << 16).makeAsyncIterator()
