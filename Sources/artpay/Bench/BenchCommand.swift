@@ -21,6 +21,7 @@ struct BenchCommand: AsyncParsableCommand {
             """,
         subcommands: [
             InProcessBenchCommand.self, HttpBenchCommand.self, SettleBenchCommand.self, ArchiveBenchCommand.self,
+            CatchUpBenchCommand.self,
             BaselineServerCommand.self,
         ],
         defaultSubcommand: InProcessBenchCommand.self)
