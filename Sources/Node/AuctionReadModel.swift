@@ -581,21 +581,11 @@ extension RandomAccessCollection {
     }
 }
 
-/// The single writer of the read model: applies events in seq order per auction, keeps the
-/// per-bidder standings, and publishes a snapshot after every batch.
+/// The single writer of the read model: reads the store and hands events to its
+/// ``ReadModelProjection`` in seq order per auction, and publishes the projection's snapshot after
+/// every batch. Only IO and ordering live here; what an event does is the projection's.
 actor ReadModelWriter {
-    /// What the read model knows of one auction: its state at `seq`, without bid receipts.
-    private struct Projected {
-        var seq: Int64 = 0
-        var state: AuctionState?
-    }
-
-    private var auctions: [AuctionID: Projected] = [:]
-    /// Lots forgotten once archived, with the seq they were at: a later event of one (a refund)
-    /// brings it back silently, and a catch-up does not load it again for nothing.
-    private var evicted: [AuctionID: Int64] = [:]
-    private var standings: [AuctionID: [UserID: BidderStanding]] = [:]
-    private var snapshot = ReadModelSnapshot()
+    private var projection: ReadModelProjection
     /// Where the last catch-up stopped reading the store's log heads.
     private var cursor = LogCursor.start
     /// Logs the last catch-up found ahead of this model, with the seq they ended at.
@@ -604,15 +594,8 @@ actor ReadModelWriter {
     private var caughtUpOnce = false
     private let store: any EventStore
     private let notifications: NotificationHub
-    private let notifyFrom: Timestamp
     private let publish: @Sendable (ReadModelSnapshot) -> Void
-    /// The newest epoch each auction's log was written under, as far as applied here.
-    private var epochs: [AuctionID: Epoch] = [:]
-    /// Auctions whose epoch rose since the last publish, with the new epoch.
-    private var raised: [(AuctionID, Epoch)] = []
     private var observeEpochs: (@Sendable ([(AuctionID, Epoch)]) -> Void)?
-    /// A settlement event was applied since the last publish.
-    private var settlementsChanged = false
     private var observeSettlements: (@Sendable () -> Void)?
 
     /// Which of a page of log heads to leave out of the first catch-up: lots archived long enough
@@ -621,14 +604,19 @@ actor ReadModelWriter {
     private let skipArchived: SkipArchived?
     /// Where a lot whose live log was compacted keeps its bids (for its standings).
     private let archive: (any ArchiveStore)?
+    /// Log heads read per page of a catch-up.
+    private static let headsPerPage = 1_000
+    /// Events of each log a starting catch-up reads together with the other logs of its page (one
+    /// read per page); a longer log's rest is read by itself.
+    private static let eventsPerLogInPage: Int64 = 64
 
     init(
         store: any EventStore, notifications: NotificationHub, notifyFrom: Timestamp, skipArchived: SkipArchived?,
         archive: (any ArchiveStore)? = nil, publish: @escaping @Sendable (ReadModelSnapshot) -> Void
     ) {
+        self.projection = ReadModelProjection(notifyFrom: notifyFrom)
         self.store = store
         self.notifications = notifications
-        self.notifyFrom = notifyFrom
         self.skipArchived = skipArchived
         self.archive = archive
         self.publish = publish
@@ -642,22 +630,13 @@ actor ReadModelWriter {
         observeSettlements = observe
     }
 
-    private func note(_ epoch: Epoch, of id: AuctionID) {
-        guard epoch > epochs[id] ?? Epoch(0) else { return }
-        epochs[id] = epoch
-        raised.append((id, epoch))
-    }
-
-    /// Publishes the snapshot, and tells the observer which logs another writer may have taken.
+    /// Publishes the snapshot, and tells the observers which logs another writer may have taken
+    /// and whether a settlement moved.
     private func publishChanges() {
-        publish(snapshot)
-        if settlementsChanged {
-            settlementsChanged = false
-            observeSettlements?()
-        }
-        guard !raised.isEmpty else { return }
-        observeEpochs?(raised)
-        raised = []
+        publish(projection.snapshot)
+        let changes = projection.takeChanges()
+        if changes.settlementsChanged { observeSettlements?() }
+        if !changes.raised.isEmpty { observeEpochs?(changes.raised) }
     }
 
     func catchUp() async {
@@ -669,9 +648,10 @@ actor ReadModelWriter {
         var touched: Set<AuctionID> = []
         let overdue = lagging
         lagging = [:]
-        for (id, lastSeq) in overdue where lastSeq > known(id) {
-            if evicted[id] != nil {
-                await bringBack(id, through: lastSeq)
+        for (id, lastSeq) in overdue where lastSeq > projection.known(id) {
+            if projection.isEvicted(id) {
+                projection.bringBack(id)
+                await reload(id, through: lastSeq)
             } else if await fill(id, through: lastSeq, &notes) {
                 touched.insert(id)
             }
@@ -679,27 +659,53 @@ actor ReadModelWriter {
         // The first catch-up loads what exists; later ones read what changed since.
         let starting = !caughtUpOnce
         while true {
-            guard let page = try? await store.logHeads(after: cursor, limit: 1_000) else { break }
+            guard let page = try? await store.logHeads(after: cursor, limit: Self.headsPerPage) else { break }
             cursor = page.next
             let skipped = starting ? await skipArchived?(page.heads) ?? [] : []
-            for head in page.heads where skipped.contains(head.auction) && auctions[head.auction] == nil {
-                evicted[head.auction] = head.lastSeq
+            for head in page.heads where skipped.contains(head.auction) {
+                projection.leaveOut(head.auction, at: head.lastSeq)
             }
-            for head in page.heads where head.lastSeq > known(head.auction) {
-                if starting {
-                    await reload(head.auction, through: head.lastSeq)
-                } else {
-                    lagging[head.auction] = head.lastSeq
-                }
+            let ahead = page.heads.filter { $0.lastSeq > projection.known($0.auction) }
+            if starting {
+                await load(ahead)
+            } else {
+                for head in ahead { lagging[head.auction] = head.lastSeq }
             }
-            if page.heads.count < 1_000 {
+            if page.heads.count < Self.headsPerPage {
                 caughtUpOnce = true
                 break
             }
         }
-        for id in touched { index(id) }
+        for id in touched { projection.index(id) }
         publishChanges()
         notifications.publish(notes)
+    }
+
+    /// Loads the logs of `heads` whole, as a starting node does: the first events of all of them in
+    /// one read (``EventStore/logs(of:through:)``), then the rest of each longer log by itself —
+    /// a page of logs costs its events, not a round trip per log. A log that cannot be read with
+    /// the others (compacted, or the read failed) is loaded by itself.
+    private func load(_ heads: [LogHead]) async {
+        guard !heads.isEmpty else { return }
+        let events =
+            (try? await store.logs(of: heads.map(\.auction), through: Self.eventsPerLogInPage)) ?? []
+        var logs: [AuctionID: ArraySlice<StoredEvent>] = [:]
+        var start = events.startIndex
+        while start < events.endIndex {
+            let auction = events[start].auction
+            var end = start + 1
+            while end < events.endIndex, events[end].auction == auction { end += 1 }
+            logs[auction] = events[start..<end]
+            start = end
+        }
+        for head in heads {
+            var replay = ReadModelProjection.Replay(head.auction)
+            for event in logs[head.auction] ?? [] where !replay.add(event) {
+                replay = ReadModelProjection.Replay(head.auction)
+                break
+            }
+            await reload(continuing: replay, through: head.lastSeq)
+        }
     }
 
     /// Applies the logged events of `id` after what is known here, through `lastSeq`, one by one with
@@ -707,16 +713,16 @@ actor ReadModelWriter {
     /// Whether anything changed.
     private func fill(_ id: AuctionID, through lastSeq: Int64, _ notes: inout [BidderNotification]) async -> Bool {
         var changed = false
-        while (auctions[id]?.seq ?? 0) < lastSeq {
-            let current = auctions[id]?.seq ?? 0
+        while projection.seq(of: id) < lastSeq {
+            let current = projection.seq(of: id)
             guard
                 let missing = try? await store.events(
                     of: id, after: current, limit: Swift.min(Int(lastSeq - current), 1_000)),
                 !missing.isEmpty
             else { break }
-            for event in missing where step(event, &notes) { changed = true }
+            for event in missing where projection.step(event, &notes) { changed = true }
             // The actor may interleave at each await: stop when nothing moved.
-            if auctions[id]?.seq ?? 0 == current { break }
+            if projection.seq(of: id) == current { break }
         }
         return changed
     }
@@ -726,112 +732,50 @@ actor ReadModelWriter {
         var notes: [BidderNotification] = []
         for event in events.sorted(by: { ($0.auction, $0.seq) < ($1.auction, $1.seq) }) {
             let id = event.auction
-            if event.seq <= known(id) { continue }
-            if evicted[id] != nil { await bringBack(id, through: event.seq - 1) }
+            if event.seq <= projection.known(id) { continue }
+            if projection.isEvicted(id) {
+                projection.bringBack(id)
+                await reload(id, through: event.seq - 1)
+            }
             // A missed push (or an auction first seen mid-log): fill the gap from the log event by
             // event, so its notifications are not lost either.
-            if event.seq > (auctions[id]?.seq ?? 0) + 1, await fill(id, through: event.seq - 1, &notes) {
+            if event.seq > projection.seq(of: id) + 1, await fill(id, through: event.seq - 1, &notes) {
                 touched.insert(id)
             }
-            if step(event, &notes) {
+            if projection.step(event, &notes) {
                 touched.insert(id)
-            } else if event.seq > auctions[id]?.seq ?? 0 {
+            } else if event.seq > projection.seq(of: id) {
                 await reload(id, through: event.seq)
             }
         }
-        for id in touched { index(id) }
+        for id in touched { projection.index(id) }
         publishChanges()
         notifications.publish(notes)
-    }
-
-    /// The seq this model has of `id`, or had when it let the lot go.
-    private func known(_ id: AuctionID) -> Int64 {
-        auctions[id]?.seq ?? evicted[id] ?? 0
-    }
-
-    /// Loads an evicted lot again through `lastSeq`, silently (its past was notified when it happened).
-    private func bringBack(_ id: AuctionID, through lastSeq: Int64) async {
-        evicted[id] = nil
-        await reload(id, through: lastSeq)
     }
 
     /// Forgets the lots of `archived` (id → the seq the archive holds) that are finished and not
     /// past that seq here; how many. Publishes when any went.
     func evict(_ archived: [AuctionID: Int64]) -> Int {
-        var removed = 0
-        for (id, archivedSeq) in archived {
-            guard let projected = auctions[id], projected.seq <= archivedSeq, let state = projected.state else {
-                continue
-            }
-            switch state.status {
-            case .running: continue
-            case .closed(.sold): guard state.settlement?.phase?.isFinished == true else { continue }
-            case .closed(.unsold), .cancelled: break
-            }
-            auctions[id] = nil
-            standings[id] = nil
-            epochs[id] = nil
-            lagging[id] = nil
-            evicted[id] = projected.seq
-            snapshot.remove(id)
-            removed += 1
-        }
-        if removed > 0 { publish(snapshot) }
-        return removed
+        let removed = projection.evict(archived)
+        for id in removed { lagging[id] = nil }
+        if !removed.isEmpty { publish(projection.snapshot) }
+        return removed.count
     }
 
-    /// Applies `event` if it is the next one of its auction, with its notifications; false otherwise.
-    private func step(_ event: StoredEvent, _ notes: inout [BidderNotification]) -> Bool {
-        let id = event.auction
-        guard event.seq == (auctions[id]?.seq ?? 0) + 1 else { return false }
-        let previousLeader = auctions[id]?.state?.leader?.bidderId
-        do {
-            // In place: `advance` leaves the state unchanged when it throws.
-            try AuctionState.advance(
-                &auctions[id, default: Projected()].state, with: event.event, auction: id, seq: event.seq)
-        } catch {
-            if auctions[id]?.state == nil { auctions[id] = nil }
-            return false
-        }
-        auctions[id]!.seq = event.seq
-        note(event.epoch, of: id)
-        switch event.event {
-        case .bidAccepted(let bid):
-            fold(bidder: bid.bidderId, price: bid.price, in: id)
-            snapshot.recentBids[id, default: BidsPerMinute()].record(bid.at)
-        case .boughtNow(let purchase):
-            fold(bidder: purchase.bidderId, price: purchase.price, in: id)
-        case .settlement:
-            settlementsChanged = true
-        case .created, .extended, .closed, .cancelled:
-            break
-        }
-        if let state = auctions[id]?.state {
-            notes += state.notifications(
-                auction: id, seq: event.seq, after: event.event, previousLeader: previousLeader,
-                bidders: standings[id]?.keys ?? [:].keys
-            ).filter { $0.at >= notifyFrom }
-        }
-        return true
-    }
-
-    /// Replaces what is known of `id` with its whole log through `lastSeq`, replayed event by event
-    /// off to the side and swapped in at the end: the standings and recent bids need every bid,
-    /// and snapshots keep old bids only as fingerprints. Sends no notifications (these events are
-    /// history, or were notified when first seen); keeps what was known when the log cannot be
-    /// read whole now.
+    /// Replaces what is known of `id` with its whole log through `lastSeq` (see
+    /// ``ReadModelProjection/Replay``); keeps what was known when the log cannot be read whole now.
     private func reload(_ id: AuctionID, through lastSeq: Int64) async {
-        var state: AuctionState?
-        var seq: Int64 = 0
-        var standing: [UserID: BidderStanding] = [:]
-        var recent = BidsPerMinute()
-        func add(_ bidder: UserID, _ price: Money) {
-            standing[bidder, default: BidderStanding(bidderId: bidder, highestPrice: price, bids: 0)].record(price)
-        }
-        while seq < lastSeq {
+        await reload(continuing: ReadModelProjection.Replay(id), through: lastSeq)
+    }
+
+    /// `reload`, from what `replay` already holds of the log.
+    private func reload(continuing replay: ReadModelProjection.Replay, through lastSeq: Int64) async {
+        var replay = replay
+        let id = replay.auction
+        while replay.seq < lastSeq {
             let page: [StoredEvent]
             do {
-                page = try await store.events(of: id, after: seq, limit: 1_000)
+                page = try await store.events(of: id, after: replay.seq, limit: 1_000)
             } catch .compacted {
                 await reloadCompacted(id)
                 return
@@ -839,76 +783,24 @@ actor ReadModelWriter {
                 break
             }
             guard !page.isEmpty else { break }
-            for event in page {
-                guard event.seq == seq + 1,
-                    (try? AuctionState.advance(&state, with: event.event, auction: id, seq: event.seq)) != nil
-                else { return }
-                seq = event.seq
-                note(event.epoch, of: id)
-                switch event.event {
-                case .bidAccepted(let bid):
-                    add(bid.bidderId, bid.price)
-                    recent.record(bid.at)
-                case .boughtNow(let purchase):
-                    add(purchase.bidderId, purchase.price)
-                case .created, .extended, .closed, .cancelled, .settlement:
-                    break
-                }
-            }
+            for event in page where !replay.add(event) { return }
         }
-        guard let state, seq > (auctions[id]?.seq ?? 0) else { return }
-        auctions[id] = Projected(seq: seq, state: state)
-        standings[id] = standing
-        snapshot.recentBids[id] = recent.isEmpty ? nil : recent
-        index(id)
+        projection.install(replay)
     }
 
     /// `reload` for a lot whose live log was compacted (it starts at its last snapshot): the state
     /// from the store's snapshot and tail, the standings from the bids in its archived record.
     private func reloadCompacted(_ id: AuctionID) async {
         guard let auction = try? await store.load(id).restore(id), let state = auction.state,
-            auction.seq > (auctions[id]?.seq ?? 0)
+            auction.seq > projection.seq(of: id)
         else { return }
-        var standing: [UserID: BidderStanding] = [:]
+        var bids: [(bidder: UserID, price: Money)] = []
         if let record = try? await archive?.archivedAuction(id) {
             for bid in record.bids {
                 guard let bidder = UserID(rawValue: bid.bidderId) else { continue }
-                let price = Money(minorUnits: bid.price, currency: state.terms.currency)
-                standing[bidder, default: BidderStanding(bidderId: bidder, highestPrice: price, bids: 0)].record(price)
+                bids.append((bidder, Money(minorUnits: bid.price, currency: state.terms.currency)))
             }
         }
-        auctions[id] = Projected(seq: auction.seq, state: state)
-        standings[id] = standing
-        index(id)
-    }
-
-    private func fold(bidder: UserID, price: Money, in id: AuctionID) {
-        standings[id, default: [:]][bidder, default: BidderStanding(bidderId: bidder, highestPrice: price, bids: 0)]
-            .record(price)
-    }
-
-    /// Recomputes the published entry of `id`: its summary and ranked bidders.
-    private func index(_ id: AuctionID) {
-        guard let projected = auctions[id], let state = projected.state else { return }
-        let leader = state.leader?.bidderId
-        // The leader stands at the current price, which the proxy raised on their behalf.
-        let standings = (standings[id] ?? [:]).values.map { standing in
-            var standing = standing
-            if standing.bidderId == leader { standing.highestPrice = max(standing.highestPrice, state.price) }
-            return standing
-        }
-        let ranked = standings.sorted {
-            ($0.bidderId == leader ? 1 : 0, $0.highestPrice.minorUnits, $1.bidderId.rawValue)
-                > ($1.bidderId == leader ? 1 : 0, $1.highestPrice.minorUnits, $0.bidderId.rawValue)
-        }
-        snapshot.set(id, summary: state.summary(auction: id, seq: projected.seq), ranked: ranked)
-        if let settlement = state.settlement { snapshot.setSettlement(settlement) }
-    }
-}
-
-extension BidderStanding {
-    fileprivate mutating func record(_ price: Money) {
-        highestPrice = max(highestPrice, price)
-        bids += 1
+        projection.installCompacted(id, state: state, seq: auction.seq, bids: bids)
     }
 }

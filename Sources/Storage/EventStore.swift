@@ -32,6 +32,12 @@ public protocol EventStore: Sendable {
     /// events after `afterSeq` were compacted away (`ArchiveStore.compact`).
     func events(of auction: AuctionID, after afterSeq: Int64, limit: Int) async throws(StorageError) -> [StoredEvent]
 
+    /// The logs of `auctions` from their first event through `maxSeq` — each log's events together,
+    /// in seq order; the logs in no order the caller may rely on — in one read: a starting reader loads a page of logs at the cost of their events, not of
+    /// a round trip per log. A compacted log (whose first event is past seq 1) may be missing or
+    /// start past seq 1 here; read it with ``events(of:after:limit:)``, which says it was compacted.
+    func logs(of auctions: [AuctionID], through maxSeq: Int64) async throws(StorageError) -> [StoredEvent]
+
     /// The heads of the logs that grew after `cursor` (``LogCursor/start``: every log), at most
     /// `limit`, in the order their appends committed, with the cursor to ask from next.
     ///
@@ -51,6 +57,21 @@ public protocol EventStore: Sendable {
     /// started before its own has ended, so a page never runs ahead of a commit still to come.
     /// Throws `unknownFeedCursor` for a cursor past anything this store issued.
     func feed(after cursor: FeedCursor, limit: Int) async throws(StorageError) -> FeedPage
+}
+
+extension EventStore {
+    /// One log after another: right for a store in the process (no round trip to save).
+    public func logs(of auctions: [AuctionID], through maxSeq: Int64) async throws(StorageError) -> [StoredEvent] {
+        var found: [StoredEvent] = []
+        for auction in auctions {
+            do {
+                found += try await events(of: auction, after: 0, limit: Int(clamping: maxSeq))
+            } catch .compacted {
+                continue
+            }
+        }
+        return found
+    }
 }
 
 /// Where a reader of ``EventStore/logHeads(after:limit:)`` stands: the commit position of the last

@@ -202,6 +202,31 @@ public struct PostgresEventStore: EventStore {
         return try rows.storedEvents(of: auction, after: afterSeq)
     }
 
+    public func logs(of auctions: [AuctionID], through maxSeq: Int64) async throws(StorageError) -> [StoredEvent] {
+        guard !auctions.isEmpty, maxSeq > 0 else { return [] }
+        let names = auctions.map(\.rawValue)
+        let rows: [(String, Int64, Int64, String, String)] = try await guardedQuery { connection in
+            var rows: [(String, Int64, Int64, String, String)] = []
+            let sequence = try await connection.query(
+                """
+                SELECT auction_id, seq, epoch, kind, payload::text FROM auction_events
+                WHERE auction_id = ANY(\(names)) AND seq <= \(maxSeq) ORDER BY auction_id, seq
+                """, logger: logger)
+            for try await row in sequence.decode((String, Int64, Int64, String, String).self) { rows.append(row) }
+            return rows
+        }
+        var events: [StoredEvent] = []
+        events.reserveCapacity(rows.count)
+        for (name, seq, epoch, kind, payload) in rows {
+            guard let auction = AuctionID(rawValue: name) else {
+                throw .unavailable("malformed auction id in the log: \(name)")
+            }
+            let event = try EventCodec.decode(kind: kind, payload: payload, auction: auction, seq: seq)
+            events.append(StoredEvent(auction: auction, seq: seq, epoch: Epoch(epoch), event: event))
+        }
+        return events
+    }
+
     /// The seq `auction`'s log was last compacted to (its first event since), nil when never.
     private func compactedSeq(of auction: AuctionID) async throws(StorageError) -> Int64? {
         let logger = logger
@@ -677,7 +702,8 @@ extension PostgresEventStore: UserStore {
         }
     }
 
-    public func liftBiddingBlocks(of user: UserID, by admin: UserID, at: Timestamp) async throws(UserStoreError) -> Int {
+    public func liftBiddingBlocks(of user: UserID, by admin: UserID, at: Timestamp) async throws(UserStoreError) -> Int
+    {
         try await userCall { connection, logger in
             var lifted = 0
             let rows = try await connection.query(

@@ -89,6 +89,42 @@ import Testing
         }
     }
 
+    /// Several logs in one read: each from its first event through the bound, in seq order, grouped
+    /// by auction; an unknown auction adds nothing.
+    @Test(arguments: Backend.allCases)
+    func logs_ofSeveralAuctions_fromTheFirstEventThroughTheBound(_ backend: Backend) async throws {
+        try await withStore(backend) { store, _, _ in
+            let epoch = try await store.acquire(shard: Self.shard, node: Self.node1).epoch
+            let sizes = ["b": 0, "a": 5, "c": 9]
+            var logs: [AuctionID: [AuctionEvent]] = [:]
+            for (name, bids) in sizes {
+                let id = AuctionID(rawValue: name)!
+                logs[id] = Self.log(id, bids: bids).events
+                try await store.append(
+                    AppendBatch(entries: [
+                        .init(auction: id, shard: Self.shard, epoch: epoch, firstSeq: 1, events: logs[id]!)
+                    ]))
+            }
+            let asked = ["c", "nobody", "a", "b"].map { AuctionID(rawValue: $0)! }
+            let found = try await store.logs(of: asked, through: 4)
+            let a = AuctionID(rawValue: "a")!
+            let b = AuctionID(rawValue: "b")!
+            let c = AuctionID(rawValue: "c")!
+            // Each log's events together (the order of the logs is the store's).
+            var runs: [String] = []
+            for event in found where runs.last != event.auction.rawValue { runs.append(event.auction.rawValue) }
+            #expect(runs.sorted() == ["a", "b", "c"], "each log in one run: \(runs)")
+            #expect(found.filter { $0.auction == a }.map(\.seq) == [1, 2, 3, 4])
+            #expect(found.filter { $0.auction == a }.map(\.event) == Array(logs[a]![..<4]))
+            #expect(found.filter { $0.auction == b }.map(\.event) == logs[b]!)
+            #expect(found.filter { $0.auction == c }.map(\.event) == Array(logs[c]![..<4]))
+            #expect(found.allSatisfy { $0.epoch == epoch })
+            let whole = try await store.logs(of: asked, through: 100)
+            #expect(whole.count == logs.values.map(\.count).reduce(0, +))
+            #expect(try await store.logs(of: [], through: 10).isEmpty)
+        }
+    }
+
     /// The debug switch does what it says, and only for the store it is set on: a stale writer's
     /// append goes through, leaving an epoch that goes back along seq (what the chaos checker finds).
     @Test(arguments: Backend.allCases)

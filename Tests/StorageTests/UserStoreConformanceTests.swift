@@ -151,7 +151,8 @@ import Testing
 
             let secondLot = AuctionID(rawValue: "lot-2")!
             #expect(
-                try await store.blockFromBidding(gus, defaultedOn: secondLot, at: Timestamp(millisecondsSinceEpoch: 40)))
+                try await store.blockFromBidding(gus, defaultedOn: secondLot, at: Timestamp(millisecondsSinceEpoch: 40))
+            )
             #expect(try await other.user(id: gus)?.blockedFromBidding == true)
             let blocks = try await other.biddingBlocks(of: gus)
             #expect(
