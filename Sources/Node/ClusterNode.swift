@@ -89,9 +89,11 @@ public actor ClusterNode {
     /// Local consumers of auctions' events (SSE and WebSocket clients on this node). Not actor
     /// state: pushed events reach them in arrival order without waiting behind forwarded commands.
     private let feeds = Mutex<[AuctionID: [ObjectIdentifier: EventFeed]]>([:])
-    private var lastRenewal = ContinuousClock.now
-    private var lastReadModelCatchUp = ContinuousClock.now
-    private var lastPassivation = ContinuousClock.now
+    /// When the periodic work falls due (pure; on `sinceStart`'s clock).
+    private var chores = NodeChores()
+    /// The loop's timer, rung when an input moves the membership's deadline before `sleepingUntil`.
+    private let doorbell = Doorbell()
+    private var sleepingUntil: Timestamp?
     private let clock: any EngineClock
     private let logger: Logger
     /// Where commands run and which leases go on a view change (pure; the simulation runs it too).
@@ -197,9 +199,14 @@ public actor ClusterNode {
         while !Task.isCancelled {
             let now = clock.now()
             perform(membership.tick(now: now))
-            if ContinuousClock.now - lastRenewal > .seconds(2) { renewSubscriptions() }
-            let wait = now.duration(to: membership.nextDeadline)
-            try? await Task.sleep(for: min(max(wait, .milliseconds(2)), .milliseconds(50)))
+            run(chores.due(at: sinceStart))
+            // Sleep until the membership's next deadline or the next chore, whichever is first; an
+            // input that moves the membership's deadline earlier rings the doorbell (`perform`).
+            let deadline = membership.nextDeadline
+            let wait = min(now.duration(to: deadline), chores.nextDeadline - sinceStart)
+            sleepingUntil = deadline
+            await doorbell.wait(upTo: max(wait, Duration.milliseconds(2)))
+            sleepingUntil = nil
         }
         background.cancelAll()
     }
@@ -492,31 +499,34 @@ public actor ClusterNode {
         fanOut.subscribeToEverything(subscriber: "local") { [weak self] events in self?.receive(events) }
     }
 
+    /// Does the chores `NodeChores` found due.
+    private func run(_ due: [NodeChores.Chore]) {
+        for chore in due {
+            switch chore {
+            case .renewSubscriptions: renewSubscriptions()
+            case .catchUpReadModel:
+                let readModel = readModel
+                background.spawn { await readModel.catchUp() }
+            case .closeDueAuctions: closeDueAuctions()
+            case .passivateIdleAuctions: passivateIdleAuctions()
+            }
+        }
+    }
+
     /// Renews, with every live member, the subscription to everything it writes (read model and
-    /// live feeds), lets every feed look in the store for anything a push missed, and runs the
-    /// periodic sweeps (read-model catch-up, due closes, passivation).
+    /// live feeds), and lets every feed look in the store for anything a push missed.
     private func renewSubscriptions() {
-        lastRenewal = ContinuousClock.now
         subscribeLocally()
         for member in membership.members where member.id != configuration.id && member.status.isLive {
             transport.send(.subscribeToEverything(subscriber: configuration.id), to: member.address)
         }
-        if ContinuousClock.now - lastReadModelCatchUp > .seconds(2) {
-            lastReadModelCatchUp = ContinuousClock.now
-            let readModel = readModel
-            background.spawn { await readModel.catchUp() }
-        }
-        closeDueAuctions()
-        passivateIdleAuctions()
         for feed in feeds.withLock({ $0.values.flatMap(\.values) }) { feed.poll() }
     }
 
-    /// Every 15 s, stops the actors of auctions nobody used for a minute — over, or ending in
-    /// more than two minutes (`closeDueAuctions` loads those again a minute before their end) —
-    /// so memory follows the auctions in use, not every auction the node ever served.
+    /// Stops the actors of auctions nobody used for a minute — over, or ending in more than two
+    /// minutes (`closeDueAuctions` loads those again a minute before their end) — so memory
+    /// follows the auctions in use, not every auction the node ever served.
     private func passivateIdleAuctions() {
-        guard ContinuousClock.now - lastPassivation > .seconds(15) else { return }
-        lastPassivation = ContinuousClock.now
         let (registry, horizon) = (registry, clock.now().advanced(by: .seconds(120)))
         background.spawn { _ = await registry.passivateIdle(unusedFor: .seconds(60), runningEndingAfter: horizon) }
     }
@@ -553,8 +563,9 @@ public actor ClusterNode {
         }
         if viewChanged {
             viewDidChange()
-            renewSubscriptions()
+            run(chores.viewChanged(at: sinceStart))
         }
+        if let sleepingUntil, membership.nextDeadline < sleepingUntil { doorbell.ring() }
     }
 
     private func note(from: Member?, to: Member) {

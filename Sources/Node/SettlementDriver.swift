@@ -3,7 +3,6 @@ public import AuctionRuntime
 public import Logging
 public import Payments
 public import Storage
-import Synchronization
 
 /// Runs the settlements of the lots this node owns: sends the provider call whose key is in the
 /// log (again, with the same key, after a lost answer or a failover), records its outcome, and
@@ -357,63 +356,6 @@ public actor SettlementDriver {
         case .success(let accepted):
             stepRetry[id] = nil
             return accepted.seq
-        }
-    }
-}
-
-/// Wakes one waiter early: `wait(upTo:)` returns after the interval or as soon as `ring()` is
-/// called (a ring while nobody waits is kept for the next wait).
-final class Doorbell: Sendable {
-    private struct State {
-        var rung = false
-        var waiter: CheckedContinuation<Void, Never>?
-    }
-
-    private let state = Mutex(State())
-
-    func ring() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard let waiter = state.waiter else {
-                state.rung = true
-                return nil
-            }
-            state.waiter = nil
-            return waiter
-        }
-        waiter?.resume()
-    }
-
-    func wait(upTo interval: Duration) async {
-        let rung = state.withLock { state in
-            defer { state.rung = false }
-            return state.rung
-        }
-        guard !rung else { return }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: interval) }
-            group.addTask {
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { continuation in
-                        let ringNow = self.state.withLock { state -> Bool in
-                            if state.rung || Task.isCancelled {
-                                state.rung = false
-                                return true
-                            }
-                            state.waiter = continuation
-                            return false
-                        }
-                        if ringNow { continuation.resume() }
-                    }
-                } onCancel: {
-                    let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-                        defer { state.waiter = nil }
-                        return state.waiter
-                    }
-                    waiter?.resume()
-                }
-            }
-            await group.next()
-            group.cancelAll()
         }
     }
 }
