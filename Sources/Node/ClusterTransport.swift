@@ -358,6 +358,9 @@ final class OutboundLinks: Sendable {
     private struct Link {
         var writes: AsyncStream<ByteBuffer>.Continuation
         var generation: Int
+        /// The connection's task (connect, handshake, then writes and replies): cancelled by
+        /// `closeAll`, so none outlives the transport.
+        var task: Task<Void, Never>?
     }
 
     private struct State {
@@ -385,10 +388,17 @@ final class OutboundLinks: Sendable {
             return (stream, state.nextGeneration)
         }
         guard let (stream, generation) = start else { return }
-        Task {
+        let task = Task {
             let succeeded = await transport.runOutbound(to: address, writes: stream)
             self.ended(address, generation: generation, succeeded: succeeded)
         }
+        let orphaned = state.withLock { state in
+            guard state.links[address]?.generation == generation else { return true }
+            state.links[address]?.task = task
+            return false
+        }
+        // Closed (or ended) before the task was recorded: nobody else will cancel it.
+        if orphaned { task.cancel() }
     }
 
     private func ended(_ address: NodeAddress, generation: Int, succeeded: Bool) {
@@ -409,11 +419,13 @@ final class OutboundLinks: Sendable {
     }
 
     func closeAll() {
-        state.withLock { state in
+        let tasks = state.withLock { state in
             state.closed = true
             for link in state.links.values { link.writes.finish() }
-            state.links = [:]
+            defer { state.links = [:] }
+            return state.links.values.compactMap(\.task)
         }
+        for task in tasks { task.cancel() }
     }
 }
 
