@@ -84,7 +84,8 @@ extension GatewayAPI {
         } catch {
             throw APIError.storeUnavailable
         }
-        return try Self.json(PaymentMethodList(paymentMethods: try await savedMethods(of: caller.userId)), status: .created)
+        return try Self.json(
+            PaymentMethodList(paymentMethods: try await savedMethods(of: caller.userId)), status: .created)
     }
 
     /// `DELETE /v1/me/payment-methods/{method}`: forgets a saved method (404 when not saved).
@@ -142,7 +143,8 @@ extension GatewayAPI {
             throw APIError.storeUnavailable
         }
         guard lifted > 0 else {
-            throw APIError(.notFound, code: "no_bidding_block", detail: "No block from bidding is in force for this user.")
+            throw APIError(
+                .notFound, code: "no_bidding_block", detail: "No block from bidding is in force for this user.")
         }
         await userChanged(user)
         return try Self.json(try await blockList(of: user))
@@ -172,5 +174,16 @@ extension GatewayAPI {
                     auctionId: $0.auction.rawValue, blockedAt: Timestamps.format($0.blockedAt),
                     liftedAt: $0.liftedAt.map(Timestamps.format), liftedBy: $0.liftedBy?.rawValue)
             })
+    }
+}
+
+extension GatewayAPI {
+    /// The caller's payment methods, and an admin's view of a user's bidding blocks.
+    func addAccountRoutes(to api: RouterGroup<GatewayContext>) {
+        api.get("/me/payment-methods", use: myPaymentMethods)
+        api.post("/me/payment-methods", use: savePaymentMethod)
+        api.delete("/me/payment-methods/:method", use: removePaymentMethod)
+        api.get("/users/:id/bidding-blocks", use: biddingBlocks)
+        api.delete("/users/:id/bidding-blocks", use: liftBiddingBlocks)
     }
 }

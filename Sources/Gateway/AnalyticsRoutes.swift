@@ -195,3 +195,13 @@ enum ArchiveCSV {
         return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 }
+
+extension GatewayAPI {
+    /// The archive: analytics reports, the export and one archived lot.
+    func addAnalyticsRoutes(to api: RouterGroup<GatewayContext>) {
+        api.get("/analytics/lots", use: lotAnalytics)
+        api.get("/analytics/bid-timing", use: bidTimingAnalytics)
+        api.get("/analytics/export", use: exportArchive)
+        api.get("/archive/auctions/:id", use: archivedAuction)
+    }
+}

@@ -171,3 +171,10 @@ extension APIError {
                 + "in the archive). Start again from 'start' (the oldest event kept) or from \(horizon).")
     }
 }
+
+extension GatewayAPI {
+    /// The commit-ordered feed of every event, for the service role.
+    func addFeedRoutes(to api: RouterGroup<GatewayContext>) {
+        api.get("/feed", use: feed)
+    }
+}

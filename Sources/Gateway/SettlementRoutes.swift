@@ -330,3 +330,15 @@ final class WebhookLedger: Sendable {
 
     func count(_ outcome: Outcome) { counters[outcome]?.increment() }
 }
+
+extension GatewayAPI {
+    /// Settlements: the buyer's side (their settlements, payment method, second chance) and the admin's (list, refund, cancel).
+    func addSettlementRoutes(to api: RouterGroup<GatewayContext>) {
+        api.get("/me/settlements", use: mySettlements)
+        api.post("/me/settlements/:id/payment-method", use: choosePaymentMethod)
+        api.post("/me/settlements/:id/second-chance", use: answerSecondChance)
+        api.get("/settlements", use: settlements)
+        api.post("/settlements/:id/refund", use: refundSettlement)
+        api.post("/settlements/:id/cancel", use: cancelSettlement)
+    }
+}

@@ -215,3 +215,15 @@ extension GatewayAPI {
         "whsec_" + SymmetricKey(size: .bits256).withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
     }
 }
+
+extension GatewayAPI {
+    /// Webhook endpoints (admin): register, list, inspect, delete, deliveries, replay.
+    func addWebhookRoutes(to api: RouterGroup<GatewayContext>) {
+        api.post("/webhooks", use: createWebhook)
+        api.get("/webhooks", use: listWebhooks)
+        api.get("/webhooks/:id", use: webhook)
+        api.delete("/webhooks/:id", use: deleteWebhook)
+        api.get("/webhooks/:id/deliveries", use: webhookDeliveries)
+        api.post("/webhooks/:id/replay", use: replayWebhook)
+    }
+}
