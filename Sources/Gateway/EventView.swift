@@ -4,24 +4,29 @@ import Storage
 
 /// The public form of an auction event for clients: no bidder's maximum, no reserve amount, and
 /// bidders by paddle (`paddles`: those of the users `namedBidders` lists), never by account.
+/// Encoded from ``PublicEvent`` (sorted keys), the same document on SSE and WebSocket.
 enum EventView {
     static func serverSentEvent(_ stored: StoredEvent, paddles: [UserID: Int]) -> String {
-        let (type, object) = payload(stored, paddles: paddles)
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return "id: \(stored.seq)\nevent: \(type)\ndata: \(String(decoding: data, as: UTF8.self))\n\n"
+        let event = PublicEvent(stored, paddles: paddles)
+        return "id: \(stored.seq)\nevent: \(stored.event.kind.streamName)\ndata: \(encoded(event))\n\n"
     }
 
     /// One WebSocket message: the SSE `data` object plus `type`.
     static func json(_ stored: StoredEvent, paddles: [UserID: Int]) -> String {
-        var (type, object) = payload(stored, paddles: paddles)
-        object["type"] = type
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
+        var event = PublicEvent(stored, paddles: paddles)
+        event.type = stored.event.kind.streamName
+        return encoded(event)
     }
 
-    /// A bidder's paddle as a JSON value (null while the store could not say).
-    private static func paddle(_ user: UserID, _ paddles: [UserID: Int]) -> Any {
-        paddles[user].map { $0 as Any } ?? NSNull()
+    /// One encoder for every stream message (not changed after this, so sharing it is safe).
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return encoder
+    }()
+
+    static func encoded(_ value: some Encodable) -> String {
+        String(decoding: (try? encoder.encode(value)) ?? Data("{}".utf8), as: UTF8.self)
     }
 
     /// The bidders the public form of `event` shows.
@@ -34,73 +39,126 @@ enum EventView {
         default: []
         }
     }
+}
 
-    private static func payload(_ stored: StoredEvent, paddles: [UserID: Int]) -> (String, [String: Any]) {
-        let type = stored.event.kind.streamName
-        var object = fields(of: stored.event, paddles: paddles)
-        object["seq"] = stored.seq
-        object["auctionId"] = stored.auction.rawValue
-        return (type, object)
+/// A bidder's paddle on a stream: the number, or null while the store could not say (never left
+/// out, so a client tells "not known yet" from a field the event does not have).
+enum PaddleField: Encodable, Equatable {
+    case known(Int)
+    case unknown
+
+    init(_ user: UserID, _ paddles: [UserID: Int]) {
+        self = paddles[user].map(PaddleField.known) ?? .unknown
     }
 
-    /// What a stream shows of `event` (its name is `AuctionEvent.Kind.streamName`).
-    static func fields(of event: AuctionEvent, paddles: [UserID: Int]) -> [String: Any] {
-        switch event {
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .known(let paddle): try container.encode(paddle)
+        case .unknown: try container.encodeNil()
+        }
+    }
+}
+
+/// What a stream shows of an auction event (its name is `AuctionEvent.Kind.streamName`): the
+/// fields of its kind, the others absent. Settlement steps are the buyer's (see
+/// `/v1/me/settlements`): on the public stream they only keep the seq contiguous.
+struct PublicEvent: Encodable {
+    /// Only in WebSocket messages (SSE names the event on its `event:` line).
+    var type: String?
+    var seq: Int64
+    var auctionId: String
+    // created
+    var title: String?
+    var sellerId: String?
+    var saleId: String?
+    var currency: String?
+    var startingPrice: Int64?
+    var buyNowPrice: Int64?
+    var hasReserve: Bool?
+    var opensAt: String?
+    var closesAt: String?
+    // bids and buy-nows
+    var bidId: String?
+    var bidderPaddle: PaddleField?
+    var leaderPaddle: PaddleField?
+    var price: Int64?
+    // extended
+    var endsAt: String?
+    // closed and cancelled
+    var result: String?
+    var winnerPaddle: PaddleField?
+    var reason: String?
+    var at: String?
+
+    init(_ stored: StoredEvent, paddles: [UserID: Int]) {
+        seq = stored.seq
+        auctionId = stored.auction.rawValue
+        switch stored.event {
         case .created(let created):
             let terms = created.terms
-            var fields: [String: Any] = [
-                "title": terms.title, "sellerId": terms.sellerId.rawValue, "currency": terms.currency.code,
-                "startingPrice": terms.startingPrice.minorUnits, "opensAt": Timestamps.format(terms.opensAt),
-                "closesAt": Timestamps.format(terms.closesAt), "hasReserve": terms.reservePrice != nil,
-            ]
-            if let buyNow = terms.buyNowPrice { fields["buyNowPrice"] = buyNow.minorUnits }
-            if let sale = terms.saleId { fields["saleId"] = sale.rawValue }
-            return fields
+            title = terms.title
+            sellerId = terms.sellerId.rawValue
+            saleId = terms.saleId?.rawValue
+            currency = terms.currency.code
+            startingPrice = terms.startingPrice.minorUnits
+            buyNowPrice = terms.buyNowPrice?.minorUnits
+            hasReserve = terms.reservePrice != nil
+            opensAt = Timestamps.format(terms.opensAt)
+            closesAt = Timestamps.format(terms.closesAt)
         case .bidAccepted(let bid):
-            return [
-                "bidId": bid.bidId.rawValue, "bidderPaddle": paddle(bid.bidderId, paddles),
-                "price": bid.price.minorUnits, "leaderPaddle": paddle(bid.leaderId, paddles),
-                "at": Timestamps.format(bid.at),
-            ]
+            bidId = bid.bidId.rawValue
+            bidderPaddle = PaddleField(bid.bidderId, paddles)
+            leaderPaddle = PaddleField(bid.leaderId, paddles)
+            price = bid.price.minorUnits
+            at = Timestamps.format(bid.at)
         case .boughtNow(let purchase):
-            return [
-                "bidId": purchase.bidId.rawValue, "bidderPaddle": paddle(purchase.bidderId, paddles),
-                "price": purchase.price.minorUnits,
-                "at": Timestamps.format(purchase.at),
-            ]
+            bidId = purchase.bidId.rawValue
+            bidderPaddle = PaddleField(purchase.bidderId, paddles)
+            price = purchase.price.minorUnits
+            at = Timestamps.format(purchase.at)
         case .extended(let extended):
-            return ["endsAt": Timestamps.format(extended.endsAt)]
+            endsAt = Timestamps.format(extended.endsAt)
         case .closed(let closed):
+            at = Timestamps.format(closed.at)
             switch closed.result {
-            case .sold(let winner, _, let price):
-                return [
-                    "result": "sold", "winnerPaddle": paddle(winner, paddles), "price": price.minorUnits,
-                    "at": Timestamps.format(closed.at),
-                ]
-            case .unsold(let reason):
-                return ["result": "unsold", "reason": reason.rawValue, "at": Timestamps.format(closed.at)]
+            case .sold(let winner, _, let hammer):
+                result = "sold"
+                winnerPaddle = PaddleField(winner, paddles)
+                price = hammer.minorUnits
+            case .unsold(let why):
+                result = "unsold"
+                reason = why.rawValue
             }
         case .cancelled(let cancelled):
-            return ["reason": cancelled.reason, "at": Timestamps.format(cancelled.at)]
+            reason = cancelled.reason
+            at = Timestamps.format(cancelled.at)
         case .settlement:
-            // The buyer's invoice and payment steps are theirs (see `/v1/me/settlements`): the public
-            // stream only keeps its seq contiguous, so a watcher sees no gap.
-            return [:]
+            break
         }
     }
 }
 
 /// The public form of a bidder's notification (only ever sent to that bidder).
 enum NotificationView {
+    struct Body: Encodable {
+        var id: String
+        var kind: String
+        var auctionId: String
+        var seq: Int64
+        var title: String
+        var price: Int64
+        var currency: String
+        var endsAt: String
+        var at: String
+    }
+
     static func serverSentEvent(_ notification: BidderNotification) -> String {
-        let object: [String: Any] = [
-            "id": notification.id, "kind": notification.kind.rawValue, "auctionId": notification.auctionId.rawValue,
-            "seq": notification.seq, "title": notification.title, "price": notification.price.minorUnits,
-            "currency": notification.price.currency.code, "endsAt": Timestamps.format(notification.endsAt),
-            "at": Timestamps.format(notification.at),
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return
-            "id: \(notification.id)\nevent: \(notification.kind.rawValue)\ndata: \(String(decoding: data, as: UTF8.self))\n\n"
+        let body = Body(
+            id: notification.id, kind: notification.kind.rawValue, auctionId: notification.auctionId.rawValue,
+            seq: notification.seq, title: notification.title, price: notification.price.minorUnits,
+            currency: notification.price.currency.code, endsAt: Timestamps.format(notification.endsAt),
+            at: Timestamps.format(notification.at))
+        return "id: \(notification.id)\nevent: \(notification.kind.rawValue)\ndata: \(EventView.encoded(body))\n\n"
     }
 }
