@@ -118,6 +118,12 @@ public final class TokenAuthority: Sendable {
         return (token, expires)
     }
 
+    /// The fields of a token's header read before its signature is checked.
+    private struct Header: Decodable {
+        var alg: String?
+        var kid: String?
+    }
+
     /// The identity a token proves, or why it proves none.
     public func verify(_ token: String, now: Date = Date()) async throws(Failure) -> Identity {
         switch verified.withLock({ $0.lookUp(token) }) {
@@ -130,11 +136,11 @@ public final class TokenAuthority: Sendable {
         }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerData = Self.base64URLDecode(String(parts[0])),
-            let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any]
+            let header = try? JSONDecoder().decode(Header.self, from: headerData)
         else { throw .malformed }
-        let alg = header["alg"] as? String ?? "none"
+        let alg = header.alg ?? "none"
         guard alg == "ES256" else { throw .wrongAlgorithm(alg) }
-        guard let kid = header["kid"] as? String, acceptedKids.contains(kid) else { throw .unknownKey }
+        guard let kid = header.kid, acceptedKids.contains(kid) else { throw .unknownKey }
         let claims: Claims
         do {
             claims = try await keys.verify(token, as: Claims.self)
