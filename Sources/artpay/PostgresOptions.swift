@@ -27,4 +27,30 @@ struct PostgresOptions: ParsableArguments {
         config.options.minimumConnections = 0
         return config
     }
+
+    /// Runs `body` on a database made for it (`prefix` and a random suffix, on the server these
+    /// options name) with room for `maximumConnections`, and drops the database afterwards, also when
+    /// `body` throws: a benchmark leaves nothing behind.
+    func withFreshDatabase<Result: Sendable>(
+        prefix: String, maximumConnections: Int, _ body: @escaping @Sendable (PostgresClient) async throws -> Result
+    ) async throws -> Result {
+        let base = configuration(maximumConnections: 4)
+        let name = prefix + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        var database = base
+        database.database = name
+        database.options.maximumConnections = maximumConnections
+        _ = try await PostgresClient.withRunning(base) { client in
+            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        }
+        let result: Swift.Result<Result, any Error>
+        do {
+            result = .success(try await PostgresClient.withRunning(database, body))
+        } catch {
+            result = .failure(error)
+        }
+        _ = try? await PostgresClient.withRunning(base) { client in
+            try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name)"))
+        }
+        return try result.get()
+    }
 }

@@ -41,24 +41,8 @@ struct ArchiveBenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let run = "a" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
-        let base = postgres.configuration(maximumConnections: 4)
-        let name = "bench_archive_\(run)"
-        var database = base
-        database.database = name
-        database.options.maximumConnections = writers
-        _ = try await PostgresClient.withRunning(base) { client in
-            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
-        }
-        defer {
-            let drop = base
-            Task.detached {
-                _ = try? await PostgresClient.withRunning(drop) { client in
-                    try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name)"))
-                }
-            }
-        }
-        let report = try await PostgresClient.withRunning(database) { client in
+        let report = try await postgres.withFreshDatabase(prefix: "bench_archive_", maximumConnections: writers) {
+            client in
             var logger = Logger(label: "bench.archive")
             logger.logLevel = .warning
             let store = PostgresEventStore(client: client, timeout: .seconds(120), logger: logger)

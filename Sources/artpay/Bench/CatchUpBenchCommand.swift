@@ -40,24 +40,9 @@ struct CatchUpBenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let run = "c" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
-        let base = postgres.configuration(maximumConnections: 4)
-        let name = "bench_catchup_\(run)"
-        var database = base
-        database.database = name
-        database.options.maximumConnections = max(writers, connections)
-        _ = try await PostgresClient.withRunning(base) { client in
-            try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
-        }
-        defer {
-            let drop = base
-            Task.detached {
-                _ = try? await PostgresClient.withRunning(drop) { client in
-                    try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name)"))
-                }
-            }
-        }
-        let report = try await PostgresClient.withRunning(database) { client in
+        let report = try await postgres.withFreshDatabase(
+            prefix: "bench_catchup_", maximumConnections: max(writers, connections)
+        ) { client in
             var logger = Logger(label: "bench.catchup")
             logger.logLevel = .warning
             let store = PostgresEventStore(client: client, timeout: .seconds(120), logger: logger)
