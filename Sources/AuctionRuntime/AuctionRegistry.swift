@@ -34,7 +34,8 @@ public actor AuctionRegistry {
     /// `passivateIdle`).
     private var lastUsed: [AuctionID: ContinuousClock.Instant] = [:]
     private var loading: [AuctionID: Task<Result<AuctionActor, EngineError>, Never>] = [:]
-    private var leases: [ShardID: Epoch] = [:]
+    /// The shard leases held here and their rules (pure; the seeded simulation runs the same type).
+    private var leases = ShardLeases()
     /// Shard leases taken (`artpay_shard_acquisitions_total`) and appends refused because another
     /// node took the shard (`artpay_fenced_appends_total`).
     private let shardAcquisitions: Counter
@@ -94,7 +95,7 @@ public actor AuctionRegistry {
     }
 
     /// The shards this node holds a lease on, with their epochs.
-    public var ownedShards: [ShardID: Epoch] { leases }
+    public var ownedShards: [ShardID: Epoch] { leases.held }
 
     /// The actor of `auction` if it is loaded here; nil otherwise (nothing is loaded by asking).
     public func loadedActor(_ auction: AuctionID) -> AuctionActor? { actors[auction] }
@@ -110,15 +111,11 @@ public actor AuctionRegistry {
     /// rejection, a replay, a settlement step refused for a payment "still in flight") would be
     /// answered from that stale state for ever. Seeing the newer epoch in the log is proof enough.
     public func noticeEpochs(_ seen: [(AuctionID, Epoch)]) async {
-        var stale: Set<ShardID> = []
-        for (auction, epoch) in seen {
-            let shard = configuration.shardMap.shard(of: auction)
-            if let held = leases[shard], held < epoch { stale.insert(shard) }
-        }
-        for shard in stale {
+        let shardMap = configuration.shardMap
+        for shard in leases.overtaken(by: seen.lazy.map { (shardMap.shard(of: $0.0), $0.1) }) {
             logger.notice(
                 "another node wrote this shard under a newer epoch: releasing it",
-                metadata: ["shard": "\(shard)", "held": "\(leases[shard].map { "\($0)" } ?? "-")"])
+                metadata: ["shard": "\(shard)", "held": "\(leases.epoch(of: shard).map { "\($0)" } ?? "-")"])
             await release(shard)
         }
     }
@@ -126,17 +123,16 @@ public actor AuctionRegistry {
     /// Another node took `shard` from under `epoch` (a fenced write outside an auction): releases
     /// it if that is still the lease held here.
     public func leaseLost(_ shard: ShardID, epoch: Epoch) async {
-        guard leases[shard] == epoch else { return }
+        guard leases.mayServe(shard, under: epoch) else { return }
         logger.warning("fenced: another node took the shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
         await release(shard)
     }
 
     /// Stops the actors of `shard` and forgets its lease (the shard moves to another node).
     public func release(_ shard: ShardID) async {
-        if let epoch = leases[shard] {
+        if let epoch = leases.release(shard) {
             logger.info("released shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
         }
-        leases[shard] = nil
         for (id, actor) in actors where actor.shard == shard {
             actors[id] = nil
             await actor.stop()
@@ -178,7 +174,7 @@ public actor AuctionRegistry {
     public func shutdown() async {
         let all = actors.values
         actors = [:]
-        leases = [:]
+        leases.releaseAll()
         for actor in all { await actor.stop() }
     }
 
@@ -195,7 +191,7 @@ public actor AuctionRegistry {
             // shard was fenced meanwhile): installed, it would answer from a stale state and every
             // append of it would be fenced again, for ever — a wedged auction. The caller gets
             // `notOwner`; the next command takes the shard afresh.
-            guard leases[actor.shard] == actor.epoch else {
+            guard leases.mayServe(actor.shard, under: actor.epoch) else {
                 await actor.stop()
                 return .failure(.notOwner(actor.shard))
             }
@@ -231,7 +227,7 @@ public actor AuctionRegistry {
     }
 
     private func lease(_ shard: ShardID) async -> Result<Epoch, EngineError> {
-        if let epoch = leases[shard] { return .success(epoch) }
+        if let epoch = leases.epoch(of: shard) { return .success(epoch) }
         let task =
             acquiring[shard]
             ?? Task { [store, node = configuration.node] () -> Result<Epoch, EngineError> in
@@ -244,12 +240,13 @@ public actor AuctionRegistry {
         acquiring[shard] = task
         let result = await task.value
         acquiring[shard] = nil
-        if case .success(let epoch) = result, leases[shard] == nil {
-            leases[shard] = epoch
+        guard case .success(let epoch) = result else { return leases.epoch(of: shard).map { .success($0) } ?? result }
+        let lease = leases.acquired(shard, epoch: epoch)
+        if lease.isNew {
             shardAcquisitions.increment()
             logger.info("acquired shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
         }
-        return leases[shard].map { .success($0) } ?? result
+        return .success(lease.epoch)
     }
 
     private func shardLost(_ shard: ShardID, epoch: Epoch) {
@@ -258,8 +255,7 @@ public actor AuctionRegistry {
         for (id, actor) in actors where actor.shard == shard && actor.epoch == epoch {
             actors[id] = nil
         }
-        guard leases[shard] == epoch else { return }
+        guard leases.fenced(shard, under: epoch) else { return }
         logger.warning("fenced: another node took the shard", metadata: ["shard": "\(shard)", "epoch": "\(epoch)"])
-        leases[shard] = nil
     }
 }

@@ -13,7 +13,8 @@ struct ClusterSimulation {
         var instance: MembershipInstance?
         var routing: ShardRouting?
         var generation: UInt64 = 0
-        var leases: [ShardID: Epoch] = [:]
+        /// The node's leases under the real rules (`ShardLeases`, as `AuctionRegistry` keeps them).
+        var leases = ShardLeases()
         var auctions: [AuctionID: Auction] = [:]
     }
 
@@ -101,7 +102,7 @@ struct ClusterSimulation {
 
     mutating func crash(_ index: Int) {
         nodes[index].instance = nil
-        nodes[index].leases = [:]
+        nodes[index].leases.releaseAll()
         nodes[index].auctions = [:]
         nodes[index].routing = nil
     }
@@ -263,16 +264,17 @@ struct ClusterSimulation {
             .response(bidId: bid.bidId, accepted: accepted), to: Self.client, from: NodeAddress(host: "node", port: 0))
     }
 
-    /// What `AuctionRegistry` and `AuctionActor` do: take the lease on first use, load, decide,
-    /// append fenced; a fenced append drops the shard, a conflict drops the cached auction.
+    /// What `AuctionRegistry` and `AuctionActor` carry out: the lease by the real `ShardLeases` (taken
+    /// on first use, dropped when an append under it is fenced), then `Auction.decide` and a fenced
+    /// append; a conflict drops the cached auction.
     private mutating func execute(_ bid: PlaceBid, auction id: AuctionID, shard: ShardID, at index: Int) -> Bool {
         let node = nodes[index].id
-        if nodes[index].leases[shard] == nil {
+        if nodes[index].leases.epoch(of: shard) == nil {
             if isolated(index) { acquisitionsWhileIsolated.append((node, shard, now)) }
-            nodes[index].leases[shard] = store.acquire(shard, by: node, at: now)
+            _ = nodes[index].leases.acquired(shard, epoch: store.acquire(shard, by: node, at: now))
             nodes[index].auctions = nodes[index].auctions.filter { shardMap.shard(of: $0.key) != shard }
         }
-        let epoch = nodes[index].leases[shard]!
+        let epoch = nodes[index].leases.epoch(of: shard)!
         var auction = nodes[index].auctions[id] ?? store.load(id)
         switch auction.decide(.placeBid(bid), now: timestamp) {
         case .reject:
@@ -293,7 +295,7 @@ struct ClusterSimulation {
                 return true
             case .fenced:
                 nodes[index].routing?.fenced(shard, now: .milliseconds(now))
-                nodes[index].leases[shard] = nil
+                nodes[index].leases.fenced(shard, under: epoch)
                 nodes[index].auctions = nodes[index].auctions.filter { shardMap.shard(of: $0.key) != shard }
                 return false
             case .seqConflict:
@@ -310,9 +312,9 @@ struct ClusterSimulation {
         routing.viewChanged(candidates: Placement.candidates(instance.members))
         nodes[index].routing = routing
         let keepsShards = instance.holdsShards
-        if !keepsShards, !nodes[index].leases.isEmpty { shardDrops += 1 }
-        for shard in routing.shardsToRelease(among: nodes[index].leases.keys, holdsShards: keepsShards) {
-            nodes[index].leases[shard] = nil
+        if !keepsShards, !nodes[index].leases.held.isEmpty { shardDrops += 1 }
+        for shard in routing.shardsToRelease(among: nodes[index].leases.held.keys, holdsShards: keepsShards) {
+            nodes[index].leases.release(shard)
             nodes[index].auctions = nodes[index].auctions.filter { shardMap.shard(of: $0.key) != shard }
         }
     }
