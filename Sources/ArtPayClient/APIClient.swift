@@ -38,11 +38,13 @@ public struct APIClient: Sendable {
     /// The client every call and stream of this module goes through. Not `HTTPClient.shared`: its
     /// pool keeps 8 connections per host, and a program that follows many event streams (each holds
     /// a connection for as long as it runs) would leave its calls queued behind them until their
-    /// deadlines. Lives as long as the process.
+    /// deadlines. Idle connections are closed after 30 s, before a node's own keep-alive limit
+    /// (60 s): a connection the node closed while it sat in the pool would fail the next call sent
+    /// on it ("I/O on closed channel"). Lives as long as the process.
     static let http: HTTPClient = {
         var configuration = HTTPClient.Configuration.singletonConfiguration
         configuration.connectionPool = .init(
-            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1_024)
+            idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 1_024)
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }()
 

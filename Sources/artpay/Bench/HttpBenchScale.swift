@@ -86,6 +86,7 @@ extension HttpBenchRunner {
                     ids: artpay.uniform, script: script, watch: false))
 
             let extra = max(0, clusterAuctions - artpay.uniform.count - 4)
+            let loadedBefore = await Self.actorsLoaded(urls)
             if extra > 0 {
                 let started = ContinuousClock.now
                 let ids = (0..<extra).map { "\(run)-a-x\($0)" }
@@ -107,6 +108,21 @@ extension HttpBenchRunner {
                 }
                 return true
             }
+            // Creating an auction loads its actor on the owner; idle ones are passivated a minute
+            // later. Measure the cluster as it holds the auctions, not in that minute.
+            let settled = ContinuousClock.now
+            var loaded = await Self.actorsLoaded(urls)
+            while let now = loaded, let before = loadedBefore, now > before + 100,
+                ContinuousClock.now - settled < .seconds(240)
+            {
+                try await Task.sleep(for: .seconds(3))
+                loaded = await Self.actorsLoaded(urls) ?? loaded
+            }
+            let passivation =
+                "auction actors loaded on the nodes: \(loadedBefore.map(Self.count) ?? "?") before the creation, "
+                + "\(loaded.map(Self.count) ?? "?") \(Self.seconds(since: settled)) after it ended"
+            say("bench http: " + passivation)
+            report.notes.append(passivation)
             let idleAfter = try await idleCPU(artpay)
             report.notes.append("nodes idle with \(Self.count(total)) auctions: \(idleAfter)")
             say("bench http: idle, \(total) auctions: \(idleAfter)")
@@ -162,6 +178,22 @@ extension HttpBenchRunner {
         let delays = await watchers?.finish()
         if let delays { say("  live updates: \(delays.text)") }
         return ScaleRow(row: row, rssMiB: artpay.pids.map(ProcessMemory.residentMiB), delays: delays)
+    }
+
+    /// The auction actors loaded on all nodes together (`artpay_auctions_loaded`); nil when a node
+    /// did not say.
+    static func actorsLoaded(_ nodes: [String]) async -> Int? {
+        var total = 0
+        for node in nodes {
+            guard let answer = try? await APIClient.send("GET", node + "/metrics", timeout: 5),
+                answer.status == 200,
+                let line = String(decoding: answer.body, as: UTF8.self).split(separator: "\n")
+                    .first(where: { $0.hasPrefix("artpay_auctions_loaded ") }),
+                let value = Double(line.dropFirst("artpay_auctions_loaded ".count))
+            else { return nil }
+            total += Int(value)
+        }
+        return total
     }
 
     /// The nodes' CPU over 5 s without load, in percent of one core per node.
