@@ -17,9 +17,7 @@ extension GatewayAPI {
         let bid = PlaceBid(
             bidId: try Self.bidId(body.bidId), bidderId: caller.userId,
             maximum: try Self.money(body.maximum, body.currency))
-        let paddle = try await paddles.assign(caller.userId, in: try await paddleScope(of: id))
-        return try await bidResponse(
-            counted(await node.submit(.placeBid(bid), to: id, as: caller.issuer)), paddle: paddle, for: caller.userId)
+        return try await submit(.placeBid(bid), to: id, for: caller)
     }
 
     @Sendable func buyNow(_ request: Request, context: GatewayContext) async throws -> Response {
@@ -30,10 +28,16 @@ extension GatewayAPI {
         let purchase = BuyNow(
             bidId: try Self.bidId(body.bidId), bidderId: caller.userId, price: try Self.money(body.price, body.currency)
         )
+        return try await submit(.buyNow(purchase), to: id, for: caller)
+    }
+
+    /// Gives `caller` their paddle in the lot's sale (before the bid is forwarded, so every logged
+    /// bid has one), runs `command` on the auction's owner, counts the outcome and answers with the
+    /// receipt.
+    private func submit(_ command: AuctionCommand, to id: AuctionID, for caller: Identity) async throws -> Response {
         let paddle = try await paddles.assign(caller.userId, in: try await paddleScope(of: id))
         return try await bidResponse(
-            counted(await node.submit(.buyNow(purchase), to: id, as: caller.issuer)), paddle: paddle, for: caller.userId
-        )
+            counted(await node.submit(command, to: id, as: caller.issuer)), paddle: paddle, for: caller.userId)
     }
 
     /// Counts a bid's answer by outcome (or rejection code), then unwraps it.
