@@ -44,7 +44,11 @@ let package = Package(
     ],
     targets: [
         // Pure auction rules: no I/O, no clock, no randomness.
-        .target(name: "AuctionCore", swiftSettings: strict),
+        .target(
+            name: "AuctionCore",
+            dependencies: [.product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strict
+        ),
         // Pure cluster protocol: SWIM membership, placement, routing, and the one wire codec of cluster frames. No I/O,
         // no clock, seeded randomness.
         .target(

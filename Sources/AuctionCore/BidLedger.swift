@@ -1,3 +1,5 @@
+import DequeModule
+
 /// The auction's record of the bids it accepted, for answering a resubmitted bid id with its
 /// original receipt (invariant 5) — in memory that does not grow by hundreds of bytes per bid.
 ///
@@ -10,18 +12,20 @@
 ///
 /// Invariants: fingerprints are never removed (two old ids may share one; dropping it for one
 /// would make the other look new), so a receipt restored from the log may be in both tiers and
-/// the whole one answers; `order` lists the ids of `recent` oldest first from `head`, restored
-/// ones at the end.
+/// the whole one answers; `order` lists the ids of `recent` oldest first, restored ones at the end,
+/// and holds nothing else (an id leaves it when its receipt turns into a fingerprint, so an id's
+/// string is not kept alive past its receipt).
 public struct BidLedger: Sendable {
     /// How long, in event time, a receipt stays whole after the newest receipt of its auction.
     public static let retention: Duration = .seconds(120)
-    /// Receipts kept whole however old they are.
-    public static let minimumRetained = 256
+    /// Receipts kept whole however old they are: a lot's last few bids answer a retry without a
+    /// log read. Few, because this is memory per open lot that bids stopped coming to (every older
+    /// receipt is in the log and answers through its fingerprint).
+    public static let minimumRetained = 32
 
     private var recent: [BidID: BidReceipt] = [:]
-    /// The bid ids of `recent`, oldest first from `head`.
-    private var order: [BidID] = []
-    private var head = 0
+    /// The bid ids of `recent`, oldest first.
+    private var order: Deque<BidID> = []
     private var older: Set<UInt64> = []
 
     /// What the ledger knows of a bid id.
@@ -44,8 +48,11 @@ public struct BidLedger: Sendable {
     /// How many receipts are kept whole: most of what a snapshot of the auction writes.
     public var wholeReceiptCount: Int { recent.count }
 
+    /// How many bid ids the ledger holds for ordering: never more than the receipts kept whole.
+    var trackedIdCount: Int { order.count }
+
     /// The receipts kept whole, oldest first.
-    public var recentReceipts: [BidReceipt] { order[head...].compactMap { recent[$0] } }
+    public var recentReceipts: [BidReceipt] { order.compactMap { recent[$0] } }
 
     /// Fingerprints of the older bids, sorted (a snapshot's stable form).
     public var olderFingerprints: [UInt64] { older.sorted() }
@@ -63,19 +70,15 @@ public struct BidLedger: Sendable {
         guard recent.updateValue(receipt, forKey: receipt.bidId) == nil else { return }
         order.append(receipt.bidId)
         let cutoff = receipt.at.advanced(by: .zero - Self.retention)
-        while recent.count > Self.minimumRetained, head < order.count {
-            guard let oldest = recent[order[head]] else {
-                head += 1
+        while recent.count > Self.minimumRetained, let first = order.first {
+            guard let oldest = recent[first] else {
+                order.removeFirst()
                 continue
             }
             guard oldest.at < cutoff else { break }
             recent[oldest.bidId] = nil
             older.insert(Self.fingerprint(oldest.bidId))
-            head += 1
-        }
-        if head > 1_024, head * 2 > order.count {
-            order.removeFirst(head)
-            head = 0
+            order.removeFirst()
         }
     }
 

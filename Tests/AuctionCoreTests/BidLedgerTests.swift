@@ -1,4 +1,4 @@
-import AuctionCore
+@testable import AuctionCore
 import Foundation
 import Testing
 
@@ -34,6 +34,15 @@ import Testing
         #expect(ledger.lookup(receipts[0].bidId) == .inLog)
         #expect(ledger.lookup(receipts[1_999].bidId) == .receipt(receipts[1_999]))
         #expect(ledger.lookup(BidID(rawValue: "never-sent")!) == .unknown)
+    }
+
+    /// The ids of receipts that turned into fingerprints are let go at once: a lot's memory for
+    /// its old bids is their fingerprints alone, not their id strings too.
+    @Test func agedReceipts_leaveNoIdsBehind() {
+        for bids in [BidLedger.minimumRetained, 1_500, 5_000] {
+            let (auction, _) = Self.busyAuction(bids: bids)
+            #expect(auction.ledger.trackedIdCount == auction.ledger.wholeReceiptCount, "\(bids) bids")
+        }
     }
 
     @Test func aLateRetry_isLookedUpInTheLog_thenAnsweredWithItsReceipt() {
