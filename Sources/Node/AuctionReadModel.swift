@@ -252,6 +252,43 @@ public struct BidderStanding: Sendable, Hashable {
     public var bids: Int
 }
 
+/// A standing in an auction's ranking: ordered by the highest price the bidder's own bids reached,
+/// highest first, then by bidder id; two are equal when they rank the same (a bidder has one).
+struct RankedStanding: Comparable, Sendable {
+    var standing: BidderStanding
+
+    static func < (a: Self, b: Self) -> Bool {
+        (a.standing.highestPrice.minorUnits, b.standing.bidderId.rawValue)
+            > (b.standing.highestPrice.minorUnits, a.standing.bidderId.rawValue)
+    }
+
+    static func == (a: Self, b: Self) -> Bool {
+        a.standing.highestPrice.minorUnits == b.standing.highestPrice.minorUnits
+            && a.standing.bidderId == b.standing.bidderId
+    }
+}
+
+/// The bidders of one auction, by bidder and ranked, kept in step one bid at a time: a bid moves
+/// its bidder's one standing (a binary search and one chunk of the ranking), so its cost does not
+/// grow with the bidders a lot has, and the ranking a snapshot publishes shares all other chunks.
+struct AuctionStandings: Sendable {
+    private(set) var byBidder: [UserID: BidderStanding] = [:]
+    private(set) var ranking = ChunkedSortedArray<RankedStanding>()
+
+    var isEmpty: Bool { byBidder.isEmpty }
+
+    /// Records a bid of `bidder` that reached `price`.
+    mutating func record(_ bidder: UserID, _ price: Money) {
+        let before = byBidder[bidder]
+        var after = before ?? BidderStanding(bidderId: bidder, highestPrice: price, bids: 0)
+        after.highestPrice = max(after.highestPrice, price)
+        after.bids += 1
+        byBidder[bidder] = after
+        if let before { ranking.remove(RankedStanding(standing: before)) }
+        ranking.insert(RankedStanding(standing: after))
+    }
+}
+
 /// An immutable view of every auction with the indexes the read endpoints walk. Value semantics:
 /// the writer mutates its own copy and publishes it whole; every collection in it is persistent
 /// (a copy shares structure with the original), so publishing costs O(1) and the writer's next
@@ -261,12 +298,16 @@ public struct ReadModelSnapshot: Sendable {
     /// and an entry is then one reference, not a summary's many strings.
     final class Entry: Sendable {
         let summary: AuctionSummary
-        /// The leader first, then by highest price reached, then by bidder id.
-        let ranked: [BidderStanding]
+        /// Every bidder by the highest price their own bids reached, then by bidder id.
+        let ranking: ChunkedSortedArray<RankedStanding>
+        /// The leader's standing at the current price (the proxy raised it on their behalf): listed
+        /// first, whatever their own bids reached.
+        let leader: BidderStanding?
 
-        init(summary: AuctionSummary, ranked: [BidderStanding]) {
+        init(summary: AuctionSummary, ranking: ChunkedSortedArray<RankedStanding>, leader: BidderStanding?) {
             self.summary = summary
-            self.ranked = ranked
+            self.ranking = ranking
+            self.leader = leader
         }
     }
 
@@ -357,7 +398,14 @@ public struct ReadModelSnapshot: Sendable {
     /// The bidders of `id`, the leader first, then by the highest price their bids reached.
     public func topBidders(of id: AuctionID, limit: Int) -> (summary: AuctionSummary, standings: [BidderStanding])? {
         guard let entry = entries[id] else { return nil }
-        return (entry.summary, Array(entry.ranked.prefix(limit)))
+        var standings: [BidderStanding] = []
+        standings.reserveCapacity(min(limit, entry.ranking.count))
+        if let leader = entry.leader, limit > 0 { standings.append(leader) }
+        for ranked in entry.ranking {
+            guard standings.count < limit else { break }
+            if ranked.standing.bidderId != entry.leader?.bidderId { standings.append(ranked.standing) }
+        }
+        return (entry.summary, standings)
     }
 
     /// The auctions of `sale` by visible price, highest first.
@@ -390,8 +438,11 @@ public struct ReadModelSnapshot: Sendable {
     }
 
     /// Replaces the indexed view of one auction.
-    mutating func set(_ id: AuctionID, summary: AuctionSummary, ranked: [BidderStanding]) {
-        let old = entries.updateValue(Entry(summary: summary, ranked: ranked), forKey: id)?.summary
+    mutating func set(
+        _ id: AuctionID, summary: AuctionSummary, ranking: ChunkedSortedArray<RankedStanding> = .init(),
+        leader: BidderStanding? = nil
+    ) {
+        let old = entries.updateValue(Entry(summary: summary, ranking: ranking, leader: leader), forKey: id)?.summary
         if old?.endsAt != summary.endsAt {
             if let old { byEnd.remove(EndKey(endsAt: old.endsAt, id: id)) }
             byEnd.insert(EndKey(endsAt: summary.endsAt, id: id))

@@ -20,7 +20,7 @@ struct ReadModelProjection: Sendable {
     /// Lots forgotten once archived, with the seq they were at: a later event of one (a refund)
     /// brings it back silently, and a catch-up does not load it again for nothing.
     private(set) var evicted: [AuctionID: Int64] = [:]
-    private var standings: [AuctionID: [UserID: BidderStanding]] = [:]
+    private var standings: [AuctionID: AuctionStandings] = [:]
     /// What readers see once the writer publishes it.
     private(set) var snapshot = ReadModelSnapshot()
     /// The newest epoch each auction's log was written under, as far as applied here.
@@ -100,7 +100,7 @@ struct ReadModelProjection: Sendable {
         if let state = auctions[id]?.state {
             notes += state.notifications(
                 auction: id, seq: event.seq, after: event.event, previousLeader: previousLeader,
-                bidders: standings[id]?.keys ?? [:].keys
+                bidders: standings[id]?.byBidder.keys ?? [:].keys
             ).filter { $0.at >= notifyFrom }
         }
         return true
@@ -114,7 +114,7 @@ struct ReadModelProjection: Sendable {
         let auction: AuctionID
         private(set) var seq: Int64 = 0
         fileprivate private(set) var state: AuctionState?
-        fileprivate private(set) var standing: [UserID: BidderStanding] = [:]
+        fileprivate private(set) var standing = AuctionStandings()
         fileprivate private(set) var recent = BidsPerMinute()
         fileprivate private(set) var newestEpoch: Epoch?
 
@@ -143,7 +143,7 @@ struct ReadModelProjection: Sendable {
         }
 
         fileprivate mutating func record(_ bidder: UserID, _ price: Money) {
-            standing[bidder, default: BidderStanding(bidderId: bidder, highestPrice: price, bids: 0)].record(price)
+            standing.record(bidder, price)
         }
     }
 
@@ -197,32 +197,18 @@ struct ReadModelProjection: Sendable {
     }
 
     private mutating func fold(bidder: UserID, price: Money, in id: AuctionID) {
-        standings[id, default: [:]][bidder, default: BidderStanding(bidderId: bidder, highestPrice: price, bids: 0)]
-            .record(price)
+        standings[id, default: AuctionStandings()].record(bidder, price)
     }
 
-    /// Recomputes the published entry of `id`: its summary and ranked bidders.
+    /// Recomputes the published entry of `id`: its summary, its ranking (shared, not copied) and
+    /// its leader's standing at the current price.
     mutating func index(_ id: AuctionID) {
         guard let projected = auctions[id], let state = projected.state else { return }
-        let leader = state.leader?.bidderId
-        // The leader stands at the current price, which the proxy raised on their behalf.
-        let standings = (standings[id] ?? [:]).values.map { standing in
-            var standing = standing
-            if standing.bidderId == leader { standing.highestPrice = max(standing.highestPrice, state.price) }
-            return standing
-        }
-        let ranked = standings.sorted {
-            ($0.bidderId == leader ? 1 : 0, $0.highestPrice.minorUnits, $1.bidderId.rawValue)
-                > ($1.bidderId == leader ? 1 : 0, $1.highestPrice.minorUnits, $0.bidderId.rawValue)
-        }
-        snapshot.set(id, summary: state.summary(auction: id, seq: projected.seq), ranked: ranked)
+        let standings = standings[id] ?? AuctionStandings()
+        var leader = state.leader.flatMap { standings.byBidder[$0.bidderId] }
+        if let standing = leader { leader?.highestPrice = max(standing.highestPrice, state.price) }
+        snapshot.set(
+            id, summary: state.summary(auction: id, seq: projected.seq), ranking: standings.ranking, leader: leader)
         if let settlement = state.settlement { snapshot.setSettlement(settlement) }
-    }
-}
-
-extension BidderStanding {
-    fileprivate mutating func record(_ price: Money) {
-        highestPrice = max(highestPrice, price)
-        bids += 1
     }
 }

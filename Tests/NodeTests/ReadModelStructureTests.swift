@@ -65,8 +65,8 @@ import Testing
         var snapshot = ReadModelSnapshot()
         let open = summary("open", price: 2_000, ends: 9_000, status: .running)
         let over = summary("over", price: 3_000, ends: 5_000, status: .closed(.unsold(.reserveNotMet)))
-        snapshot.set(open.auctionId, summary: open, ranked: [])
-        snapshot.set(over.auctionId, summary: over, ranked: [])
+        snapshot.set(open.auctionId, summary: open)
+        snapshot.set(over.auctionId, summary: over)
         snapshot.recentBids[over.auctionId] = BidsPerMinute()
         let before = snapshot
         #expect(snapshot.finished(endedBefore: Timestamp(millisecondsSinceEpoch: 10_000)) == [over.auctionId])
@@ -81,5 +81,29 @@ import Testing
         snapshot.remove(open.auctionId)
         #expect(snapshot.count == 0 && snapshot.bySalePrice.isEmpty && snapshot.runningByEnd.count == 0)
         #expect(before.count == 2, "a published copy keeps what it had")
+    }
+
+    /// A lot's standings kept one bid at a time rank its bidders as sorting them all afresh would,
+    /// across chunk splits (500 bidders), ties on price included; a published ranking keeps what it had.
+    @Test(arguments: [1, 2]) func auctionStandings_rankLikeAFullSort(seed: UInt64) {
+        var random = SeededRandom(seed: seed)
+        var standings = AuctionStandings()
+        var published: [(ChunkedSortedArray<RankedStanding>, [UserID])] = []
+        func fullSort(_ standings: AuctionStandings) -> [UserID] {
+            standings.byBidder.values.sorted {
+                ($0.highestPrice.minorUnits, $1.bidderId.rawValue) > ($1.highestPrice.minorUnits, $0.bidderId.rawValue)
+            }.map(\.bidderId)
+        }
+        for step in 0..<5_000 {
+            let bidder = UserID(rawValue: "bidder-\(random.next() % 500)")!
+            // Prices repeat (a tenth of the range), so ties on price are ranked by bidder id.
+            standings.record(bidder, Money(minorUnits: Int64(random.next() % 400) * 100, currency: .eur))
+            if step % 500 == 0 { published.append((standings.ranking, fullSort(standings))) }
+        }
+        #expect(standings.ranking.count == standings.byBidder.count)
+        #expect(standings.ranking.map(\.standing.bidderId) == fullSort(standings))
+        #expect(standings.ranking.map(\.standing) == fullSort(standings).map { standings.byBidder[$0]! })
+        #expect(standings.byBidder.values.reduce(0) { $0 + $1.bids } == 5_000)
+        for (ranking, order) in published { #expect(ranking.map(\.standing.bidderId) == order) }
     }
 }
