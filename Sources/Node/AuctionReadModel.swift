@@ -275,8 +275,6 @@ struct AuctionStandings: Sendable {
     private(set) var byBidder: [UserID: BidderStanding] = [:]
     private(set) var ranking = ChunkedSortedArray<RankedStanding>()
 
-    var isEmpty: Bool { byBidder.isEmpty }
-
     /// Records a bid of `bidder` that reached `price`.
     mutating func record(_ bidder: UserID, _ price: Money) {
         let before = byBidder[bidder]
