@@ -26,6 +26,9 @@ public struct Auction: Hashable, Sendable {
         case accept([AuctionEvent])
         /// The bid id was accepted before with the same content: answer with its receipt, append nothing.
         case alreadyAccepted(BidReceipt)
+        /// The auction exists with these very terms: a create sent again (a retry after its answer
+        /// was lost or late) succeeds again and appends nothing.
+        case alreadyCreated
         /// An older bid may have had this id (its fingerprint matches): read that bid's receipt
         /// from the log, `restore` it and decide again — or, when the log has none, decide again
         /// with `checkedLogFor` set to this id.
@@ -39,6 +42,7 @@ public struct Auction: Hashable, Sendable {
         do throws(AuctionRejection) {
             switch command {
             case .create(let terms):
+                if let state, state.terms == terms { return .alreadyCreated }
                 return .accept(try decideCreate(terms, now: now))
             case .placeBid(let bid):
                 let state = try existing()

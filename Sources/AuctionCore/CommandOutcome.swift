@@ -61,7 +61,8 @@ public struct CommandAccepted: Hashable, Sendable {
     public var receipt: BidReceipt?
     /// The public view of the auction right after the command.
     public var summary: AuctionSummary
-    /// True when the bid id was accepted before and nothing new was recorded.
+    /// True when the command was accepted before (the same bid id, or a create with the same terms)
+    /// and nothing new was recorded.
     public var replayed: Bool
 
     public init(seq: Int64, receipt: BidReceipt?, summary: AuctionSummary, replayed: Bool) {

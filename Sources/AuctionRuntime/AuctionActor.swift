@@ -125,6 +125,8 @@ public actor AuctionActor {
         case .alreadyAccepted(let receipt):
             outcome = .success(
                 CommandAccepted(seq: auction.seq, receipt: receipt, summary: auction.summary!, replayed: true))
+        case .alreadyCreated:
+            outcome = .success(CommandAccepted(seq: auction.seq, receipt: nil, summary: auction.summary!, replayed: true))
         case .lookUpInLog:
             // The receipt was just restored; a second lookup cannot be asked for.
             return .failure(.storeUnavailable("internal: the bid ledger asked for the log twice"))

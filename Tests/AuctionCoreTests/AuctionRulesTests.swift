@@ -214,7 +214,15 @@ import Testing
         #expect(fresh.decide(.create(F.terms(starting: 1_000, buyNow: 1_000)), now: now).isReject)
         #expect(fresh.decide(.create(F.terms(starting: 0)), now: now).isReject)
         #expect(fresh.decide(.create(F.terms()), now: F.closesAt).isReject)
-        #expect(F.created().decide(.create(F.terms()), now: now) == .reject(.auctionAlreadyExists))
+        #expect(F.created().decide(.create(F.terms(starting: 2_000)), now: now) == .reject(.auctionAlreadyExists))
+    }
+
+    /// A create sent again with the same terms (a retry after its answer was lost) succeeds again
+    /// without a second `created` event; other terms for the same id are refused.
+    @Test func create_sentAgainWithTheSameTerms_isAnsweredAgain() {
+        let created = F.created()
+        #expect(created.decide(.create(F.terms()), now: F.duringSale) == .alreadyCreated)
+        #expect(created.decide(.create(F.terms(starting: 2_000)), now: F.duringSale) == .reject(.auctionAlreadyExists))
     }
 
     @Test func apply_refusesEventsThatCannotFollow() {

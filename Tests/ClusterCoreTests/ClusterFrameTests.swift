@@ -76,6 +76,12 @@ import Testing
                         result: .success(
                             CommandAccepted(
                                 seq: auction.seq, receipt: receipt, summary: auction.summary!, replayed: true))))
+            case .alreadyCreated:
+                frames.append(
+                    .response(
+                        id: requestId,
+                        result: .success(
+                            CommandAccepted(seq: auction.seq, receipt: nil, summary: auction.summary!, replayed: true))))
             case .reject(let rejection):
                 frames.append(.response(id: requestId, result: .failure(.rejected(rejection))))
             case .lookUpInLog:

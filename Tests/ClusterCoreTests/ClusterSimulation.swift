@@ -279,7 +279,7 @@ struct ClusterSimulation {
         switch auction.decide(.placeBid(bid), now: timestamp) {
         case .reject:
             return false
-        case .alreadyAccepted:
+        case .alreadyAccepted, .alreadyCreated:
             return true
         case .lookUpInLog:
             // A retry older than the ledger's retention: this simulation sends none. Not
